@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class OpsappConfig(AppConfig):
+    name = "opsapp"
+    verbose_name = "Billing demo"

@@ -1,0 +1,1 @@
+"""Engine models (filled in by the engine core)."""
