@@ -1,1 +1,217 @@
-"""Engine models (filled in by the engine core)."""
+"""Engine tables: Job, Partition, SubJob, JobEvent, JobSample.
+
+Statuses change only through `partitions.lifecycle` and `partitions.claiming`.
+All timestamps are written with the database clock (`now()` / `db_default`).
+"""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.db.models.functions import Now
+
+from partitions.states import (
+    JOB_TERMINAL,
+    PARTITION_TERMINAL,
+    JobStatus,
+    PartitionStatus,
+    SubJobStatus,
+)
+
+
+def _finished_iff_terminal(statuses: frozenset[str], name: str) -> models.CheckConstraint:
+    terminal = Q(status__in=sorted(statuses))
+    return models.CheckConstraint(
+        condition=(terminal & Q(finished_at__isnull=False)) | (~terminal & Q(finished_at__isnull=True)),
+        name=name,
+    )
+
+
+class Job(models.Model):
+    """One run of a registered job type. Progress is aggregated from its partitions."""
+
+    type_name = models.CharField(max_length=200, db_index=True)
+    params = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.PENDING)
+    priority = models.SmallIntegerField(default=0, help_text="Higher runs first.")
+    max_parallel = models.PositiveIntegerField(default=0, help_text="Partitions in flight at once; 0 = unlimited.")
+    deadline = models.DateTimeField(null=True, blank=True)
+    # NULL, not "", means "no dedupe": the partial unique index ignores NULLs.
+    dedupe_key = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    error = models.TextField(blank=True)
+    stats = models.JSONField(default=dict, blank=True, help_text="Summary written by finalize.")
+    # Lease of the singleton steps (plan, finalize): claimed like partitions.
+    step_owner = models.CharField(max_length=200, blank=True)
+    step_token = models.BigIntegerField(default=0)
+    step_expires_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(db_default=Now())
+    started_at = models.DateTimeField(null=True, blank=True)
+    planned_at = models.DateTimeField(null=True, blank=True)
+    paused_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        permissions = [
+            ("start_job", "Can start jobs"),
+            ("operate_job", "Can retry, cancel, pause and resume jobs"),
+        ]
+        indexes = [models.Index(fields=["status", "-priority", "id"], name="job_status_priority_idx")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["dedupe_key"],
+                condition=Q(dedupe_key__isnull=False) & ~Q(status__in=sorted(JOB_TERMINAL)),
+                name="job_unique_active_dedupe_key",
+            ),
+            _finished_iff_terminal(JOB_TERMINAL, "job_finished_at_iff_terminal"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.type_name} ({self.status})"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in JOB_TERMINAL
+
+
+class Partition(models.Model):
+    """A non-overlapping slice of a job's work and the unit of claiming.
+
+    Bounds by kind: `range` has half-open [lower, upper) key tuples (None = open
+    end); `modulo` has (modulus, remainder); `items` and `retry` own SubJob rows.
+    The checkpoint is the key of the last item fully processed. The table has a
+    low fillfactor and no index on checkpoint/counter columns, so checkpoints are
+    HOT updates.
+    """
+
+    class Kind(models.TextChoices):
+        RANGE = "range"
+        MODULO = "modulo"
+        ITEMS = "items"
+        RETRY = "retry"
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="partitions")
+    seq = models.PositiveIntegerField()
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    lower = models.JSONField(null=True, blank=True)
+    upper = models.JSONField(null=True, blank=True)
+    modulus = models.PositiveIntegerField(null=True, blank=True)
+    remainder = models.PositiveIntegerField(null=True, blank=True)
+    key = models.JSONField(null=True, blank=True, help_text="Ordered key fields of a range/modulo partition.")
+    scope = models.JSONField(default=dict, blank=True, help_text="What the job type needs to rebuild its queryset.")
+    status = models.CharField(max_length=16, choices=PartitionStatus.choices, default=PartitionStatus.PENDING)
+    checkpoint = models.JSONField(null=True, blank=True)
+    estimated_items = models.BigIntegerField(default=0)
+    done_items = models.BigIntegerField(default=0)
+    failed_items = models.BigIntegerField(default=0)
+    skipped_items = models.BigIntegerField(default=0)
+    attempts = models.PositiveIntegerField(default=0)
+    max_attempts = models.PositiveIntegerField(default=5)
+    available_at = models.DateTimeField(db_default=Now())
+    lease_owner = models.CharField(max_length=200, blank=True)
+    lease_token = models.BigIntegerField(default=0)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    checkpointed_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    last_traceback = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["job_id", "seq"]
+        indexes = [
+            # Claimable rows only (pending, or running with a lease to check):
+            # finished partitions never enter this index, so claiming stays cheap.
+            models.Index(
+                fields=["job", "available_at"],
+                condition=Q(status__in=[PartitionStatus.PENDING, PartitionStatus.RUNNING]),
+                name="partition_claimable_idx",
+            ),
+            models.Index(fields=["job", "status"], name="partition_job_status_idx"),
+        ]
+        constraints = [
+            models.UniqueConstraint(fields=["job", "seq"], name="partition_unique_job_seq"),
+            _finished_iff_terminal(PARTITION_TERMINAL, "partition_finished_at_iff_terminal"),
+            models.CheckConstraint(
+                condition=~Q(status=PartitionStatus.RUNNING) | Q(lease_expires_at__isnull=False),
+                name="partition_running_has_lease",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"job {self.job_id} partition {self.seq} ({self.status})"
+
+    @property
+    def bounds_display(self) -> str:
+        if self.kind == self.Kind.MODULO:
+            return f"id % {self.modulus} = {self.remainder}"
+        if self.kind == self.Kind.RANGE:
+            lower = "-inf" if self.lower is None else ", ".join(map(str, self.lower))
+            upper = "+inf" if self.upper is None else ", ".join(map(str, self.upper))
+            return f"[({lower}), ({upper}))"
+        return f"{self.estimated_items} sub-jobs"
+
+
+class SubJob(models.Model):
+    """An individually tracked item: every item of an item-list job, and every failed item of a range job."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="subjobs")
+    partition = models.ForeignKey(Partition, on_delete=models.CASCADE, related_name="subjobs")
+    seq = models.BigIntegerField(help_text="Position in the job; items of one ordering key keep their order.")
+    key = models.CharField(max_length=255)
+    payload = models.JSONField(default=dict, blank=True)
+    ordering_key = models.CharField(max_length=255, blank=True)
+    status = models.CharField(max_length=16, choices=SubJobStatus.choices, default=SubJobStatus.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    result = models.JSONField(null=True, blank=True)
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(db_default=Now())
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["job_id", "seq"]
+        indexes = [
+            models.Index(fields=["partition", "seq"], name="subjob_partition_seq_idx"),
+            models.Index(fields=["job", "status"], name="subjob_job_status_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key} ({self.status})"
+
+
+class JobEvent(models.Model):
+    """Append-only timeline: what happened to a job, by whom (user or worker)."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="events")
+    partition = models.ForeignKey(Partition, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    subjob = models.ForeignKey(SubJob, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    type = models.CharField(max_length=64)
+    actor = models.CharField(max_length=200, blank=True)
+    actor_user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    data = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["job", "-id"], name="jobevent_job_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.type} by {self.actor}"
+
+
+class JobSample(models.Model):
+    """A throughput sample per running job, taken by `tick`: drives charts and ETA."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="samples")
+    taken_at = models.DateTimeField(db_default=Now())
+    done_items = models.BigIntegerField()
+    failed_items = models.BigIntegerField()
+    live_leases = models.PositiveIntegerField()
+
+    class Meta:
+        ordering = ["job_id", "taken_at"]
+        indexes = [models.Index(fields=["job", "taken_at"], name="jobsample_job_taken_idx")]
+
+    def __str__(self) -> str:
+        return f"job {self.job_id} at {self.taken_at}: {self.done_items} done"

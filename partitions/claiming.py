@@ -1,0 +1,286 @@
+"""All locking, lease, fencing and reaping SQL, each statement named and described once.
+
+Rules this module keeps:
+- Claims are one short transaction with `FOR UPDATE SKIP LOCKED`; no row lock
+  is held while a partition is processed.
+- Leases and every timestamp come from the database clock (`now()`).
+- Every write a worker makes about a claimed partition carries its
+  `lease_token` in the WHERE clause; zero rows means the lease is gone and
+  raises LeaseLost, so the caller rolls back its batch.
+- The status guards come from the transition table (`states.sources`).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Any
+
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import connection, transaction
+from django.db.models import F, Q
+from django.db.models.functions import Now
+
+from partitions.exceptions import LeaseLost
+from partitions.lifecycle import Actor, transition, transition_many
+from partitions.models import Job, Partition
+from partitions.states import (
+    JOB_TRANSITIONS,
+    PARTITION_TERMINAL,
+    PARTITION_TRANSITIONS,
+    JobStatus,
+    PartitionStatus,
+    sources,
+)
+
+
+def _sql_list(values: list[str]) -> str:
+    return ", ".join(f"'{v}'" for v in values)
+
+
+_CLAIMABLE = f"""
+    p.status IN ({_sql_list(sources(PARTITION_TRANSITIONS, PartitionStatus.RUNNING))})
+    AND ((p.status = 'pending' AND p.available_at <= now())
+         OR (p.status = 'running' AND p.lease_expires_at <= now() AND p.attempts < p.max_attempts))
+"""
+
+# Jobs with claimable work, best first. The EXISTS walks only the partial index
+# partition_claimable_idx, so finished partitions cost nothing.
+SQL_JOBS_WITH_CLAIMABLE_WORK = f"""
+    SELECT j.id, j.max_parallel FROM partitions_job j
+    WHERE j.status = 'running' AND (%(job_id)s::bigint IS NULL OR j.id = %(job_id)s::bigint)
+      AND EXISTS (SELECT 1 FROM partitions_partition p WHERE p.job_id = j.id AND {_CLAIMABLE})
+    ORDER BY j.priority DESC, j.id
+    LIMIT 20
+"""
+
+# Serialise claimers of one capped job so two of them cannot both see a free
+# slot (max_parallel). NO KEY UPDATE does not block inserts of child rows.
+SQL_JOB_LOCK_FOR_CLAIM = "SELECT 1 FROM partitions_job WHERE id = %(job_id)s AND status = 'running' FOR NO KEY UPDATE"
+
+# Leases currently alive for a job (database clock).
+SQL_JOB_LIVE_LEASES = """
+    SELECT count(*) FROM partitions_partition
+    WHERE job_id = %(job_id)s AND status = 'running' AND lease_expires_at > now()
+"""
+
+# Claim up to `limit` partitions of one job: lock candidates skipping rows other
+# claimers hold, bump the fencing token and the attempt, set the lease in DB
+# time, and log one event per claim, all in one round trip.
+SQL_PARTITION_CLAIM = f"""
+    WITH picked AS (
+        SELECT p.id FROM partitions_partition p
+        WHERE p.job_id = %(job_id)s AND {_CLAIMABLE}
+        ORDER BY p.available_at
+        LIMIT %(limit)s
+        FOR UPDATE SKIP LOCKED
+    ), claimed AS (
+        UPDATE partitions_partition p
+        SET status = 'running', lease_owner = %(owner)s, lease_token = p.lease_token + 1,
+            lease_expires_at = now() + make_interval(secs => %(lease)s), attempts = p.attempts + 1,
+            started_at = coalesce(p.started_at, now())
+        FROM picked WHERE p.id = picked.id
+        RETURNING p.*
+    ), logged AS (
+        INSERT INTO partitions_jobevent (job_id, partition_id, type, actor, data, created_at)
+        SELECT job_id, id, 'partition_claimed', %(owner)s,
+               jsonb_build_object('token', lease_token, 'attempt', attempts), now()
+        FROM claimed
+    )
+    SELECT * FROM claimed ORDER BY seq
+"""
+
+# Renew a lease; fenced. Returns the job's status so the worker notices pause/cancel.
+SQL_PARTITION_RENEW_LEASE_IF_HELD = """
+    UPDATE partitions_partition p SET lease_expires_at = now() + make_interval(secs => %(lease)s)
+    WHERE p.id = %(id)s AND p.lease_token = %(token)s AND p.status = 'running'
+    RETURNING (SELECT status FROM partitions_job j WHERE j.id = p.job_id)
+"""
+
+# Advance the checkpoint and counters and renew the lease; fenced. A HOT update:
+# none of these columns is indexed. Returns the job's status (pause/cancel check).
+SQL_PARTITION_CHECKPOINT_IF_HELD = """
+    UPDATE partitions_partition p
+    SET checkpoint = %(checkpoint)s::jsonb, done_items = p.done_items + %(done)s,
+        failed_items = p.failed_items + %(failed)s, skipped_items = p.skipped_items + %(skipped)s,
+        checkpointed_at = now(), lease_expires_at = now() + make_interval(secs => %(lease)s)
+    WHERE p.id = %(id)s AND p.lease_token = %(token)s AND p.status = 'running'
+    RETURNING (SELECT status FROM partitions_job j WHERE j.id = p.job_id)
+"""
+
+# Unfinished partitions left in a job (to decide who triggers finalize).
+SQL_JOB_UNFINISHED_PARTITIONS = f"""
+    SELECT count(*) FROM partitions_partition
+    WHERE job_id = %(job_id)s AND status NOT IN ({_sql_list(sorted(PARTITION_TERMINAL))})
+"""
+
+# Claim a singleton step (plan or finalize) of one job: the job row is the lease.
+SQL_JOB_STEP_CLAIM = """
+    WITH picked AS (
+        SELECT j.id FROM partitions_job j
+        WHERE j.id = %(job_id)s AND ({condition})
+        FOR UPDATE SKIP LOCKED
+    ), claimed AS (
+        UPDATE partitions_job j
+        SET status = %(target)s, step_owner = %(owner)s, step_token = j.step_token + 1,
+            step_expires_at = now() + make_interval(secs => %(lease)s),
+            started_at = coalesce(j.started_at, now())
+        FROM picked WHERE j.id = picked.id
+        RETURNING j.id, j.step_token
+    ), logged AS (
+        INSERT INTO partitions_jobevent (job_id, type, actor, data, created_at)
+        SELECT id, %(event)s, %(owner)s, jsonb_build_object('token', step_token), now() FROM claimed
+    )
+    SELECT step_token FROM claimed
+"""
+
+_PLAN_CONDITION = f"""
+    j.status IN ({_sql_list(sources(JOB_TRANSITIONS, JobStatus.PLANNING))})
+    AND (j.status = 'pending' OR j.step_expires_at <= now())
+"""
+_FINALIZE_CONDITION = f"""
+    j.status IN ({_sql_list(sources(JOB_TRANSITIONS, JobStatus.FINALIZING))})
+    AND ((j.status = 'running' AND NOT EXISTS (
+            SELECT 1 FROM partitions_partition p
+            WHERE p.job_id = j.id AND p.status NOT IN ({_sql_list(sorted(PARTITION_TERMINAL))})))
+         OR (j.status = 'finalizing' AND j.step_expires_at <= now()))
+"""
+
+
+def _fetch_partitions(cursor) -> list[Partition]:
+    names = [col.name for col in cursor.description]
+    return [Partition.from_db(connection.alias, names, row) for row in cursor.fetchall()]
+
+
+def partition_claim(*, worker_id: str, lease_seconds: float, job_id: int | None = None,
+                    limit: int = 1) -> list[Partition]:
+    """Claim up to `limit` claimable partitions of the best running job; [] when none."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(SQL_JOBS_WITH_CLAIMABLE_WORK, {"job_id": job_id})
+        for candidate_id, max_parallel in cursor.fetchall():
+            slots = limit
+            if max_parallel:
+                cursor.execute(SQL_JOB_LOCK_FOR_CLAIM, {"job_id": candidate_id})
+                if cursor.fetchone() is None:
+                    continue
+                cursor.execute(SQL_JOB_LIVE_LEASES, {"job_id": candidate_id})
+                slots = min(limit, max_parallel - cursor.fetchone()[0])
+                if slots <= 0:
+                    continue
+            cursor.execute(SQL_PARTITION_CLAIM, {
+                "job_id": candidate_id, "limit": slots, "owner": worker_id, "lease": lease_seconds,
+            })
+            if claimed := _fetch_partitions(cursor):
+                return claimed
+    return []
+
+
+def _fenced(sql: str, params: dict[str, Any]) -> str:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        raise LeaseLost(params["id"], params["token"])
+    return row[0]
+
+
+def partition_renew_lease(partition_id: int, token: int, *, lease_seconds: float) -> str:
+    """Extend a held lease; return the job's status. Raises LeaseLost."""
+    return _fenced(SQL_PARTITION_RENEW_LEASE_IF_HELD, {"id": partition_id, "token": token, "lease": lease_seconds})
+
+
+def partition_checkpoint(partition_id: int, token: int, *, checkpoint: Any, done: int = 0, failed: int = 0,
+                         skipped: int = 0, lease_seconds: float) -> str:
+    """Record progress (and renew the lease); return the job's status. Raises LeaseLost."""
+    return _fenced(SQL_PARTITION_CHECKPOINT_IF_HELD, {
+        "id": partition_id, "token": token, "checkpoint": json.dumps(checkpoint, cls=DjangoJSONEncoder),
+        "done": done, "failed": failed, "skipped": skipped, "lease": lease_seconds,
+    })
+
+
+def partition_complete(partition_id: int, token: int, *, actor: Any, data: dict | None = None) -> bool:
+    """Mark a held partition succeeded; return True when it was the job's last unfinished one."""
+    with transaction.atomic():
+        row = transition(Partition, partition_id, PartitionStatus.SUCCEEDED, actor=actor,
+                         event_type="partition_succeeded", data=data, guard={"lease_token": token})
+        with connection.cursor() as cursor:
+            cursor.execute(SQL_JOB_UNFINISHED_PARTITIONS, {"job_id": row.job_id})
+            return cursor.fetchone()[0] == 0
+
+
+def partition_fail(partition_id: int, token: int, *, actor: Any, error: str, traceback: str = "",
+                   retry_after: float, final: bool = False) -> str:
+    """Give up this attempt: back to pending after `retry_after` s, or failed when out of attempts."""
+    with transaction.atomic():
+        current = Partition.objects.filter(pk=partition_id, lease_token=token, status=PartitionStatus.RUNNING).first()
+        if current is None:
+            raise LeaseLost(partition_id, token)
+        updates = {"last_error": error[:10_000], "last_traceback": traceback[:50_000]}
+        data = {"error": error[:500], "attempt": current.attempts}
+        if final or current.attempts >= current.max_attempts:
+            transition(Partition, partition_id, PartitionStatus.FAILED, actor=actor, event_type="partition_failed",
+                       data=data, guard={"lease_token": token}, updates=updates)
+            return PartitionStatus.FAILED
+        updates["available_at"] = Now() + timedelta(seconds=retry_after)
+        transition(Partition, partition_id, PartitionStatus.PENDING, actor=actor,
+                   event_type="partition_retry_scheduled", data={**data, "retry_after_s": round(retry_after, 3)},
+                   guard={"lease_token": token}, updates=updates)
+        return PartitionStatus.PENDING
+
+
+def partition_release(partition_id: int, token: int, *, actor: Any, reason: str) -> None:
+    """Hand a held partition back unfinished (budget spent, job paused); the attempt is given back."""
+    transition(Partition, partition_id, PartitionStatus.PENDING, actor=actor, event_type="partition_released",
+               data={"reason": reason}, guard={"lease_token": token},
+               updates={"attempts": F("attempts") - 1, "available_at": Now()})
+
+
+def partition_cancel(partition_id: int, token: int, *, actor: Any, reason: str) -> None:
+    """Stop a held partition because its job was cancelled or failed."""
+    transition(Partition, partition_id, PartitionStatus.CANCELLED, actor=actor, event_type="partition_cancelled",
+               data={"reason": reason}, guard={"lease_token": token})
+
+
+def partitions_reap_expired(*, actor: Any = "reaper") -> dict[str, int]:
+    """Expired leases: back to pending (resume at checkpoint), or failed when out of attempts."""
+    expired = Q(status=PartitionStatus.RUNNING, lease_expires_at__lte=Now())
+    exhausted = transition_many(
+        Partition, expired & Q(attempts__gte=F("max_attempts")), PartitionStatus.FAILED, actor=Actor.of(actor),
+        event_type="partition_failed", data={"error": "lease expired on the last attempt"},
+        updates={"last_error": "lease expired on the last attempt (worker crashed or stalled)"},
+    )
+    requeued = transition_many(
+        Partition, expired, PartitionStatus.PENDING, actor=Actor.of(actor), event_type="partition_lease_expired",
+        updates={"available_at": Now()},
+    )
+    return {"requeued": len(requeued), "failed": len(exhausted)}
+
+
+def _job_step_claim(job_id: int, *, condition: str, target: str, event: str, worker_id: str,
+                    lease_seconds: float) -> int | None:
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(SQL_JOB_STEP_CLAIM.format(condition=condition), {
+            "job_id": job_id, "target": target, "owner": worker_id, "lease": lease_seconds, "event": event,
+        })
+        row = cursor.fetchone()
+    return row[0] if row else None
+
+
+def job_plan_claim(job_id: int, *, worker_id: str, lease_seconds: float) -> int | None:
+    """Take the plan step of a pending job (or of one whose planner died); return its step token."""
+    return _job_step_claim(job_id, condition=_PLAN_CONDITION, target=JobStatus.PLANNING, event="planning_started",
+                           worker_id=worker_id, lease_seconds=lease_seconds)
+
+
+def job_finalize_claim(job_id: int, *, worker_id: str, lease_seconds: float) -> int | None:
+    """Take the finalize step once every partition is terminal (or its finalizer died)."""
+    return _job_step_claim(job_id, condition=_FINALIZE_CONDITION, target=JobStatus.FINALIZING,
+                           event="finalizing_started", worker_id=worker_id, lease_seconds=lease_seconds)
+
+
+def job_step_finish(job_id: int, token: int, target: str, *, actor: Any, event_type: str,
+                    data: dict | None = None, updates: dict | None = None) -> Job:
+    """End a singleton step with a status change fenced by its step token. Raises LeaseLost."""
+    return transition(Job, job_id, target, actor=actor, event_type=event_type, data=data,
+                      guard={"step_token": token}, updates={"step_expires_at": None, **(updates or {})})
+

@@ -1,0 +1,20 @@
+"""`PARTITIONS_*` settings with their defaults."""
+
+from django.conf import settings
+
+DEFAULTS = {
+    # Seconds a claimed partition (or a plan/finalize step) stays leased without renewal.
+    "LEASE_SECONDS": 60.0,
+    # Seconds one drain task works before it returns (must stay below Q_CLUSTER timeout).
+    "DRAIN_BUDGET_SECONDS": 30.0,
+    # Share of failed partitions (after at least MIN_PARTITIONS_FOR_BREAKER) that fails the job early.
+    "FAILURE_RATIO": 0.5,
+    "MIN_PARTITIONS_FOR_BREAKER": 4,
+    # Partitions one claim takes at once (batch claiming).
+    "CLAIM_BATCH": 1,
+}
+
+
+def get(name: str):
+    """The setting PARTITIONS_<name>, or its default."""
+    return getattr(settings, f"PARTITIONS_{name}", DEFAULTS[name])

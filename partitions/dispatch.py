@@ -1,0 +1,42 @@
+"""The seam between the engine and whatever runs workers (django-q2 in `partitions.tasks`).
+
+Services call these after their transaction commits; a dispatcher turns them
+into tasks. Without one (engine tests, scripts), they do nothing and workers
+are driven directly through `partitions.worker.drain`.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class Dispatcher(Protocol):
+    def job_created(self, job_id: int) -> None: ...
+    def job_planned(self, job_id: int) -> None: ...
+    def job_drained(self, job_id: int) -> None: ...
+
+
+_dispatcher: Dispatcher | None = None
+
+
+def set_dispatcher(dispatcher: Dispatcher | None) -> None:
+    global _dispatcher
+    _dispatcher = dispatcher
+
+
+def job_created(job_id: int) -> None:
+    """A job was started: plan it."""
+    if _dispatcher:
+        _dispatcher.job_created(job_id)
+
+
+def job_planned(job_id: int) -> None:
+    """A job has claimable work (planned, resumed, retried): start drains."""
+    if _dispatcher:
+        _dispatcher.job_planned(job_id)
+
+
+def job_drained(job_id: int) -> None:
+    """The last partition of a job finished: finalize it."""
+    if _dispatcher:
+        _dispatcher.job_drained(job_id)

@@ -1,0 +1,90 @@
+"""Typed errors of the engine, and the control-flow exceptions job code may raise."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+
+class PartitionsError(Exception):
+    """Base class of every error the engine raises on purpose."""
+
+
+class InvalidTransition(PartitionsError):
+    """A status change that the transition table does not allow from the current status."""
+
+    def __init__(self, model: str, pk: int, current: str | None, target: str):
+        self.model, self.pk, self.current, self.target = model, pk, current, target
+        super().__init__(f"{model} {pk} cannot go from {current or 'missing'} to {target}")
+
+
+class LeaseLost(PartitionsError):
+    """A fenced write matched no row: another worker holds the lease now (or the row moved on)."""
+
+    def __init__(self, partition_id: int, token: int):
+        self.partition_id, self.token = partition_id, token
+        super().__init__(f"lease on partition {partition_id} with token {token} is no longer held")
+
+
+class JobTypeNotFound(PartitionsError):
+    def __init__(self, name: str):
+        self.name = name
+        super().__init__(f"unknown job type {name!r}")
+
+
+class JobNotFound(PartitionsError):
+    def __init__(self, job_id: object):
+        self.job_id = job_id
+        super().__init__(f"job {job_id} does not exist")
+
+
+class DuplicateJob(PartitionsError):
+    """A non-terminal job with the same dedupe key exists; carries it."""
+
+    def __init__(self, existing_id: int, dedupe_key: str):
+        self.existing_id, self.dedupe_key = existing_id, dedupe_key
+        super().__init__(f"job {existing_id} with dedupe key {dedupe_key!r} is still active")
+
+
+class InvalidParams(PartitionsError):
+    """Params did not validate; `errors` is the form's error dict (field -> messages)."""
+
+    def __init__(self, job_type: str, errors: dict[str, list[str]]):
+        self.job_type, self.errors = job_type, errors
+        detail = "; ".join(f"{field}: {' '.join(msgs)}" for field, msgs in errors.items())
+        super().__init__(f"invalid params for {job_type}: {detail}")
+
+
+class JobCodeError(PartitionsError):
+    """A job type is declared wrongly (caught at registration, not at run time)."""
+
+
+# Control flow raised by job code ------------------------------------------------------
+
+
+class JobControl(Exception):
+    """Base of the exceptions job code raises to steer the runner."""
+
+
+class Retry(JobControl):
+    """Give the partition back and try again after `after` (counts as an attempt)."""
+
+    def __init__(self, after: timedelta | float | None = None, reason: str = "retry requested"):
+        self.after = after.total_seconds() if isinstance(after, timedelta) else after
+        self.reason = reason
+        super().__init__(reason)
+
+
+class SkipItem(JobControl):
+    """This item cannot be processed; record it as skipped and go on."""
+
+    def __init__(self, reason: str = "skipped"):
+        self.reason = reason
+        super().__init__(reason)
+
+
+class CancelJob(JobControl):
+    """Stop the whole job now (the job ends cancelled with this reason)."""
+
+    def __init__(self, reason: str = "cancelled by job code"):
+        self.reason = reason
+        super().__init__(reason)

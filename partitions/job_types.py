@@ -1,0 +1,128 @@
+"""The API engineers write against: subclass JobType, declare params, split and processing.
+
+    @register
+    class SendInvoices(JobType):
+        name = "billing.send_invoices"
+        Params = SendInvoicesParams          # a django.forms.Form
+        atomic = False
+        item_concurrency = 4
+
+        def split(self, job, params):
+            return Items(ItemSpec(key=f"customer-{c.pk}", payload={"customer": c.pk}) for c in ...)
+
+        def process_item(self, ctx, item):
+            ...
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from django import forms
+from django.db.models import QuerySet
+
+from partitions.exceptions import InvalidParams, JobCodeError
+from partitions.splits import Split, to_json
+
+
+class NoParams(forms.Form):
+    """A job type without parameters."""
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Exponential backoff with full jitter between `base` and `cap` seconds."""
+
+    base: float = 2.0
+    cap: float = 300.0
+
+    def delay(self, attempt: int) -> float:
+        ceiling = min(self.cap, self.base * 2 ** max(0, attempt - 1))
+        return random.uniform(ceiling / 2, ceiling)
+
+
+class JobType:
+    """Base class of a registered job type; instances are stateless."""
+
+    name: ClassVar[str] = ""
+    label: ClassVar[str] = ""
+    Params: ClassVar[type[forms.Form]] = NoParams
+    #: The batch's database effects and the checkpoint commit in one transaction.
+    atomic: ClassVar[bool] = True
+    batch_size: ClassVar[int] = 100
+    #: Items of a batch in flight at once (threads, for I/O-bound work; needs atomic = False).
+    item_concurrency: ClassVar[int] = 1
+    #: Immediate retries of a failing item before it is recorded as a failed sub-job.
+    item_retries: ClassVar[int] = 0
+    max_attempts: ClassVar[int] = 5
+    backoff: ClassVar[Backoff] = Backoff()
+    #: Failed items a partition tolerates (skip policy); one more fails the partition.
+    max_item_failures: ClassVar[int] = 100
+    lease_seconds: ClassVar[float | None] = None
+
+    def validate_params(self, data: dict[str, Any] | None) -> dict[str, Any]:
+        """Clean raw params through the Params form; JSON-safe result or InvalidParams."""
+        form = self.Params(data=data or {})
+        if not form.is_valid():
+            raise InvalidParams(self.name, {f: [str(m) for m in msgs] for f, msgs in form.errors.items()})
+        return to_json(form.cleaned_data)
+
+    def load_params(self, stored: dict[str, Any]) -> dict[str, Any]:
+        """Typed params for a stored job (stored values are re-cleaned by the same form)."""
+        form = self.Params(data=stored)
+        if not form.is_valid():
+            raise InvalidParams(self.name, {f: [str(m) for m in msgs] for f, msgs in form.errors.items()})
+        return form.cleaned_data
+
+    # Step 1, 2, 3 -------------------------------------------------------------------
+
+    def prepare(self, job, params: dict[str, Any]) -> dict | None:
+        """Step 1, once per job before splitting; may return data to keep in job.stats['prepare']."""
+        return None
+
+    def split(self, job, params: dict[str, Any]) -> Split | Sequence[Split]:
+        raise NotImplementedError(f"{type(self).__name__} must define split()")
+
+    def queryset(self, job, params: dict[str, Any], scope: dict) -> QuerySet:
+        """The rows a range/modulo partition with this scope reads (default: the split's own queryset)."""
+        splits = self.split(job, params)
+        splits = [splits] if isinstance(splits, Split) else list(splits)
+        if len(splits) != 1 or not hasattr(splits[0], "queryset"):
+            raise JobCodeError(f"{self.name} has several splits: define queryset(job, params, scope)")
+        return splits[0].queryset
+
+    def process_batch(self, ctx, items: list) -> None:
+        """Process a batch; default calls process_item for each (failures are handled per item)."""
+        raise NotImplementedError
+
+    def process_item(self, ctx, item) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} must define process_item() or process_batch()")
+
+    def finalize(self, job, stats: dict[str, Any]) -> dict | None:
+        """Step 3, once when every partition is terminal; may return a summary kept in job.stats."""
+        return None
+
+    # Introspection used by the runner and registry -------------------------------
+
+    @classmethod
+    def processes_items_one_by_one(cls) -> bool:
+        return cls.process_batch is JobType.process_batch
+
+    @classmethod
+    def check_declaration(cls) -> None:
+        """Raise JobCodeError for a job type that cannot work as declared."""
+        if not cls.name or "." not in cls.name:
+            raise JobCodeError(f"{cls.__name__}.name must be a dotted name such as 'billing.send_invoices'")
+        if cls.item_concurrency < 1 or cls.batch_size < 1 or cls.max_attempts < 1:
+            raise JobCodeError(f"{cls.name}: item_concurrency, batch_size and max_attempts must be >= 1")
+        if cls.item_concurrency > 1 and cls.atomic:
+            raise JobCodeError(f"{cls.name}: item_concurrency > 1 runs items on threads, which cannot share "
+                               "one transaction; set atomic = False")
+        if cls.item_concurrency > 1 and not cls.processes_items_one_by_one():
+            raise JobCodeError(f"{cls.name}: item_concurrency > 1 needs process_item, not process_batch")
+        if not issubclass(cls.Params, forms.BaseForm):
+            raise JobCodeError(f"{cls.name}: Params must be a django.forms.Form")
+

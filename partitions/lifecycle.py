@@ -1,0 +1,165 @@
+"""The only code that changes a status.
+
+`transition()` moves one row: it checks the transition table, runs one
+conditional UPDATE guarded by the allowed source statuses (plus any extra
+guard, such as a lease token), sets the timestamps that belong to the target
+status, and writes the JobEvent, all in one transaction. `transition_many()`
+does the same for a set of rows with one UPDATE … RETURNING and one bulk insert.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import models, transaction
+from django.db.models import F, Q
+from django.db.models.functions import Coalesce, Now
+
+from partitions.exceptions import InvalidTransition, LeaseLost
+from partitions.models import Job, JobEvent, Partition, SubJob
+from partitions.states import (
+    JOB_TERMINAL,
+    JOB_TRANSITIONS,
+    PARTITION_TERMINAL,
+    PARTITION_TRANSITIONS,
+    SUBJOB_TERMINAL,
+    SUBJOB_TRANSITIONS,
+    JobStatus,
+    PartitionStatus,
+    can_transition,
+    sources,
+)
+
+TABLES: dict[type[models.Model], dict[str, frozenset[str]]] = {
+    Job: JOB_TRANSITIONS,
+    Partition: PARTITION_TRANSITIONS,
+    SubJob: SUBJOB_TRANSITIONS,
+}
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who caused a change: an operator (user) or a worker/system process (label)."""
+
+    label: str
+    user_id: int | None = None
+
+    @classmethod
+    def of(cls, who: Any) -> Actor:
+        """Accept an Actor, a Django user, or a plain label such as a worker id."""
+        if isinstance(who, Actor):
+            return who
+        if who is None:
+            return SYSTEM
+        if hasattr(who, "get_username"):
+            return cls(label=f"user:{who.get_username()}", user_id=who.pk)
+        return cls(label=str(who))
+
+
+SYSTEM = Actor("system")
+
+
+def timestamps_for(model: type[models.Model], target: str) -> dict[str, Any]:
+    """Column updates that go with entering `target` (set together with the status)."""
+    if model is Job:
+        return {
+            JobStatus.PLANNING: {"started_at": Coalesce(F("started_at"), Now())},
+            JobStatus.RUNNING: {"planned_at": Coalesce(F("planned_at"), Now()), "paused_at": None, "finished_at": None},
+            JobStatus.PAUSED: {"paused_at": Now()},
+        }.get(target, {"finished_at": Now()} if target in JOB_TERMINAL else {})
+    if model is Partition:
+        if target in PARTITION_TERMINAL:
+            return {"finished_at": Now(), "lease_expires_at": None}
+        return {
+            PartitionStatus.RUNNING: {"started_at": Coalesce(F("started_at"), Now())},
+            PartitionStatus.PENDING: {"finished_at": None, "lease_expires_at": None},
+        }[target]
+    return {"finished_at": Now()} if target in SUBJOB_TERMINAL else {"finished_at": None}
+
+
+def event(job_id: int, type: str, actor: Actor, data: dict | None = None, *,
+          partition_id: int | None = None, subjob_id: int | None = None) -> JobEvent:
+    """Append one event to a job's timeline."""
+    return JobEvent.objects.create(
+        job_id=job_id, partition_id=partition_id, subjob_id=subjob_id, type=type,
+        actor=actor.label, actor_user_id=actor.user_id, data=data or {},
+    )
+
+
+def _event_row(row: models.Model, type: str, actor: Actor, data: dict | None) -> JobEvent:
+    if isinstance(row, Job):
+        return JobEvent(job_id=row.pk, type=type, actor=actor.label, actor_user_id=actor.user_id, data=data or {})
+    return JobEvent(
+        job_id=row.job_id, partition_id=row.pk if isinstance(row, Partition) else None,
+        subjob_id=row.pk if isinstance(row, SubJob) else None,
+        type=type, actor=actor.label, actor_user_id=actor.user_id, data=data or {},
+    )
+
+
+def transition(
+    model: type[models.Model],
+    pk: int,
+    target: str,
+    *,
+    actor: Any,
+    event_type: str,
+    data: dict | None = None,
+    guard: dict[str, Any] | None = None,
+    updates: dict[str, Any] | None = None,
+) -> models.Model:
+    """Move one row to `target`; raise InvalidTransition (or LeaseLost when fenced by a token)."""
+    actor = Actor.of(actor)
+    allowed = sources(TABLES[model], target)
+    with transaction.atomic():
+        values = {"status": target, **timestamps_for(model, target), **(updates or {})}
+        changed = model.objects.filter(pk=pk, status__in=allowed, **(guard or {})).update(**values)
+        if not changed:
+            current = model.objects.filter(pk=pk).values_list("status", flat=True).first()
+            token = (guard or {}).get("lease_token", (guard or {}).get("step_token"))
+            if token is not None:
+                raise LeaseLost(pk, token)
+            raise InvalidTransition(model.__name__, pk, current, target)
+        row = model.objects.get(pk=pk)
+        _event_row(row, event_type, actor, data).save()
+    return row
+
+
+def transition_many(
+    model: type[models.Model],
+    where: Q,
+    target: str,
+    *,
+    actor: Any,
+    event_type: str,
+    data: dict | None = None,
+    updates: dict[str, Any] | None = None,
+    event_per_row: bool = True,
+) -> list[models.Model]:
+    """Move every row matching `where` that may reach `target`; return the moved rows."""
+    actor = Actor.of(actor)
+    allowed = sources(TABLES[model], target)
+    with transaction.atomic():
+        values = {"status": target, **timestamps_for(model, target), **(updates or {})}
+        moved = _update_returning(model, where & Q(status__in=allowed), values)
+        if moved and event_per_row:
+            JobEvent.objects.bulk_create([_event_row(row, event_type, actor, data) for row in moved])
+    return moved
+
+
+def _update_returning(model: type[models.Model], where: Q, values: dict[str, Any]) -> list[models.Model]:
+    # One UPDATE … RETURNING (Django's update() only returns a count): the rows
+    # we get back are exactly the rows the guard let through, for their events.
+    opts = model._meta
+    fields = [(opts.get_field(name), None, value) for name, value in values.items()]
+    returning = [opts.pk] + ([opts.get_field("job")] if model is not Job else [])
+    rows = model.objects.filter(where)._update(fields, returning_fields=returning)
+    if model is Job:
+        return [Job(pk=pk) for (pk,) in rows]
+    return [model(pk=pk, job_id=job_id) for pk, job_id in rows]
+
+
+def check(model: type[models.Model], current: str, target: str) -> None:
+    """Raise InvalidTransition unless the table allows current -> target (for pre-checks)."""
+    if not can_transition(TABLES[model], current, target):
+        raise InvalidTransition(model.__name__, 0, current, target)

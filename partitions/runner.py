@@ -1,0 +1,302 @@
+"""Executes one claimed partition, batch by batch from its checkpoint, and maps the outcome to a transition."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import traceback as tb
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import connection, transaction
+from django.db.models import F, Q
+
+from partitions import claiming, conf, registry
+from partitions.concurrency import ItemPool, ItemResult
+from partitions.exceptions import CancelJob, JobControl, LeaseLost, Retry, SkipItem
+from partitions.lifecycle import Actor, transition_many
+from partitions.models import Job, JobEvent, Partition, SubJob
+from partitions.sources import ItemSource, failed_item_subjob, source_for
+from partitions.states import PARTITION_TERMINAL, JobStatus, PartitionStatus, SubJobStatus
+
+log = logging.getLogger(__name__)
+
+#: With item concurrency, how often a batch in progress checkpoints its completed prefix.
+CHECKPOINT_EVERY_SECONDS = 1.0
+
+
+@dataclass
+class Context:
+    """What job code gets with every batch or item."""
+
+    job: Job
+    partition: Partition
+    params: dict[str, Any]
+    worker_id: str
+
+    def idempotency_key(self, item) -> str:
+        """Stable across retries and workers: job id plus the item's identity."""
+        ident = f"{item.key}" if isinstance(item, SubJob) else f"{type(item)._meta.label_lower}:{item.pk}"
+        return f"job-{self.job.pk}:{ident}"
+
+
+@dataclass
+class Outcome:
+    """How a run ended. `kind` is one of the keys of OUTCOME_TRANSITIONS."""
+
+    kind: str
+    reason: str = ""
+    traceback: str = ""
+    retry_after: float | None = None
+    final: bool = False
+    stats: dict[str, int] = field(default_factory=dict)
+
+
+class LeaseKeeper(threading.Thread):
+    """Renews the lease every third of its length while a (long) batch runs, on its own connection."""
+
+    def __init__(self, partition_id: int, token: int, lease_seconds: float):
+        super().__init__(daemon=True, name=f"lease-{partition_id}")
+        self.partition_id, self.token, self.lease_seconds = partition_id, token, lease_seconds
+        self.lost = False
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        try:
+            while not self._stop_event.wait(self.lease_seconds / 3):
+                try:
+                    claiming.partition_renew_lease(self.partition_id, self.token, lease_seconds=self.lease_seconds)
+                except LeaseLost:
+                    self.lost = True
+                    return
+        finally:
+            connection.close()
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join(timeout=10)
+
+
+class PartitionRun:
+    """State of one run of one claimed partition."""
+
+    def __init__(self, partition: Partition, *, worker_id: str, deadline: float | None):
+        self.partition, self.worker_id, self.deadline = partition, worker_id, deadline
+        self.job = Job.objects.get(pk=partition.job_id)
+        self.job_type = registry.get(self.job.type_name)
+        self.params = self.job_type.load_params(self.job.params)
+        self.lease_seconds = self.job_type.lease_seconds or conf.get("LEASE_SECONDS")
+        self.source: ItemSource = source_for(partition, self.job, self.job_type, self.params)
+        self.ctx = Context(job=self.job, partition=partition, params=self.params, worker_id=worker_id)
+        self.token = partition.lease_token
+        self.checkpoint = partition.checkpoint
+        self.failed_total = partition.failed_items
+        self.job_status: str = JobStatus.RUNNING
+        self.stats = {"done": 0, "failed": 0, "skipped": 0, "batches": 0}
+
+    def execute(self) -> Outcome:
+        keeper = LeaseKeeper(self.partition.pk, self.token, self.lease_seconds)
+        keeper.start()
+        concurrency = self.job_type.item_concurrency
+        pool = ItemPool(concurrency) if concurrency > 1 else nullcontext()
+        try:
+            with pool:
+                return self._loop(keeper, pool if concurrency > 1 else None)
+        except LeaseLost:
+            return Outcome("lease_lost", "another worker holds the lease")
+        except Retry as exc:
+            return Outcome("retry", exc.reason, retry_after=exc.after)
+        except CancelJob as exc:
+            return Outcome("cancel_job", exc.reason)
+        except Exception as exc:
+            return Outcome("failed", f"{type(exc).__name__}: {exc}", traceback=tb.format_exc())
+        finally:
+            keeper.stop()
+
+    def _loop(self, keeper: LeaseKeeper, pool: ItemPool | None) -> Outcome:
+        while True:
+            if keeper.lost:
+                raise LeaseLost(self.partition.pk, self.token)
+            if self.deadline is not None and time.monotonic() >= self.deadline:
+                return Outcome("released", "drain budget spent", stats=self.stats)
+            items = self.source.fetch(self.checkpoint, self.job_type.batch_size)
+            if not items:
+                return Outcome("succeeded", stats=self.stats)
+            with transaction.atomic() if self.job_type.atomic else nullcontext():
+                self._run_batch(items, pool)
+            self.stats["batches"] += 1
+            if self.failed_total > self.job_type.max_item_failures:
+                return Outcome("failed", f"{self.failed_total} items failed, more than max_item_failures="
+                               f"{self.job_type.max_item_failures}", final=True, stats=self.stats)
+            if self.job_status == JobStatus.PAUSED:
+                return Outcome("released", "job paused", stats=self.stats)
+            if self.job_status in {JobStatus.CANCELLED, JobStatus.FAILED}:
+                return Outcome("cancelled", f"job {self.job_status}", stats=self.stats)
+
+    def _run_batch(self, items: list, pool: ItemPool | None) -> None:
+        if not self.job_type.processes_items_one_by_one():
+            self.job_type.process_batch(self.ctx, items)
+            self._commit(items, [ItemResult(i) for i in range(len(items))])
+            return
+        if pool is None:
+            results = [self._run_item(item) for item in items]
+            self._raise_control(results)
+            self._commit(items, results)
+            return
+        committed = 0
+        last_commit = time.monotonic()
+
+        def on_prefix(done: int, results: list) -> None:
+            # Checkpoint mid-batch over the contiguous completed prefix only.
+            nonlocal committed, last_commit
+            if time.monotonic() - last_commit >= CHECKPOINT_EVERY_SECONDS and not self._control(results[:done]):
+                self._commit(items[committed:done], results[committed:done])
+                committed, last_commit = done, time.monotonic()
+
+        results = pool.run(items, self._run_item, key_of=self.source.ordering_key, on_prefix=on_prefix)
+        self._raise_control(results)
+        if committed < len(items):
+            self._commit(items[committed:], results[committed:])
+
+    def _run_item(self, item) -> ItemResult:
+        attempts = self.job_type.item_retries + 1
+        for attempt in range(1, attempts + 1):
+            started = time.perf_counter()
+            try:
+                with transaction.atomic() if self.job_type.atomic else nullcontext():
+                    value = self.job_type.process_item(self.ctx, item)
+                return ItemResult(0, value=value, duration_ms=_ms_since(started))
+            except JobControl as exc:
+                return ItemResult(0, error=exc, duration_ms=_ms_since(started))
+            except Exception as exc:
+                if attempt == attempts:
+                    exc.__traceback_text__ = tb.format_exc()
+                    return ItemResult(0, error=exc, duration_ms=_ms_since(started))
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _control(results: list[ItemResult]) -> JobControl | None:
+        for result in results:
+            if isinstance(result.error, JobControl) and not isinstance(result.error, SkipItem):
+                return result.error
+        return None
+
+    def _raise_control(self, results: list[ItemResult]) -> None:
+        if control := self._control(results):
+            raise control
+
+    def _commit(self, items: list, results: list[ItemResult]) -> None:
+        """Record item outcomes and advance the checkpoint over `items` (fenced)."""
+        ok = [(item, r) for item, r in zip(items, results, strict=True) if r.error is None]
+        skipped = [(item, r) for item, r in zip(items, results, strict=True) if isinstance(r.error, SkipItem)]
+        failed = [(item, r) for item, r in zip(items, results, strict=True)
+                  if r.error is not None and not isinstance(r.error, SkipItem)]
+        with transaction.atomic():
+            if self.source.subjob_backed:
+                self._finish_subjobs(ok, SubJobStatus.SUCCEEDED)
+            self._record_problems(skipped, SubJobStatus.SKIPPED)
+            self._record_problems(failed, SubJobStatus.FAILED)
+            self.job_status = claiming.partition_checkpoint(
+                self.partition.pk, self.token, checkpoint=self.source.checkpoint_of(items[-1]),
+                done=len(ok), failed=len(failed), skipped=len(skipped), lease_seconds=self.lease_seconds,
+            )
+        self.checkpoint = self.source.checkpoint_of(items[-1])
+        self.failed_total += len(failed)
+        for name, n in (("done", len(ok)), ("failed", len(failed)), ("skipped", len(skipped))):
+            self.stats[name] += n
+
+    def _finish_subjobs(self, pairs: list, status: str) -> None:
+        if not pairs:
+            return
+        subjobs = [self.source.subjob_of(item) for item, _ in pairs]
+        transition_many(SubJob, Q(pk__in=[sj.pk for sj in subjobs]), status, actor=self.worker_id,
+                        event_type=f"subjob_{status}", event_per_row=False, updates={"attempts": F("attempts") + 1})
+        for sj, (_, result) in zip(subjobs, pairs, strict=True):
+            sj.duration_ms, sj.result = result.duration_ms, _jsonable(result.value)
+        SubJob.objects.bulk_update(subjobs, ["duration_ms", "result"])
+
+    def _record_problems(self, pairs: list, status: str) -> None:
+        if not pairs:
+            return
+        actor = Actor.of(self.worker_id)
+        if self.source.subjob_backed:
+            for item, result in pairs:
+                sj = self.source.subjob_of(item)
+                SubJob.objects.filter(pk=sj.pk).update(error=_error_text(result.error), duration_ms=result.duration_ms)
+                self._finish_subjobs([(item, result)], status)
+            subjob_ids = [self.source.subjob_of(item).pk for item, _ in pairs]
+        else:
+            rows = [failed_item_subjob(self.partition, self.source, item) for item, _ in pairs]
+            for row, (_, result) in zip(rows, pairs, strict=True):
+                row.status, row.error, row.attempts = status, _error_text(result.error), 1
+                row.duration_ms = result.duration_ms
+            subjob_ids = [row.pk for row in SubJob.objects.bulk_create(rows)]
+        JobEvent.objects.bulk_create([
+            JobEvent(job_id=self.job.pk, partition_id=self.partition.pk, subjob_id=sid, type=f"subjob_{status}",
+                     actor=actor.label, data={"error": _error_text(result.error)[:300]})
+            for sid, (_, result) in zip(subjob_ids, pairs, strict=True)
+        ])
+
+
+def _ms_since(started: float) -> int:
+    return int((time.perf_counter() - started) * 1000)
+
+
+def _error_text(error: BaseException | None) -> str:
+    if error is None:
+        return ""
+    if isinstance(error, SkipItem):
+        return error.reason
+    return getattr(error, "__traceback_text__", "") or f"{type(error).__name__}: {error}"
+
+
+def _jsonable(value: Any) -> Any:
+    if value is None or isinstance(value, (str, int, float, bool, list, dict)):
+        return value
+    return str(value)
+
+
+def run_partition(partition: Partition, *, worker_id: str, deadline: float | None = None) -> Outcome:
+    """Run a claimed partition until done, failed, released (budget/pause) or lease lost."""
+    return PartitionRun(partition, worker_id=worker_id, deadline=deadline).execute()
+
+
+def _finishes(partition: Partition, token: int, outcome: Outcome, actor: str) -> bool:
+    from partitions import services
+
+    job_type = registry.get(Job.objects.values_list("type_name", flat=True).get(pk=partition.job_id))
+    if outcome.kind == "succeeded":
+        return claiming.partition_complete(partition.pk, token, actor=actor, data=outcome.stats)
+    if outcome.kind == "released":
+        claiming.partition_release(partition.pk, token, actor=actor, reason=outcome.reason)
+    elif outcome.kind in {"failed", "retry"}:
+        delay = outcome.retry_after if outcome.retry_after is not None else job_type.backoff.delay(partition.attempts)
+        status = claiming.partition_fail(partition.pk, token, actor=actor, error=outcome.reason,
+                                         traceback=outcome.traceback, retry_after=delay, final=outcome.final)
+        if status == PartitionStatus.FAILED:
+            return not services.job_trip_breaker(partition.job_id) and _none_left(partition.job_id)
+    elif outcome.kind == "cancelled":
+        claiming.partition_cancel(partition.pk, token, actor=actor, reason=outcome.reason)
+    elif outcome.kind == "cancel_job":
+        claiming.partition_cancel(partition.pk, token, actor=actor, reason=outcome.reason)
+        services.job_cancel(partition.job_id, actor=actor, reason=outcome.reason)
+    return False
+
+
+def _none_left(job_id: int) -> bool:
+    return not Partition.objects.filter(job_id=job_id).exclude(status__in=sorted(PARTITION_TERMINAL)).exists()
+
+
+def apply_outcome(partition: Partition, outcome: Outcome, *, worker_id: str) -> bool:
+    """The one place an outcome becomes a transition; True when the job may now be finalized."""
+    log.info("partition %s of job %s (token %s): %s %s", partition.pk, partition.job_id, partition.lease_token,
+             outcome.kind, outcome.reason)
+    if outcome.kind == "lease_lost":
+        return False
+    try:
+        return _finishes(partition, partition.lease_token, outcome, worker_id)
+    except LeaseLost:
+        log.warning("partition %s: lease lost before recording %s", partition.pk, outcome.kind)
+        return False
