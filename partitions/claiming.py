@@ -148,8 +148,19 @@ _FINALIZE_CONDITION = f"""
 
 
 def _fetch_partitions(cursor) -> list[Partition]:
+    # from_db() wants values in model field order, converted (JSON arrives as text);
+    # RETURNING gives raw values in table order.
     names = [col.name for col in cursor.description]
-    return [Partition.from_db(connection.alias, names, row) for row in cursor.fetchall()]
+    fields = Partition._meta.concrete_fields
+    partitions = []
+    for row in cursor.fetchall():
+        by_name = dict(zip(names, row, strict=True))
+        values = [
+            f.from_db_value(by_name[f.attname], None, connection) if hasattr(f, "from_db_value") else by_name[f.attname]
+            for f in fields
+        ]
+        partitions.append(Partition.from_db(connection.alias, [f.attname for f in fields], values))
+    return partitions
 
 
 def partition_claim(*, worker_id: str, lease_seconds: float, job_id: int | None = None,

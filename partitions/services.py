@@ -113,6 +113,7 @@ def job_finalize(job_id: int, *, worker_id: str) -> Job | None:
     progress = job_progress(job_id)
     stats = {**job.stats, **progress.as_dict()}
     failed = progress.partitions.get(PartitionStatus.FAILED, 0)
+    failed_items = SubJob.objects.filter(job_id=job_id, status=SubJobStatus.FAILED).count()
     try:
         summary = job_type.finalize(job, stats)
     except Exception as exc:
@@ -122,10 +123,11 @@ def job_finalize(job_id: int, *, worker_id: str) -> Job | None:
                                         updates={"error": f"finalize failed: {exc}", "stats": stats})
     if summary:
         stats["summary"] = summary
-    if failed:
+    if failed or failed_items:
+        reason = f"{failed} partition(s) and {failed_items} sub-job(s) failed"
         return claiming.job_step_finish(job_id, token, JobStatus.FAILED, actor=worker_id, event_type="job_failed",
-                                        data={"failed_partitions": failed},
-                                        updates={"error": f"{failed} partition(s) failed", "stats": stats})
+                                        data={"failed_partitions": failed, "failed_subjobs": failed_items},
+                                        updates={"error": reason, "stats": stats})
     return claiming.job_step_finish(job_id, token, JobStatus.SUCCEEDED, actor=worker_id, event_type="job_succeeded",
                                     data=progress.as_dict(), updates={"stats": stats, "error": ""})
 
