@@ -1,0 +1,53 @@
+"""Rows in any state, and helpers to drive the engine directly (no django-q2)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.utils import timezone
+
+import tests.jobtypes  # noqa: F401 - registers the test job types
+from opsapp.seeding import seed_demo
+from partitions import services, worker
+from partitions.models import Job, Partition
+
+
+def seed(subscriptions: int = 1000, events: int = 0, products: int = 2) -> None:
+    seed_demo(products=products, subscriptions=subscriptions, customers=5, events=events)
+
+
+def started_job(type_name: str, params: dict[str, Any], **kwargs) -> Job:
+    job, _ = services.job_start(type_name, params, actor="test", **kwargs)
+    return job
+
+
+def planned_job(type_name: str, params: dict[str, Any], **kwargs) -> Job:
+    job = started_job(type_name, params, **kwargs)
+    planned = services.job_plan(job.pk, worker_id="planner")
+    assert planned is not None
+    return planned
+
+
+def run_to_end(job: Job, *, budget: float = 60) -> Job:
+    """Drain every partition in this process and finalize: the whole engine path without workers."""
+    worker.drain(budget_seconds=budget, job_id=job.pk, worker="test-worker")
+    services.job_finalize(job.pk, worker_id="test-worker")
+    job.refresh_from_db()
+    return job
+
+
+def make_job(*, status: str = "running", type_name: str = "tests.bump_range", **fields) -> Job:
+    now = timezone.now()
+    stamps = {"finished_at": now} if status in {"succeeded", "failed", "cancelled"} else {}
+    return Job.objects.create(type_name=type_name, params={"partitions": 1}, status=status, **stamps, **fields)
+
+
+def make_partition(job: Job, *, seq: int = 0, status: str = "pending", **fields) -> Partition:
+    now = timezone.now()
+    defaults: dict[str, Any] = {"kind": "range", "key": ["created_at", "id"]}
+    if status == "running":
+        defaults.update(lease_owner="someone", lease_token=1, lease_expires_at=now + timedelta(seconds=60))
+    if status in {"succeeded", "failed", "cancelled"}:
+        defaults["finished_at"] = now
+    return Partition.objects.create(job=job, seq=seq, status=status, **{**defaults, **fields})

@@ -1,0 +1,135 @@
+"""Job types used by the engine tests, over the demo tables (registered on import)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from django import forms
+from django.db.models import F
+
+from opsapp.models import Event, Subscription
+from partitions.exceptions import CancelJob, Retry, SkipItem
+from partitions.job_types import Backoff, JobType
+from partitions.registry import register
+from partitions.splits import Items, ItemSpec, KeyRange, Modulo
+
+
+class RangeParams(forms.Form):
+    partitions = forms.IntegerField(min_value=1, initial=4)
+    sleep_ms = forms.IntegerField(min_value=0, required=False)
+
+
+@register
+class BumpRange(JobType):
+    """Adds 1 to product_version of every subscription, atomic with the checkpoint (exactly-once check)."""
+
+    name = "tests.bump_range"
+    Params = RangeParams
+    batch_size = 50
+    backoff = Backoff(base=0.01, cap=0.05)
+
+    def split(self, job, params):
+        return KeyRange(Subscription.objects.all(), ("created_at", "id"), partitions=params["partitions"])
+
+    def process_batch(self, ctx, items):
+        Subscription.objects.filter(pk__in=[s.pk for s in items]).update(product_version=F("product_version") + 1)
+        if ctx.params.get("sleep_ms"):
+            time.sleep(ctx.params["sleep_ms"] / 1000)
+
+
+class ModuloParams(forms.Form):
+    buckets = forms.IntegerField(min_value=1)
+
+
+@register
+class MarkModulo(JobType):
+    name = "tests.mark_modulo"
+    Params = ModuloParams
+
+    def split(self, job, params):
+        return Modulo(Event.objects.all(), "id", buckets=params["buckets"])
+
+    def process_batch(self, ctx, items):
+        Event.objects.filter(pk__in=[e.pk for e in items]).update(send_count=F("send_count") + 1)
+
+
+class ItemsParams(forms.Form):
+    count = forms.IntegerField(min_value=0)
+    chunk_size = forms.IntegerField(min_value=1)
+    keys = forms.IntegerField(min_value=0, required=False, help_text="ordering keys (0 = none)")
+    fail_every = forms.IntegerField(min_value=0, required=False)
+    skip_every = forms.IntegerField(min_value=0, required=False)
+    sleep_ms = forms.IntegerField(min_value=0, required=False)
+
+
+#: (item key, thread start, thread end) of every processed item in this process, for ordering assertions.
+TIMELINE: list[tuple[str, str, float, float]] = []
+TIMELINE_LOCK = threading.Lock()
+
+
+class RecordingItems(JobType):
+    Params = ItemsParams
+    atomic = False
+    max_item_failures = 1000
+
+    def split(self, job, params):
+        keys = params.get("keys") or 0
+        return Items(
+            (ItemSpec(key=f"item-{i}", payload={"i": i}, ordering_key=f"key-{i % keys}" if keys else "")
+             for i in range(params["count"])),
+            chunk_size=params["chunk_size"],
+        )
+
+    def process_item(self, ctx, item):
+        i = item.payload["i"]
+        started = time.monotonic()
+        if ctx.params.get("sleep_ms"):
+            # Later items finish first within a batch, to exercise out-of-order completion.
+            time.sleep(ctx.params["sleep_ms"] / 1000 * (1 + (i * 7919) % 5) / 3)
+        with TIMELINE_LOCK:
+            TIMELINE.append((item.key, item.ordering_key, started, time.monotonic()))
+        if ctx.params.get("skip_every") and i % ctx.params["skip_every"] == 0:
+            raise SkipItem(f"item {i} not applicable")
+        if ctx.params.get("fail_every") and i % ctx.params["fail_every"] == 1 and item.attempts == 0:
+            raise ValueError(f"item {i} failed")
+        return {"i": i}
+
+
+@register
+class SerialItems(RecordingItems):
+    name = "tests.items_serial"
+
+
+@register
+class ConcurrentItems(RecordingItems):
+    name = "tests.items_concurrent"
+    item_concurrency = 4
+    batch_size = 40
+
+
+class ControlParams(forms.Form):
+    action = forms.ChoiceField(choices=[(a, a) for a in ("retry", "cancel", "crash", "ok")])
+    partitions = forms.IntegerField(min_value=1, initial=2)
+
+
+@register
+class Controlled(JobType):
+    """Raises a control exception (or crashes) in every batch: for outcome mapping tests."""
+
+    name = "tests.controlled"
+    Params = ControlParams
+    max_attempts = 3
+    backoff = Backoff(base=0.01, cap=0.02)
+
+    def split(self, job, params):
+        return KeyRange(Subscription.objects.all(), ("created_at", "id"), partitions=params["partitions"])
+
+    def process_batch(self, ctx, items):
+        action = ctx.params["action"]
+        if action == "retry":
+            raise Retry(after=0.0, reason="broker busy")
+        if action == "cancel":
+            raise CancelJob("bad data found")
+        if action == "crash":
+            raise RuntimeError("batch exploded")
