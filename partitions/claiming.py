@@ -3,7 +3,8 @@
 Rules this module keeps:
 - Claims are one short transaction with `FOR UPDATE SKIP LOCKED`; no row lock
   is held while a partition is processed.
-- Leases and every timestamp come from the database clock (`now()`).
+- Leases and every timestamp come from the database clock (`statement_timestamp()`, which is
+  what Django's Now() uses on PostgreSQL, so ORM and raw SQL agree even inside one transaction).
 - Every write a worker makes about a claimed partition carries its
   `lease_token` in the WHERE clause; zero rows means the lease is gone and
   raises LeaseLost, so the caller rolls back its batch.
@@ -40,8 +41,8 @@ def _sql_list(values: list[str]) -> str:
 
 _CLAIMABLE = f"""
     p.status IN ({_sql_list(sources(PARTITION_TRANSITIONS, PartitionStatus.RUNNING))})
-    AND ((p.status = 'pending' AND p.available_at <= now())
-         OR (p.status = 'running' AND p.lease_expires_at <= now() AND p.attempts < p.max_attempts))
+    AND ((p.status = 'pending' AND p.available_at <= statement_timestamp())
+         OR (p.status = 'running' AND p.lease_expires_at <= statement_timestamp() AND p.attempts < p.max_attempts))
 """
 
 # Jobs with claimable work, best first. The EXISTS walks only the partial index
@@ -61,7 +62,7 @@ SQL_JOB_LOCK_FOR_CLAIM = "SELECT 1 FROM partitions_job WHERE id = %(job_id)s AND
 # Leases currently alive for a job (database clock).
 SQL_JOB_LIVE_LEASES = """
     SELECT count(*) FROM partitions_partition
-    WHERE job_id = %(job_id)s AND status = 'running' AND lease_expires_at > now()
+    WHERE job_id = %(job_id)s AND status = 'running' AND lease_expires_at > statement_timestamp()
 """
 
 # Claim up to `limit` partitions of one job: lock candidates skipping rows other
@@ -77,14 +78,14 @@ SQL_PARTITION_CLAIM = f"""
     ), claimed AS (
         UPDATE partitions_partition p
         SET status = 'running', lease_owner = %(owner)s, lease_token = p.lease_token + 1,
-            lease_expires_at = now() + make_interval(secs => %(lease)s), attempts = p.attempts + 1,
-            started_at = coalesce(p.started_at, now())
+            lease_expires_at = statement_timestamp() + make_interval(secs => %(lease)s), attempts = p.attempts + 1,
+            started_at = coalesce(p.started_at, statement_timestamp())
         FROM picked WHERE p.id = picked.id
         RETURNING p.*
     ), logged AS (
         INSERT INTO partitions_jobevent (job_id, partition_id, type, actor, data, created_at)
         SELECT job_id, id, 'partition_claimed', %(owner)s,
-               jsonb_build_object('token', lease_token, 'attempt', attempts), now()
+               jsonb_build_object('token', lease_token, 'attempt', attempts), statement_timestamp()
         FROM claimed
     )
     SELECT * FROM claimed ORDER BY seq
@@ -92,7 +93,7 @@ SQL_PARTITION_CLAIM = f"""
 
 # Renew a lease; fenced. Returns the job's status so the worker notices pause/cancel.
 SQL_PARTITION_RENEW_LEASE_IF_HELD = """
-    UPDATE partitions_partition p SET lease_expires_at = now() + make_interval(secs => %(lease)s)
+    UPDATE partitions_partition p SET lease_expires_at = statement_timestamp() + make_interval(secs => %(lease)s)
     WHERE p.id = %(id)s AND p.lease_token = %(token)s AND p.status = 'running'
     RETURNING (SELECT status FROM partitions_job j WHERE j.id = p.job_id)
 """
@@ -103,7 +104,7 @@ SQL_PARTITION_CHECKPOINT_IF_HELD = """
     UPDATE partitions_partition p
     SET checkpoint = %(checkpoint)s::jsonb, done_items = p.done_items + %(done)s,
         failed_items = p.failed_items + %(failed)s, skipped_items = p.skipped_items + %(skipped)s,
-        checkpointed_at = now(), lease_expires_at = now() + make_interval(secs => %(lease)s)
+        checkpointed_at = statement_timestamp(), lease_expires_at = statement_timestamp() + make_interval(secs => %(lease)s)
     WHERE p.id = %(id)s AND p.lease_token = %(token)s AND p.status = 'running'
     RETURNING (SELECT status FROM partitions_job j WHERE j.id = p.job_id)
 """
@@ -123,27 +124,27 @@ SQL_JOB_STEP_CLAIM = """
     ), claimed AS (
         UPDATE partitions_job j
         SET status = %(target)s, step_owner = %(owner)s, step_token = j.step_token + 1,
-            step_expires_at = now() + make_interval(secs => %(lease)s),
-            started_at = coalesce(j.started_at, now())
+            step_expires_at = statement_timestamp() + make_interval(secs => %(lease)s),
+            started_at = coalesce(j.started_at, statement_timestamp())
         FROM picked WHERE j.id = picked.id
         RETURNING j.id, j.step_token
     ), logged AS (
         INSERT INTO partitions_jobevent (job_id, type, actor, data, created_at)
-        SELECT id, %(event)s, %(owner)s, jsonb_build_object('token', step_token), now() FROM claimed
+        SELECT id, %(event)s, %(owner)s, jsonb_build_object('token', step_token), statement_timestamp() FROM claimed
     )
     SELECT step_token FROM claimed
 """
 
 _PLAN_CONDITION = f"""
     j.status IN ({_sql_list(sources(JOB_TRANSITIONS, JobStatus.PLANNING))})
-    AND (j.status = 'pending' OR j.step_expires_at <= now())
+    AND (j.status = 'pending' OR j.step_expires_at <= statement_timestamp())
 """
 _FINALIZE_CONDITION = f"""
     j.status IN ({_sql_list(sources(JOB_TRANSITIONS, JobStatus.FINALIZING))})
     AND ((j.status = 'running' AND NOT EXISTS (
             SELECT 1 FROM partitions_partition p
             WHERE p.job_id = j.id AND p.status NOT IN ({_sql_list(sorted(PARTITION_TERMINAL))})))
-         OR (j.status = 'finalizing' AND j.step_expires_at <= now()))
+         OR (j.status = 'finalizing' AND j.step_expires_at <= statement_timestamp()))
 """
 
 

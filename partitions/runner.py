@@ -260,7 +260,11 @@ def _jsonable(value: Any) -> Any:
 
 def run_partition(partition: Partition, *, worker_id: str, deadline: float | None = None) -> Outcome:
     """Run a claimed partition until done, failed, released (budget/pause) or lease lost."""
-    return PartitionRun(partition, worker_id=worker_id, deadline=deadline).execute()
+    try:
+        run = PartitionRun(partition, worker_id=worker_id, deadline=deadline)
+    except Exception as exc:  # unknown type, params no longer valid, queryset errors: fail this attempt
+        return Outcome("failed", f"{type(exc).__name__}: {exc}", traceback=tb.format_exc())
+    return run.execute()
 
 
 def _finishes(partition: Partition, token: int, outcome: Outcome, actor: str) -> bool:

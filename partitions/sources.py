@@ -119,15 +119,13 @@ class _Missing:
 
 def source_for(partition: Partition, job: Job, job_type, params: dict) -> ItemSource:
     """The item source for a claimed partition."""
-    if partition.kind == Partition.Kind.ITEMS:
+    if partition.kind == Partition.Kind.ITEMS or partition.scope.get("items"):
         return SubJobSource(partition)
     queryset = job_type.queryset(job, params, partition.scope)
     if partition.kind == Partition.Kind.RANGE:
         return KeyRangeSource(queryset, partition)
     if partition.kind == Partition.Kind.MODULO:
         return ModuloSource(queryset, partition)
-    if partition.scope.get("items"):
-        return SubJobSource(partition)
     return RowRetrySource(partition, queryset)
 
 

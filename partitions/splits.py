@@ -116,7 +116,7 @@ class KeyRange(Split):
             )
             SELECT params.total, params.k, b.* FROM params LEFT JOIN b ON true ORDER BY b.n
         """
-        params = [*count_params, self.rows_per_partition or self.partitions, *first_params, *step_params]
+        params = [self.rows_per_partition or self.partitions, *count_params, *first_params, *step_params]
         return sql, params
 
     def plan(self) -> list[PartitionPlan]:

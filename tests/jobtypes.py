@@ -128,8 +128,40 @@ class Controlled(JobType):
     def process_batch(self, ctx, items):
         action = ctx.params["action"]
         if action == "retry":
-            raise Retry(after=0.0, reason="broker busy")
+            raise Retry(after=60, reason="broker busy")
         if action == "cancel":
             raise CancelJob("bad data found")
         if action == "crash":
             raise RuntimeError("batch exploded")
+
+
+@register
+class StrictItems(RecordingItems):
+    """Tolerates two failed items per partition; the third fails the partition (skip policy)."""
+
+    name = "tests.items_strict"
+    max_item_failures = 2
+
+
+class SteerParams(forms.Form):
+    action = forms.ChoiceField(choices=[("pause", "pause"), ("cancel", "cancel")])
+
+
+@register
+class SteersItself(JobType):
+    """Pauses or cancels its own job during the first batch: the runner must stop at the batch boundary."""
+
+    name = "tests.steers_itself"
+    Params = SteerParams
+    batch_size = 10
+
+    def split(self, job, params):
+        return KeyRange(Subscription.objects.all(), ("created_at", "id"), partitions=1)
+
+    def process_batch(self, ctx, items):
+        from partitions import services
+
+        Subscription.objects.filter(pk__in=[s.pk for s in items]).update(product_version=F("product_version") + 1)
+        if ctx.partition.checkpoint is None and ctx.job.status == "running":
+            getattr(services, f"job_{ctx.params['action']}")(ctx.job.pk, actor="job-code")
+            ctx.job.status = "steered"
