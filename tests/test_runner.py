@@ -1,5 +1,6 @@
 """The runner in one process: outcomes, retries and backoff, skip policy, breaker, pause/cancel, sub-job retry."""
 
+import itertools
 import threading
 import time
 
@@ -200,7 +201,7 @@ def test_items_of_one_ordering_key_never_overlap_and_finish_in_order_while_keys_
     for runs in by_key.values():
         runs.sort(key=lambda r: r[1])
         assert [i for i, _, _ in runs] == sorted(i for i, _, _ in runs), "same key: in order"
-        assert all(a[2] <= b[1] for a, b in zip(runs, runs[1:], strict=False)), "same key: never overlapping"
+        assert all(a[2] <= b[1] for a, b in itertools.pairwise(runs)), "same key: never overlapping"
     spans = [(start, end) for runs in by_key.values() for _, start, end in runs]
     overlapping = sum(1 for a in spans for b in spans if a < b and a[0] < b[1] and b[0] < a[1])
     assert overlapping > 0, "different keys ran in parallel"

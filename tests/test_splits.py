@@ -1,5 +1,6 @@
 """Splits cover the work exactly once: key ranges (with duplicate timestamps), modulo buckets, item chunks."""
 
+import itertools
 from collections import Counter
 
 import pytest
@@ -34,7 +35,7 @@ def test_key_ranges_over_duplicate_timestamps_are_disjoint_cover_every_row_once_
     plans = KeyRange(queryset, KEY, **how).plan()
     assert len(plans) == 10
     assert plans[0].lower is None and plans[-1].upper is None
-    assert all(a.upper == b.lower for a, b in zip(plans, plans[1:], strict=False))
+    assert all(a.upper == b.lower for a, b in itertools.pairwise(plans))
     seen = Counter(pk for plan in plans for pk in rows_of(plan, queryset, KeyRangeSource))
     assert set(seen) == set(queryset.values_list("pk", flat=True))
     assert set(seen.values()) == {1}
