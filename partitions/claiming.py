@@ -104,7 +104,8 @@ SQL_PARTITION_CHECKPOINT_IF_HELD = """
     UPDATE partitions_partition p
     SET checkpoint = %(checkpoint)s::jsonb, done_items = p.done_items + %(done)s,
         failed_items = p.failed_items + %(failed)s, skipped_items = p.skipped_items + %(skipped)s,
-        checkpointed_at = statement_timestamp(), lease_expires_at = statement_timestamp() + make_interval(secs => %(lease)s)
+        checkpointed_at = statement_timestamp(),
+        lease_expires_at = statement_timestamp() + make_interval(secs => %(lease)s)
     WHERE p.id = %(id)s AND p.lease_token = %(token)s AND p.status = 'running'
     RETURNING (SELECT status FROM partitions_job j WHERE j.id = p.job_id)
 """
