@@ -6,6 +6,10 @@ class PartitionsConfig(AppConfig):
     verbose_name = "Partitioned jobs"
 
     def ready(self) -> None:
-        from partitions import checks, registry  # noqa: F401 - registers system checks
+        from partitions import checks, conf, registry  # noqa: F401 - registers system checks
 
         registry.autodiscover()
+        if conf.get("DISPATCHER") == "django_q":
+            from partitions import tasks
+
+            tasks.install()

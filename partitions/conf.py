@@ -12,6 +12,8 @@ DEFAULTS = {
     "MIN_PARTITIONS_FOR_BREAKER": 4,
     # Partitions one claim takes at once (batch claiming).
     "CLAIM_BATCH": 1,
+    # "django_q": engine notifications become django-q2 tasks; None: nothing is enqueued (drive workers yourself).
+    "DISPATCHER": "django_q",
 }
 
 

@@ -64,8 +64,9 @@ class JobType:
     lease_seconds: ClassVar[float | None] = None
 
     def validate_params(self, data: dict[str, Any] | None) -> dict[str, Any]:
-        """Clean raw params through the Params form; JSON-safe result or InvalidParams."""
-        form = self.Params(data=data or {})
+        """Clean raw params through the Params form (fields' `initial` are defaults); JSON-safe or InvalidParams."""
+        defaults = {name: f.initial for name, f in self.Params.base_fields.items() if f.initial is not None}
+        form = self.Params(data={**defaults, **(data or {})})
         if not form.is_valid():
             raise InvalidParams(self.name, {f: [str(m) for m in msgs] for f, msgs in form.errors.items()})
         return to_json(form.cleaned_data)
@@ -100,6 +101,10 @@ class JobType:
 
     def process_item(self, ctx, item) -> Any:
         raise NotImplementedError(f"{type(self).__name__} must define process_item() or process_batch()")
+
+    def concurrency(self, params: dict[str, Any]) -> int:
+        """Items in flight for this job (default: item_concurrency); may depend on params."""
+        return self.item_concurrency
 
     def finalize(self, job, stats: dict[str, Any]) -> dict | None:
         """Step 3, once when every partition is terminal; may return a summary kept in job.stats."""

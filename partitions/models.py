@@ -141,6 +141,13 @@ class Partition(models.Model):
     def __str__(self) -> str:
         return f"job {self.job_id} partition {self.seq} ({self.status})"
 
+    @staticmethod
+    def claimable_now() -> Q:
+        """Partitions a worker could claim right now (pending and due, or running with an expired lease)."""
+        return Q(status=PartitionStatus.PENDING, available_at__lte=Now()) | Q(
+            status=PartitionStatus.RUNNING, lease_expires_at__lte=Now()
+        )
+
     @property
     def bounds_display(self) -> str:
         if self.kind == self.Kind.MODULO:

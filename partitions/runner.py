@@ -99,7 +99,7 @@ class PartitionRun:
     def execute(self) -> Outcome:
         keeper = LeaseKeeper(self.partition.pk, self.token, self.lease_seconds)
         keeper.start()
-        concurrency = self.job_type.item_concurrency
+        concurrency = self.job_type.concurrency(self.params)
         pool = ItemPool(concurrency) if concurrency > 1 else nullcontext()
         try:
             with pool:

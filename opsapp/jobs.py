@@ -1,0 +1,173 @@
+"""The three scenarios our users described, as job types (registered on import by the engine)."""
+
+from __future__ import annotations
+
+import random
+import time
+
+from django import forms
+from django.conf import settings
+from django.core.mail import EmailMessage, send_mail
+from django.db.models import Avg, Count, Max, Sum
+from django.utils import timezone
+
+from opsapp import broker
+from opsapp.models import Customer, Event, Invoice, Product, Subscription
+from partitions.job_types import JobType
+from partitions.lifecycle import SYSTEM, event
+from partitions.models import SubJob
+from partitions.registry import register
+from partitions.splits import Items, ItemSpec, KeyRange, Modulo
+
+# 1. Migrate millions of rows ---------------------------------------------------------------
+
+
+class MigrateParams(forms.Form):
+    since = forms.DateTimeField(help_text="Products changed at or after this moment are migrated.")
+    rows_per_partition = forms.IntegerField(min_value=100, initial=10_000)
+
+
+@register
+class MigrateSubscriptions(JobType):
+    """Set every subscription of each changed product to the product's new version, atomic per batch."""
+
+    name = "billing.migrate_subscriptions"
+    label = "Migrate subscriptions of changed products"
+    Params = MigrateParams
+    batch_size = 1000
+
+    def changed_products(self, params) -> list[tuple[int, int]]:
+        return list(Product.objects.filter(updated_at__gte=params["since"]).order_by("pk").values_list("pk", "version"))
+
+    def prepare(self, job, params):
+        products = self.changed_products(params)
+        event(job.pk, "step_finished", SYSTEM, {"step": "prepare", "changed_products": len(products)})
+        return {"changed_products": len(products)}
+
+    def split(self, job, params):
+        return [
+            KeyRange(Subscription.objects.filter(product_id=pk), ("created_at", "id"),
+                     rows_per_partition=params["rows_per_partition"], scope={"product": pk, "version": version})
+            for pk, version in self.changed_products(params)
+        ]
+
+    def queryset(self, job, params, scope):
+        return Subscription.objects.filter(product_id=scope["product"])
+
+    def process_batch(self, ctx, items):
+        # Effects and checkpoint commit together (atomic = True): a crash repeats nothing.
+        Subscription.objects.filter(pk__in=[s.pk for s in items]).update(
+            product_version=ctx.partition.scope["version"]
+        )
+
+    def finalize(self, job, stats):
+        migrated = job.partitions.aggregate(n=Sum("done_items"))["n"] or 0
+        return {"subscriptions_migrated": migrated, "products": job.partitions.values("scope__product").distinct()
+                .count()}
+
+
+# 2. Dispatch events that each wait for a broker confirmation -----------------------------
+
+
+class DispatchParams(forms.Form):
+    buckets = forms.IntegerField(min_value=1, max_value=1024, initial=4, help_text="Partitions: id % buckets.")
+    confirm_ms = forms.IntegerField(min_value=0, max_value=10_000, initial=20, help_text="Broker ack latency.")
+    concurrency = forms.IntegerField(min_value=1, max_value=64, initial=8, help_text="Events in flight per worker.")
+
+
+@register
+class DispatchEvents(JobType):
+    """Send each pending event to the broker and mark it sent only after its ack; never sent twice."""
+
+    name = "billing.dispatch_events"
+    label = "Dispatch pending events to the broker"
+    Params = DispatchParams
+    atomic = False
+    item_concurrency = 8
+    batch_size = 200
+
+    def concurrency(self, params):
+        return params["concurrency"]
+
+    def split(self, job, params):
+        return Modulo(Event.objects.filter(status=Event.Status.PENDING), "id", buckets=params["buckets"])
+
+    def queryset(self, job, params, scope):
+        return Event.objects.all()
+
+    def process_item(self, ctx, item):
+        if item.status == Event.Status.SENT:
+            return None  # sent by an earlier attempt that crashed before its checkpoint
+        ack = broker.publish(ctx.idempotency_key(item), {"kind": item.kind, **item.payload},
+                             confirm_ms=ctx.params["confirm_ms"])
+        updated = Event.objects.filter(pk=item.pk, status=Event.Status.PENDING).update(
+            status=Event.Status.SENT, sent_at=timezone.now(), ack_id=ack, send_count=item.send_count + 1,
+        )
+        return {"ack": ack, "marked": bool(updated)}
+
+
+# 3. A three-step business process with a deadline -----------------------------------------
+
+
+class InvoiceParams(forms.Form):
+    period = forms.RegexField(regex=r"^\d{4}-(0[1-9]|1[0-2])$", help_text="Billing month, YYYY-MM.",
+                              error_messages={"invalid": "Enter a month as YYYY-MM."})
+    work_ms = forms.IntegerField(min_value=0, max_value=60_000, initial=50, help_text="Rendering time per invoice.")
+    fail_rate = forms.FloatField(min_value=0, max_value=1, initial=0, required=False,
+                                 help_text="Share of first attempts that fail (demos).")
+
+
+@register
+class SendInvoices(JobType):
+    """Step 1 prepares the run, step 2 renders and mails one invoice per customer, step 3 reports."""
+
+    name = "billing.send_invoices"
+    label = "Send the month's invoices"
+    Params = InvoiceParams
+    atomic = False
+    item_concurrency = 4
+    batch_size = 20
+    item_retries = 0
+    max_item_failures = 10_000
+
+    def prepare(self, job, params):
+        customers = Customer.objects.count()
+        event(job.pk, "step_finished", SYSTEM, {"step": "prepare", "customers": customers})
+        return {"customers": customers}
+
+    def split(self, job, params):
+        return Items((ItemSpec(key=f"customer-{pk}", payload={"customer": pk})
+                      for pk in Customer.objects.order_by("pk").values_list("pk", flat=True).iterator()),
+                     chunk_size=50)
+
+    def process_item(self, ctx, item):
+        period, customer_id = ctx.params["period"], item.payload["customer"]
+        invoice = Invoice.objects.filter(customer_id=customer_id, period=period).first()
+        if invoice and invoice.mailed_at:
+            return {"invoice": invoice.pk, "already_mailed": True}
+        time.sleep(ctx.params["work_ms"] / 1000)
+        chance = random.Random(f"{ctx.idempotency_key(item)}:{item.attempts}").random()
+        if chance < (ctx.params.get("fail_rate") or 0):
+            raise ConnectionError("SMTP server temporarily unavailable")
+        customer = Customer.objects.get(pk=customer_id)
+        amount = 1000 + customer_id % 9000
+        invoice, _ = Invoice.objects.get_or_create(
+            customer=customer, period=period,
+            defaults={"amount_cents": amount, "body": f"Invoice {period} for {customer.name}: {amount / 100:.2f} EUR"},
+        )
+        EmailMessage(f"Your invoice for {period}", invoice.body, settings.DEFAULT_FROM_EMAIL, [customer.email],
+                     headers={"X-Idempotency-Key": ctx.idempotency_key(item)}).send()
+        Invoice.objects.filter(pk=invoice.pk).update(mailed_at=timezone.now())
+        return {"invoice": invoice.pk}
+
+    def finalize(self, job, stats):
+        subjobs = SubJob.objects.filter(job=job)
+        summary = {
+            "invoices_mailed": Invoice.objects.filter(period=job.params["period"], mailed_at__isnull=False).count(),
+            "by_status": dict(subjobs.values_list("status").annotate(n=Count("id")).order_by()),
+            **subjobs.filter(status="succeeded").aggregate(avg_ms=Avg("duration_ms"), max_ms=Max("duration_ms")),
+        }
+        send_mail(f"Invoice run {job.params['period']} finished", "\n".join(f"{k}: {v}" for k, v in summary.items()),
+                  settings.DEFAULT_FROM_EMAIL, settings.OPS_NOTIFY_EMAILS)
+        event(job.pk, "notification_sent", SYSTEM, {"to": settings.OPS_NOTIFY_EMAILS})
+        return summary

@@ -1,0 +1,117 @@
+"""Duties of `tick`: each one runs once, returns counts, and is safe to run on several hosts at once."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from django.db.models import Exists, OuterRef
+from django.utils import timezone
+
+from partitions import claiming, dispatch, services
+from partitions.lifecycle import SYSTEM, event
+from partitions.models import Job, JobEvent, JobSample, Partition
+from partitions.selectors import jobs_progress
+from partitions.states import PARTITION_TERMINAL, JobStatus
+
+log = logging.getLogger(__name__)
+
+DEADLINE_WARNING_EVERY = timedelta(minutes=10)
+
+
+def reap_expired_leases() -> dict[str, int]:
+    """Crashed or stalled workers: their partitions go back to pending (or fail when out of attempts)."""
+    return claiming.partitions_reap_expired(actor="tick")
+
+
+def finalize_finished_jobs() -> dict[str, int]:
+    """Running jobs whose partitions are all terminal (a lost finalize task) are finalized now."""
+    unfinished = Partition.objects.filter(job=OuterRef("pk")).exclude(status__in=sorted(PARTITION_TERMINAL))
+    done = 0
+    for job_id in Job.objects.filter(status=JobStatus.RUNNING).filter(~Exists(unfinished)).values_list("pk", flat=True):
+        done += services.job_finalize(job_id, worker_id="tick") is not None
+    return {"finalized": done}
+
+
+def restart_lost_steps() -> dict[str, int]:
+    """Pending jobs nobody planned, and plan/finalize steps whose owner died, are dispatched again."""
+    now = timezone.now()
+    stale_pending = Job.objects.filter(status=JobStatus.PENDING, created_at__lt=now - timedelta(seconds=30))
+    expired_steps = Job.objects.filter(status__in=[JobStatus.PLANNING, JobStatus.FINALIZING], step_expires_at__lt=now)
+    planned = 0
+    for job_id in list(stale_pending.values_list("pk", flat=True)) + list(
+        expired_steps.filter(status=JobStatus.PLANNING).values_list("pk", flat=True)
+    ):
+        dispatch.job_created(job_id)
+        planned += 1
+    refinalized = 0
+    for job_id in expired_steps.filter(status=JobStatus.FINALIZING).values_list("pk", flat=True):
+        dispatch.job_drained(job_id)
+        refinalized += 1
+    return {"plans_dispatched": planned, "finalizes_dispatched": refinalized}
+
+
+def top_up_drains() -> dict[str, int]:
+    """Running jobs with claimable work but too few live leases (e.g. a whole cluster died) get drains."""
+    claimable = Partition.objects.filter(Partition.claimable_now(), job=OuterRef("pk"))
+    job_ids = list(Job.objects.filter(status=JobStatus.RUNNING).filter(Exists(claimable)).values_list("pk", flat=True))
+    for job_id in job_ids:
+        dispatch.job_planned(job_id)
+    return {"jobs_topped_up": len(job_ids)}
+
+
+def sample_throughput() -> dict[str, int]:
+    """One JobSample per running job: the charts and the ETA read these."""
+    job_ids = list(Job.objects.filter(status=JobStatus.RUNNING).values_list("pk", flat=True))
+    progress = jobs_progress(job_ids)
+    JobSample.objects.bulk_create([
+        JobSample(job_id=job_id, done_items=p.items_done, failed_items=p.items_failed, live_leases=p.live_leases)
+        for job_id, p in progress.items()
+    ])
+    return {"sampled": len(job_ids)}
+
+
+def warn_deadlines() -> dict[str, int]:
+    """A `deadline_at_risk` event when the projected finish is past the deadline (at most every 10 minutes)."""
+    from partitions.metrics import job_rate
+
+    now = timezone.now()
+    jobs = list(Job.objects.filter(status=JobStatus.RUNNING, deadline__isnull=False))
+    progress = jobs_progress([job.pk for job in jobs])
+    warned = 0
+    for job in jobs:
+        p = progress[job.pk]
+        remaining = max(0, p.items_total - p.items_done - p.items_failed - p.items_skipped)
+        rate = job_rate(job.pk)
+        projected = now + timedelta(seconds=remaining / rate) if rate > 0 else None
+        if projected is not None and projected <= job.deadline:
+            continue
+        recent = JobEvent.objects.filter(job=job, type="deadline_at_risk", created_at__gt=now - DEADLINE_WARNING_EVERY)
+        if recent.exists():
+            continue
+        event(job.pk, "deadline_at_risk", SYSTEM, {
+            "deadline": job.deadline.isoformat(), "projected_finish": projected.isoformat() if projected else None,
+            "items_remaining": remaining, "items_per_second": round(rate, 2),
+        })
+        warned += 1
+    return {"deadline_warnings": warned}
+
+
+DUTIES = [reap_expired_leases, finalize_finished_jobs, restart_lost_steps, top_up_drains, sample_throughput,
+          warn_deadlines]
+
+
+def run_once() -> dict[str, dict[str, int]]:
+    """Run every duty; one failing duty does not stop the others."""
+    results: dict[str, dict[str, int]] = {}
+    for duty in DUTIES:
+        try:
+            results[duty.__name__] = duty()
+        except Exception:
+            log.exception("tick duty %s failed", duty.__name__)
+            results[duty.__name__] = {"error": 1}
+    log.info("tick: %s", results)
+    return results
+
+
+

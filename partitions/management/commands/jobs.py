@@ -1,0 +1,226 @@
+"""`manage.py jobs …`: the operators' CLI, thin over services and selectors.
+
+Every subcommand takes --json. Bad input exits non-zero with one line and writes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from datetime import datetime
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+from django.core.serializers.json import DjangoJSONEncoder
+from django.utils.dateparse import parse_datetime
+
+from partitions import registry, services
+from partitions.exceptions import InvalidParams, PartitionsError
+from partitions.metrics import eta, job_rate
+from partitions.models import Job, JobEvent
+from partitions.selectors import job_get, job_progress
+from partitions.states import JOB_TERMINAL, JobStatus
+
+ACTOR = "cli"
+
+
+def parse_params(pairs: list[str]) -> dict[str, str]:
+    """`key=value` pairs into a dict (values stay strings: the Params form parses them)."""
+    params: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise CommandError(f"--param expects key=value, got {pair!r}")
+        params[key] = value
+    return params
+
+
+def job_summary(job: Job) -> dict[str, Any]:
+    """The machine-readable state of a job (what --json prints)."""
+    progress = job_progress(job.pk)
+    rate = job_rate(job.pk)
+    remaining = max(0, progress.items_total - progress.items_done - progress.items_failed - progress.items_skipped)
+    projected = None if job.status in JOB_TERMINAL else eta(remaining, rate)
+    return {
+        "id": job.pk, "type": job.type_name, "status": job.status, "params": job.params, "error": job.error,
+        "created_at": job.created_at, "finished_at": job.finished_at, "max_parallel": job.max_parallel,
+        "deadline": job.deadline, **progress.as_dict(), "items_per_second": round(rate, 2), "eta": projected,
+    }
+
+
+def progress_line(summary: dict[str, Any], rate: float) -> str:
+    width = 30
+    filled = int(width * summary["percent"] / 100)
+    handled = summary["items_done"] + summary["items_failed"] + summary["items_skipped"]
+    remaining = max(0, summary["items_total"] - handled)
+    eta_text = f"{remaining / rate:,.0f}s" if rate > 0 else "?"
+    return (f"[{'#' * filled}{'.' * (width - filled)}] {summary['percent']:5.1f}%  "
+            f"{handled:,}/{summary['items_total']:,} items  {rate:,.0f}/s  ETA {eta_text}  "
+            f"{summary['status']}, {summary['live_leases']} leases, {summary['items_failed']} failed")
+
+
+class Command(BaseCommand):
+    help = "Start, watch and steer partitioned jobs."
+
+    def add_arguments(self, parser):
+        sub = parser.add_subparsers(dest="action", required=True)
+
+        def add(name: str, help_text: str, *, job_id: bool = False):
+            p = sub.add_parser(name, help=help_text)
+            p.add_argument("--json", action="store_true", help="machine-readable output")
+            if job_id:
+                p.add_argument("job_id", type=int)
+            return p
+
+        add("types", "list registered job types and their params")
+        start = add("start", "validate params and start a job")
+        start.add_argument("type_name")
+        start.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
+        start.add_argument("--max-parallel", type=int, default=0)
+        start.add_argument("--priority", type=int, default=0)
+        start.add_argument("--deadline", help="ISO 8601 date-time")
+        start.add_argument("--dedupe-key")
+        start.add_argument("--dry-run", action="store_true", help="print the planned partitions, write nothing")
+        start.add_argument("--wait", action="store_true", help="show progress until the job ends")
+        listing = add("list", "recent jobs")
+        listing.add_argument("--status", choices=list(JobStatus.values))
+        listing.add_argument("--limit", type=int, default=20)
+        status = add("status", "one job's progress", job_id=True)
+        status.add_argument("--watch", action="store_true", help="show progress until the job ends")
+        retry = add("retry", "retry failed partitions (or --subjobs: failed sub-jobs)", job_id=True)
+        retry.add_argument("--subjobs", action="store_true")
+        add("cancel", "cancel a job", job_id=True)
+        add("pause", "pause a job (running partitions stop at their next batch)", job_id=True)
+        add("resume", "resume a paused job", job_id=True)
+        events = add("events", "a job's event timeline", job_id=True)
+        events.add_argument("--limit", type=int, default=50)
+
+    def handle(self, *args, action: str, **options):
+        self.as_json = options["json"]
+        try:
+            getattr(self, f"do_{action}")(**options)
+        except InvalidParams as exc:
+            raise CommandError(str(exc)) from exc
+        except PartitionsError as exc:
+            raise CommandError(str(exc)) from exc
+
+    def emit(self, data: Any, text: str) -> None:
+        self.stdout.write(json.dumps(data, cls=DjangoJSONEncoder, indent=2) if self.as_json else text)
+
+    def do_types(self, **options):
+        types = {
+            name: {"label": jt.label, "params": {f: type(field).__name__ for f, field in jt.Params.base_fields.items()}}
+            for name, jt in registry.all_types().items()
+        }
+        lines = [f"{name:40} {', '.join(info['params']) or '-'}" for name, info in types.items()]
+        self.emit(types, "\n".join(lines))
+
+    def do_start(self, *, type_name: str, param: list[str], max_parallel: int, priority: int, deadline: str | None,
+                 dedupe_key: str | None, dry_run: bool, wait: bool, **options):
+        params = parse_params(param)
+        if max_parallel < 0:
+            raise CommandError("--max-parallel must be >= 0")
+        when = self.parse_deadline(deadline)
+        if dry_run:
+            plans = services.job_preview(type_name, params)
+            rows = [{"seq": i, "kind": p.kind, "lower": p.lower, "upper": p.upper, "modulus": p.modulus,
+                     "remainder": p.remainder, "estimated_items": p.estimated_items} for i, p in enumerate(plans)]
+            lines = [f"{r['seq']:>5} {r['kind']:7} {self.bounds(r):60} ~{r['estimated_items']:,} items" for r in rows]
+            total = sum(r["estimated_items"] for r in rows)
+            text = "\n".join([*lines, f"{len(rows)} partitions, ~{total:,} items (dry run: nothing written)"])
+            self.emit({"dry_run": True, "partitions": rows}, text)
+            return
+        job, created = services.job_start(type_name, params, actor=ACTOR, max_parallel=max_parallel,
+                                          priority=priority, deadline=when, dedupe_key=dedupe_key)
+        if not wait:
+            verb = "started" if created else "already active (dedupe key)"
+            self.emit({**job_summary(job), "created": created}, f"job {job.pk} {verb}: {job.type_name}")
+            return
+        self.stderr.write(f"job {job.pk} {'started' if created else 'already active'}: {job.type_name}")
+        self.follow(job.pk)
+
+    def do_list(self, *, status: str | None, limit: int, **options):
+        jobs = Job.objects.order_by("-id")
+        if status:
+            jobs = jobs.filter(status=status)
+        summaries = [job_summary(job) for job in jobs[:limit]]
+        lines = [f"{s['id']:>6} {s['type']:36} {s['status']:10} {s['percent']:6.1f}%  {s['items_done']:>10,} done"
+                 for s in summaries]
+        self.emit(summaries, "\n".join(lines) or "no jobs")
+
+    def do_status(self, *, job_id: int, watch: bool, **options):
+        job = job_get(job_id)
+        if watch:
+            self.follow(job.pk)
+            return
+        summary = job_summary(job)
+        self.emit(summary, progress_line(summary, summary["items_per_second"]))
+
+    def do_retry(self, *, job_id: int, subjobs: bool, **options):
+        if subjobs:
+            count = services.subjobs_retry(job_id, None, actor=ACTOR)
+            self.emit({"job": job_id, "subjobs_retried": count}, f"job {job_id}: {count} failed sub-jobs retried")
+        else:
+            count = services.job_retry_failed(job_id, actor=ACTOR)
+            self.emit({"job": job_id, "partitions_retried": count}, f"job {job_id}: {count} failed partitions retried")
+
+    def do_cancel(self, *, job_id: int, **options):
+        job = services.job_cancel(job_id, actor=ACTOR, reason="cancelled from the CLI")
+        self.emit(job_summary(job), f"job {job_id} cancelled")
+
+    def do_pause(self, *, job_id: int, **options):
+        self.emit(job_summary(services.job_pause(job_id, actor=ACTOR)), f"job {job_id} paused")
+
+    def do_resume(self, *, job_id: int, **options):
+        self.emit(job_summary(services.job_resume(job_id, actor=ACTOR)), f"job {job_id} resumed")
+
+    def do_events(self, *, job_id: int, limit: int, **options):
+        job = job_get(job_id)
+        events = list(JobEvent.objects.filter(job=job).order_by("-id")[:limit])[::-1]
+        rows = [{"at": e.created_at, "type": e.type, "actor": e.actor, "partition": e.partition_id, "data": e.data}
+                for e in events]
+        lines = [f"{e.created_at:%Y-%m-%d %H:%M:%S}  {e.type:26} {e.actor:32} "
+                 f"{'p' + str(e.partition_id) if e.partition_id else '':7} {json.dumps(e.data, cls=DjangoJSONEncoder)}"
+                 for e in events]
+        self.emit(rows, "\n".join(lines))
+
+    # helpers ----------------------------------------------------------------------------
+
+    def parse_deadline(self, value: str | None) -> datetime | None:
+        if value is None:
+            return None
+        parsed = parse_datetime(value)
+        if parsed is None:
+            raise CommandError(f"--deadline is not an ISO 8601 date-time: {value!r}")
+        return parsed
+
+    @staticmethod
+    def bounds(row: dict) -> str:
+        if row["kind"] == "modulo":
+            return f"id % {row['modulus']} = {row['remainder']}"
+        if row["kind"] == "range":
+            return f"[{row['lower']}, {row['upper']})"
+        return "sub-jobs"
+
+    def follow(self, job_id: int, interval: float = 1.0) -> None:
+        """Redraw a progress line until the job ends; exit 1 if it ended failed or cancelled."""
+        last = None
+        interactive = sys.stderr.isatty()
+        while True:
+            job = Job.objects.get(pk=job_id)
+            summary = job_summary(job)
+            now = time.monotonic()
+            done = summary["items_done"] + summary["items_failed"] + summary["items_skipped"]
+            rate = (done - last[1]) / (now - last[0]) if last and now > last[0] else summary["items_per_second"]
+            last = (now, done)
+            line = progress_line(summary, max(rate, 0))
+            self.stderr.write(("\r" + line) if interactive else line, ending="" if interactive else "\n")
+            if job.status in JOB_TERMINAL:
+                break
+            time.sleep(interval)
+        if interactive:
+            self.stderr.write("")
+        self.emit(summary, f"job {job_id} {job.status}" + (f": {job.error}" if job.error else ""))
+        if job.status != JobStatus.SUCCEEDED:
+            raise CommandError(f"job {job_id} ended {job.status}", returncode=1)

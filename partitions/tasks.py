@@ -1,0 +1,120 @@
+"""django-q2 entry points: plan, drain, finalize, tick, and scheduled job starts.
+
+The ORM broker delivers at least once (a task whose `retry` window passes runs
+again), so every task here is short and idempotent: the real leases and
+attempt counters live in our tables. Argument names avoid django-q2's option
+names (`timeout`, `group`, `hook`, …), which it strips from kwargs.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from datetime import datetime
+from typing import Any
+
+from django.db import close_old_connections
+from django.utils import timezone
+from django_q.models import Schedule
+from django_q.tasks import async_task
+
+from partitions import dispatch, maintenance, registry, services, worker
+from partitions.models import Job, Partition
+from partitions.states import JobStatus, PartitionStatus
+
+log = logging.getLogger(__name__)
+
+#: Drain tasks enqueued per job at most (max_parallel, when set, is the cap instead).
+MAX_DRAINS_PER_JOB = 8
+
+
+def _clean_connections(task):
+    """Forked workers must never reuse a broken or foreign connection: clean before and after."""
+
+    @functools.wraps(task)
+    def wrapper(*args, **kwargs):
+        close_old_connections()
+        try:
+            return task(*args, **kwargs)
+        finally:
+            close_old_connections()
+
+    return wrapper
+
+
+@_clean_connections
+def plan(job_id: int) -> str:
+    job = services.job_plan(job_id, worker_id=worker.worker_id())
+    return f"job {job_id}: " + ("planned" if job else "already planned elsewhere")
+
+
+@_clean_connections
+def drain(job_id: int | None = None) -> dict[str, Any]:
+    report = worker.drain(job_id=job_id)
+    if job_id is not None and report.partitions and _has_claimable_work(job_id):
+        async_task("partitions.tasks.drain", job_id, group=f"job-{job_id}")
+    return {"job": job_id, "partitions": report.partitions, "outcomes": dict(report.outcomes)}
+
+
+@_clean_connections
+def finalize(job_id: int) -> str:
+    job = services.job_finalize(job_id, worker_id=worker.worker_id())
+    return f"job {job_id}: " + (job.status if job else "not finalizable now")
+
+
+@_clean_connections
+def tick() -> dict[str, dict[str, int]]:
+    return maintenance.run_once()
+
+
+@_clean_connections
+def start_scheduled(type_name: str, params: dict[str, Any], schedule_name: str) -> str:
+    """Start a recurring job; the dedupe key keeps two runs of one schedule from overlapping."""
+    job, created = services.job_start(type_name, params, actor=f"schedule:{schedule_name}",
+                                      dedupe_key=f"schedule:{schedule_name}")
+    return f"job {job.pk} {'started' if created else 'still running'}"
+
+
+def _has_claimable_work(job_id: int) -> bool:
+    return Partition.objects.filter(Partition.claimable_now(), job_id=job_id).exists()
+
+
+def drains_wanted(job_id: int) -> int:
+    """How many drain tasks to enqueue: one per claimable partition, capped by max_parallel."""
+    job = Job.objects.filter(pk=job_id, status=JobStatus.RUNNING).values("max_parallel").first()
+    if job is None:
+        return 0
+    pending = Partition.objects.filter(job_id=job_id, status=PartitionStatus.PENDING).count()
+    return min(pending, job["max_parallel"] or MAX_DRAINS_PER_JOB)
+
+
+class QDispatcher:
+    """Turns engine notifications into django-q2 tasks."""
+
+    def job_created(self, job_id: int) -> None:
+        async_task("partitions.tasks.plan", job_id, group=f"job-{job_id}")
+
+    def job_planned(self, job_id: int) -> None:
+        for _ in range(drains_wanted(job_id)):
+            async_task("partitions.tasks.drain", job_id, group=f"job-{job_id}")
+
+    def job_drained(self, job_id: int) -> None:
+        async_task("partitions.tasks.finalize", job_id, group=f"job-{job_id}")
+
+
+def install() -> None:
+    """Route engine notifications to django-q2 (called from AppConfig.ready)."""
+    dispatch.set_dispatcher(QDispatcher())
+
+
+def job_schedule(type_name: str, params: dict[str, Any], *, name: str, schedule_type: str = Schedule.DAILY,
+                 next_run: datetime | None = None, minutes: int | None = None, cron: str | None = None) -> Schedule:
+    """Start `type_name` with `params` on a django-q2 schedule ("every night at 02:00": DAILY + next_run).
+
+    Params are validated now, so a bad schedule fails at creation, not at 2 am.
+    """
+    cleaned = registry.get(type_name).validate_params(params)
+    return Schedule.objects.create(
+        name=f"job:{name}", func="partitions.tasks.start_scheduled", args=repr((type_name, cleaned, name)),
+        schedule_type=schedule_type, next_run=next_run or timezone.now(), minutes=minutes, cron=cron, repeats=-1,
+    )
