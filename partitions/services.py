@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import Max, Q
+from django.db.models import F, Max, Q
 from django.db.models.functions import Now
 
 from partitions import claiming, conf, dispatch, registry
@@ -182,13 +182,21 @@ def subjobs_retry(job_id: int, subjob_ids: list[int] | None = None, *, actor: An
         where = Q(job_id=job_id, status__in=[SubJobStatus.FAILED, SubJobStatus.SKIPPED])
         if subjob_ids is not None:
             where &= Q(pk__in=subjob_ids)
-        moved = transition_many(SubJob, where, SubJobStatus.PENDING, actor=actor, event_type="subjob_retried",
-                                event_per_row=False, updates={"error": ""})
+        before = {row["pk"]: row for row in SubJob.objects.filter(where).values("pk", "partition_id", "status")}
+        moved = transition_many(SubJob, where & Q(pk__in=list(before)), SubJobStatus.PENDING, actor=actor,
+                                event_type="subjob_retried", event_per_row=False, updates={"error": ""})
         if not moved:
             return 0
         by_partition: dict[int, list[int]] = {}
-        for row in SubJob.objects.filter(pk__in=[m.pk for m in moved]).values("pk", "partition_id"):
+        for row in (before[m.pk] for m in moved):
             by_partition.setdefault(row["partition_id"], []).append(row["pk"])
+        # The items move to the retry partitions: take them out of their old partitions' counters.
+        for source_id, ids in by_partition.items():
+            failed = sum(1 for pk in ids if before[pk]["status"] == SubJobStatus.FAILED)
+            Partition.objects.filter(pk=source_id).update(
+                estimated_items=F("estimated_items") - len(ids), failed_items=F("failed_items") - failed,
+                skipped_items=F("skipped_items") - (len(ids) - failed),
+            )
         next_seq = (Partition.objects.filter(job_id=job_id).aggregate(m=Max("seq"))["m"] or 0) + 1
         for offset, (source_id, ids) in enumerate(sorted(by_partition.items())):
             source = Partition.objects.get(pk=source_id)

@@ -88,6 +88,8 @@ def test_failed_items_are_recorded_as_subjobs_and_the_job_recovers_when_they_are
     job = run_to_end(job)
     assert job.status == "succeeded", job.error
     assert SubJob.objects.filter(job=job, status="succeeded").count() == 30
+    # The retried items moved to retry partitions: totals still add up to the 30 items.
+    assert (job.stats["items_total"], job.stats["items_done"], job.stats["items_failed"]) == (30, 30, 0)
 
 
 def test_skip_policy_tolerates_failures_up_to_the_threshold_then_fails_the_partition():
