@@ -141,6 +141,12 @@ LOGGING = {
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }
 
+# Engine (see partitions/conf.py): lease length, drain budget per task, circuit breaker.
+PARTITIONS_LEASE_SECONDS = env.float("PARTITIONS_LEASE_SECONDS", default=60.0)
+PARTITIONS_DRAIN_BUDGET_SECONDS = env.float("PARTITIONS_DRAIN_BUDGET_SECONDS", default=30.0)
+PARTITIONS_FAILURE_RATIO = env.float("PARTITIONS_FAILURE_RATIO", default=0.5)
+PARTITIONS_CLAIM_BATCH = env.int("PARTITIONS_CLAIM_BATCH", default=1)
+
 # django-q2 on the ORM broker (the default database). Every host must share
 # SECRET_KEY (task payloads are signed) and the cluster name.
 Q_CLUSTER = {
