@@ -87,9 +87,8 @@ def database_settings() -> dict:
 
 
 def url(database: str = DATABASE) -> str:
-    """A libpq / django-environ URL for the embedded server's unix socket."""
-    host = quote(str(layout().socket_dir), safe="")
-    return f"postgres://{SUPERUSER}@{host}/{database}"
+    """A libpq / django-environ URL for the embedded server's unix socket (`?host=` carries the socket folder)."""
+    return f"postgres://{SUPERUSER}@/{database}?host={quote(str(layout().socket_dir), safe='/')}"
 
 
 def _server_user() -> str | None:

@@ -117,6 +117,8 @@ STORAGES = {
 
 # Django 6.1 mailers; EMAIL_BACKEND picks the backend (console, filebased, locmem, smtp).
 MAILERS = {"default": {"BACKEND": env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")}}
+if mail_folder := env.str("EMAIL_FILE_PATH", default=""):  # for the filebased backend
+    MAILERS["default"]["OPTIONS"] = {"file_path": mail_folder}
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="billing@example.com")
 OPS_NOTIFY_EMAILS = env.list("OPS_NOTIFY_EMAILS", default=["ops@example.com"])
 
@@ -146,6 +148,8 @@ PARTITIONS_LEASE_SECONDS = env.float("PARTITIONS_LEASE_SECONDS", default=60.0)
 PARTITIONS_DRAIN_BUDGET_SECONDS = env.float("PARTITIONS_DRAIN_BUDGET_SECONDS", default=30.0)
 PARTITIONS_FAILURE_RATIO = env.float("PARTITIONS_FAILURE_RATIO", default=0.5)
 PARTITIONS_CLAIM_BATCH = env.int("PARTITIONS_CLAIM_BATCH", default=1)
+# Extra modules that register job types (besides every installed app's `jobs` module).
+PARTITIONS_JOB_MODULES = env.list("PARTITIONS_JOB_MODULES", default=[])
 
 # django-q2 on the ORM broker (the default database). Every host must share
 # SECRET_KEY (task payloads are signed) and the cluster name.

@@ -1,3 +1,5 @@
+from importlib import import_module
+
 from django.apps import AppConfig
 
 
@@ -9,6 +11,8 @@ class PartitionsConfig(AppConfig):
         from partitions import checks, conf, registry  # noqa: F401 - registers system checks
 
         registry.autodiscover()
+        for module in conf.get("JOB_MODULES"):
+            import_module(module)
         if conf.get("DISPATCHER") == "django_q":
             from partitions import tasks
 

@@ -91,6 +91,15 @@ SQL_PARTITION_CLAIM = f"""
     SELECT * FROM claimed ORDER BY seq
 """
 
+# Seconds until the next partition of a running job becomes claimable (backoff ends or a lease expires).
+SQL_SECONDS_UNTIL_CLAIMABLE = """
+    SELECT EXTRACT(EPOCH FROM min(CASE WHEN p.status = 'pending' THEN p.available_at ELSE p.lease_expires_at END)
+                              - statement_timestamp())
+    FROM partitions_partition p JOIN partitions_job j ON j.id = p.job_id
+    WHERE p.status IN ('pending', 'running') AND j.status = 'running'
+      AND (%(job_id)s::bigint IS NULL OR p.job_id = %(job_id)s::bigint)
+"""
+
 # Renew a lease; fenced. Returns the job's status so the worker notices pause/cancel.
 SQL_PARTITION_RENEW_LEASE_IF_HELD = """
     UPDATE partitions_partition p SET lease_expires_at = statement_timestamp() + make_interval(secs => %(lease)s)
@@ -188,6 +197,14 @@ def partition_claim(*, worker_id: str, lease_seconds: float, job_id: int | None 
     return []
 
 
+def seconds_until_claimable(job_id: int | None = None) -> float | None:
+    """How long until some partition becomes claimable (<= 0: now); None when nothing is left to claim."""
+    with connection.cursor() as cursor:
+        cursor.execute(SQL_SECONDS_UNTIL_CLAIMABLE, {"job_id": job_id})
+        (seconds,) = cursor.fetchone()
+    return None if seconds is None else float(seconds)
+
+
 def _fenced(sql: str, params: dict[str, Any]) -> str:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
@@ -243,15 +260,17 @@ def partition_fail(partition_id: int, token: int, *, actor: Any, error: str, tra
 
 def partition_release(partition_id: int, token: int, *, actor: Any, reason: str) -> None:
     """Hand a held partition back unfinished (budget spent, job paused); the attempt is given back."""
+    # status=running: a reaper does not bump the token, so the token alone would let a stalled
+    # holder move a partition reaped to failed back to pending.
     transition(Partition, partition_id, PartitionStatus.PENDING, actor=actor, event_type="partition_released",
-               data={"reason": reason}, guard={"lease_token": token},
+               data={"reason": reason}, guard={"lease_token": token, "status": PartitionStatus.RUNNING},
                updates={"attempts": F("attempts") - 1, "available_at": Now()})
 
 
 def partition_cancel(partition_id: int, token: int, *, actor: Any, reason: str) -> None:
     """Stop a held partition because its job was cancelled or failed."""
     transition(Partition, partition_id, PartitionStatus.CANCELLED, actor=actor, event_type="partition_cancelled",
-               data={"reason": reason}, guard={"lease_token": token})
+               data={"reason": reason}, guard={"lease_token": token, "status": PartitionStatus.RUNNING})
 
 
 def partitions_reap_expired(*, actor: Any = "reaper") -> dict[str, int]:

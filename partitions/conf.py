@@ -14,6 +14,8 @@ DEFAULTS = {
     "CLAIM_BATCH": 1,
     # "django_q": engine notifications become django-q2 tasks; None: nothing is enqueued (drive workers yourself).
     "DISPATCHER": "django_q",
+    # Dotted modules imported at startup to register job types (apps' `jobs` modules are found anyway).
+    "JOB_MODULES": [],
 }
 
 

@@ -102,9 +102,39 @@ class QDispatcher:
         async_task("partitions.tasks.finalize", job_id, group=f"job-{job_id}")
 
 
+TICK_SCHEDULE = "partitions.tick"
+
+
+def ensure_tick_schedule() -> Schedule:
+    """The every-minute `tick` schedule, created if missing (idempotent)."""
+    schedule, _ = Schedule.objects.get_or_create(
+        name=TICK_SCHEDULE,
+        defaults={"func": "partitions.tasks.tick", "schedule_type": Schedule.MINUTES, "minutes": 1, "repeats": -1},
+    )
+    return schedule
+
+
+def on_worker_spawn(sender, **kwargs) -> None:
+    """A worker process started (cluster start or recycle): make sure tick is scheduled, and tick once now.
+
+    After a whole-fleet outage the first cluster back reaps expired leases and
+    restarts drains at once instead of waiting for the scheduler's next minute.
+    """
+    try:
+        ensure_tick_schedule()
+        async_task("partitions.tasks.tick")
+    except Exception:
+        log.exception("could not schedule tick at worker start")
+    finally:
+        close_old_connections()
+
+
 def install() -> None:
-    """Route engine notifications to django-q2 (called from AppConfig.ready)."""
+    """Route engine notifications to django-q2 and hook worker start-up (called from AppConfig.ready)."""
+    from django_q.signals import post_spawn
+
     dispatch.set_dispatcher(QDispatcher())
+    post_spawn.connect(on_worker_spawn, dispatch_uid="partitions.on_worker_spawn")
 
 
 def job_schedule(type_name: str, params: dict[str, Any], *, name: str, schedule_type: str = Schedule.DAILY,

@@ -39,7 +39,14 @@ def drain(*, budget_seconds: float | None = None, job_id: int | None = None, wor
         claimed = claiming.partition_claim(worker_id=worker, lease_seconds=lease, job_id=job_id,
                                            limit=claim_batch or conf.get("CLAIM_BATCH"))
         if not claimed:
-            break
+            # A lease about to expire (its holder missed renewals: renewals keep at least two
+            # thirds of a lease ahead) or a backoff about to end: wait for it instead of leaving
+            # the partition until the next tick. Healthy leases are never waited on.
+            wait = claiming.seconds_until_claimable(job_id)
+            if wait is None or wait > min(lease / 2, deadline - time.monotonic()):
+                break
+            time.sleep(max(0.0, wait) + 0.05)
+            continue
         for partition in claimed:
             if time.monotonic() >= deadline:
                 claiming.partition_release(partition.pk, partition.lease_token, actor=worker,

@@ -20,7 +20,51 @@ def db_url(django_db_setup) -> str:
     from django.db import connection
 
     s = connection.settings_dict
-    host = quote(s["HOST"] or "", safe="")
+    host = s["HOST"] or s.get("OPTIONS", {}).get("host", "")
     auth = quote(s["USER"] or "", safe="") + (f":{quote(s['PASSWORD'], safe='')}" if s.get("PASSWORD") else "")
+    if host.startswith("/"):  # unix socket folder
+        return f"postgres://{auth}@/{s['NAME']}?host={quote(host, safe='/')}"
     port = f":{s['PORT']}" if s.get("PORT") else ""
     return f"postgres://{auth}@{host}{port}/{s['NAME']}"
+
+
+# Admin pages -------------------------------------------------------------------------------------------------------
+
+VIEW_PERMS = ["view_job", "view_partition", "view_subjob", "view_jobevent"]
+
+
+@pytest.fixture
+def admin_env(settings):
+    """Admin pages under the test client: plain static storage (no collectstatic manifest) and plain HTTP."""
+    settings.STORAGES = {**settings.STORAGES,
+                         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}
+    settings.SECURE_SSL_REDIRECT = False
+
+
+def make_staff(username: str, *codenames: str):
+    """An active staff user holding exactly these `partitions` permissions."""
+    from django.contrib.auth.models import Permission, User
+
+    # No password (tests use force_login): hashing one costs ~0.3 s per user.
+    user = User.objects.create_user(username, f"{username}@example.com", None, is_staff=True)
+    user.user_permissions.set(Permission.objects.filter(content_type__app_label="partitions", codename__in=codenames))
+    return user
+
+
+@pytest.fixture
+def superuser(db):
+    from django.contrib.auth.models import User
+
+    return User.objects.create_superuser("root", "root@example.com", None)
+
+
+@pytest.fixture
+def operator(db):
+    """Staff who may view, operate and start jobs."""
+    return make_staff("operator", *VIEW_PERMS, "operate_job", "start_job")
+
+
+@pytest.fixture
+def viewer(db):
+    """Staff who may only look."""
+    return make_staff("viewer", *VIEW_PERMS)
