@@ -18,6 +18,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
 from opsapp import devdb
+from partitions import registry
 
 GRACE_SECONDS = 15
 
@@ -44,6 +45,7 @@ class Command(BaseCommand):
         children = self._spawn(bind, port)
         self.stdout.write(self.style.SUCCESS(f"\nAdmin: http://{bind}:{port}/admin/"))
         self.stdout.write(f"User: {username}  Password: {password}")
+        self.stdout.write("Job types: " + ", ".join(registry.all_types()))
         self.stdout.write("Ctrl-C to stop.\n")
         try:
             self._wait(children)
