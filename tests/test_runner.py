@@ -230,3 +230,14 @@ def test_items_without_ordering_keys_run_concurrently_and_checkpoint_mid_batch(m
     for checkpoint, done_now in checkpoints:
         assert {seqs[s] for s in seqs if s <= checkpoint} <= done_now
 
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_longer_than_the_lease_keeps_its_lease_by_renewal(settings):
+    settings.PARTITIONS_LEASE_SECONDS = 0.6
+    seed(subscriptions=100)
+    job = run_to_end(planned_job("tests.bump_range", {"partitions": 1, "sleep_ms": 1000}))
+    assert job.status == "succeeded", job.error
+    partition = job.partitions.get()
+    assert partition.attempts == 1 and partition.lease_token == 1, "never lost, never reclaimed"
+    assert set(Subscription.objects.values_list("product_version", flat=True)) == {2}
