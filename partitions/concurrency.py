@@ -25,6 +25,7 @@ class ItemResult:
     index: int
     value: Any = None
     error: BaseException | None = None
+    traceback: str = ""
     duration_ms: int = 0
 
 

@@ -100,10 +100,10 @@ class PartitionRun:
         keeper = LeaseKeeper(self.partition.pk, self.token, self.lease_seconds)
         keeper.start()
         concurrency = self.job_type.concurrency(self.params)
-        pool = ItemPool(concurrency) if concurrency > 1 else nullcontext()
+        pool = ItemPool(concurrency) if concurrency > 1 else None
         try:
-            with pool:
-                return self._loop(keeper, pool if concurrency > 1 else None)
+            with pool or nullcontext():
+                return self._loop(keeper, pool)
         except LeaseLost:
             return Outcome("lease_lost", "another worker holds the lease")
         except Retry as exc:
@@ -172,8 +172,7 @@ class PartitionRun:
                 return ItemResult(0, error=exc, duration_ms=_ms_since(started))
             except Exception as exc:
                 if attempt == attempts:
-                    exc.__traceback_text__ = tb.format_exc()
-                    return ItemResult(0, error=exc, duration_ms=_ms_since(started))
+                    return ItemResult(0, error=exc, traceback=tb.format_exc(), duration_ms=_ms_since(started))
         raise AssertionError("unreachable")
 
     @staticmethod
@@ -224,18 +223,18 @@ class PartitionRun:
         if self.source.subjob_backed:
             for item, result in pairs:
                 sj = self.source.subjob_of(item)
-                SubJob.objects.filter(pk=sj.pk).update(error=_error_text(result.error), duration_ms=result.duration_ms)
+                SubJob.objects.filter(pk=sj.pk).update(error=_error_text(result), duration_ms=result.duration_ms)
                 self._finish_subjobs([(item, result)], status)
             subjob_ids = [self.source.subjob_of(item).pk for item, _ in pairs]
         else:
             rows = [failed_item_subjob(self.partition, self.source, item) for item, _ in pairs]
             for row, (_, result) in zip(rows, pairs, strict=True):
-                row.status, row.error, row.attempts = status, _error_text(result.error), 1
+                row.status, row.error, row.attempts = status, _error_text(result), 1
                 row.duration_ms = result.duration_ms
             subjob_ids = [row.pk for row in SubJob.objects.bulk_create(rows)]
         JobEvent.objects.bulk_create([
             JobEvent(job_id=self.job.pk, partition_id=self.partition.pk, subjob_id=sid, type=f"subjob_{status}",
-                     actor=actor.label, data={"error": _error_text(result.error)[:300]})
+                     actor=actor.label, data={"error": _error_text(result)[:300]})
             for sid, (_, result) in zip(subjob_ids, pairs, strict=True)
         ])
 
@@ -244,12 +243,12 @@ def _ms_since(started: float) -> int:
     return int((time.perf_counter() - started) * 1000)
 
 
-def _error_text(error: BaseException | None) -> str:
-    if error is None:
+def _error_text(result: ItemResult) -> str:
+    if result.error is None:
         return ""
-    if isinstance(error, SkipItem):
-        return error.reason
-    return getattr(error, "__traceback_text__", "") or f"{type(error).__name__}: {error}"
+    if isinstance(result.error, SkipItem):
+        return result.error.reason
+    return result.traceback or f"{type(result.error).__name__}: {result.error}"
 
 
 def _jsonable(value: Any) -> Any:
