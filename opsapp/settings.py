@@ -115,8 +115,9 @@ STORAGES = {
     },
 }
 
-# Django 6.1 mailers; EMAIL_BACKEND picks the backend (console, filebased, locmem, smtp).
-MAILERS = {"default": {"BACKEND": env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")}}
+# Django 6.1 mailers; EMAIL_BACKEND picks the backend (console, filebased, locmem, smtp). SMTP unless DEBUG.
+_DEFAULT_MAIL = f"django.core.mail.backends.{'console' if DEBUG else 'smtp'}.EmailBackend"
+MAILERS = {"default": {"BACKEND": env.str("EMAIL_BACKEND", default=_DEFAULT_MAIL)}}
 if mail_folder := env.str("EMAIL_FILE_PATH", default=""):  # for the filebased backend
     MAILERS["default"]["OPTIONS"] = {"file_path": mail_folder}
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="billing@example.com")

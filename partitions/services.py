@@ -154,7 +154,8 @@ def job_pause(job_id: int, *, actor: Any) -> Job:
 
 
 def job_resume(job_id: int, *, actor: Any) -> Job:
-    job = transition(Job, job_id, JobStatus.RUNNING, actor=actor, event_type="job_resumed")
+    job = transition(Job, job_id, JobStatus.RUNNING, actor=actor, event_type="job_resumed",
+                     guard={"status": JobStatus.PAUSED})
     transaction.on_commit(lambda: dispatch.job_planned(job_id))
     return job
 

@@ -13,9 +13,10 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def run_manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    base = {k: v for k, v in os.environ.items() if k not in {"SECRET_KEY", "DEBUG", "DATABASE_URL"}}
+    # Only what is given: neither .env nor the variables it put into this process's environment.
+    base = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp"), "ENV_FILE": ""}
     return subprocess.run(
-        [sys.executable, "manage.py", *args], cwd=REPO, env={**base, "ENV_FILE": "", **env},
+        [sys.executable, "manage.py", *args], cwd=REPO, env={**base, **env},
         capture_output=True, text=True, timeout=120,
     )
 
@@ -37,6 +38,7 @@ def test_check_deploy_is_clean_with_production_environment():
         "ALLOWED_HOSTS": "ops.example.com",
         "CSRF_TRUSTED_ORIGINS": "https://ops.example.com",
         "DATABASE_URL": "postgres://app:secret@db.example.com:5432/opsapp",
+        "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
     }
     proc = run_manage("check", "--deploy", "--fail-level", "WARNING", env=prod)
     assert proc.returncode == 0, proc.stdout + proc.stderr

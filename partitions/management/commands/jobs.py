@@ -6,13 +6,13 @@ Every subcommand takes --json. Bad input exits non-zero with one line and writes
 from __future__ import annotations
 
 import json
-import sys
 import time
 from datetime import datetime
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 from django.core.serializers.json import DjangoJSONEncoder
+from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from partitions import registry, services
@@ -36,12 +36,21 @@ def parse_params(pairs: list[str]) -> dict[str, str]:
     return params
 
 
+def positive_int(value: str) -> int:
+    """argparse type for --limit: a negative slice would crash the query."""
+    number = int(value)
+    if number < 1:
+        raise ValueError(value)
+    return number
+
+
 def job_summary(job: Job) -> dict[str, Any]:
     """The machine-readable state of a job (what --json prints)."""
     progress = job_progress(job.pk)
     rate = job_rate(job.pk)
     remaining = max(0, progress.items_total - progress.items_done - progress.items_failed - progress.items_skipped)
-    projected = None if job.status in JOB_TERMINAL else eta(remaining, rate)
+    # Only a running job moves: pending/planning jobs have no items yet, paused ones no rate.
+    projected = eta(remaining, rate) if job.status == JobStatus.RUNNING else None
     return {
         "id": job.pk, "type": job.type_name, "status": job.status, "params": job.params, "error": job.error,
         "created_at": job.created_at, "finished_at": job.finished_at, "max_parallel": job.max_parallel,
@@ -85,7 +94,7 @@ class Command(BaseCommand):
         start.add_argument("--wait", action="store_true", help="show progress until the job ends")
         listing = add("list", "recent jobs")
         listing.add_argument("--status", choices=list(JobStatus.values))
-        listing.add_argument("--limit", type=int, default=20)
+        listing.add_argument("--limit", type=positive_int, default=20)
         status = add("status", "one job's progress", job_id=True)
         status.add_argument("--watch", action="store_true", help="show progress until the job ends")
         retry = add("retry", "retry failed partitions (or --subjobs: failed sub-jobs)", job_id=True)
@@ -94,7 +103,7 @@ class Command(BaseCommand):
         add("pause", "pause a job (running partitions stop at their next batch)", job_id=True)
         add("resume", "resume a paused job", job_id=True)
         events = add("events", "a job's event timeline", job_id=True)
-        events.add_argument("--limit", type=int, default=50)
+        events.add_argument("--limit", type=positive_int, default=50)
 
     def handle(self, *args, action: str, **options):
         self.as_json = options["json"]
@@ -119,6 +128,9 @@ class Command(BaseCommand):
     def do_start(self, *, type_name: str, param: list[str], max_parallel: int, priority: int, deadline: str | None,
                  dedupe_key: str | None, dry_run: bool, wait: bool, **options):
         params = parse_params(param)
+        unknown = sorted(set(params) - set(registry.get(type_name).Params.base_fields))
+        if unknown:
+            raise CommandError(f"invalid params for {type_name}: unknown {', '.join(unknown)}")
         if max_parallel < 0:
             raise CommandError("--max-parallel must be >= 0")
         when = self.parse_deadline(deadline)
@@ -166,13 +178,20 @@ class Command(BaseCommand):
             self.emit({"job": job_id, "partitions_retried": count}, f"job {job_id}: {count} failed partitions retried")
 
     def do_cancel(self, *, job_id: int, **options):
+        job_get(job_id)  # "does not exist" rather than "cannot go from missing to …"
         job = services.job_cancel(job_id, actor=ACTOR, reason="cancelled from the CLI")
         self.emit(job_summary(job), f"job {job_id} cancelled")
 
     def do_pause(self, *, job_id: int, **options):
+        job_get(job_id)
         self.emit(job_summary(services.job_pause(job_id, actor=ACTOR)), f"job {job_id} paused")
 
     def do_resume(self, *, job_id: int, **options):
+        # job_resume's transition to running is also allowed from failed and planning (it would reopen a failed
+        # job without retrying anything): resume means paused only. Narrows, not closes, the race: see services.
+        job = job_get(job_id)
+        if job.status != JobStatus.PAUSED:
+            raise CommandError(f"job {job_id} is {job.status}, not paused: nothing to resume")
         self.emit(job_summary(services.job_resume(job_id, actor=ACTOR)), f"job {job_id} resumed")
 
     def do_events(self, *, job_id: int, limit: int, **options):
@@ -190,10 +209,13 @@ class Command(BaseCommand):
     def parse_deadline(self, value: str | None) -> datetime | None:
         if value is None:
             return None
-        parsed = parse_datetime(value)
+        try:
+            parsed = parse_datetime(value)
+        except ValueError:  # well formed but not a real date-time, e.g. month 13
+            parsed = None
         if parsed is None:
             raise CommandError(f"--deadline is not an ISO 8601 date-time: {value!r}")
-        return parsed
+        return timezone.make_aware(parsed) if timezone.is_naive(parsed) else parsed
 
     @staticmethod
     def bounds(row: dict) -> str:
@@ -206,7 +228,7 @@ class Command(BaseCommand):
     def follow(self, job_id: int, interval: float = 1.0) -> None:
         """Redraw a progress line until the job ends; exit 1 if it ended failed or cancelled."""
         last = None
-        interactive = sys.stderr.isatty()
+        interactive = self.stderr.isatty()  # the command's stream (call_command may redirect it), not sys.stderr
         while True:
             job = Job.objects.get(pk=job_id)
             summary = job_summary(job)
