@@ -19,6 +19,10 @@ class Dispatcher(Protocol):
 _dispatcher: Dispatcher | None = None
 
 
+def current() -> Dispatcher | None:
+    return _dispatcher
+
+
 def set_dispatcher(dispatcher: Dispatcher | None) -> None:
     global _dispatcher
     _dispatcher = dispatcher

@@ -68,3 +68,14 @@ def operator(db):
 def viewer(db):
     """Staff who may only look."""
     return make_staff("viewer", *VIEW_PERMS)
+
+
+@pytest.fixture
+def no_dispatcher():
+    """Drive workers directly: the engine enqueues no django-q2 tasks while this fixture is active."""
+    from partitions import dispatch
+
+    previous = dispatch.current()
+    dispatch.set_dispatcher(None)
+    yield
+    dispatch.set_dispatcher(previous)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -29,9 +30,14 @@ def planned_job(type_name: str, params: dict[str, Any], **kwargs) -> Job:
     return planned
 
 
-def run_to_end(job: Job, *, budget: float = 60) -> Job:
-    """Drain every partition in this process and finalize: the whole engine path without workers."""
-    worker.drain(budget_seconds=budget, job_id=job.pk, worker="test-worker")
+def run_to_end(job: Job, *, rounds: int = 200) -> Job:
+    """Drain in this process (waiting out short backoffs) until no partition is pending or running, then
+    finalize: the whole engine path without workers."""
+    for _ in range(rounds):
+        worker.drain(budget_seconds=30, job_id=job.pk, worker="test-worker")
+        if not Partition.objects.filter(job=job, status__in=["pending", "running"]).exists():
+            break
+        time.sleep(0.02)
     services.job_finalize(job.pk, worker_id="test-worker")
     job.refresh_from_db()
     return job

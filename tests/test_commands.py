@@ -22,12 +22,14 @@ from django.utils import timezone
 from django_q.models import OrmQ
 
 from opsapp.models import Subscription
-from partitions import dispatch, services, worker
+from partitions import services
 from partitions.management.commands import jobs as jobs_command
 from partitions.models import Job, JobEvent, JobSample, Partition, SubJob
 from partitions.splits import to_json
 from tests.clusters import wait_for
 from tests.factories import make_job, make_partition, planned_job, run_to_end, seed, started_job
+
+pytestmark = pytest.mark.usefixtures("no_dispatcher")
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -37,15 +39,6 @@ SUMMARY_KEYS = {
     "partitions", "partitions_total", "items_total", "items_done", "items_failed", "items_skipped", "live_leases",
     "percent", "items_per_second", "eta",
 }
-
-
-@pytest.fixture(autouse=True)
-def _no_dispatcher():
-    """No django-q2 tasks from this process: the tests drive the engine themselves."""
-    previous = dispatch._dispatcher
-    dispatch.set_dispatcher(None)
-    yield
-    dispatch.set_dispatcher(previous)
 
 
 def jobs(*args: str) -> tuple[str, str]:
@@ -77,18 +70,6 @@ def refused(*args: str) -> CommandError:
     return caught.value
 
 
-def settle(job: Job, rounds: int = 200) -> Job:
-    """Drain (waiting out short backoffs) until no partition is pending or running, then finalize."""
-    for _ in range(rounds):
-        worker.drain(budget_seconds=30, job_id=job.pk, worker="test-worker")
-        if not Partition.objects.filter(job=job, status__in=["pending", "running"]).exists():
-            break
-        time.sleep(0.02)
-    services.job_finalize(job.pk, worker_id="test-worker")
-    job.refresh_from_db()
-    return job
-
-
 def succeeded_job(partitions: int = 2) -> Job:
     job = run_to_end(planned_job("tests.bump_range", {"partitions": partitions}))
     assert job.status == "succeeded", job.error
@@ -97,7 +78,7 @@ def succeeded_job(partitions: int = 2) -> Job:
 
 def failed_job() -> Job:
     """Both partitions crash in every batch until their attempts run out."""
-    job = settle(planned_job("tests.controlled", {"action": "crash", "partitions": 2}))
+    job = run_to_end(planned_job("tests.controlled", {"action": "crash", "partitions": 2}))
     assert job.status == "failed", job.status
     return job
 

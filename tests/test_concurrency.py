@@ -28,12 +28,14 @@ from django.db.models import Count
 from django.db.models.functions import Now
 
 from opsapp.models import Subscription
-from partitions import claiming, dispatch, services
+from partitions import claiming, services
 from partitions.exceptions import LeaseLost
 from partitions.models import Job, JobEvent, Partition
 from partitions.runner import apply_outcome, run_partition
 from partitions.worker import drain
 from tests.factories import make_job, make_partition, planned_job, seed, started_job
+
+pytestmark = pytest.mark.usefixtures("no_dispatcher")
 
 FORK = multiprocessing.get_context("fork")
 #: Upper bound of every wait (child exit, DB condition), so a broken invariant fails instead of hanging.
@@ -116,15 +118,6 @@ def children(transactional_db, tmp_path):
     kids = Children(tmp_path)
     yield kids
     kids.kill_all()
-
-
-@pytest.fixture(autouse=True)
-def _no_dispatcher():
-    """Drive workers directly: no django-q2 tasks are enqueued by the engine in these tests."""
-    previous = dispatch._dispatcher
-    dispatch.set_dispatcher(None)
-    yield
-    dispatch.set_dispatcher(previous)
 
 
 def _ready(barrier) -> None:

@@ -9,23 +9,11 @@ import pytest
 from opsapp.models import Subscription
 from partitions import claiming, services, worker
 from partitions.concurrency import ItemPool, ItemResult
-from partitions.models import JobEvent, Partition, SubJob
+from partitions.models import JobEvent, SubJob
 from tests import jobtypes
 from tests.factories import make_job, make_partition, planned_job, run_to_end, seed
 
 pytestmark = pytest.mark.django_db
-
-
-def drain_until_settled(job, rounds: int = 200):
-    """Drain repeatedly (retries wait out their short backoff) until no partition is pending or running."""
-    for _ in range(rounds):
-        worker.drain(budget_seconds=30, job_id=job.pk, worker="test-worker")
-        if not Partition.objects.filter(job=job, status__in=["pending", "running"]).exists():
-            break
-        time.sleep(0.02)
-    services.job_finalize(job.pk, worker_id="test-worker")
-    job.refresh_from_db()
-    return job
 
 
 def test_a_range_job_processes_every_row_exactly_once_and_succeeds():
@@ -42,7 +30,7 @@ def test_a_range_job_processes_every_row_exactly_once_and_succeeds():
 
 def test_a_crashing_batch_is_retried_with_backoff_until_max_attempts_then_fails_the_job():
     seed(subscriptions=20)
-    job = drain_until_settled(planned_job("tests.controlled", {"action": "crash", "partitions": 2}))
+    job = run_to_end(planned_job("tests.controlled", {"action": "crash", "partitions": 2}))
     assert job.status == "failed" and "2 partition(s)" in job.error
     for partition in job.partitions.all():
         assert partition.status == "failed" and partition.attempts == 3
@@ -62,7 +50,7 @@ def test_retry_raised_by_job_code_reschedules_the_partition_and_counts_an_attemp
 
 def test_cancel_job_raised_by_job_code_cancels_the_whole_job():
     seed(subscriptions=10)
-    job = drain_until_settled(planned_job("tests.controlled", {"action": "cancel", "partitions": 2}))
+    job = run_to_end(planned_job("tests.controlled", {"action": "cancel", "partitions": 2}))
     assert job.status == "cancelled" and job.error == "bad data found"
     assert set(job.partitions.values_list("status", flat=True)) == {"cancelled"}
 
@@ -71,7 +59,7 @@ def test_the_circuit_breaker_fails_the_job_when_too_many_partitions_fail(setting
     settings.PARTITIONS_MIN_PARTITIONS_FOR_BREAKER = 2
     settings.PARTITIONS_FAILURE_RATIO = 0.3
     seed(subscriptions=60)
-    job = drain_until_settled(planned_job("tests.controlled", {"action": "crash", "partitions": 6}))
+    job = run_to_end(planned_job("tests.controlled", {"action": "crash", "partitions": 6}))
     assert job.status == "failed" and job.error.startswith("circuit breaker")
     statuses = list(job.partitions.values_list("status", flat=True))
     assert statuses.count("failed") == 2 and "pending" not in statuses
