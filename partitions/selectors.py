@@ -12,7 +12,7 @@ from itertools import pairwise
 
 from django.db import connection, transaction
 from django.db.models import Case, Count, Max, OuterRef, Q, QuerySet, Subquery, Sum, When
-from django.db.models.functions import Now
+from django.db.models.functions import Coalesce, Now
 
 from partitions.models import Job, JobEvent, Partition, SubJob
 from partitions.states import JobStatus, PartitionStatus, SubJobStatus
@@ -91,9 +91,11 @@ def job_get(job_id: int) -> Job:
 RATE_WINDOW_SECONDS = 300
 
 # One row per requested job (LEFT JOIN), with the database clock: the first sample of the
-# window and the average live leases over it. Counters only grow, so min() is the first sample.
+# window and the average live leases over it. Not min() of the counters: a sub-job retry
+# takes failed items out of them, so they can go down.
 SQL_JOBS_SAMPLE_WINDOW = """
-    SELECT j.id, now(), min(s.taken_at), min(s.done_items + s.failed_items), avg(s.live_leases)
+    SELECT j.id, now(), min(s.taken_at),
+           (array_agg(s.done_items + s.failed_items ORDER BY s.taken_at))[1], avg(s.live_leases)
     FROM unnest(%(ids)s::bigint[]) AS j(id)
     LEFT JOIN partitions_jobsample s ON s.job_id = j.id AND s.taken_at >= now() - make_interval(secs => %(window)s)
     GROUP BY j.id
@@ -293,7 +295,8 @@ def workers_recent(*, window_seconds: float = 900, scan_events: int = 20_000) ->
     leases = {
         row["lease_owner"]: row for row in
         Partition.objects.filter(status=PartitionStatus.RUNNING, lease_expires_at__gt=Now())
-        .values("lease_owner").annotate(n=Count("id"), last=Max("checkpointed_at")).order_by()
+        .values("lease_owner").annotate(n=Count("id"), last=Max(Coalesce("checkpointed_at", "started_at")))
+        .order_by()
     }
     seen = []
     for name in sorted(claims.keys() | leases.keys()):

@@ -23,6 +23,10 @@ PARTITION_ORDER = [PartitionStatus.RUNNING, PartitionStatus.PENDING, PartitionSt
                    PartitionStatus.FAILED, PartitionStatus.CANCELLED]
 
 
+def plural(n: int, word: str) -> str:
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
 def fmt_int(n: int | None) -> str:
     return DASH if n is None else f"{n:,}"
 
@@ -31,7 +35,7 @@ def fmt_duration(seconds: float | None) -> str:
     """`2d 3h`, `1h 02m`, `3m 20s`, `12s`."""
     if seconds is None:
         return DASH
-    s = int(round(seconds))
+    s = round(seconds)
     days, rest = divmod(s, 86400)
     hours, rest = divmod(rest, 3600)
     minutes, secs = divmod(rest, 60)
@@ -75,7 +79,7 @@ def failures_text(stats: JobStats) -> str:
     failed_items = stats.progress.items_failed
     if not failed_partitions and not failed_items:
         return DASH
-    return f"{failed_partitions:,} partitions \u00b7 {failed_items:,} items"
+    return f"{plural(failed_partitions, 'partition')} \u00b7 {plural(failed_items, 'item')}"
 
 
 def projection_text(stats: JobStats) -> str:
@@ -91,6 +95,8 @@ def projection_text(stats: JobStats) -> str:
     if left is not None and left <= 0:
         return f"deadline {deadline} has passed"
     finish = stats.projected_finish
+    if finish is None and stats.job.status != JobStatus.RUNNING:
+        return f"deadline {deadline} (in {fmt_duration(left)}); no projection while {stats.job.status}"
     if finish is None:
         return f"deadline {deadline} (in {fmt_duration(left)}); no projection until throughput is measured"
     late = (finish - stats.job.deadline).total_seconds()
@@ -158,13 +164,21 @@ def status_badge(job_id: int, status: str, label: str) -> SafeString:
 
 
 def progress_bar(stats: JobStats) -> SafeString:
-    """Stacked bar (done / failed / skipped items) with its labels; updated in place by progress.js."""
+    """Stacked bar (done / failed / skipped items) with its labels; updated in place by progress.js.
+
+    The bar is an SVG whose rects carry their widths as attributes (no inline styles, CSP-friendly).
+    """
     job_id, fields, widths = stats.job.pk, live_fields(stats), bar_widths(stats)
-    segments = format_html_join("", '<span class="pj-seg pj-seg-{}" style="width: {}%"></span>',
-                                ((name, width) for name, width in widths.items()))
+    x, rects = 0.0, []
+    for name, width in widths.items():
+        rects.append((name, f"{x:.2f}", f"{width:.2f}"))
+        x += width
+    segments = format_html_join("", '<rect class="pj-seg pj-seg-{}" data-seg="{}" x="{}" y="0" width="{}" '
+                                    'height="10"/>', ((n, n, sx, w) for n, sx, w in rects))
     return format_html(
         '<div class="pj-progress" data-job-id="{}" data-job-active="{}">'
-        '<div class="pj-bar" role="progressbar" aria-valuemin="0" aria-valuemax="100" aria-valuenow="{}">{}</div>'
+        '<svg class="pj-bar" viewBox="0 0 100 10" preserveAspectRatio="none" role="progressbar" '
+        'aria-valuemin="0" aria-valuemax="100" aria-valuenow="{}" aria-label="progress">{}</svg>'
         '<div class="pj-bar-label">{} \u00b7 {}</div><div class="pj-bar-parts">{}</div></div>',
         job_id, "0" if stats.job.is_terminal else "1", round(stats.progress.percent, 2), segments,
         live_text(job_id, "percent", fields["percent"]), live_text(job_id, "items", fields["items"]),

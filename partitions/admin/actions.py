@@ -1,0 +1,135 @@
+"""Operator actions on jobs: one table drives the job page buttons, the confirm page and the bulk actions.
+
+Each action calls exactly one service with `actor=request.user`; the service
+checks the state, makes the change and writes the JobEvent. This module only
+maps a typed engine error to a message an operator can act on.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from django.contrib import messages
+
+from partitions import services
+from partitions.exceptions import DuplicateJob, InvalidParams, InvalidTransition, JobNotFound, PartitionsError
+from partitions.models import Job
+from partitions.states import JobStatus as S
+
+log = logging.getLogger(__name__)
+
+OPERATE = "partitions.operate_job"
+START = "partitions.start_job"
+RETRYABLE = frozenset({S.RUNNING, S.PAUSED, S.FAILED})
+
+
+@dataclass(frozen=True)
+class Outcome:
+    message: str
+    level: int = messages.SUCCESS
+    job_id: int | None = None  # where to go next (re-run: the new job)
+
+
+@dataclass(frozen=True)
+class JobAction:
+    """An operator action: its permissions, the statuses that show its button, and its one service call."""
+
+    name: str
+    label: str
+    verb: str  # "cannot <verb> job #5 while it is …"
+    confirm: str  # the confirm page's question, completed by "job #5 (type)?"
+    perms: tuple[str, ...]
+    #: Django admin permission name of the bulk action (`has_<name>_permission` on the ModelAdmin).
+    admin_permission: str
+    states: frozenset[str]
+    call: Callable[[Job, Any, str], Outcome]
+    asks_reason: bool = False
+    danger: bool = False
+
+    def allowed_for(self, user) -> bool:
+        return user.is_active and all(user.has_perm(p) for p in self.perms)
+
+
+def _retry_failed(job: Job, user: Any, reason: str) -> Outcome:
+    n = services.job_retry_failed(job.pk, actor=user)
+    if not n:
+        return Outcome(f"Job #{job.pk} has no failed partitions to retry.", messages.WARNING)
+    return Outcome(f"Job #{job.pk}: {n} failed partition(s) queued again.")
+
+
+def _retry_subjobs(job: Job, user: Any, reason: str) -> Outcome:
+    n = services.subjobs_retry(job.pk, None, actor=user)
+    if not n:
+        return Outcome(f"Job #{job.pk} has no failed sub-jobs to retry.", messages.WARNING)
+    return Outcome(f"Job #{job.pk}: {n} failed sub-job(s) queued again.")
+
+
+def _cancel(job: Job, user: Any, reason: str) -> Outcome:
+    services.job_cancel(job.pk, actor=user, reason=reason.strip() or f"cancelled by {user.get_username()}")
+    return Outcome(f"Job #{job.pk} cancelled.")
+
+
+def _pause(job: Job, user: Any, reason: str) -> Outcome:
+    services.job_pause(job.pk, actor=user)
+    return Outcome(f"Job #{job.pk} paused: running partitions stop at their next batch.")
+
+
+def _resume(job: Job, user: Any, reason: str) -> Outcome:
+    services.job_resume(job.pk, actor=user)
+    return Outcome(f"Job #{job.pk} resumed.")
+
+
+def _rerun(job: Job, user: Any, reason: str) -> Outcome:
+    new = services.job_rerun(job.pk, actor=user)
+    return Outcome(f"Job #{job.pk} re-run as job #{new.pk}.", job_id=new.pk)
+
+
+ACTIONS: dict[str, JobAction] = {a.name: a for a in [
+    JobAction("retry_failed", "Retry failed partitions", "retry the failed partitions of",
+              "Put every failed partition back to pending, with fresh attempts, for", (OPERATE,), "operate",
+              RETRYABLE, _retry_failed),
+    JobAction("retry_subjobs", "Retry failed sub-jobs", "retry the failed sub-jobs of",
+              "Run every failed sub-job again (in new retry partitions) for", (OPERATE,), "operate",
+              RETRYABLE, _retry_subjobs),
+    JobAction("pause", "Pause", "pause", "Stop claiming new work for", (OPERATE,), "operate",
+              frozenset({S.RUNNING}), _pause),
+    JobAction("resume", "Resume", "resume", "Start claiming work again for", (OPERATE,), "operate",
+              frozenset({S.PAUSED}), _resume),
+    JobAction("cancel", "Cancel job", "cancel", "Cancel all remaining work of", (OPERATE,), "operate",
+              frozenset({S.PENDING, S.PLANNING, S.RUNNING, S.PAUSED}), _cancel, asks_reason=True, danger=True),
+    JobAction("rerun", "Re-run", "re-run", "Start a new job with the same type and params as", (OPERATE, START),
+              "rerun", frozenset(S.values), _rerun),
+]}
+
+
+def perform(action: JobAction, job: Job, user: Any, *, reason: str = "") -> Outcome:
+    """Run one action on one job; an engine refusal becomes an error message instead of an error page."""
+    return guarded(action.verb, job.pk, lambda: action.call(job, user, reason))
+
+
+def guarded(verb: str, job_id: int, call: Callable[[], Outcome]) -> Outcome:
+    """Call a service; map the engine's typed refusals to a message naming the job and why."""
+    try:
+        return call()
+    except InvalidTransition as exc:
+        return Outcome(f"Cannot {verb} job #{job_id} while it is {exc.current}.", messages.ERROR)
+    except JobNotFound:
+        return Outcome(f"Job #{job_id} no longer exists.", messages.ERROR)
+    except InvalidParams as exc:
+        return Outcome(f"Cannot {verb} job #{job_id}: its params are no longer valid ({exc}).", messages.ERROR)
+    except DuplicateJob as exc:
+        return Outcome(f"Cannot {verb} job #{job_id}: job #{exc.existing_id} with the same dedupe key "
+                       "is still active.", messages.ERROR)
+    except PartitionsError as exc:
+        log.info("admin action %r on job %s refused: %s", verb, job_id, exc)
+        return Outcome(f"Cannot {verb} job #{job_id}: {exc}", messages.ERROR)
+
+
+def visible_actions(user, job: Job) -> list[dict]:
+    """The buttons a user sees on a job page: only actions they may run (hidden ones stay in the
+    page, marked with their statuses, so the live refresh can show them when the status changes)."""
+    return [{"action": a, "visible": job.status in a.states, "states": " ".join(sorted(a.states))}
+            for a in ACTIONS.values() if a.allowed_for(user)]

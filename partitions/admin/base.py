@@ -1,0 +1,166 @@
+"""What every engine admin shares: read-only rows, the operator permissions, and small links."""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import urlencode
+
+from django.contrib import admin, messages
+from django.core.paginator import Paginator
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.functional import cached_property
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
+
+from partitions.admin.actions import OPERATE, START, Outcome
+from partitions.models import Job
+
+#: Most per-object messages one bulk action reports individually.
+MAX_MESSAGES = 10
+
+
+class EngineAdmin(admin.ModelAdmin):
+    """Rows the engine owns: viewable, never added, edited or deleted through a form (superusers included).
+
+    Operators change them only through actions, which call the services.
+    """
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    # `@admin.action(permissions=[...])` looks these up as has_<name>_permission.
+    def has_operate_permission(self, request) -> bool:
+        return request.user.has_perm(OPERATE)
+
+    def has_start_permission(self, request) -> bool:
+        return request.user.has_perm(START)
+
+    def has_rerun_permission(self, request) -> bool:
+        return request.user.has_perm(OPERATE) and request.user.has_perm(START)
+
+    class Media:
+        css = {"all": ["partitions/admin.css"]}
+
+
+class JobFilter(admin.SimpleListFilter):
+    """Filter by job without a <select> of every job ever run: the newest ones, plus the chosen one."""
+
+    title = "job"
+    parameter_name = "job"
+
+    def lookups(self, request, model_admin):
+        recent = list(Job.objects.order_by("-id").values_list("id", "type_name")[:15])
+        chosen = self.value()
+        if chosen and chosen.isdigit() and all(str(pk) != chosen for pk, _ in recent):
+            recent.insert(0, (int(chosen), "selected"))
+        return [(str(pk), f"#{pk} {name}") for pk, name in recent]
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if value and value.isdigit():
+            return queryset.filter(job_id=int(value))
+        return queryset
+
+
+class KnownCountPaginator(Paginator):
+    """A paginator whose total is already known (from the progress aggregate): no COUNT(*) query."""
+
+    def __init__(self, object_list, per_page, *, count: int):
+        super().__init__(object_list, per_page)
+        self._known_count = count
+
+    @cached_property
+    def count(self) -> int:
+        return self._known_count
+
+
+def id_param(value: str | None) -> int | None:
+    """A non-negative id from a URL or query string; None unless it fits a bigint."""
+    value = (value or "").strip()
+    return int(value) if value.isdigit() and len(value) <= 18 else None
+
+
+def job_url(job_id: int) -> str:
+    return reverse("admin:partitions_job_change", args=[job_id])
+
+
+def job_link(job_id: int) -> SafeString:
+    return format_html('<a href="{}">#{}</a>', job_url(job_id), job_id)
+
+
+def changelist_url(model_name: str, **params) -> str:
+    return reverse(f"admin:partitions_{model_name}_changelist") + ("?" + urlencode(params) if params else "")
+
+
+def short(text: str, limit: int = 120) -> str:
+    text = " ".join((text or "").split())
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
+def as_json(value) -> str:
+    return json.dumps(value, indent=2, sort_keys=True, default=str)
+
+
+def report(model_admin: admin.ModelAdmin, request, outcomes: list[Outcome]) -> None:
+    """message_user for each outcome (the first few; then one summary line)."""
+    for outcome in outcomes[:MAX_MESSAGES]:
+        model_admin.message_user(request, outcome.message, outcome.level)
+    rest = outcomes[MAX_MESSAGES:]
+    if rest:
+        refused = sum(1 for o in rest if o.level == messages.ERROR)
+        model_admin.message_user(request, f"\u2026 and {len(rest)} more, {refused} of them refused.",
+                                 messages.ERROR if refused else messages.SUCCESS)
+    if not outcomes:
+        model_admin.message_user(request, "Nothing to do for the selection.", messages.WARNING)
+
+
+def confirm_response(model_admin: admin.ModelAdmin, request, *, label: str, question: str,
+                     items: list[tuple[str, str]], hidden: list[tuple[str, object]], form_url: str, back_url: str,
+                     asks_reason: bool = False, danger: bool = False) -> TemplateResponse:
+    """The intermediate "are you sure?" page (like delete confirmation); its form POSTs `hidden` back."""
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "opts": model_admin.opts,
+        "title": f"{label}: are you sure?",
+        "label": label,
+        "confirm_label": f"Yes, {label[0].lower()}{label[1:]}",
+        "question": question,
+        "items": items,
+        "hidden": hidden,
+        "form_url": form_url,
+        "back_url": back_url,
+        "asks_reason": asks_reason,
+        "danger": danger,
+    }
+    request.current_app = model_admin.admin_site.name
+    return TemplateResponse(request, "admin/partitions/action_confirmation.html", context)
+
+
+def selection_hidden(request, action_name: str, pks: list) -> list[tuple[str, object]]:
+    """Hidden fields that replay a changelist action with `post=yes` (Django's delete_selected shape).
+
+    With "select all N" (select_across) the confirm POST carries the flag instead of every id, and
+    goes back to the same filtered changelist URL, so the action sees the same queryset again.
+    """
+    fields: list[tuple[str, object]] = [("action", action_name), ("post", "yes")]
+    if request.POST.get("select_across") == "1":
+        # Django still wants at least one checked id next to the flag: replay the ones that were checked.
+        fields.append(("select_across", "1"))
+        pks = request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME)
+    return fields + [(admin.helpers.ACTION_CHECKBOX_NAME, pk) for pk in pks]
+
+
+def selection_items(queryset, *, shown: int = 50, label=str, url=None) -> list[tuple[str, str]]:
+    """What the confirm page lists: the first `shown` rows, then how many more."""
+    rows = list(queryset[: shown + 1])
+    items = [(label(obj), url(obj) if url else "") for obj in rows[:shown]]
+    if len(rows) > shown:
+        items.append((f"\u2026 and {queryset.count() - shown:,} more", ""))
+    return items

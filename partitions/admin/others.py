@@ -1,0 +1,150 @@
+"""Partition, sub-job and event lists: read-only, filterable by status and job, with actions on a selection."""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+
+from partitions import services
+from partitions.admin.actions import Outcome, guarded
+from partitions.admin.base import (
+    EngineAdmin,
+    JobFilter,
+    confirm_response,
+    job_link,
+    report,
+    selection_hidden,
+    selection_items,
+    short,
+)
+from partitions.models import JobEvent, Partition, SubJob
+from partitions.selectors import partitions_failed_subjob_ids
+
+
+def _confirm_selection(model_admin, request, queryset, *, name: str, label: str, question: str):
+    """Confirm page for a selection; returns None once the user confirmed (`post=yes`)."""
+    if not model_admin.has_operate_permission(request):
+        raise PermissionDenied
+    if request.POST.get("post") == "yes":
+        return None
+    pks = [] if request.POST.get("select_across") == "1" else list(queryset.values_list("pk", flat=True))
+    return confirm_response(model_admin, request, label=label, question=question, items=selection_items(queryset),
+                            hidden=selection_hidden(request, name, pks), form_url=request.get_full_path(),
+                            back_url=request.get_full_path())
+
+
+def _retry_subjobs(request, grouped: dict[int, list[int]]) -> list[Outcome]:
+    def one(job_id: int, ids: list[int]) -> Outcome:
+        n = services.subjobs_retry(job_id, ids, actor=request.user)
+        return Outcome(f"Job #{job_id}: {n} failed sub-job(s) queued again.") if n else Outcome(
+            f"Job #{job_id}: none of the selected sub-jobs had failed.", level=messages.WARNING)
+
+    return [guarded("retry the failed sub-jobs of", job_id, lambda j=job_id, i=ids: one(j, i))
+            for job_id, ids in sorted(grouped.items())]
+
+
+@admin.register(Partition)
+class PartitionAdmin(EngineAdmin):
+    list_display = ["id", "job_col", "seq", "kind", "status", "bounds_col", "checkpoint", "estimated_items",
+                    "done_items", "failed_items", "skipped_items", "attempts_col", "lease_owner", "lease_expires_at",
+                    "error_col"]
+    list_filter = ["status", "kind", JobFilter]
+    search_fields = ["=id", "lease_owner"]
+    show_full_result_count = False
+    actions = ["retry_subjobs_selected", "retry_failed_of_jobs"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).defer("last_traceback", "scope")
+
+    @admin.display(description="job", ordering="job_id")
+    def job_col(self, obj: Partition):
+        return job_link(obj.job_id)
+
+    @admin.display(description="bounds")
+    def bounds_col(self, obj: Partition):
+        return obj.bounds_display
+
+    @admin.display(description="attempts")
+    def attempts_col(self, obj: Partition):
+        return f"{obj.attempts}/{obj.max_attempts}"
+
+    @admin.display(description="last error")
+    def error_col(self, obj: Partition):
+        return short(obj.last_error, 80)
+
+    @admin.action(permissions=["operate"], description="Retry the failed sub-jobs of the selected partitions")
+    def retry_subjobs_selected(self, request, queryset):
+        name = "retry_subjobs_selected"
+        confirm = _confirm_selection(self, request, queryset, name=name, label="Retry failed sub-jobs",
+                                     question="Run the failed sub-jobs of these partitions again?")
+        if confirm is not None:
+            return confirm
+        grouped = partitions_failed_subjob_ids(list(queryset.values_list("pk", flat=True)))
+        report(self, request, _retry_subjobs(request, grouped))
+        return None
+
+    @admin.action(permissions=["operate"],
+                  description="Retry ALL failed partitions of the selected partitions' jobs")
+    def retry_failed_of_jobs(self, request, queryset):
+        confirm = _confirm_selection(
+            self, request, queryset, name="retry_failed_of_jobs", label="Retry failed partitions",
+            question="Put every failed partition of these partitions' jobs back to pending (the whole job, "
+                     "not only the selection)?")
+        if confirm is not None:
+            return confirm
+        job_ids = sorted(set(queryset.values_list("job_id", flat=True)))
+
+        def one(job_id: int) -> Outcome:
+            n = services.job_retry_failed(job_id, actor=request.user)
+            return Outcome(f"Job #{job_id}: {n} failed partition(s) queued again.") if n else Outcome(
+                f"Job #{job_id} has no failed partitions to retry.", level=messages.WARNING)
+
+        report(self, request, [guarded("retry the failed partitions of", j, lambda j=j: one(j)) for j in job_ids])
+        return None
+
+
+@admin.register(SubJob)
+class SubJobAdmin(EngineAdmin):
+    list_display = ["id", "job_col", "partition_id", "seq", "key", "status", "attempts", "error_col", "duration_ms",
+                    "finished_at"]
+    list_filter = ["status", JobFilter]
+    search_fields = ["=id", "key"]
+    show_full_result_count = False
+    actions = ["retry_selected"]
+
+    @admin.display(description="job", ordering="job_id")
+    def job_col(self, obj: SubJob):
+        return job_link(obj.job_id)
+
+    @admin.display(description="error")
+    def error_col(self, obj: SubJob):
+        return short(obj.error, 100)
+
+    @admin.action(permissions=["operate"], description="Retry the selected failed sub-jobs")
+    def retry_selected(self, request, queryset):
+        confirm = _confirm_selection(self, request, queryset, name="retry_selected", label="Retry failed sub-jobs",
+                                     question="Run these sub-jobs again (only failed or skipped ones move)?")
+        if confirm is not None:
+            return confirm
+        grouped: dict[int, list[int]] = {}
+        for job_id, pk in queryset.values_list("job_id", "pk").order_by("job_id", "pk"):
+            grouped.setdefault(job_id, []).append(pk)
+        report(self, request, _retry_subjobs(request, grouped))
+        return None
+
+
+@admin.register(JobEvent)
+class JobEventAdmin(EngineAdmin):
+    list_display = ["id", "created_at", "job_col", "type", "actor", "partition_id", "data_col"]
+    list_filter = [JobFilter]
+    search_fields = ["=type", "actor"]
+    show_full_result_count = False
+    list_select_related = False
+
+    @admin.display(description="job", ordering="job_id")
+    def job_col(self, obj: JobEvent):
+        return job_link(obj.job_id)
+
+    @admin.display(description="data")
+    def data_col(self, obj: JobEvent):
+        return short(str(obj.data), 120) if obj.data else ""

@@ -1,0 +1,140 @@
+"""The start page: choose a job type, fill its Params form as-is, preview the plan (writes nothing) or start."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django import forms
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpResponseNotAllowed, HttpResponseRedirect
+from django.template.response import TemplateResponse
+
+from partitions import registry, services
+from partitions.admin.base import job_url
+from partitions.exceptions import InvalidParams, JobTypeNotFound, PartitionsError
+from partitions.models import Partition
+
+log = logging.getLogger(__name__)
+
+#: The job type's Params form is rendered with this prefix, so its field names never clash with ours.
+PARAMS_PREFIX = "params"
+#: Rows of a preview shown on the page (the totals always cover every partition).
+PREVIEW_ROWS = 200
+
+
+class StartOptionsForm(forms.Form):
+    """Run options that are not the job type's params."""
+
+    max_parallel = forms.IntegerField(
+        min_value=0, required=False, initial=0, label="Max parallel",
+        help_text="Partitions in flight at once; 0 = unlimited. Fewer workers cost less and take longer.",
+    )
+    deadline = forms.DateTimeField(
+        required=False, widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+        help_text="Optional; the job page then projects the finish against it.",
+    )
+
+
+def _params_data(form: forms.Form) -> dict[str, Any]:
+    """The Params form's raw values under their own names, read by its own widgets from the prefixed POST.
+
+    Fields the request did not send are left out, so the job type's defaults apply.
+    """
+    data = {}
+    for name, field in form.fields.items():
+        key = form.add_prefix(name)
+        if not field.widget.value_omitted_from_data(form.data, form.files, key):
+            data[name] = field.widget.value_from_datadict(form.data, form.files, key)
+    return data
+
+
+def _preview_rows(plans) -> list[dict]:
+    rows = []
+    for seq, plan in enumerate(plans[:PREVIEW_ROWS]):
+        unsaved = Partition(kind=plan.kind, lower=plan.lower, upper=plan.upper, modulus=plan.modulus,
+                            remainder=plan.remainder, estimated_items=plan.estimated_items)
+        rows.append({"seq": seq, "kind": plan.kind, "bounds": unsaved.bounds_display,
+                     "estimated": plan.estimated_items, "subjobs": len(plan.items)})
+    return rows
+
+
+def start_view(model_admin, request):
+    if request.method not in ("GET", "HEAD", "POST"):
+        return HttpResponseNotAllowed(["GET", "HEAD", "POST"])
+    if not model_admin.has_start_permission(request):
+        raise PermissionDenied
+    types = registry.all_types()
+    type_name = request.POST.get("job_type") or request.GET.get("type") or ""
+    job_type = types.get(type_name)
+    if type_name and job_type is None:
+        messages.error(request, f"Unknown job type {type_name!r}.")
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "opts": model_admin.opts,
+        "title": "Start a job",
+        "types": [{"name": name, "label": t.label or name, "doc": (type(t).__doc__ or "").strip().split("\n")[0]}
+                  for name, t in types.items()],
+        "type_name": type_name if job_type else "",
+        "job_type": job_type,
+    }
+    if job_type is None:
+        request.current_app = model_admin.admin_site.name
+        return TemplateResponse(request, "admin/partitions/job/start.html", context)
+
+    if request.method == "POST":
+        params_form = job_type.Params(data=request.POST, prefix=PARAMS_PREFIX)
+        options = StartOptionsForm(data=request.POST)
+        response = _submit(request, type_name, params_form, options, context)
+        if response is not None:
+            return response
+    else:
+        params_form = job_type.Params(prefix=PARAMS_PREFIX)
+        options = StartOptionsForm()
+    context.update(params_form=params_form, options_form=options,
+                   media=model_admin.media + params_form.media + options.media)
+    request.current_app = model_admin.admin_site.name
+    return TemplateResponse(request, "admin/partitions/job/start.html", context)
+
+
+def _submit(request, type_name, params_form, options, context):
+    """Preview or start through the services; the services validate params, the page shows their errors."""
+    data = _params_data(params_form)
+    options_ok = options.is_valid()
+    try:
+        if "_preview" in request.POST:
+            plans = services.job_preview(type_name, data)
+            context["preview"] = {
+                "rows": _preview_rows(plans), "partitions": len(plans), "shown": min(len(plans), PREVIEW_ROWS),
+                "estimated": sum(p.estimated_items for p in plans), "subjobs": sum(len(p.items) for p in plans),
+            }
+            params_form.is_valid()  # the service accepted the params; show the form bound, without errors
+            return None
+        if not options_ok:
+            params_form.is_valid()  # show every error at once
+            return None
+        job, created = services.job_start(type_name, data, actor=request.user,
+                                          max_parallel=options.cleaned_data["max_parallel"] or 0,
+                                          deadline=options.cleaned_data["deadline"])
+    except InvalidParams as exc:
+        if params_form.is_valid():  # the same form said yes here; still show what the service refused
+            for field, errors in exc.errors.items():
+                for error in errors:
+                    params_form.add_error(field if field in params_form.fields else None, error)
+        return None
+    except JobTypeNotFound as exc:
+        messages.error(request, str(exc))
+        return None
+    except PartitionsError as exc:
+        messages.error(request, f"Cannot {'preview' if '_preview' in request.POST else 'start'}: {exc}")
+        return None
+    except Exception as exc:  # job code (split) failed during a preview: say so instead of an error page
+        if "_preview" not in request.POST:
+            raise
+        log.exception("preview of %s failed", type_name)
+        messages.error(request, f"Preview failed: {type(exc).__name__}: {exc}")
+        return None
+    verb = "Started" if created else "An identical job is already active:"
+    messages.success(request, f"{verb} job #{job.pk} ({type_name}).")
+    return HttpResponseRedirect(job_url(job.pk))

@@ -1,0 +1,47 @@
+"""The workers page: live leases, django-q2 clusters that reported lately, and workers seen from our tables."""
+
+from __future__ import annotations
+
+from django.core.exceptions import PermissionDenied
+from django.http import HttpResponseNotAllowed
+from django.template.response import TemplateResponse
+
+from partitions.admin import display
+from partitions.models import Partition
+from partitions.selectors import clusters_recent, leases_live, workers_recent
+
+LEASES_SHOWN = 500
+
+
+def _age(later, earlier) -> str:
+    return "" if later is None or earlier is None else display.fmt_duration((later - earlier).total_seconds())
+
+
+def workers_view(model_admin, request):
+    if request.method not in ("GET", "HEAD"):
+        return HttpResponseNotAllowed(["GET", "HEAD"])
+    user = request.user
+    if not (model_admin.has_view_permission(request) and user.has_perm("partitions.view_partition")):
+        raise PermissionDenied
+    leases = [
+        {"p": p, "job": p.job, "bounds": p.bounds_display, "lease_age": _age(p.db_now, p.lease_claimed_at),
+         "since_checkpoint": _age(p.db_now, p.checkpointed_at or p.lease_claimed_at),
+         "expires_in": _age(p.lease_expires_at, p.db_now)}
+        for p in leases_live(limit=LEASES_SHOWN)
+    ]
+    clusters = clusters_recent()
+    for cluster in clusters:
+        cluster["seen"] = display.fmt_dt(cluster["timestamp"])
+        cluster["started"] = display.fmt_dt(cluster["tob"])
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "opts": model_admin.opts,
+        "partition_opts": Partition._meta,
+        "title": "Workers",
+        "leases": leases,
+        "leases_capped": len(leases) >= LEASES_SHOWN,
+        "clusters": clusters,
+        "workers": [{"w": w, "last_seen": display.fmt_dt(w.last_seen)} for w in workers_recent()],
+    }
+    request.current_app = model_admin.admin_site.name
+    return TemplateResponse(request, "admin/partitions/job/workers.html", context)

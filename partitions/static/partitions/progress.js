@@ -1,0 +1,107 @@
+// Live job progress for the admin: while any job on the page is active, poll the
+// progress JSON and copy its pre-formatted texts into the page. No dependencies.
+//
+// Markup it reads (rendered by partitions/admin/display.py and the templates):
+//   [data-pj-progress-url]                      where to poll (+ data-pj-interval in ms)
+//   .pj-progress[data-job-id][data-job-active]  the bar; rect[data-seg] segments
+//   [data-job-id][data-job-field=name]          text replaced by job.fields[name]
+//   [data-job-id][data-job-status]              the status badge
+//   [data-job-id][data-job-summary]             the finalize summary (job page)
+//   [data-job-id][data-states]                  action buttons shown only in these statuses
+(function () {
+  "use strict";
+
+  function each(selector, fn) {
+    Array.prototype.forEach.call(document.querySelectorAll(selector), fn);
+  }
+
+  function apply(id, job) {
+    const sel = '[data-job-id="' + id + '"]';
+    each(sel + "[data-job-field]", function (el) {
+      const value = job.fields[el.getAttribute("data-job-field")];
+      if (value === undefined) return;
+      el.textContent = value;
+      const box = el.closest("[data-job-hide-empty]");
+      if (box) box.hidden = value === "";
+    });
+    each(sel + "[data-job-status]", function (el) {
+      el.className = "pj-badge pj-status-" + job.status;
+      el.textContent = job.fields.status;
+    });
+    each(".pj-progress" + sel, function (el) {
+      el.setAttribute("data-job-active", job.active ? "1" : "0");
+      const bar = el.querySelector(".pj-bar");
+      if (bar) bar.setAttribute("aria-valuenow", String(job.percent));
+      let x = 0;
+      ["done", "failed", "skipped"].forEach(function (name) {
+        const rect = el.querySelector('rect[data-seg="' + name + '"]');
+        const width = job.bar[name] || 0;
+        if (rect) {
+          rect.setAttribute("x", x.toFixed(2));
+          rect.setAttribute("width", width.toFixed(2));
+        }
+        x += width;
+      });
+    });
+    each(sel + "[data-job-summary]", function (el) {
+      el.hidden = !job.summary;
+      const pre = el.querySelector("pre");
+      if (pre && job.summary) pre.textContent = JSON.stringify(job.summary, null, 2);
+    });
+    each(sel + "[data-states]", function (el) {
+      el.hidden = el.getAttribute("data-states").split(" ").indexOf(job.status) < 0;
+    });
+  }
+
+  function init() {
+    const root = document.querySelector("[data-pj-progress-url]");
+    if (!root) return;
+    const url = root.getAttribute("data-pj-progress-url");
+    const interval = parseInt(root.getAttribute("data-pj-interval") || "2000", 10);
+    const ids = [];
+    each(".pj-progress[data-job-id]", function (el) {
+      const id = el.getAttribute("data-job-id");
+      if (ids.indexOf(id) < 0) ids.push(id);
+    });
+    let failures = 0;
+
+    function anyActive() {
+      return document.querySelector('.pj-progress[data-job-active="1"]') !== null;
+    }
+
+    function schedule() {
+      if (ids.length && anyActive() && failures < 20) {
+        window.setTimeout(poll, interval * Math.min(1 + failures, 5));
+      }
+    }
+
+    function poll() {
+      if (document.hidden) {
+        schedule();
+        return;
+      }
+      fetch(url + "?ids=" + ids.join(","), {credentials: "same-origin", headers: {Accept: "application/json"}})
+        .then(function (response) {
+          if (!response.ok) throw new Error("HTTP " + response.status);
+          return response.json();
+        })
+        .then(function (data) {
+          Object.keys(data.jobs).forEach(function (id) { apply(id, data.jobs[id]); });
+          failures = 0;
+          schedule();
+        })
+        .catch(function () {
+          failures += 1;
+          schedule();
+        });
+    }
+
+    schedule();
+  }
+
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", init);
+  } else {
+    init();
+  }
+})();
