@@ -10,12 +10,14 @@ FIND_PYTHON := for p in python3.13 python3.12 python3 python; do \
 	  if command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null; then echo $$p; exit 0; fi; \
 	done; exit 1
 
-.PHONY: run test lint stop-db bootstrap bench
+CHROMIUM ?= /usr/bin/chromium
+
+.PHONY: run test lint stop-db bootstrap browser bench
 
 run: bootstrap
 	$(PY) manage.py runstack --port $(PORT)
 
-test: bootstrap
+test: bootstrap browser
 	$(PY) manage.py devdb start
 	$(VENV)/bin/ruff check .
 	$(PY) manage.py makemigrations --check --dry-run
@@ -36,6 +38,17 @@ $(STAMP): requirements.txt
 	fi
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	touch $(STAMP)
+
+# The browser tests drive Debian's Chromium (no browser downloads); installed when we are root.
+browser:
+	@if [ ! -x $(CHROMIUM) ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Debian's chromium for the browser tests"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "note: $(CHROMIUM) is missing and we are not root: the browser tests will be skipped"; \
+	  fi; \
+	fi
 
 # A local development .env with a random SECRET_KEY, made once; never committed.
 .env:
