@@ -160,13 +160,16 @@ def job_resume(job_id: int, *, actor: Any) -> Job:
     return job
 
 
-def job_retry_failed(job_id: int, *, actor: Any) -> int:
-    """Failed partitions back to pending with fresh attempts; reopens a failed job. Returns how many."""
+def job_retry_failed(job_id: int, partition_ids: list[int] | None = None, *, actor: Any) -> int:
+    """Failed partitions (all, or those selected) back to pending with fresh attempts; reopens a failed job."""
     with transaction.atomic():
         job = job_get(job_id)
         if job.status not in {JobStatus.RUNNING, JobStatus.PAUSED, JobStatus.FAILED}:
             raise InvalidTransition("Job", job_id, job.status, "retry")
-        moved = transition_many(Partition, Q(job_id=job_id, status=PartitionStatus.FAILED), PartitionStatus.PENDING,
+        where = Q(job_id=job_id, status=PartitionStatus.FAILED)
+        if partition_ids is not None:
+            where &= Q(pk__in=partition_ids)
+        moved = transition_many(Partition, where, PartitionStatus.PENDING,
                                 actor=actor, event_type="partition_retried",
                                 updates={"attempts": 0, "available_at": Now(), "last_error": ""})
         if moved:

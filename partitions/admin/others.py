@@ -51,7 +51,7 @@ class PartitionAdmin(EngineAdmin):
     list_filter = ["status", "kind", JobFilter]
     search_fields = ["=id", "lease_owner"]
     show_full_result_count = False
-    actions = ["retry_subjobs_selected", "retry_failed_of_jobs"]
+    actions = ["retry_subjobs_selected", "retry_failed_selected"]
 
     def get_queryset(self, request):
         return super().get_queryset(request).defer("last_traceback", "scope")
@@ -83,23 +83,25 @@ class PartitionAdmin(EngineAdmin):
         report(self, request, _retry_subjobs(request, grouped))
         return None
 
-    @admin.action(permissions=["operate"],
-                  description="Retry ALL failed partitions of the selected partitions' jobs")
-    def retry_failed_of_jobs(self, request, queryset):
+    @admin.action(permissions=["operate"], description="Retry the selected failed partitions")
+    def retry_failed_selected(self, request, queryset):
         confirm = _confirm_selection(
-            self, request, queryset, name="retry_failed_of_jobs", label="Retry failed partitions",
-            question="Put every failed partition of these partitions' jobs back to pending (the whole job, "
-                     "not only the selection)?")
+            self, request, queryset, name="retry_failed_selected", label="Retry failed partitions",
+            question="Put the selected failed partitions back to pending with fresh attempts?")
         if confirm is not None:
             return confirm
-        job_ids = sorted(set(queryset.values_list("job_id", flat=True)))
+        grouped: dict[int, list[int]] = {}
+        for pk, job_id in queryset.filter(status="failed").values_list("pk", "job_id"):
+            grouped.setdefault(job_id, []).append(pk)
 
-        def one(job_id: int) -> Outcome:
-            n = services.job_retry_failed(job_id, actor=request.user)
-            return Outcome(f"Job #{job_id}: {n} failed partition(s) queued again.") if n else Outcome(
-                f"Job #{job_id} has no failed partitions to retry.", level=messages.WARNING)
+        def one(job_id: int, ids: list[int]) -> Outcome:
+            n = services.job_retry_failed(job_id, ids, actor=request.user)
+            return Outcome(f"Job #{job_id}: {n} failed partition(s) queued again.")
 
-        report(self, request, [guarded("retry the failed partitions of", j, lambda j=j: one(j)) for j in job_ids])
+        outcomes = [guarded("retry failed partitions of", j, lambda j=j, i=i: one(j, i))
+                    for j, i in sorted(grouped.items())]
+        report(self, request, outcomes or [Outcome("None of the selected partitions had failed.",
+                                                   level=messages.WARNING)])
         return None
 
 
