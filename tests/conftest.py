@@ -79,3 +79,12 @@ def no_dispatcher():
     dispatch.set_dispatcher(None)
     yield
     dispatch.set_dispatcher(previous)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Say where the browser test left its screenshots."""
+    from pathlib import Path
+
+    shots = sorted((Path(__file__).resolve().parent.parent / "test-artifacts").glob("*.png"))
+    if shots:
+        terminalreporter.write_line("screenshots: " + " ".join(str(s) for s in shots))

@@ -1,0 +1,118 @@
+"""A real browser (Debian's Chromium via Playwright) against a live server and a real qcluster."""
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.models import User
+from django.db import connections
+from django.urls import reverse
+
+from opsapp.models import Invoice
+from opsapp.seeding import seed_demo
+from partitions.models import Job
+from tests.clusters import Cluster
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+TIMEOUT_MS = 120_000
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.slow,
+    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="no Debian chromium (make test installs it as root)"),
+]
+
+
+@pytest.fixture
+def browser_page(monkeypatch):
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API runs an event loop in this thread; our ORM calls here are plain sync code.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run",
+        ])
+        page = browser.new_page(viewport={"width": 1440, "height": 1000})
+        page.set_default_timeout(TIMEOUT_MS)
+        yield page
+        browser.close()
+
+
+@pytest.fixture
+def cluster(db_url, tmp_path):
+    connections.close_all()
+    running = Cluster(db_url, tmp_path / "qcluster.log", EMAIL_BACKEND="django.core.mail.backends.locmem.EmailBackend")
+    yield running
+    running.stop()
+
+
+def status_text(page) -> str:
+    return page.locator("[data-job-status]").first.inner_text().strip()
+
+
+def start_invoices(page, base: str, *, period: str, work_ms: int, fail_rate: float, max_parallel: int) -> None:
+    page.goto(base + reverse("admin:partitions_job_start") + "?type=billing.send_invoices")
+    page.fill("#id_params-period", period)
+    page.fill("#id_params-work_ms", str(work_ms))
+    page.fill("#id_params-fail_rate", str(fail_rate))
+    page.fill("#id_max_parallel", str(max_parallel))
+    page.click("#pj-start")
+    page.wait_for_selector("[data-job-status]")
+
+
+def wait_for_status(page, status: str) -> None:
+    page.wait_for_function(
+        "s => [...document.querySelectorAll('[data-job-status]')].some(e => e.textContent.trim() === s)",
+        arg=status, timeout=TIMEOUT_MS,
+    )
+
+
+def test_an_operator_starts_a_run_watches_it_finish_and_recovers_a_failed_one(
+    live_server, browser_page, cluster, settings, admin_env, capsys,
+):
+    settings.SESSION_COOKIE_SECURE = settings.CSRF_COOKIE_SECURE = False
+    seed_demo(products=1, subscriptions=0, customers=60, events=0)
+    User.objects.create_superuser("ops", "ops@example.com", "browser-test-password")
+    page, base = browser_page, live_server.url
+    ARTIFACTS.mkdir(exist_ok=True)
+
+    page.goto(base + "/admin/login/")
+    page.fill("#id_username", "ops")
+    page.fill("#id_password", "browser-test-password")
+    page.click("input[type=submit]")
+    page.wait_for_selector("#user-tools")
+
+    # A clean run: the bar fills and the status changes while the page stays loaded.
+    start_invoices(page, base, period="2026-11", work_ms=150, fail_rate=0, max_parallel=1)
+    page.evaluate("window.__loadedOnce = true")
+    first_percent = page.locator('[data-job-field="percent"]').first.inner_text()
+    page.wait_for_function(
+        "() => document.querySelector('[data-job-field=\"percent\"]').textContent.includes('100.0%')",
+        timeout=TIMEOUT_MS,
+    )
+    wait_for_status(page, "Succeeded")
+    assert page.evaluate("window.__loadedOnce === true"), "the page reloaded instead of refreshing in place"
+    assert first_percent != "100.0%", "the run should still be going when the page first loads"
+    job = Job.objects.order_by("-id").first()
+    assert job.status == "succeeded"
+    page.reload()  # the live region is the header; a reload shows partitions and timeline as they ended
+    page.wait_for_selector("#pj-summary")
+    page.screenshot(path=ARTIFACTS / "job-page.png", full_page=True)
+
+    # A run with failures, recovered with one button (and its confirmation step).
+    start_invoices(page, base, period="2026-12", work_ms=10, fail_rate=0.3, max_parallel=0)
+    wait_for_status(page, "Failed")
+    page.click('form[data-job-action="retry_subjobs"] button, form[data-job-action="retry_subjobs"] input[type=submit]')
+    page.click("#pj-confirm")
+    wait_for_status(page, "Succeeded")
+    assert Invoice.objects.filter(period="2026-12", mailed_at__isnull=False).count() == 60
+
+    page.goto(base + reverse("admin:partitions_job_changelist"))
+    page.wait_for_selector(".pj-progress")
+    page.screenshot(path=ARTIFACTS / "job-list.png", full_page=True)
+    with capsys.disabled():
+        print(f"\nscreenshots: {ARTIFACTS / 'job-list.png'} {ARTIFACTS / 'job-page.png'}")
