@@ -88,3 +88,9 @@ def pytest_terminal_summary(terminalreporter):
     shots = sorted((Path(__file__).resolve().parent.parent / "test-artifacts").glob("*.png"))
     if shots:
         terminalreporter.write_line("screenshots: " + " ".join(str(s) for s in shots))
+
+
+def pytest_collection_modifyitems(items):
+    """Browser tests last: the live server's thread lives for the rest of the session, and tests that
+    fork worker processes must fork a single-threaded process."""
+    items.sort(key=lambda item: item.path.name == "test_browser.py")
