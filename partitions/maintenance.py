@@ -11,7 +11,7 @@ from django.utils import timezone
 from partitions import claiming, dispatch, services
 from partitions.lifecycle import SYSTEM, event
 from partitions.models import Job, JobEvent, JobSample, Partition
-from partitions.selectors import jobs_progress
+from partitions.selectors import jobs_progress, jobs_stats
 from partitions.states import PARTITION_TERMINAL, JobStatus
 
 log = logging.getLogger(__name__)
@@ -72,26 +72,22 @@ def sample_throughput() -> dict[str, int]:
 
 
 def warn_deadlines() -> dict[str, int]:
-    """A `deadline_at_risk` event when the projected finish is past the deadline (at most every 10 minutes)."""
-    from partitions.metrics import job_rate
-
-    now = timezone.now()
+    """A `deadline_at_risk` event when the projected finish is past the deadline, or unknown because nothing
+    moves (at most one every 10 minutes per job)."""
     jobs = list(Job.objects.filter(status=JobStatus.RUNNING, deadline__isnull=False))
-    progress = jobs_progress([job.pk for job in jobs])
     warned = 0
-    for job in jobs:
-        p = progress[job.pk]
-        remaining = max(0, p.items_total - p.items_done - p.items_failed - p.items_skipped)
-        rate = job_rate(job.pk)
-        projected = now + timedelta(seconds=remaining / rate) if rate > 0 else None
-        if projected is not None and projected <= job.deadline:
+    for stats in jobs_stats(jobs).values():
+        if stats.meets_deadline:
             continue
-        recent = JobEvent.objects.filter(job=job, type="deadline_at_risk", created_at__gt=now - DEADLINE_WARNING_EVERY)
+        recent = JobEvent.objects.filter(job=stats.job, type="deadline_at_risk",
+                                         created_at__gt=stats.now - DEADLINE_WARNING_EVERY)
         if recent.exists():
             continue
-        event(job.pk, "deadline_at_risk", SYSTEM, {
-            "deadline": job.deadline.isoformat(), "projected_finish": projected.isoformat() if projected else None,
-            "items_remaining": remaining, "items_per_second": round(rate, 2),
+        finish = stats.projected_finish
+        event(stats.job.pk, "deadline_at_risk", SYSTEM, {
+            "deadline": stats.job.deadline.isoformat(), "projected_finish": finish.isoformat() if finish else None,
+            "items_remaining": stats.remaining_items, "items_per_second": round(stats.rate or 0.0, 2),
+            "workers_needed": stats.workers_needed,
         })
         warned += 1
     return {"deadline_warnings": warned}

@@ -97,7 +97,8 @@ SQL_JOBS_SAMPLE_WINDOW = """
     SELECT j.id, now(), min(s.taken_at),
            (array_agg(s.done_items + s.failed_items ORDER BY s.taken_at))[1], avg(s.live_leases)
     FROM unnest(%(ids)s::bigint[]) AS j(id)
-    LEFT JOIN partitions_jobsample s ON s.job_id = j.id AND s.taken_at >= now() - make_interval(secs => %(window)s)
+    LEFT JOIN partitions_jobsample s
+           ON s.job_id = j.id AND s.taken_at >= now() - make_interval(secs => %(window)s)
     GROUP BY j.id
 """
 

@@ -17,9 +17,8 @@ from django.utils.dateparse import parse_datetime
 
 from partitions import registry, services
 from partitions.exceptions import InvalidParams, PartitionsError
-from partitions.metrics import eta, job_rate
 from partitions.models import Job, JobEvent
-from partitions.selectors import job_get, job_progress
+from partitions.selectors import job_get, job_stats
 from partitions.states import JOB_TERMINAL, JobStatus
 
 ACTOR = "cli"
@@ -46,15 +45,12 @@ def positive_int(value: str) -> int:
 
 def job_summary(job: Job) -> dict[str, Any]:
     """The machine-readable state of a job (what --json prints)."""
-    progress = job_progress(job.pk)
-    rate = job_rate(job.pk)
-    remaining = max(0, progress.items_total - progress.items_done - progress.items_failed - progress.items_skipped)
-    # Only a running job moves: pending/planning jobs have no items yet, paused ones no rate.
-    projected = eta(remaining, rate) if job.status == JobStatus.RUNNING else None
+    stats = job_stats(job)
     return {
         "id": job.pk, "type": job.type_name, "status": job.status, "params": job.params, "error": job.error,
         "created_at": job.created_at, "finished_at": job.finished_at, "max_parallel": job.max_parallel,
-        "deadline": job.deadline, **progress.as_dict(), "items_per_second": round(rate, 2), "eta": projected,
+        "deadline": job.deadline, **stats.progress.as_dict(), "items_per_second": round(stats.rate or 0.0, 2),
+        "eta": stats.projected_finish,
     }
 
 
