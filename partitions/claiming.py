@@ -230,12 +230,14 @@ def partition_checkpoint(partition_id: int, token: int, *, checkpoint: Any, done
 
 def partition_complete(partition_id: int, token: int, *, actor: Any, data: dict | None = None) -> bool:
     """Mark a held partition succeeded; return True when it was the job's last unfinished one."""
-    with transaction.atomic():
-        row = transition(Partition, partition_id, PartitionStatus.SUCCEEDED, actor=actor,
-                         event_type="partition_succeeded", data=data, guard={"lease_token": token})
-        with connection.cursor() as cursor:
-            cursor.execute(SQL_JOB_UNFINISHED_PARTITIONS, {"job_id": row.job_id})
-            return cursor.fetchone()[0] == 0
+    row = transition(Partition, partition_id, PartitionStatus.SUCCEEDED, actor=actor,
+                     event_type="partition_succeeded", data=data, guard={"lease_token": token})
+    # Counted after our commit: when the last two partitions finish at once, each transaction
+    # would still see the other one running; afterwards at least the later one sees none left
+    # (both may, and the finalize claim lets only one through).
+    with connection.cursor() as cursor:
+        cursor.execute(SQL_JOB_UNFINISHED_PARTITIONS, {"job_id": row.job_id})
+        return cursor.fetchone()[0] == 0
 
 
 def partition_fail(partition_id: int, token: int, *, actor: Any, error: str, traceback: str = "",
