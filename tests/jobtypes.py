@@ -165,3 +165,25 @@ class SteersItself(JobType):
         if ctx.partition.checkpoint is None and ctx.job.status == "running":
             getattr(services, f"job_{ctx.params['action']}")(ctx.job.pk, actor="job-code")
             ctx.job.status = "steered"
+
+
+#: Rows that already failed once in this process (the retry of a failed row succeeds).
+FAILED_ONCE: set[int] = set()
+
+
+@register
+class FlakyRows(JobType):
+    """Per-row processing of a range: every 25th row fails its first time, atomically per row (savepoints)."""
+
+    name = "tests.flaky_rows"
+    Params = RangeParams
+    batch_size = 40
+
+    def split(self, job, params):
+        return KeyRange(Subscription.objects.all(), ("created_at", "id"), partitions=params["partitions"])
+
+    def process_item(self, ctx, item):
+        Subscription.objects.filter(pk=item.pk).update(product_version=F("product_version") + 1)
+        if item.pk % 25 == 0 and item.pk not in FAILED_ONCE:
+            FAILED_ONCE.add(item.pk)
+            raise ValueError(f"row {item.pk} rejected")  # rolls back this row's update only

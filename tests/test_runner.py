@@ -229,3 +229,20 @@ def test_a_batch_longer_than_the_lease_keeps_its_lease_by_renewal(settings):
     partition = job.partitions.get()
     assert partition.attempts == 1 and partition.lease_token == 1, "never lost, never reclaimed"
     assert set(Subscription.objects.values_list("product_version", flat=True)) == {2}
+
+
+def test_failed_rows_of_a_range_job_are_kept_as_subjobs_and_retrying_them_processes_just_those_rows():
+    jobtypes.FAILED_ONCE.clear()
+    seed(subscriptions=200)
+    job = run_to_end(planned_job("tests.flaky_rows", {"partitions": 2}))
+    failed = SubJob.objects.filter(job=job, status="failed")
+    assert job.status == "failed" and failed.count() == 8
+    assert set(failed.values_list("payload__pk", flat=True)) == {pk for pk in Subscription.objects.values_list(
+        "pk", flat=True) if pk % 25 == 0}
+    # The failed rows' own updates were rolled back; every other row was bumped once.
+    assert Subscription.objects.filter(product_version=1).count() == 8
+    assert services.subjobs_retry(job.pk, actor="ops") == 8
+    job = run_to_end(job)
+    assert job.status == "succeeded", job.error
+    assert set(Subscription.objects.values_list("product_version", flat=True)) == {2}
+    assert job.partitions.filter(kind="retry").count() == 2
