@@ -126,7 +126,7 @@ OPS_NOTIFY_EMAILS = env.list("OPS_NOTIFY_EMAILS", default=["ops@example.com"])
 # Security: secure by default; SECURE_SSL_REDIRECT etc. assume TLS is terminated in front.
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
 SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=not DEBUG)
 CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=not DEBUG)
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 31536000)
@@ -151,6 +151,9 @@ PARTITIONS_FAILURE_RATIO = env.float("PARTITIONS_FAILURE_RATIO", default=0.5)
 PARTITIONS_CLAIM_BATCH = env.int("PARTITIONS_CLAIM_BATCH", default=1)
 # Extra modules that register job types (besides every installed app's `jobs` module).
 PARTITIONS_JOB_MODULES = env.list("PARTITIONS_JOB_MODULES", default=[])
+
+# /metrics: with a token, scrapers send `Authorization: Bearer <token>`; without one, staff sessions only.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 
 # django-q2 on the ORM broker (the default database). Every host must share
 # SECRET_KEY (task payloads are signed) and the cluster name.

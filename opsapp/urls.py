@@ -3,9 +3,11 @@ from django.urls import path
 from django.views.generic import RedirectView
 
 from opsapp.views import healthz
+from partitions.views import metrics
 
 urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
     path("healthz", healthz, name="healthz"),
+    path("metrics", metrics, name="metrics"),
     path("admin/", admin.site.urls),
 ]
