@@ -26,6 +26,10 @@ test: bootstrap browser
 lint: bootstrap
 	$(VENV)/bin/ruff check .
 
+bench: bootstrap
+	$(PY) manage.py devdb start
+	$(PY) manage.py bench all
+
 stop-db:
 	$(PY) manage.py devdb stop
 

@@ -107,11 +107,13 @@ TICK_SCHEDULE = "partitions.tick"
 
 def ensure_tick_schedule() -> Schedule:
     """The every-minute `tick` schedule, created if missing (idempotent)."""
-    schedule, _ = Schedule.objects.get_or_create(
-        name=TICK_SCHEDULE,
-        defaults={"func": "partitions.tasks.tick", "schedule_type": Schedule.MINUTES, "minutes": 1, "repeats": -1},
-    )
-    return schedule
+    # Schedule.name is not unique, so workers starting together may both create one: keep the oldest.
+    existing = list(Schedule.objects.filter(name=TICK_SCHEDULE).order_by("id"))
+    if not existing:
+        return Schedule.objects.create(name=TICK_SCHEDULE, func="partitions.tasks.tick",
+                                       schedule_type=Schedule.MINUTES, minutes=1, repeats=-1)
+    Schedule.objects.filter(pk__in=[s.pk for s in existing[1:]]).delete()
+    return existing[0]
 
 
 def on_worker_spawn(sender, **kwargs) -> None:

@@ -1,0 +1,117 @@
+"""`bench claim`: no-op partitions claimed and completed per second by W worker processes.
+
+- engine: `worker.drain` over one job of N no-op partitions, claiming 1, 10 or 50 per round trip
+  (each partition still runs and completes on its own: the runner's per-partition cost is included);
+- baseline A: a raw psycopg loop on a bare table, one `UPDATE … WHERE id = (SELECT … FOR UPDATE SKIP
+  LOCKED LIMIT 1) RETURNING` claim and one fenced "done" UPDATE per partition, W connections;
+- baseline B: django-q2 running one no-op task per partition on the ORM broker, defaults and tuned.
+"""
+
+from __future__ import annotations
+
+import os
+
+import psycopg
+from django import forms
+from django.db import connection
+
+from partitions.bench import djangoq, harness
+from partitions.job_types import JobType
+from partitions.models import Job, Partition
+from partitions.splits import Modulo
+
+CLAIM_BATCHES = (1, 10, 50)
+#: django-q2 runs this share of the partitions' count as tasks (its rate does not depend on the queue's
+#: length, and with its defaults it is slow enough to dominate the run otherwise).
+Q2_SHARE = {djangoq.DEFAULTS: 1 / 8, djangoq.TUNED: 1 / 2}
+
+_RAW_TABLE = """
+    CREATE TABLE bench_raw_partition (id bigint PRIMARY KEY, status text NOT NULL, token bigint NOT NULL DEFAULT 0,
+                                      lease_owner text, lease_expires_at timestamptz);
+    CREATE INDEX bench_raw_pending ON bench_raw_partition (id) WHERE status = 'pending';
+    INSERT INTO bench_raw_partition (id, status) SELECT g, 'pending' FROM generate_series(1, %(n)s) g;
+"""
+_RAW_CLAIM = """
+    UPDATE bench_raw_partition SET status = 'running', token = token + 1, lease_owner = %(owner)s,
+                                   lease_expires_at = statement_timestamp() + interval '60 seconds'
+    WHERE id = (SELECT id FROM bench_raw_partition WHERE status = 'pending' ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)
+    RETURNING id, token
+"""
+_RAW_DONE = "UPDATE bench_raw_partition SET status = 'done', lease_expires_at = NULL WHERE id = %s AND token = %s"
+
+
+class NoopParams(forms.Form):
+    partitions = forms.IntegerField(min_value=1)
+
+
+class NoopPartitions(JobType):
+    """N partitions with nothing in them: a run reads nothing (an empty queryset issues no query)."""
+
+    name = "bench.noop_partitions"
+    Params = NoopParams
+
+    def split(self, job, params):
+        return Modulo(Job.objects.none(), "id", buckets=params["partitions"])
+
+    def process_batch(self, ctx, items):
+        """Never called: the partitions hold no items."""
+
+
+def _raw_worker() -> int:
+    done = 0
+    with psycopg.connect(**connection.get_connection_params(), autocommit=True) as conn:
+        while (row := conn.execute(_RAW_CLAIM, {"owner": f"raw-{os.getpid()}"}).fetchone()) is not None:
+            conn.execute(_RAW_DONE, row)
+            done += 1
+    return done
+
+
+def _raw(partitions: int, workers: int) -> float:
+    with connection.cursor() as cursor:
+        cursor.execute(_RAW_TABLE, {"n": partitions})
+    harness.vacuum("bench_raw_partition")
+    try:
+        seconds, done = harness.run_workers(workers, _raw_worker)
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("DROP TABLE bench_raw_partition")
+    _check_all_done(sum(done), partitions, "raw SQL loop")
+    return seconds
+
+
+def _engine(partitions: int, workers: int, claim_batch: int) -> float:
+    job, _ = harness.planned_job(NoopPartitions.name, {"partitions": partitions})
+    harness.vacuum("partitions_partition", "partitions_job")
+    try:
+        seconds, ran = harness.run_workers(workers, harness.drain_job, job.pk, claim_batch)
+        _check_all_done(Partition.objects.filter(job=job, status="succeeded").count(), partitions,
+                        f"engine, claim batch {claim_batch} ({sum(ran)} runs)")
+    finally:
+        harness.empty_tables()
+    return seconds
+
+
+def _check_all_done(done: int, expected: int, what: str) -> None:
+    if done != expected:
+        raise harness.BenchError(f"{what}: {done} of {expected} partitions completed")
+
+
+def run(opts: harness.Options) -> harness.Result:
+    n, w = opts.pick(default=2000, quick=150), opts.workers
+    result = harness.Result("claim", params={"workers": w, "partitions": n, "claim_batches": list(CLAIM_BATCHES)})
+    with harness.engine_for_bench(NoopPartitions):
+        opts.log(f"claim: raw SQL loop, {n} partitions, {w} connections")
+        raw = result.baseline("raw_sql", "raw SQL loop (1 per claim)", n / _raw(n, w), "partitions/s")
+        baselines = [raw]
+        for setup, share in Q2_SHARE.items():
+            tasks = max(20, int(n * share))
+            result.params[f"{setup.key}_tasks"] = tasks
+            opts.log(f"claim: {setup.label}, {tasks} no-op tasks, {w} workers")
+            seconds = djangoq.run_tasks(setup, workers=w, tasks=tasks, time_enqueue=False)
+            baselines.append(result.baseline(setup.key, setup.label, tasks / seconds, "tasks/s"))
+        for claim_batch in CLAIM_BATCHES:
+            opts.log(f"claim: engine drain, claim batch {claim_batch}")
+            seconds = _engine(n, w, claim_batch)
+            result.figure(f"engine_b{claim_batch}", f"engine drain, claim {claim_batch}", n / seconds,
+                          "partitions/s", vs=tuple(baselines))
+    return result
