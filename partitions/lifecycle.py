@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import models, transaction
+from django.db import connection, models, transaction
 from django.db.models import F, Q
 from django.db.models.functions import Coalesce, Now
 
@@ -163,3 +163,27 @@ def check(model: type[models.Model], current: str, target: str) -> None:
     """Raise InvalidTransition unless the table allows current -> target (for pre-checks)."""
     if not can_transition(TABLES[model], current, target):
         raise InvalidTransition(model.__name__, 0, current, target)
+
+
+def subjobs_finish(outcomes: list[tuple[int, int, str | None, str]], target: str) -> int:
+    """Finish many sub-jobs in one statement: (id, duration_ms, result JSON text, error) each.
+
+    The batched form of transition_many for the runner's hot path (no event per row):
+    one UPDATE … FROM unnest(…) guarded by the transition table, instead of an UPDATE
+    plus a per-row bulk_update. Returns how many rows moved.
+    """
+    if not outcomes:
+        return 0
+    ids, durations, results, errors = (list(column) for column in zip(*outcomes, strict=True))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            UPDATE partitions_subjob s
+            SET status = %s, finished_at = statement_timestamp(), attempts = s.attempts + 1,
+                duration_ms = v.ms, result = v.result::jsonb, error = v.error
+            FROM unnest(%s::bigint[], %s::int[], %s::text[], %s::text[]) AS v(id, ms, result, error)
+            WHERE s.id = v.id AND s.status = ANY(%s)
+            """,
+            [target, ids, durations, results, errors, sources(SUBJOB_TRANSITIONS, target)],
+        )
+        return cursor.rowcount

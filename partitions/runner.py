@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -10,13 +11,13 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
-from django.db.models import F, Q
 
 from partitions import claiming, conf, registry
 from partitions.concurrency import ItemPool, ItemResult
 from partitions.exceptions import CancelJob, JobControl, LeaseLost, Retry, SkipItem
-from partitions.lifecycle import Actor, transition_many
+from partitions.lifecycle import Actor, subjobs_finish
 from partitions.models import Job, JobEvent, Partition, SubJob
 from partitions.sources import ItemSource, failed_item_subjob, source_for
 from partitions.states import PARTITION_TERMINAL, JobStatus, PartitionStatus, SubJobStatus
@@ -207,24 +208,19 @@ class PartitionRun:
             self.stats[name] += n
 
     def _finish_subjobs(self, pairs: list, status: str) -> None:
-        if not pairs:
-            return
-        subjobs = [self.source.subjob_of(item) for item, _ in pairs]
-        transition_many(SubJob, Q(pk__in=[sj.pk for sj in subjobs]), status, actor=self.worker_id,
-                        event_type=f"subjob_{status}", event_per_row=False, updates={"attempts": F("attempts") + 1})
-        for sj, (_, result) in zip(subjobs, pairs, strict=True):
-            sj.duration_ms, sj.result = result.duration_ms, _jsonable(result.value)
-        SubJob.objects.bulk_update(subjobs, ["duration_ms", "result"])
+        subjobs_finish([
+            (self.source.subjob_of(item).pk, result.duration_ms,
+             None if result.value is None else json.dumps(_jsonable(result.value), cls=DjangoJSONEncoder),
+             _error_text(result))
+            for item, result in pairs
+        ], status)
 
     def _record_problems(self, pairs: list, status: str) -> None:
         if not pairs:
             return
         actor = Actor.of(self.worker_id)
         if self.source.subjob_backed:
-            for item, result in pairs:
-                sj = self.source.subjob_of(item)
-                SubJob.objects.filter(pk=sj.pk).update(error=_error_text(result), duration_ms=result.duration_ms)
-                self._finish_subjobs([(item, result)], status)
+            self._finish_subjobs(pairs, status)
             subjob_ids = [self.source.subjob_of(item).pk for item, _ in pairs]
         else:
             rows = [failed_item_subjob(self.partition, self.source, item) for item, _ in pairs]

@@ -134,3 +134,18 @@ def test_a_started_job_is_pending_with_validated_params():
     assert job.status == "pending"
     assert job.params == {"partitions": 3, "sleep_ms": None}
     assert JobEvent.objects.get(job=job).type == "job_created"
+
+
+def test_batched_subjob_finish_moves_only_rows_the_table_allows_and_records_each_outcome():
+    from partitions.lifecycle import subjobs_finish
+
+    partition = make_partition(make_job())
+    pending = SubJob.objects.create(job=partition.job, partition=partition, seq=0, key="a")
+    done = SubJob.objects.create(job=partition.job, partition=partition, seq=1, key="b", status="succeeded")
+    moved = subjobs_finish([(pending.pk, 12, '{"ok": 1}', ""), (done.pk, 99, None, "late")], "succeeded")
+    assert moved == 1
+    pending.refresh_from_db()
+    done.refresh_from_db()
+    assert (pending.status, pending.duration_ms, pending.result, pending.attempts) == ("succeeded", 12, {"ok": 1}, 1)
+    assert pending.finished_at is not None
+    assert (done.duration_ms, done.error) == (None, "")
