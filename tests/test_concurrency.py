@@ -309,9 +309,9 @@ def test_eight_processes_racing_over_2000_partitions_claim_each_exactly_once(chi
     successes = JobEvent.objects.filter(job=job, type="partition_succeeded")
     assert successes.values("partition_id").annotate(n=Count("id")).filter(n__gt=1).count() == 0
     assert successes.count() == 2000
-    # Two completions racing for "the last one" may both see the other unfinished (tick finalizes
-    # then), but never may two both believe they were last.
-    assert sum(r["last"] for r in reports) <= 1
+    # The last-partition check runs after each completion commits, so at least one completer learns the
+    # job is done (several may; the singleton finalize claim lets one through): finalize is never missed.
+    assert sum(r["last"] for r in reports) >= 1
 
 
 @pytest.mark.django_db(transaction=True)
