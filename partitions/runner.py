@@ -83,11 +83,9 @@ class LeaseKeeper(threading.Thread):
 class PartitionRun:
     """State of one run of one claimed partition."""
 
-    def __init__(self, partition: Partition, *, worker_id: str, deadline: float | None):
+    def __init__(self, partition: Partition, *, worker_id: str, deadline: float | None, setup: JobSetup):
         self.partition, self.worker_id, self.deadline = partition, worker_id, deadline
-        self.job = Job.objects.get(pk=partition.job_id)
-        self.job_type = registry.get(self.job.type_name)
-        self.params = self.job_type.load_params(self.job.params)
+        self.job, self.job_type, self.params = setup.job, setup.job_type, setup.params
         self.lease_seconds = self.job_type.lease_seconds or conf.get("LEASE_SECONDS")
         self.source: ItemSource = source_for(partition, self.job, self.job_type, self.params)
         self.ctx = Context(job=self.job, partition=partition, params=self.params, worker_id=worker_id)
@@ -253,19 +251,42 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-def run_partition(partition: Partition, *, worker_id: str, deadline: float | None = None) -> Outcome:
+@dataclass(frozen=True)
+class JobSetup:
+    """A job with its type and typed params: looked up once per job per drain, not once per partition."""
+
+    job: Job
+    job_type: Any
+    params: dict[str, Any]
+
+
+def job_setup(job_id: int, cache: dict[int, JobSetup] | None = None) -> JobSetup:
+    """The job's setup, from `cache` when it holds it (the job's status in it may be stale: status
+    changes reach a running partition through its fenced checkpoint, never through this object)."""
+    if cache is not None and job_id in cache:
+        return cache[job_id]
+    job = Job.objects.get(pk=job_id)
+    job_type = registry.get(job.type_name)
+    setup = JobSetup(job, job_type, job_type.load_params(job.params))
+    if cache is not None:
+        cache[job_id] = setup
+    return setup
+
+
+def run_partition(partition: Partition, *, worker_id: str, deadline: float | None = None,
+                  cache: dict[int, JobSetup] | None = None) -> Outcome:
     """Run a claimed partition until done, failed, released (budget/pause) or lease lost."""
     try:
-        run = PartitionRun(partition, worker_id=worker_id, deadline=deadline)
+        run = PartitionRun(partition, worker_id=worker_id, deadline=deadline,
+                           setup=job_setup(partition.job_id, cache))
     except Exception as exc:  # unknown type, params no longer valid, queryset errors: fail this attempt
         return Outcome("failed", f"{type(exc).__name__}: {exc}", traceback=tb.format_exc())
     return run.execute()
 
 
-def _finishes(partition: Partition, token: int, outcome: Outcome, actor: str) -> bool:
+def _finishes(partition: Partition, token: int, outcome: Outcome, actor: str, job_type) -> bool:
     from partitions import services
 
-    job_type = registry.get(Job.objects.values_list("type_name", flat=True).get(pk=partition.job_id))
     if outcome.kind == "succeeded":
         return claiming.partition_complete(partition.pk, token, actor=actor, data=outcome.stats)
     if outcome.kind == "released":
@@ -288,14 +309,16 @@ def _none_left(job_id: int) -> bool:
     return not Partition.objects.filter(job_id=job_id).exclude(status__in=sorted(PARTITION_TERMINAL)).exists()
 
 
-def apply_outcome(partition: Partition, outcome: Outcome, *, worker_id: str) -> bool:
+def apply_outcome(partition: Partition, outcome: Outcome, *, worker_id: str,
+                  cache: dict[int, JobSetup] | None = None) -> bool:
     """The one place an outcome becomes a transition; True when the job may now be finalized."""
     log.info("partition %s of job %s (token %s): %s %s", partition.pk, partition.job_id, partition.lease_token,
              outcome.kind, outcome.reason)
     if outcome.kind == "lease_lost":
         return False
     try:
-        return _finishes(partition, partition.lease_token, outcome, worker_id)
+        job_type = job_setup(partition.job_id, cache).job_type
+        return _finishes(partition, partition.lease_token, outcome, worker_id, job_type)
     except LeaseLost:
         log.warning("partition %s: lease lost before recording %s", partition.pk, outcome.kind)
         return False

@@ -35,6 +35,7 @@ def drain(*, budget_seconds: float | None = None, job_id: int | None = None, wor
     deadline = time.monotonic() + budget
     lease = conf.get("LEASE_SECONDS")
     report = DrainReport()
+    setups: dict = {}  # job id -> JobSetup, for this drain only
     while time.monotonic() < deadline:
         claimed = claiming.partition_claim(worker_id=worker, lease_seconds=lease, job_id=job_id,
                                            limit=claim_batch or conf.get("CLAIM_BATCH"))
@@ -52,10 +53,10 @@ def drain(*, budget_seconds: float | None = None, job_id: int | None = None, wor
                 claiming.partition_release(partition.pk, partition.lease_token, actor=worker,
                                            reason="drain budget spent before start")
                 continue
-            outcome = run_partition(partition, worker_id=worker, deadline=deadline)
+            outcome = run_partition(partition, worker_id=worker, deadline=deadline, cache=setups)
             report.partitions += 1
             report.outcomes[outcome.kind] += 1
-            if apply_outcome(partition, outcome, worker_id=worker):
+            if apply_outcome(partition, outcome, worker_id=worker, cache=setups):
                 report.jobs_to_finalize.add(partition.job_id)
                 dispatch.job_drained(partition.job_id)
     return report
