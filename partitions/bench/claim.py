@@ -15,6 +15,7 @@ import psycopg
 from django import forms
 from django.db import connection
 
+from partitions import claiming
 from partitions.bench import djangoq, harness
 from partitions.job_types import JobType
 from partitions.models import Job, Partition
@@ -31,13 +32,7 @@ _RAW_TABLE = """
     CREATE INDEX bench_raw_pending ON bench_raw_partition (id) WHERE status = 'pending';
     INSERT INTO bench_raw_partition (id, status) SELECT g, 'pending' FROM generate_series(1, %(n)s) g;
 """
-_RAW_CLAIM = """
-    UPDATE bench_raw_partition SET status = 'running', token = token + 1, lease_owner = %(owner)s,
-                                   lease_expires_at = statement_timestamp() + interval '60 seconds'
-    WHERE id = (SELECT id FROM bench_raw_partition WHERE status = 'pending' ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)
-    RETURNING id, token
-"""
-_RAW_DONE = "UPDATE bench_raw_partition SET status = 'done', lease_expires_at = NULL WHERE id = %s AND token = %s"
+
 
 
 class NoopParams(forms.Form):
@@ -60,8 +55,9 @@ class NoopPartitions(JobType):
 def _raw_worker() -> int:
     done = 0
     with psycopg.connect(**connection.get_connection_params(), autocommit=True) as conn:
-        while (row := conn.execute(_RAW_CLAIM, {"owner": f"raw-{os.getpid()}"}).fetchone()) is not None:
-            conn.execute(_RAW_DONE, row)
+        owner = {"owner": f"raw-{os.getpid()}"}
+        while (row := conn.execute(claiming.SQL_BASELINE_RAW_CLAIM, owner).fetchone()) is not None:
+            conn.execute(claiming.SQL_BASELINE_RAW_DONE, row)
             done += 1
     return done
 
