@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import timedelta
 
 from django import forms
 from django.db.models import F
@@ -108,6 +109,10 @@ class ConcurrentItems(RecordingItems):
     batch_size = 40
 
 
+#: How long tests.controlled asks to wait when it raises Retry.
+RETRY_AFTER = timedelta(minutes=1)
+
+
 class ControlParams(forms.Form):
     action = forms.ChoiceField(choices=[(a, a) for a in ("retry", "cancel", "crash", "ok")])
     partitions = forms.IntegerField(min_value=1, initial=2)
@@ -128,7 +133,7 @@ class Controlled(JobType):
     def process_batch(self, ctx, items):
         action = ctx.params["action"]
         if action == "retry":
-            raise Retry(after=60, reason="broker busy")
+            raise Retry(after=RETRY_AFTER, reason="broker busy")
         if action == "cancel":
             raise CancelJob("bad data found")
         if action == "crash":
