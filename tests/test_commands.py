@@ -33,6 +33,8 @@ pytestmark = pytest.mark.usefixtures("no_dispatcher")
 
 #: Test process clock vs database clock, when checking a projected finish.
 ETA_CLOCK_SLACK = timedelta(seconds=4)
+#: 158 remaining items at 1 item/s.
+REMAINING_AT_ONE_PER_S = timedelta(minutes=2, seconds=38)
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -362,7 +364,8 @@ def test_status_json_of_a_running_job_gives_counts_by_partition_status_rate_from
     assert summary["items_per_second"] == pytest.approx(1.0, abs=0.02)
     # The projection is the database clock plus 158 remaining items at 1 item/s (clock skew allowed).
     projected = datetime.fromisoformat(summary["eta"])
-    assert abs(projected - (asked_at + timedelta(minutes=2, seconds=38))) <= ETA_CLOCK_SLACK
+    expected = asked_at + REMAINING_AT_ONE_PER_S
+    assert abs(projected - expected) <= ETA_CLOCK_SLACK
 
     line = jobs("status", str(job.pk))[0].strip()
     assert " 47.3%  142/300 items  1/s  ETA 15" in line and "running, 1 leases, 2 failed" in line
