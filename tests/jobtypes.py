@@ -21,17 +21,21 @@ class RangeParams(forms.Form):
     sleep_ms = forms.IntegerField(min_value=0, required=False)
 
 
+class SubscriptionRanges(JobType):
+    """Base of the test types that walk every subscription in `partitions` balanced (created_at, id) ranges."""
+
+    def split(self, job, params):
+        return KeyRange(Subscription.objects.all(), ("created_at", "id"), partitions=params.get("partitions", 1))
+
+
 @register
-class BumpRange(JobType):
+class BumpRange(SubscriptionRanges):
     """Adds 1 to product_version of every subscription, atomic with the checkpoint (exactly-once check)."""
 
     name = "tests.bump_range"
     Params = RangeParams
     batch_size = 50
     backoff = Backoff(base=0.01, cap=0.05)
-
-    def split(self, job, params):
-        return KeyRange(Subscription.objects.all(), ("created_at", "id"), partitions=params["partitions"])
 
     def process_batch(self, ctx, items):
         Subscription.objects.filter(pk__in=[s.pk for s in items]).update(product_version=F("product_version") + 1)
@@ -119,16 +123,13 @@ class ControlParams(forms.Form):
 
 
 @register
-class Controlled(JobType):
+class Controlled(SubscriptionRanges):
     """Raises a control exception (or crashes) in every batch: for outcome mapping tests."""
 
     name = "tests.controlled"
     Params = ControlParams
     max_attempts = 3
     backoff = Backoff(base=0.01, cap=0.02)
-
-    def split(self, job, params):
-        return KeyRange(Subscription.objects.all(), ("created_at", "id"), partitions=params["partitions"])
 
     def process_batch(self, ctx, items):
         action = ctx.params["action"]
@@ -153,15 +154,12 @@ class SteerParams(forms.Form):
 
 
 @register
-class SteersItself(JobType):
+class SteersItself(SubscriptionRanges):
     """Pauses or cancels its own job during the first batch: the runner must stop at the batch boundary."""
 
     name = "tests.steers_itself"
     Params = SteerParams
     batch_size = 10
-
-    def split(self, job, params):
-        return KeyRange(Subscription.objects.all(), ("created_at", "id"), partitions=1)
 
     def process_batch(self, ctx, items):
         from partitions import services
@@ -177,15 +175,12 @@ FAILED_ONCE: set[int] = set()
 
 
 @register
-class FlakyRows(JobType):
+class FlakyRows(SubscriptionRanges):
     """Per-row processing of a range: every 25th row fails its first time, atomically per row (savepoints)."""
 
     name = "tests.flaky_rows"
     Params = RangeParams
     batch_size = 40
-
-    def split(self, job, params):
-        return KeyRange(Subscription.objects.all(), ("created_at", "id"), partitions=params["partitions"])
 
     def process_item(self, ctx, item):
         Subscription.objects.filter(pk=item.pk).update(product_version=F("product_version") + 1)
