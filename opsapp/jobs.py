@@ -24,7 +24,7 @@ from partitions.splits import Items, ItemSpec, KeyRange, Modulo
 
 class MigrateParams(forms.Form):
     since = forms.DateTimeField(help_text="Products changed at or after this moment are migrated.")
-    rows_per_partition = forms.IntegerField(min_value=100, initial=10_000)
+    rows_per_partition = forms.IntegerField(min_value=100, max_value=10_000_000, initial=10_000)
 
 
 @register
@@ -110,7 +110,8 @@ class DispatchEvents(JobType):
 
 
 class InvoiceParams(forms.Form):
-    period = forms.RegexField(regex=r"^\d{4}-(0[1-9]|1[0-2])$", help_text="Billing month, YYYY-MM.",
+    # \A…\Z and [0-9]: `$` matches before a trailing newline and `\d` matches any script's digits.
+    period = forms.RegexField(regex=r"\A[0-9]{4}-(0[1-9]|1[0-2])\Z", help_text="Billing month, YYYY-MM.",
                               error_messages={"invalid": "Enter a month as YYYY-MM."})
     work_ms = forms.IntegerField(min_value=0, max_value=60_000, initial=50, help_text="Rendering time per invoice.")
     fail_rate = forms.FloatField(min_value=0, max_value=1, initial=0, required=False,

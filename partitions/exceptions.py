@@ -4,6 +4,20 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+#: Characters of an error line kept for operators (the full traceback stays in the log or its own field).
+ERROR_LINE_MAX = 500
+
+
+def error_line(error: BaseException | str) -> str:
+    """One clear line for operators: `Type: message` of an exception, or the last line of a traceback text."""
+    if isinstance(error, BaseException):
+        text = f"{type(error).__name__}: {error}"
+    else:
+        lines = [line.strip() for line in (error or "").strip().splitlines() if line.strip()]
+        text = lines[-1] if lines and lines[0].startswith("Traceback (most recent call last)") else " ".join(lines)
+    text = " ".join(text.split())
+    return text if len(text) <= ERROR_LINE_MAX else text[: ERROR_LINE_MAX - 1] + "\u2026"
+
 
 class PartitionsError(Exception):
     """Base class of every error the engine raises on purpose."""
@@ -50,8 +64,8 @@ class InvalidParams(PartitionsError):
 
     def __init__(self, job_type: str, errors: dict[str, list[str]]):
         self.job_type, self.errors = job_type, errors
-        detail = "; ".join(f"{field}: {' '.join(msgs)}" for field, msgs in errors.items())
-        super().__init__(f"invalid params for {job_type}: {detail}")
+        self.detail = "; ".join(f"{field}: {' '.join(msgs)}" for field, msgs in errors.items())
+        super().__init__(f"invalid params for {job_type}: {self.detail}")
 
 
 class JobCodeError(PartitionsError):

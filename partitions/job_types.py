@@ -26,6 +26,7 @@ from django.db.models import QuerySet
 
 from partitions.exceptions import InvalidParams, JobCodeError
 from partitions.splits import Split, to_json
+from partitions.validation import unstorable_values
 
 
 class NoParams(forms.Form):
@@ -69,6 +70,8 @@ class JobType:
         form = self.Params(data={**defaults, **(data or {})})
         if not form.is_valid():
             raise InvalidParams(self.name, {f: [str(m) for m in msgs] for f, msgs in form.errors.items()})
+        if problems := unstorable_values(form.cleaned_data):
+            raise InvalidParams(self.name, {"__all__": problems})
         return to_json(form.cleaned_data)
 
     def load_params(self, stored: dict[str, Any]) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from django.core.exceptions import EmptyResultSet
 from django.db import connection, models, transaction
 from django.db.models import F, Q
 from django.db.models.functions import Coalesce, Now
@@ -153,7 +154,10 @@ def _update_returning(model: type[models.Model], where: Q, values: dict[str, Any
     opts = model._meta
     fields = [(opts.get_field(name), None, value) for name, value in values.items()]
     returning = [opts.pk] + ([opts.get_field("job")] if model is not Job else [])
-    rows = model.objects.filter(where)._update(fields, returning_fields=returning)
+    try:
+        rows = model.objects.filter(where)._update(fields, returning_fields=returning)
+    except EmptyResultSet:  # `pk__in=[]`: Django knows no row can match and refuses to build the query
+        return []
     if model is Job:
         return [Job(pk=pk) for (pk,) in rows]
     return [model(pk=pk, job_id=job_id) for pk, job_id in rows]
@@ -165,8 +169,8 @@ def check(model: type[models.Model], current: str, target: str) -> None:
         raise InvalidTransition(model.__name__, 0, current, target)
 
 
-def subjobs_finish(outcomes: list[tuple[int, int, str | None, str]], target: str) -> int:
-    """Finish many sub-jobs in one statement: (id, duration_ms, result JSON text, error) each.
+def subjobs_finish(outcomes: list[tuple[int, int, str | None, str, str]], target: str) -> int:
+    """Finish many sub-jobs in one statement: (id, duration_ms, result JSON text, error line, traceback) each.
 
     The batched form of transition_many for the runner's hot path (no event per row):
     one UPDATE … FROM unnest(…) guarded by the transition table, instead of an UPDATE
@@ -174,16 +178,16 @@ def subjobs_finish(outcomes: list[tuple[int, int, str | None, str]], target: str
     """
     if not outcomes:
         return 0
-    ids, durations, results, errors = (list(column) for column in zip(*outcomes, strict=True))
+    ids, durations, results, errors, tracebacks = (list(column) for column in zip(*outcomes, strict=True))
     with connection.cursor() as cursor:
         cursor.execute(
             """
             UPDATE partitions_subjob s
             SET status = %s, finished_at = statement_timestamp(), attempts = s.attempts + 1,
-                duration_ms = v.ms, result = v.result::jsonb, error = v.error
-            FROM unnest(%s::bigint[], %s::int[], %s::text[], %s::text[]) AS v(id, ms, result, error)
+                duration_ms = v.ms, result = v.result::jsonb, error = v.error, traceback = v.tb
+            FROM unnest(%s::bigint[], %s::int[], %s::text[], %s::text[], %s::text[]) AS v(id, ms, result, error, tb)
             WHERE s.id = v.id AND s.status = ANY(%s)
             """,
-            [target, ids, durations, results, errors, sources(SUBJOB_TRANSITIONS, target)],
+            [target, ids, durations, results, errors, tracebacks, sources(SUBJOB_TRANSITIONS, target)],
         )
         return cursor.rowcount

@@ -170,7 +170,9 @@ class SubJob(models.Model):
     ordering_key = models.CharField(max_length=255, blank=True)
     status = models.CharField(max_length=16, choices=SubJobStatus.choices, default=SubJobStatus.PENDING)
     attempts = models.PositiveIntegerField(default=0)
-    error = models.TextField(blank=True)
+    error = models.TextField(blank=True, help_text="One line for operators.")
+    traceback = models.TextField(blank=True, db_default="",
+                                 help_text="The full traceback (operators with operate permission).")
     result = models.JSONField(null=True, blank=True)
     duration_ms = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(db_default=Now())

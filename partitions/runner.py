@@ -16,7 +16,7 @@ from django.db import connection, transaction
 
 from partitions import claiming, conf, registry
 from partitions.concurrency import ItemPool, ItemResult
-from partitions.exceptions import CancelJob, JobControl, LeaseLost, Retry, SkipItem
+from partitions.exceptions import CancelJob, JobControl, LeaseLost, Retry, SkipItem, error_line
 from partitions.lifecycle import Actor, subjobs_finish
 from partitions.models import Job, JobEvent, Partition, SubJob
 from partitions.sources import ItemSource, failed_item_subjob, source_for
@@ -110,7 +110,7 @@ class PartitionRun:
         except CancelJob as exc:
             return Outcome("cancel_job", exc.reason)
         except Exception as exc:
-            return Outcome("failed", f"{type(exc).__name__}: {exc}", traceback=tb.format_exc())
+            return Outcome("failed", error_line(exc), traceback=tb.format_exc())
         finally:
             keeper.stop()
 
@@ -209,7 +209,7 @@ class PartitionRun:
         subjobs_finish([
             (self.source.subjob_of(item).pk, result.duration_ms,
              None if result.value is None else json.dumps(_jsonable(result.value), cls=DjangoJSONEncoder),
-             _error_text(result))
+             _error_text(result), result.traceback)
             for item, result in pairs
         ], status)
 
@@ -223,7 +223,7 @@ class PartitionRun:
         else:
             rows = [failed_item_subjob(self.partition, self.source, item) for item, _ in pairs]
             for row, (_, result) in zip(rows, pairs, strict=True):
-                row.status, row.error, row.attempts = status, _error_text(result), 1
+                row.status, row.error, row.traceback, row.attempts = status, _error_text(result), result.traceback, 1
                 row.duration_ms = result.duration_ms
             subjob_ids = [row.pk for row in SubJob.objects.bulk_create(rows)]
         JobEvent.objects.bulk_create([
@@ -241,8 +241,8 @@ def _error_text(result: ItemResult) -> str:
     if result.error is None:
         return ""
     if isinstance(result.error, SkipItem):
-        return result.error.reason
-    return result.traceback or f"{type(result.error).__name__}: {result.error}"
+        return error_line(result.error.reason)
+    return error_line(result.error)
 
 
 def _jsonable(value: Any) -> Any:
@@ -280,7 +280,7 @@ def run_partition(partition: Partition, *, worker_id: str, deadline: float | Non
         run = PartitionRun(partition, worker_id=worker_id, deadline=deadline,
                            setup=job_setup(partition.job_id, cache))
     except Exception as exc:  # unknown type, params no longer valid, queryset errors: fail this attempt
-        return Outcome("failed", f"{type(exc).__name__}: {exc}", traceback=tb.format_exc())
+        return Outcome("failed", error_line(exc), traceback=tb.format_exc())
     return run.execute()
 
 
@@ -301,7 +301,7 @@ def _finishes(partition: Partition, token: int, outcome: Outcome, actor: str, jo
         claiming.partition_cancel(partition.pk, token, actor=actor, reason=outcome.reason)
     elif outcome.kind == "cancel_job":
         claiming.partition_cancel(partition.pk, token, actor=actor, reason=outcome.reason)
-        services.job_cancel(partition.job_id, actor=actor, reason=outcome.reason)
+        services.job_cancel(partition.job_id, actor=actor, reason=error_line(outcome.reason))
     return False
 
 

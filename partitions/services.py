@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import traceback as tb
 from datetime import datetime
 from typing import Any
 
@@ -13,8 +12,8 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Max, Q
 from django.db.models.functions import Now
 
-from partitions import claiming, conf, dispatch, registry
-from partitions.exceptions import DuplicateJob, InvalidTransition, LeaseLost
+from partitions import claiming, conf, dispatch, registry, validation
+from partitions.exceptions import DuplicateJob, InvalidTransition, LeaseLost, error_line
 from partitions.lifecycle import Actor, event, transition, transition_many
 from partitions.models import Job, Partition, SubJob
 from partitions.selectors import job_get, job_progress
@@ -25,23 +24,27 @@ log = logging.getLogger(__name__)
 
 
 def job_start(type_name: str, params: dict[str, Any] | None = None, *, actor: Any, max_parallel: int = 0,
-              priority: int = 0, deadline: datetime | None = None, dedupe_key: str | None = None) -> tuple[Job, bool]:
-    """Validate and create a pending job; with a dedupe key, return the active job instead if one exists."""
+              priority: int = 0, deadline: datetime | None = None, dedupe_key: str | None = None,
+              allow_past_deadline: bool = False) -> tuple[Job, bool]:
+    """Validate and create a pending job; with a dedupe key, return the active job instead if one exists.
+
+    Raises InvalidParams for bad params or run options (nothing is written then).
+    """
     job_type = registry.get(type_name)
     cleaned = job_type.validate_params(params)
-    if max_parallel < 0:
-        raise ValueError("max_parallel must be >= 0")
+    options = validation.run_options(max_parallel=max_parallel, priority=priority, deadline=deadline,
+                                     dedupe_key=dedupe_key, allow_past_deadline=allow_past_deadline)
     actor = Actor.of(actor)
     try:
         with transaction.atomic():
-            job = Job.objects.create(type_name=type_name, params=cleaned, max_parallel=max_parallel,
-                                     priority=priority, deadline=deadline, dedupe_key=dedupe_key or None,
-                                     created_by_id=actor.user_id)
-            event(job.pk, "job_created", actor, {"params": cleaned, "max_parallel": max_parallel})
+            job = Job.objects.create(type_name=type_name, params=cleaned, max_parallel=options.max_parallel,
+                                     priority=options.priority, deadline=options.deadline,
+                                     dedupe_key=options.dedupe_key, created_by_id=actor.user_id)
+            event(job.pk, "job_created", actor, {"params": cleaned, "max_parallel": options.max_parallel})
     except IntegrityError as exc:
-        existing = Job.objects.filter(dedupe_key=dedupe_key).exclude(status__in=sorted(JOB_TERMINAL)).first()
+        existing = Job.objects.filter(dedupe_key=options.dedupe_key).exclude(status__in=sorted(JOB_TERMINAL)).first()
         if existing is None:
-            raise DuplicateJob(0, dedupe_key or "") from exc
+            raise DuplicateJob(0, options.dedupe_key or "") from exc
         return existing, False
     transaction.on_commit(lambda: dispatch.job_created(job.pk))
     return job, True
@@ -76,8 +79,8 @@ def job_plan(job_id: int, *, worker_id: str) -> Job | None:
     except Exception as exc:
         log.exception("planning job %s failed", job_id)
         return claiming.job_step_finish(job_id, token, JobStatus.FAILED, actor=worker_id, event_type="planning_failed",
-                                        data={"error": str(exc)[:500]},
-                                        updates={"error": f"planning failed: {exc}\n{tb.format_exc()}"})
+                                        data={"error": error_line(exc)},
+                                        updates={"error": f"planning failed: {error_line(exc)}"})
     with transaction.atomic():
         job = claiming.job_step_finish(job_id, token, JobStatus.RUNNING, actor=worker_id,
                                        event_type="planning_finished",
@@ -133,8 +136,8 @@ def job_finalize(job_id: int, *, worker_id: str) -> Job | None:
     except Exception as exc:
         log.exception("finalize of job %s failed", job_id)
         return claiming.job_step_finish(job_id, token, JobStatus.FAILED, actor=worker_id, event_type="job_failed",
-                                        data={"error": str(exc)[:500]},
-                                        updates={"error": f"finalize failed: {exc}", "stats": stats})
+                                        data={"error": error_line(exc)},
+                                        updates={"error": f"finalize failed: {error_line(exc)}", "stats": stats})
     if summary:
         stats["summary"] = summary
     if failed or failed_items:
@@ -148,6 +151,7 @@ def job_finalize(job_id: int, *, worker_id: str) -> Job | None:
 
 def job_cancel(job_id: int, *, actor: Any, reason: str = "") -> Job:
     """Cancel a job: pending partitions and sub-jobs are cancelled; running ones stop at their next batch."""
+    reason = validation.reason_text(reason)
     with transaction.atomic():
         job = transition(Job, job_id, JobStatus.CANCELLED, actor=actor, event_type="job_cancelled",
                          data={"reason": reason}, updates={"error": reason})

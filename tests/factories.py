@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import io
 import time
+from contextlib import redirect_stderr
 from datetime import timedelta
 from typing import Any
 
+from django.core.management.base import CommandError
 from django.utils import timezone
 
 import tests.jobtypes  # noqa: F401 - registers the test job types
 from opsapp.seeding import seed_demo
 from partitions import services, worker
+from partitions.management.commands.jobs import Command as JobsCommand
 from partitions.models import Job, Partition
 
 
@@ -57,3 +61,25 @@ def make_partition(job: Job, *, seq: int = 0, status: str = "pending", **fields)
     if status in {"succeeded", "failed", "cancelled"}:
         defaults["finished_at"] = now
     return Partition.objects.create(job=job, seq=seq, status=status, **{**defaults, **fields})
+
+
+def cli(*args: str) -> tuple[int, str, str]:
+    """`manage.py jobs ARGS` as a shell would run it, in this process: (exit code, stdout, stderr).
+
+    BaseCommand.run_from_argv's path, except that it leaves the test's database connection open: argparse
+    errors exit 2 with usage on stderr, a CommandError prints `CommandError: …` and exits with its code.
+    """
+    out, err = io.StringIO(), io.StringIO()
+    command = JobsCommand(stdout=out, stderr=err)
+    command._called_from_command_line = True
+    with redirect_stderr(err):
+        try:
+            options = vars(command.create_parser("manage.py", "jobs").parse_args(list(args)))
+            options.pop("args", None)
+            command.execute(**options)
+        except SystemExit as exc:
+            return (exc.code if isinstance(exc.code, int) else 1), out.getvalue(), err.getvalue()
+        except CommandError as exc:
+            err.write(f"CommandError: {exc}\n")
+            return exc.returncode, out.getvalue(), err.getvalue()
+    return 0, out.getvalue(), err.getvalue()

@@ -187,3 +187,14 @@ class FlakyRows(SubscriptionRanges):
         if item.pk % 25 == 0 and item.pk not in FAILED_ONCE:
             FAILED_ONCE.add(item.pk)
             raise ValueError(f"row {item.pk} rejected")  # rolls back this row's update only
+
+
+@register
+class SplitFails(JobType):
+    """Params it accepts, a split that cannot run: planning fails."""
+
+    name = "tests.split_fails"
+    Params = RangeParams
+
+    def split(self, job, params):
+        raise RuntimeError("the split cannot run")

@@ -18,6 +18,7 @@ from partitions import services
 from partitions.exceptions import DuplicateJob, InvalidParams, InvalidTransition, JobNotFound, PartitionsError
 from partitions.models import Job
 from partitions.states import JobStatus as S
+from partitions.validation import RUN_OPTIONS
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +120,8 @@ def guarded(verb: str, job_id: int, call: Callable[[], Outcome]) -> Outcome:
     except JobNotFound:
         return Outcome(f"Job #{job_id} no longer exists.", messages.ERROR)
     except InvalidParams as exc:
+        if exc.job_type == RUN_OPTIONS:  # the operator's own input (a reason too long …)
+            return Outcome(f"Cannot {verb} job #{job_id}: {exc.detail}", messages.ERROR)
         return Outcome(f"Cannot {verb} job #{job_id}: its params are no longer valid ({exc}).", messages.ERROR)
     except DuplicateJob as exc:
         return Outcome(f"Cannot {verb} job #{job_id}: job #{exc.existing_id} with the same dedupe key "

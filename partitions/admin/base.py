@@ -15,6 +15,7 @@ from django.utils.safestring import SafeString
 
 from partitions.admin.actions import OPERATE, START, Outcome
 from partitions.models import Job
+from partitions.validation import parse_id
 
 #: Most per-object messages one bulk action reports individually.
 MAX_MESSAGES = 10
@@ -25,6 +26,13 @@ class EngineAdmin(admin.ModelAdmin):
 
     Operators change them only through actions, which call the services.
     """
+
+    #: Fields with tracebacks (server paths, code): shown only to users who may operate jobs.
+    operator_only_fields: tuple[str, ...] = ()
+
+    def get_exclude(self, request, obj=None):
+        hidden = () if self.has_operate_permission(request) else self.operator_only_fields
+        return [*(super().get_exclude(request, obj) or ()), *hidden]
 
     def has_add_permission(self, request) -> bool:
         return False
@@ -57,16 +65,14 @@ class JobFilter(admin.SimpleListFilter):
 
     def lookups(self, request, model_admin):
         recent = list(Job.objects.order_by("-id").values_list("id", "type_name")[:15])
-        chosen = self.value()
-        if chosen and chosen.isdigit() and all(str(pk) != chosen for pk, _ in recent):
-            recent.insert(0, (int(chosen), "selected"))
+        chosen = parse_id(self.value())
+        if chosen is not None and all(pk != chosen for pk, _ in recent):
+            recent.insert(0, (chosen, "selected"))
         return [(str(pk), f"#{pk} {name}") for pk, name in recent]
 
     def queryset(self, request, queryset):
-        value = self.value()
-        if value and value.isdigit():
-            return queryset.filter(job_id=int(value))
-        return queryset
+        value = parse_id(self.value())
+        return queryset if value is None else queryset.filter(job_id=value)
 
 
 class KnownCountPaginator(Paginator):
@@ -79,12 +85,6 @@ class KnownCountPaginator(Paginator):
     @cached_property
     def count(self) -> int:
         return self._known_count
-
-
-def id_param(value: str | None) -> int | None:
-    """A non-negative id from a URL or query string; None unless it fits a bigint."""
-    value = (value or "").strip()
-    return int(value) if value.isdigit() and len(value) <= 18 else None
 
 
 def job_url(job_id: int) -> str:

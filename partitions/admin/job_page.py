@@ -15,10 +15,11 @@ from django.template.response import TemplateResponse
 
 from partitions.admin import display
 from partitions.admin.actions import visible_actions
-from partitions.admin.base import KnownCountPaginator, as_json, changelist_url, id_param, short
+from partitions.admin.base import KnownCountPaginator, as_json, changelist_url, short
 from partitions.models import Job
 from partitions.selectors import job_events, job_failed_subjobs, job_partitions, job_stats, job_throughput_series
 from partitions.states import PartitionStatus
+from partitions.validation import parse_id
 
 PARTITIONS_PER_PAGE = 50
 SUBJOBS_PER_PAGE = 25
@@ -56,7 +57,7 @@ def job_page_view(model_admin, request, object_id):
     """GET only: the page watches and links to the actions; it never writes."""
     if request.method not in ("GET", "HEAD"):
         return HttpResponseNotAllowed(["GET", "HEAD"])
-    job = Job.objects.select_related("created_by").filter(pk=id_param(unquote(object_id)) or 0).first()
+    job = Job.objects.select_related("created_by").filter(pk=parse_id(unquote(object_id)) or 0).first()
     if job is None:
         return model_admin._get_obj_does_not_exist_redirect(request, model_admin.opts, object_id)
     if not model_admin.has_view_permission(request, job):
@@ -72,7 +73,7 @@ def job_page_view(model_admin, request, object_id):
 
     failed = Paginator(job_failed_subjobs(job.pk), SUBJOBS_PER_PAGE).get_page(request.GET.get("sp"))
 
-    before = id_param(request.GET.get("ebefore"))
+    before = parse_id(request.GET.get("ebefore"))
     events = job_events(job.pk, before_id=before, limit=EVENTS_PER_PAGE)
     older = events[EVENTS_PER_PAGE - 1].pk if len(events) > EVENTS_PER_PAGE else None
     events = [{"e": e, "data": short(as_json(e.data).replace("\n", " "), 200) if e.data else ""}

@@ -14,7 +14,6 @@ from partitions.admin.actions import ACTIONS, JobAction, perform
 from partitions.admin.base import (
     EngineAdmin,
     confirm_response,
-    id_param,
     job_url,
     report,
     selection_hidden,
@@ -22,6 +21,7 @@ from partitions.admin.base import (
 )
 from partitions.models import Job
 from partitions.selectors import JobStats, job_stats, jobs_stats
+from partitions.validation import parse_id
 
 #: Most jobs one progress poll may ask about.
 MAX_POLL_IDS = 200
@@ -137,7 +137,7 @@ class JobAdmin(EngineAdmin):
             return HttpResponseNotAllowed(["GET", "HEAD"])
         if not self.has_view_permission(request):
             raise PermissionDenied
-        ids = sorted({i for x in request.GET.get("ids", "").split(",") if (i := id_param(x)) is not None})
+        ids = sorted({i for x in request.GET.get("ids", "").split(",") if (i := parse_id(x)) is not None})
         ids = ids[:MAX_POLL_IDS]
         jobs = list(Job.objects.filter(pk__in=ids)) if ids else []
         stats = jobs_stats(jobs)

@@ -52,6 +52,7 @@ class PartitionAdmin(EngineAdmin):
     search_fields = ["=id", "lease_owner"]
     show_full_result_count = False
     actions = ["retry_subjobs_selected", "retry_failed_selected"]
+    operator_only_fields = ("last_traceback",)
 
     def get_queryset(self, request):
         return super().get_queryset(request).defer("last_traceback", "scope")
@@ -113,6 +114,7 @@ class SubJobAdmin(EngineAdmin):
     search_fields = ["=id", "key"]
     show_full_result_count = False
     actions = ["retry_selected"]
+    operator_only_fields = ("traceback",)
 
     @admin.display(description="job", ordering="job_id")
     def job_col(self, obj: SubJob):

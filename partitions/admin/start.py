@@ -11,9 +11,9 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 from django.template.response import TemplateResponse
 
-from partitions import registry, services
+from partitions import registry, services, validation
 from partitions.admin.base import job_url
-from partitions.exceptions import InvalidParams, JobTypeNotFound, PartitionsError
+from partitions.exceptions import InvalidParams, JobTypeNotFound, PartitionsError, error_line
 from partitions.models import Partition
 
 log = logging.getLogger(__name__)
@@ -28,13 +28,26 @@ class StartOptionsForm(forms.Form):
     """Run options that are not the job type's params."""
 
     max_parallel = forms.IntegerField(
-        min_value=0, required=False, initial=0, label="Max parallel",
+        min_value=0, max_value=validation.MAX_PARALLEL_LIMIT, required=False, initial=0, label="Max parallel",
         help_text="Partitions in flight at once; 0 = unlimited. Fewer workers cost less and take longer.",
     )
     deadline = forms.DateTimeField(
         required=False, widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
         help_text="Optional; the job page then projects the finish against it.",
     )
+
+    def clean(self):
+        """The same bounds the service applies (deadline range, column ranges), shown next to the fields."""
+        cleaned = super().clean()
+        try:
+            options = validation.run_options(max_parallel=cleaned.get("max_parallel") or 0,
+                                             deadline=cleaned.get("deadline"))
+        except InvalidParams as exc:
+            for field, errors in exc.errors.items():
+                for error in errors:
+                    self.add_error(field if field in self.fields else None, error)
+            return cleaned
+        return {**cleaned, "max_parallel": options.max_parallel, "deadline": options.deadline}
 
 
 def _params_data(form: forms.Form) -> dict[str, Any]:
@@ -133,7 +146,7 @@ def _submit(request, type_name, params_form, options, context):
         if "_preview" not in request.POST:
             raise
         log.exception("preview of %s failed", type_name)
-        messages.error(request, f"Preview failed: {type(exc).__name__}: {exc}")
+        messages.error(request, f"Preview failed: {error_line(exc)}")
         return None
     verb = "Started" if created else "An identical job is already active:"
     messages.success(request, f"{verb} job #{job.pk} ({type_name}).")

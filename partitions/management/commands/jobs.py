@@ -5,7 +5,9 @@ Every subcommand takes --json. Bad input exits non-zero with one line and writes
 
 from __future__ import annotations
 
+import argparse
 import json
+import logging
 import time
 from datetime import datetime
 from typing import Any
@@ -15,13 +17,15 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from partitions import registry, services
-from partitions.exceptions import InvalidParams, PartitionsError
+from partitions import registry, services, validation
+from partitions.exceptions import PartitionsError, error_line
 from partitions.models import Job, JobEvent
 from partitions.selectors import job_get, job_stats
 from partitions.states import JOB_TERMINAL, JobStatus
 
 ACTOR = "cli"
+
+log = logging.getLogger(__name__)
 
 
 def parse_params(pairs: list[str]) -> dict[str, str]:
@@ -35,12 +39,29 @@ def parse_params(pairs: list[str]) -> dict[str, str]:
     return params
 
 
-def positive_int(value: str) -> int:
-    """argparse type for --limit: a negative slice would crash the query."""
-    number = int(value)
-    if number < 1:
-        raise ValueError(value)
+def list_limit(value: str) -> int:
+    """argparse type for --limit: ASCII digits from 1 to LIST_LIMIT_MAX."""
+    number = validation.parse_id(value)
+    if number is None or not 1 <= number <= validation.LIST_LIMIT_MAX:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 1 to {validation.LIST_LIMIT_MAX:,}")
     return number
+
+
+def job_id_arg(value: str) -> int:
+    """argparse type for a job id: ASCII digits that fit a bigint."""
+    number = validation.parse_id(value)
+    if number is None:
+        raise argparse.ArgumentTypeError(f"not a job id: {value!r}")
+    return number
+
+
+def whole_number(value: str) -> int:
+    """argparse type for --max-parallel/--priority: a signed whole number (the service checks the range)."""
+    text = value.strip()
+    digits = text.removeprefix("-")
+    if not (digits.isascii() and digits.isdigit()) or len(digits) > validation.ID_MAX_DIGITS:
+        raise argparse.ArgumentTypeError(f"not a whole number: {value!r}")
+    return int(text)
 
 
 def job_summary(job: Job) -> dict[str, Any]:
@@ -75,22 +96,22 @@ class Command(BaseCommand):
             p = sub.add_parser(name, help=help_text)
             p.add_argument("--json", action="store_true", help="machine-readable output")
             if job_id:
-                p.add_argument("job_id", type=int)
+                p.add_argument("job_id", type=job_id_arg)
             return p
 
         add("types", "list registered job types and their params")
         start = add("start", "validate params and start a job")
         start.add_argument("type_name")
         start.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
-        start.add_argument("--max-parallel", type=int, default=0)
-        start.add_argument("--priority", type=int, default=0)
+        start.add_argument("--max-parallel", type=whole_number, default=0)
+        start.add_argument("--priority", type=whole_number, default=0)
         start.add_argument("--deadline", help="ISO 8601 date-time")
         start.add_argument("--dedupe-key")
         start.add_argument("--dry-run", action="store_true", help="print the planned partitions, write nothing")
         start.add_argument("--wait", action="store_true", help="show progress until the job ends")
         listing = add("list", "recent jobs")
         listing.add_argument("--status", choices=list(JobStatus.values))
-        listing.add_argument("--limit", type=positive_int, default=20)
+        listing.add_argument("--limit", type=list_limit, default=20)
         status = add("status", "one job's progress", job_id=True)
         status.add_argument("--watch", action="store_true", help="show progress until the job ends")
         retry = add("retry", "retry failed partitions (or --subjobs: failed sub-jobs)", job_id=True)
@@ -99,14 +120,12 @@ class Command(BaseCommand):
         add("pause", "pause a job (running partitions stop at their next batch)", job_id=True)
         add("resume", "resume a paused job", job_id=True)
         events = add("events", "a job's event timeline", job_id=True)
-        events.add_argument("--limit", type=positive_int, default=50)
+        events.add_argument("--limit", type=list_limit, default=50)
 
     def handle(self, *args, action: str, **options):
         self.as_json = options["json"]
         try:
             getattr(self, f"do_{action}")(**options)
-        except InvalidParams as exc:
-            raise CommandError(str(exc)) from exc
         except PartitionsError as exc:
             raise CommandError(str(exc)) from exc
 
@@ -127,11 +146,16 @@ class Command(BaseCommand):
         unknown = sorted(set(params) - set(registry.get(type_name).Params.base_fields))
         if unknown:
             raise CommandError(f"invalid params for {type_name}: unknown {', '.join(unknown)}")
-        if max_parallel < 0:
-            raise CommandError("--max-parallel must be >= 0")
         when = self.parse_deadline(deadline)
         if dry_run:
-            plans = services.job_preview(type_name, params)
+            validation.run_options(max_parallel=max_parallel, priority=priority, deadline=when, dedupe_key=dedupe_key)
+            try:
+                plans = services.job_preview(type_name, params)
+            except PartitionsError:
+                raise
+            except Exception as exc:  # the job type's split failed: one line, the traceback goes to the log
+                log.exception("dry run of %s failed", type_name)
+                raise CommandError(f"dry run failed: {error_line(exc)}") from exc
             rows = [{"seq": i, "kind": p.kind, "lower": p.lower, "upper": p.upper, "modulus": p.modulus,
                      "remainder": p.remainder, "estimated_items": p.estimated_items} for i, p in enumerate(plans)]
             lines = [f"{r['seq']:>5} {r['kind']:7} {self.bounds(r):60} ~{r['estimated_items']:,} items" for r in rows]

@@ -1,0 +1,241 @@
+"""Regression tests for each bad input a hostile user found: refused with one clear error, nothing written,
+and nobody else's page broken. (The fuzz suite in test_fuzz.py covers the same surfaces at random.)"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.test import Client
+from django.urls import reverse
+
+from partitions import services
+from partitions.exceptions import InvalidParams
+from partitions.models import Job, JobEvent, Partition, SubJob
+from partitions.validation import REASON_MAX_LENGTH
+from tests.factories import cli, make_job, make_partition
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_dispatcher", "admin_env")]
+
+START = "admin:partitions_job_start"
+OUT_OF_RANGE_DEADLINES = ["9999-12-31T23:00:00-15:00", "0001-01-01T00:00:00+15:00", "9999-12-31T23:59:59-23:59"]
+
+
+def row_counts() -> tuple[int, ...]:
+    return tuple(model.objects.count() for model in (Job, Partition, SubJob, JobEvent))
+
+
+def assert_refused_in_one_line(code: int, err: str, expected: str) -> None:
+    assert code in (1, 2), err
+    assert "Traceback" not in err
+    assert expected in err.strip().splitlines()[-1]
+
+
+def client_for(user) -> Client:
+    client = Client(raise_request_exception=False)
+    client.force_login(user)
+    return client
+
+
+def start_post(client: Client, type_name: str, params: dict[str, str], **options: str):
+    data = {"job_type": type_name, "_start": "Start", **{f"params-{k}": v for k, v in params.items()}, **options}
+    return client.post(reverse(START) + f"?type={type_name}", data)
+
+
+# 1. Deadlines outside what PostgreSQL and psycopg can hold ----------------------------------------------------
+
+
+@pytest.mark.parametrize("deadline", OUT_OF_RANGE_DEADLINES)
+def test_an_out_of_range_deadline_is_refused_by_the_cli_with_one_line_and_writes_nothing(deadline):
+    before = row_counts()
+    code, _, err = cli("start", "billing.send_invoices", "--param", "period=2026-11", "--deadline", deadline)
+    assert_refused_in_one_line(code, err, "deadline: Enter a valid date-time.")
+    assert row_counts() == before
+
+
+@pytest.mark.parametrize("deadline", OUT_OF_RANGE_DEADLINES)
+def test_an_out_of_range_deadline_is_a_form_error_on_the_start_page(deadline, operator):
+    before = row_counts()
+    response = start_post(client_for(operator), "billing.send_invoices", {"period": "2026-11"}, deadline=deadline)
+    assert response.status_code == 200
+    assert response.context["options_form"].errors["deadline"]
+    assert row_counts() == before
+
+
+def test_the_service_refuses_a_deadline_it_cannot_store_even_without_a_form(db):
+    far_west = timezone(-timedelta(hours=15))
+    with pytest.raises(InvalidParams) as refused:
+        services.job_start("billing.send_invoices", {"period": "2026-11"}, actor="test",
+                           deadline=datetime(9999, 12, 31, 23, tzinfo=far_west))
+    assert refused.value.errors == {"deadline": ["Enter a valid date-time."]}
+    assert row_counts() == (0, 0, 0, 0)
+
+
+def test_an_offset_postgresql_cannot_hold_is_stored_as_utc_and_every_page_still_renders(operator):
+    code, _, err = cli("start", "billing.send_invoices", "--param", "period=2026-11",
+                       "--deadline", "2030-01-01T00:00:00+20:00")
+    assert code == 0, err
+    job = Job.objects.get()
+    assert job.deadline == datetime(2029, 12, 31, 4, tzinfo=UTC)
+    client = client_for(operator)
+    assert client.get(reverse("admin:partitions_job_changelist")).status_code == 200
+    assert client.get(reverse("admin:partitions_job_change", args=[job.pk])).status_code == 200
+    assert client.get(reverse("admin:partitions_job_progress") + f"?ids={job.pk}").status_code == 200
+    assert cli("list")[0] == 0
+
+
+def test_a_deadline_in_the_past_is_refused(operator):
+    code, _, err = cli("start", "billing.send_invoices", "--param", "period=2026-11",
+                       "--deadline", "2001-01-01T00:00:00Z")
+    assert_refused_in_one_line(code, err, "deadline: Enter a deadline in the future.")
+    response = start_post(client_for(operator), "billing.send_invoices", {"period": "2026-11"},
+                          deadline="2001-01-01T00:00")
+    assert response.context["options_form"].errors["deadline"] == ["Enter a deadline in the future."]
+    assert row_counts() == (0, 0, 0, 0)
+
+
+# 2. Retrying failed sub-jobs when none failed -------------------------------------------------------------------
+
+
+def test_retrying_failed_subjobs_when_none_failed_says_so_everywhere(operator):
+    job = make_job(status="running")
+    partition = make_partition(job, status="running", kind="items")
+    SubJob.objects.create(job=job, partition=partition, seq=0, key="ok", status="succeeded")
+    client = client_for(operator)
+    before = row_counts()
+
+    single = client.post(reverse("admin:partitions_job_action", args=[job.pk, "retry_subjobs"]),
+                         {"confirm": "yes"}, follow=True)
+    assert single.status_code == 200
+    assert f"Job #{job.pk} has no failed sub-jobs to retry." in single.content.decode()
+
+    bulk_partitions = client.post(reverse("admin:partitions_partition_changelist"), {
+        "action": "retry_subjobs_selected", ACTION_CHECKBOX_NAME: [partition.pk], "post": "yes"}, follow=True)
+    assert bulk_partitions.status_code == 200
+    subjob = SubJob.objects.get()
+    bulk_subjobs = client.post(reverse("admin:partitions_subjob_changelist"), {
+        "action": "retry_selected", ACTION_CHECKBOX_NAME: [subjob.pk], "post": "yes"}, follow=True)
+    assert bulk_subjobs.status_code == 200
+    assert "none of the selected sub-jobs had failed" in bulk_subjobs.content.decode()
+
+    code, out, err = cli("retry", str(job.pk), "--subjobs")
+    assert (code, out.strip(), err) == (0, f"job {job.pk}: 0 failed sub-jobs retried", "")
+    assert services.subjobs_retry(job.pk, [], actor="test") == 0
+    assert services.job_retry_failed(job.pk, [], actor="test") == 0
+    assert row_counts() == before
+
+
+# 3. Unicode digits in ids ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("url", [
+    "/admin/partitions/job/progress.json?ids=%C2%B2",
+    "/admin/partitions/job/%C2%B2/change/",
+    "/admin/partitions/job/%D9%A3/change/",
+    "/admin/partitions/job/{job}/change/?ebefore=%C2%B2",
+    "/admin/partitions/partition/?job=%C2%B2",
+    "/admin/partitions/subjob/?job=%C2%B2",
+    "/admin/partitions/jobevent/?job=%C2%B2",
+    "/admin/partitions/jobevent/?job=99999999999999999999999",
+])
+def test_unicode_digits_in_an_id_never_give_a_server_error(url, viewer):
+    job = make_job(status="running")
+    response = client_for(viewer).get(url.format(job=job.pk))
+    assert response.status_code in (200, 302)
+
+
+# 5. Integers and lengths past their column ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["--max-parallel", "2147483648"], "max_parallel: Enter a whole number from 0 to 100,000"),
+    (["--priority", "32768"], "priority: Enter a whole number from -32,768 to 32,767"),
+    (["--dedupe-key", "k" * 201], "dedupe_key: Use at most 200 characters"),
+    (["--max-parallel", "²"], "argument --max-parallel: not a whole number: '²'"),
+])
+def test_run_options_past_their_column_are_refused_by_the_cli(args, expected):
+    code, _, err = cli("start", "billing.send_invoices", "--param", "period=2026-11", *args)
+    assert_refused_in_one_line(code, err, expected)
+    assert row_counts() == (0, 0, 0, 0)
+
+
+def test_a_list_limit_past_any_bound_is_refused():
+    code, _, err = cli("list", "--limit", "99999999999999999999")
+    assert_refused_in_one_line(code, err, "argument --limit: expected a whole number from 1 to 10,000")
+
+
+def test_max_parallel_past_its_column_is_a_form_error(operator):
+    response = start_post(client_for(operator), "billing.send_invoices", {"period": "2026-11"},
+                          max_parallel="2147483648")
+    assert response.status_code == 200
+    assert response.context["options_form"].errors["max_parallel"]
+    assert row_counts() == (0, 0, 0, 0)
+
+
+# 6. The demo's month field ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("period", ["2026-11\n", "\u0662\u0660\u0662\u0666-11", "2026-11 ", "2026-13",
+                                    "\uff12\uff10\uff12\uff16-11"])
+def test_a_month_with_a_trailing_newline_or_other_scripts_digits_is_refused(period):
+    with pytest.raises(InvalidParams) as refused:
+        services.job_start("billing.send_invoices", {"period": period}, actor="test")
+    assert refused.value.errors == {"period": ["Enter a month as YYYY-MM."]}
+    assert row_counts() == (0, 0, 0, 0)
+
+
+# 7. Values certain to fail at planning never create a job ------------------------------------------------------
+
+
+@pytest.mark.parametrize("params", [
+    {"since": "9999-12-31T23:59:59-23:59"},
+    {"since": "2026-11-01T00:00:00Z", "rows_per_partition": "99999999999999999999"},
+])
+def test_params_planning_cannot_use_are_refused_before_a_job_exists(params, operator):
+    with pytest.raises(InvalidParams):
+        services.job_start("billing.migrate_subscriptions", params, actor="test")
+    response = start_post(client_for(operator), "billing.migrate_subscriptions", params)
+    assert response.status_code == 200 and response.context["params_form"].errors
+    preview = client_for(operator).post(reverse(START) + "?type=billing.migrate_subscriptions", {
+        "job_type": "billing.migrate_subscriptions", "_preview": "Preview",
+        **{f"params-{k}": v for k, v in params.items()}})
+    assert preview.status_code == 200 and "preview" not in preview.context
+    assert row_counts() == (0, 0, 0, 0)
+
+
+def test_a_planning_failure_is_one_line_for_operators_with_no_traceback(db):
+    job, _ = services.job_start("tests.split_fails", {"partitions": 1}, actor="test")
+    services.job_plan(job.pk, worker_id="planner")
+    job.refresh_from_db()
+    assert job.status == "failed"
+    assert job.error == "planning failed: RuntimeError: the split cannot run"
+    assert "Traceback" not in job.error and "/" not in job.error
+
+
+def test_a_failed_item_keeps_its_traceback_apart_and_viewers_see_one_line(operator, viewer):
+    from tests.factories import planned_job, run_to_end, seed
+
+    seed(subscriptions=0)
+    job = run_to_end(planned_job("tests.items_serial", {"count": 4, "chunk_size": 4, "fail_every": 2}))
+    failed = SubJob.objects.filter(job=job, status="failed").first()
+    assert failed is not None
+    assert "\n" not in failed.error and failed.error.startswith("ValueError:")
+    assert failed.traceback.startswith("Traceback (most recent call last)")
+    url = reverse("admin:partitions_subjob_change", args=[failed.pk])
+    assert "Traceback (most recent call last)" not in client_for(viewer).get(url).content.decode()
+    assert "Traceback (most recent call last)" in client_for(operator).get(url).content.decode()
+
+
+# 10. Free texts with no length limit -----------------------------------------------------------------------------
+
+
+def test_a_cancel_reason_longer_than_the_limit_is_refused_and_the_job_keeps_running(operator):
+    job = make_job(status="running")
+    response = client_for(operator).post(reverse("admin:partitions_job_action", args=[job.pk, "cancel"]),
+                                         {"confirm": "yes", "reason": "x" * (2 * 1024 * 1024)}, follow=True)
+    assert response.status_code == 200
+    assert f"use at most {REASON_MAX_LENGTH:,} characters" in response.content.decode().lower()
+    job.refresh_from_db()
+    assert job.status == "running" and job.error == ""
+    assert not JobEvent.objects.filter(job=job, type="job_cancelled").exists()
