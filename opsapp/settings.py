@@ -150,6 +150,9 @@ PARTITIONS_LEASE_SECONDS = env.float("PARTITIONS_LEASE_SECONDS", default=60.0)
 PARTITIONS_DRAIN_BUDGET_SECONDS = env.float("PARTITIONS_DRAIN_BUDGET_SECONDS", default=30.0)
 PARTITIONS_FAILURE_RATIO = env.float("PARTITIONS_FAILURE_RATIO", default=0.5)
 PARTITIONS_CLAIM_BATCH = env.int("PARTITIONS_CLAIM_BATCH", default=1)
+PARTITIONS_SPARE_DRAINS = env.int("PARTITIONS_SPARE_DRAINS", default=4)
+# Off behind a transaction-mode pooler (PgBouncer): a pooled backend does not belong to one worker.
+PARTITIONS_DETECT_DEAD_BACKENDS = env.bool("PARTITIONS_DETECT_DEAD_BACKENDS", default=True)
 # Extra modules that register job types (besides every installed app's `jobs` module).
 PARTITIONS_JOB_MODULES = env.list("PARTITIONS_JOB_MODULES", default=[])
 
@@ -163,8 +166,9 @@ Q_CLUSTER = {
     "orm": "default",
     # Worker processes per qcluster; more machines = more qcluster processes.
     "workers": env.int("Q_WORKERS", default=2),
-    # Tasks are prefetched by the pusher; keep the queue short so idle hosts get work.
-    "queue_limit": env.int("Q_QUEUE_LIMIT", default=4),
+    # Tasks a busy cluster's pusher may hold back (plus one it blocks on): 1, so drains stay in the broker
+    # for idle clusters (the engine keeps PARTITIONS_SPARE_DRAINS waiting there; see the README).
+    "queue_limit": env.int("Q_QUEUE_LIMIT", default=1),
     # Seconds a task may run before it is killed; must exceed the drain budget.
     "timeout": env.int("Q_TIMEOUT", default=90),
     # The ORM broker re-delivers a task not acked within `retry` seconds, counted

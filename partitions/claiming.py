@@ -20,8 +20,10 @@ from typing import Any
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
 from django.db.models import F, Q
+from django.db.models.expressions import RawSQL
 from django.db.models.functions import Now
 
+from partitions import conf
 from partitions.exceptions import LeaseLost
 from partitions.lifecycle import Actor, transition, transition_many
 from partitions.models import Job, Partition
@@ -39,30 +41,70 @@ def _sql_list(values: list[str]) -> str:
     return ", ".join(f"'{v}'" for v in values)
 
 
-_CLAIMABLE = f"""
-    p.status IN ({_sql_list(sources(PARTITION_TRANSITIONS, PartitionStatus.RUNNING))})
-    AND ((p.status = 'pending' AND p.available_at <= statement_timestamp())
-         OR (p.status = 'running' AND p.lease_expires_at <= statement_timestamp() AND p.attempts < p.max_attempts))
-"""
+def lease_lapsed(p: str = "p") -> str:
+    """SQL: the running partition `p`'s lease is gone: expired in DB time, or the backend that claimed it exited.
 
-# Jobs with claimable work, best first. The EXISTS walks only the partial index
-# partition_claimable_idx, so finished partitions cost nothing.
+    A killed worker's connection closes, so its backend leaves pg_stat_activity at once; fencing makes taking
+    such a partition away early safe. A backend whose start time is hidden from us counts as alive.
+    """
+    return f"""({p}.lease_expires_at <= statement_timestamp()
+        OR ({p}.lease_backend_pid IS NOT NULL AND NOT EXISTS (
+            SELECT 1 FROM pg_stat_get_activity({p}.lease_backend_pid) a
+            WHERE a.backend_start IS NULL OR a.backend_start = {p}.lease_backend_started)))"""
+
+
+def claimable(p: str = "p") -> str:
+    """SQL: partition `p` can be claimed now: pending and due, or running with a lapsed lease and attempts left.
+
+    The one definition of "claimable": claiming, the drain's wait, the dispatcher and tick all use it.
+    """
+    return f"""({p}.status IN ({_sql_list(sources(PARTITION_TRANSITIONS, PartitionStatus.RUNNING))})
+        AND (({p}.status = 'pending' AND {p}.available_at <= statement_timestamp())
+             OR ({p}.status = 'running' AND {p}.attempts < {p}.max_attempts AND {lease_lapsed(p)})))"""
+
+
+def _will_be_claimable(p: str = "p") -> str:
+    # Claimable now or later without anyone's help: a running lease on its last attempt never is (tick fails it).
+    return f"({p}.status = 'pending' OR ({p}.status = 'running' AND {p}.attempts < {p}.max_attempts))"
+
+
+def _live_lease(p: str = "p") -> str:
+    return f"({p}.status = 'running' AND NOT {lease_lapsed(p)})"
+
+
+# Jobs with claimable work, best first: priority, then the fewest live leases (equal priorities share the
+# fleet), then age. The EXISTS walks only the partial index partition_claimable_idx, so finished partitions
+# cost nothing.
 SQL_JOBS_WITH_CLAIMABLE_WORK = f"""
     SELECT j.id, j.max_parallel FROM partitions_job j
     WHERE j.status = 'running' AND (%(job_id)s::bigint IS NULL OR j.id = %(job_id)s::bigint)
-      AND EXISTS (SELECT 1 FROM partitions_partition p WHERE p.job_id = j.id AND {_CLAIMABLE})
-    ORDER BY j.priority DESC, j.id
+      AND EXISTS (SELECT 1 FROM partitions_partition p WHERE p.job_id = j.id AND {claimable()})
+    ORDER BY j.priority DESC,
+             (SELECT count(*) FROM partitions_partition l WHERE l.job_id = j.id AND {_live_lease("l")}),
+             j.id
     LIMIT 20
+"""
+
+# Partitions that could start now across the fleet: each running job's claimable partitions, capped by its
+# free max_parallel slots, summed (at most %(cap)s per job, so the count stays cheap).
+SQL_CLAIMABLE_SLOTS = f"""
+    SELECT coalesce(sum(CASE WHEN j.max_parallel = 0 THEN c.n
+                             ELSE least(c.n, greatest(0, j.max_parallel - (
+                                 SELECT count(*) FROM partitions_partition l
+                                 WHERE l.job_id = j.id AND {_live_lease("l")}))) END), 0)
+    FROM partitions_job j
+    CROSS JOIN LATERAL (SELECT count(*) AS n FROM (
+        SELECT 1 FROM partitions_partition p WHERE p.job_id = j.id AND {claimable()} LIMIT %(cap)s) x) c
+    WHERE j.status = 'running' AND c.n > 0
 """
 
 # Serialise claimers of one capped job so two of them cannot both see a free
 # slot (max_parallel). NO KEY UPDATE does not block inserts of child rows.
 SQL_JOB_LOCK_FOR_CLAIM = "SELECT 1 FROM partitions_job WHERE id = %(job_id)s AND status = 'running' FOR NO KEY UPDATE"
 
-# Leases currently alive for a job (database clock).
-SQL_JOB_LIVE_LEASES = """
-    SELECT count(*) FROM partitions_partition
-    WHERE job_id = %(job_id)s AND status = 'running' AND lease_expires_at > statement_timestamp()
+# Leases currently alive for a job (database clock, holder's backend present).
+SQL_JOB_LIVE_LEASES = f"""
+    SELECT count(*) FROM partitions_partition p WHERE p.job_id = %(job_id)s AND {_live_lease()}
 """
 
 # Claim up to `limit` partitions of one job: lock candidates skipping rows other
@@ -71,15 +113,18 @@ SQL_JOB_LIVE_LEASES = """
 SQL_PARTITION_CLAIM = f"""
     WITH picked AS (
         SELECT p.id FROM partitions_partition p
-        WHERE p.job_id = %(job_id)s AND {_CLAIMABLE}
+        WHERE p.job_id = %(job_id)s AND {claimable()}
         ORDER BY p.available_at
         LIMIT %(limit)s
         FOR UPDATE SKIP LOCKED
+    ), me AS (
+        SELECT pid, backend_start FROM pg_stat_get_activity(pg_backend_pid()) WHERE %(track_backend)s
     ), claimed AS (
         UPDATE partitions_partition p
         SET status = 'running', lease_owner = %(owner)s, lease_token = p.lease_token + 1,
             lease_expires_at = statement_timestamp() + make_interval(secs => %(lease)s), attempts = p.attempts + 1,
-            started_at = coalesce(p.started_at, statement_timestamp())
+            started_at = coalesce(p.started_at, statement_timestamp()),
+            lease_backend_pid = (SELECT pid FROM me), lease_backend_started = (SELECT backend_start FROM me)
         FROM picked WHERE p.id = picked.id
         RETURNING p.*
     ), logged AS (
@@ -91,14 +136,20 @@ SQL_PARTITION_CLAIM = f"""
     SELECT * FROM claimed ORDER BY seq
 """
 
-# Seconds until the next partition of a running job becomes claimable (backoff ends or a lease expires).
-SQL_SECONDS_UNTIL_CLAIMABLE = """
-    SELECT EXTRACT(EPOCH FROM min(CASE WHEN p.status = 'pending' THEN p.available_at ELSE p.lease_expires_at END)
+# Seconds until the next partition of a running job becomes claimable (0 or less: now; NULL: none will be
+# without help: a lease on its last attempt is left for tick to fail).
+SQL_SECONDS_UNTIL_CLAIMABLE = f"""
+    SELECT EXTRACT(EPOCH FROM min(CASE WHEN {claimable()} THEN statement_timestamp()
+                                       WHEN p.status = 'pending' THEN p.available_at
+                                       ELSE p.lease_expires_at END)
                               - statement_timestamp())
     FROM partitions_partition p JOIN partitions_job j ON j.id = p.job_id
-    WHERE p.status IN ('pending', 'running') AND j.status = 'running'
+    WHERE {_will_be_claimable()} AND j.status = 'running'
       AND (%(job_id)s::bigint IS NULL OR p.job_id = %(job_id)s::bigint)
 """
+
+# Running partitions whose lease lapsed (expired or holder gone), for the reaper.
+SQL_PARTITIONS_LEASE_LAPSED = f"SELECT p.id FROM partitions_partition p WHERE p.status = 'running' AND {lease_lapsed()}"
 
 # The bare-table baseline `manage.py bench claim` measures the engine against: one SKIP LOCKED claim
 # with a fencing token per round trip, and a fenced completion (kept here so all locking SQL is in one place).
@@ -203,10 +254,25 @@ def partition_claim(*, worker_id: str, lease_seconds: float, job_id: int | None 
                     continue
             cursor.execute(SQL_PARTITION_CLAIM, {
                 "job_id": candidate_id, "limit": slots, "owner": worker_id, "lease": lease_seconds,
+                "track_backend": conf.get("DETECT_DEAD_BACKENDS"),
             })
             if claimed := _fetch_partitions(cursor):
                 return claimed
     return []
+
+
+def claimable_slots(*, cap: int = 1000) -> int:
+    """Partitions that could start now across every running job (claimable, within max_parallel)."""
+    with connection.cursor() as cursor:
+        cursor.execute(SQL_CLAIMABLE_SLOTS, {"cap": cap})
+        return int(cursor.fetchone()[0])
+
+
+def jobs_with_claimable_work(job_id: int | None = None) -> list[int]:
+    """Running jobs (or just `job_id`) that have a claimable partition now, best first."""
+    with connection.cursor() as cursor:
+        cursor.execute(SQL_JOBS_WITH_CLAIMABLE_WORK, {"job_id": job_id})
+        return [row[0] for row in cursor.fetchall()]
 
 
 def seconds_until_claimable(job_id: int | None = None) -> float | None:
@@ -289,7 +355,7 @@ def partition_cancel(partition_id: int, token: int, *, actor: Any, reason: str) 
 
 def partitions_reap_expired(*, actor: Any = "reaper") -> dict[str, int]:
     """Expired leases: back to pending (resume at checkpoint), or failed when out of attempts."""
-    expired = Q(status=PartitionStatus.RUNNING, lease_expires_at__lte=Now())
+    expired = Q(pk__in=RawSQL(SQL_PARTITIONS_LEASE_LAPSED, []))
     exhausted = transition_many(
         Partition, expired & Q(attempts__gte=F("max_attempts")), PartitionStatus.FAILED, actor=Actor.of(actor),
         event_type="partition_failed", data={"error": "lease expired on the last attempt"},

@@ -10,6 +10,11 @@ DEFAULTS = {
     # Share of failed partitions (after at least MIN_PARTITIONS_FOR_BREAKER) that fails the job early.
     "FAILURE_RATIO": 0.5,
     "MIN_PARTITIONS_FOR_BREAKER": 4,
+    # A lease whose claiming backend has left pg_stat_activity (its process died) counts as lapsed at once.
+    # Turn off behind a transaction-mode pooler (PgBouncer): there a backend outlives or leaves its client.
+    "DETECT_DEAD_BACKENDS": True,
+    # Drain tasks kept waiting in the broker while partitions could start, so any idle worker finds one.
+    "SPARE_DRAINS": 4,
     # Partitions one claim takes at once (batch claiming).
     "CLAIM_BATCH": 1,
     # "django_q": engine notifications become django-q2 tasks; None: nothing is enqueued (drive workers yourself).

@@ -14,6 +14,7 @@ class Dispatcher(Protocol):
     def job_created(self, job_id: int) -> None: ...
     def job_planned(self, job_id: int) -> None: ...
     def job_drained(self, job_id: int) -> None: ...
+    def work_claimed(self) -> None: ...
 
 
 _dispatcher: Dispatcher | None = None
@@ -38,6 +39,12 @@ def job_planned(job_id: int) -> None:
     """A job has claimable work (planned, resumed, retried): start drains."""
     if _dispatcher:
         _dispatcher.job_planned(job_id)
+
+
+def work_claimed() -> None:
+    """A worker just took work: if more could start, make sure idle workers elsewhere can find it."""
+    if _dispatcher:
+        _dispatcher.work_claimed()
 
 
 def job_drained(job_id: int) -> None:

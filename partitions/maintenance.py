@@ -52,9 +52,8 @@ def restart_lost_steps() -> dict[str, int]:
 
 
 def top_up_drains() -> dict[str, int]:
-    """Running jobs with claimable work but too few live leases (e.g. a whole cluster died) get drains."""
-    claimable = Partition.objects.filter(Partition.claimable_now(), job=OuterRef("pk"))
-    job_ids = list(Job.objects.filter(status=JobStatus.RUNNING).filter(Exists(claimable)).values_list("pk", flat=True))
+    """Running jobs with claimable work (e.g. a whole cluster died, or work became due) get drains."""
+    job_ids = claiming.jobs_with_claimable_work()
     for job_id in job_ids:
         dispatch.job_planned(job_id)
     return {"jobs_topped_up": len(job_ids)}

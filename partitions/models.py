@@ -111,6 +111,9 @@ class Partition(models.Model):
     lease_owner = models.CharField(max_length=200, blank=True)
     lease_token = models.BigIntegerField(default=0)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
+    # The claiming connection's backend: when it leaves pg_stat_activity the lease lapses at once.
+    lease_backend_pid = models.IntegerField(null=True, blank=True)
+    lease_backend_started = models.DateTimeField(null=True, blank=True)
     checkpointed_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -140,13 +143,6 @@ class Partition(models.Model):
 
     def __str__(self) -> str:
         return f"job {self.job_id} partition {self.seq} ({self.status})"
-
-    @staticmethod
-    def claimable_now() -> Q:
-        """Partitions a worker could claim right now (pending and due, or running with an expired lease)."""
-        return Q(status=PartitionStatus.PENDING, available_at__lte=Now()) | Q(
-            status=PartitionStatus.RUNNING, lease_expires_at__lte=Now()
-        )
 
     @property
     def bounds_display(self) -> str:

@@ -10,22 +10,21 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from datetime import datetime
 from typing import Any
 
 from django.db import close_old_connections
 from django.utils import timezone
-from django_q.models import Schedule
+from django_q.conf import Conf
+from django_q.models import OrmQ, Schedule
 from django_q.tasks import async_task
 
-from partitions import dispatch, maintenance, registry, services, worker
-from partitions.models import Job, Partition
-from partitions.states import JobStatus, PartitionStatus
+from partitions import claiming, conf, dispatch, maintenance, registry, services, worker
 
 log = logging.getLogger(__name__)
 
-#: Drain tasks enqueued per job at most (max_parallel, when set, is the cap instead).
-MAX_DRAINS_PER_JOB = 8
+DRAIN = "partitions.tasks.drain"
 
 
 def _clean_connections(task):
@@ -50,9 +49,10 @@ def plan(job_id: int) -> str:
 
 @_clean_connections
 def drain(job_id: int | None = None) -> dict[str, Any]:
+    """Claim and run partitions of the best jobs until nothing can start here or the budget is spent."""
     report = worker.drain(job_id=job_id)
-    if job_id is not None and report.partitions and _has_claimable_work(job_id):
-        async_task("partitions.tasks.drain", job_id, group=f"job-{job_id}")
+    if report.partitions:  # this worker is free again: keep spares waiting while work is left
+        spare_drains_ensure()
     return {"job": job_id, "partitions": report.partitions, "outcomes": dict(report.outcomes)}
 
 
@@ -75,28 +75,47 @@ def start_scheduled(type_name: str, params: dict[str, Any], schedule_name: str) 
     return f"job {job.pk} {'started' if created else 'still running'}"
 
 
-def _has_claimable_work(job_id: int) -> bool:
-    return Partition.objects.filter(Partition.claimable_now(), job_id=job_id).exists()
+def drains_waiting() -> int:
+    """Drain tasks in the broker that no cluster has taken yet."""
+    waiting = OrmQ.objects.filter(key=Conf.CLUSTER_NAME, lock__lte=timezone.now()).order_by("id")[:100]
+    return sum(1 for task in waiting if task.func() == DRAIN)
 
 
-def drains_wanted(job_id: int) -> int:
-    """How many drain tasks to enqueue: one per claimable partition, capped by max_parallel."""
-    job = Job.objects.filter(pk=job_id, status=JobStatus.RUNNING).values("max_parallel").first()
-    if job is None:
-        return 0
-    pending = Partition.objects.filter(job_id=job_id, status=PartitionStatus.PENDING).count()
-    return min(pending, job["max_parallel"] or MAX_DRAINS_PER_JOB)
+def spare_drains_ensure() -> int:
+    """Top the broker up to SPARE_DRAINS waiting drains while partitions could start; return how many were added.
+
+    Work reaches idle workers this way, not through a fixed number of tasks: every claim tops the spares up
+    again, so each drain that starts brings the next idle worker in, whichever cluster it is in, until every
+    partition that may start has a worker. A busy cluster's pusher may hold a few drains in its local queue
+    (at most queue_limit + 1); they are not needed by anyone else, because spares stay in the broker.
+    """
+    spare = conf.get("SPARE_DRAINS")
+    missing = min(spare, claiming.claimable_slots(cap=spare)) - drains_waiting()
+    for _ in range(missing):
+        async_task(DRAIN)
+    return max(0, missing)
 
 
 class QDispatcher:
     """Turns engine notifications into django-q2 tasks."""
 
+    #: Seconds between two spare checks of one process after claims (the broker's poll interval).
+    CLAIM_CHECK_EVERY = Conf.POLL
+
+    def __init__(self) -> None:
+        self._last_claim_check = float("-inf")
+
     def job_created(self, job_id: int) -> None:
         async_task("partitions.tasks.plan", job_id, group=f"job-{job_id}")
 
     def job_planned(self, job_id: int) -> None:
-        for _ in range(drains_wanted(job_id)):
-            async_task("partitions.tasks.drain", job_id, group=f"job-{job_id}")
+        spare_drains_ensure()
+
+    def work_claimed(self) -> None:
+        now = time.monotonic()
+        if now - self._last_claim_check >= self.CLAIM_CHECK_EVERY:
+            self._last_claim_check = now
+            spare_drains_ensure()
 
     def job_drained(self, job_id: int) -> None:
         async_task("partitions.tasks.finalize", job_id, group=f"job-{job_id}")

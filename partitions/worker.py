@@ -48,6 +48,7 @@ def drain(*, budget_seconds: float | None = None, job_id: int | None = None, wor
                 break
             time.sleep(max(0.0, wait) + 0.05)
             continue
+        dispatch.work_claimed()
         for partition in claimed:
             if time.monotonic() >= deadline:
                 claiming.partition_release(partition.pk, partition.lease_token, actor=worker,

@@ -151,6 +151,9 @@ def _claim_without_completing(barrier, job_id: int, worker: str, rounds: int) ->
     for _ in range(rounds):
         claimed += [p.pk for p in claiming.partition_claim(worker_id=worker, lease_seconds=300, job_id=job_id,
                                                            limit=rng.randint(1, 3))]
+    # Holders stay alive until every claimer is done: a process that exits takes its leases with it
+    # (its backend is gone), and this test is about live holders.
+    barrier.wait(timeout=WAIT)
     return claimed
 
 
