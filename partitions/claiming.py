@@ -148,6 +148,11 @@ SQL_SECONDS_UNTIL_CLAIMABLE = f"""
       AND (%(job_id)s::bigint IS NULL OR p.job_id = %(job_id)s::bigint)
 """
 
+# One drain in the whole fleet may stand by, watching for a lease that lapses (session lock: it goes away
+# with the backend, so a dead watcher frees it at once).
+SQL_STANDBY_TRY_LOCK = "SELECT pg_try_advisory_lock(hashtext('partitions.standby'))"
+SQL_STANDBY_UNLOCK = "SELECT pg_advisory_unlock(hashtext('partitions.standby'))"
+
 # Running partitions whose lease lapsed (expired or holder gone), for the reaper.
 SQL_PARTITIONS_LEASE_LAPSED = f"SELECT p.id FROM partitions_partition p WHERE p.status = 'running' AND {lease_lapsed()}"
 
@@ -273,6 +278,18 @@ def jobs_with_claimable_work(job_id: int | None = None) -> list[int]:
     with connection.cursor() as cursor:
         cursor.execute(SQL_JOBS_WITH_CLAIMABLE_WORK, {"job_id": job_id})
         return [row[0] for row in cursor.fetchall()]
+
+
+def standby_acquire() -> bool:
+    """Become the fleet's one standby drain (held until standby_release or until this connection closes)."""
+    with connection.cursor() as cursor:
+        cursor.execute(SQL_STANDBY_TRY_LOCK)
+        return bool(cursor.fetchone()[0])
+
+
+def standby_release() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(SQL_STANDBY_UNLOCK)
 
 
 def seconds_until_claimable(job_id: int | None = None) -> float | None:

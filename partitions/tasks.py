@@ -53,6 +53,8 @@ def drain(job_id: int | None = None) -> dict[str, Any]:
     report = worker.drain(job_id=job_id)
     if report.partitions:  # this worker is free again: keep spares waiting while work is left
         spare_drains_ensure()
+    if report.watch_goes_on:  # behind any task queued meanwhile, another drain keeps watching the leases
+        async_task(DRAIN)
     return {"job": job_id, "partitions": report.partitions, "outcomes": dict(report.outcomes)}
 
 

@@ -83,3 +83,14 @@ def wait_for(condition: Callable[[], bool], *, timeout: float, what: str, cluste
         time.sleep(0.2)
     logs = "\n\n".join(f"--- {c.log_path.name}\n{c.tail()}" for c in clusters)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{logs}")
+
+
+def finished(job, clusters: list[Cluster], timeout: float = 120):
+    """Wait for a job to end under these clusters; the job, refreshed."""
+    from partitions.models import Job
+    from partitions.states import JOB_TERMINAL
+
+    wait_for(lambda: Job.objects.get(pk=job.pk).status in JOB_TERMINAL, timeout=timeout,
+             what=f"job {job.pk} to finish", clusters=clusters)
+    job.refresh_from_db()
+    return job

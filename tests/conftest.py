@@ -71,6 +71,27 @@ def viewer(db):
 
 
 @pytest.fixture
+def clusters(db_url, tmp_path):
+    """Start real qclusters on the test database: `clusters(n, **env)`; each is stopped at teardown."""
+    from django.db import connections
+
+    from tests.clusters import Cluster
+
+    started: list[Cluster] = []
+
+    def start(n: int = 1, **env) -> list[Cluster]:
+        connections.close_all()
+        new = [Cluster(db_url, tmp_path / f"qcluster-{len(started) + i}.log", **env) for i in range(n)]
+        started.extend(new)
+        return new
+
+    yield start
+    for cluster in started:
+        if cluster.proc.poll() is None:
+            cluster.stop()
+
+
+@pytest.fixture
 def no_dispatcher():
     """Drive workers directly: the engine enqueues no django-q2 tasks while this fixture is active."""
     from partitions import dispatch

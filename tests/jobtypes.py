@@ -198,3 +198,23 @@ class SplitFails(JobType):
 
     def split(self, job, params):
         raise RuntimeError("the split cannot run")
+
+
+class SleepParams(forms.Form):
+    partitions = forms.IntegerField(min_value=1)
+    sleep_ms = forms.IntegerField(min_value=0)
+
+
+@register
+class SleepyPartitions(JobType):
+    """Partitions of one sub-job each that only wait: the fleet, not the CPU, is the limit."""
+
+    name = "tests.sleepy"
+    Params = SleepParams
+    atomic = False
+
+    def split(self, job, params):
+        return Items((ItemSpec(key=f"p{i}") for i in range(params["partitions"])), chunk_size=1)
+
+    def process_item(self, ctx, item):
+        time.sleep(ctx.params["sleep_ms"] / 1000)

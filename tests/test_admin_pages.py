@@ -198,7 +198,7 @@ def test_job_page_projects_the_finish_against_the_deadline(viewer):
 
     html = client_for(viewer).get(job_page(job.pk)).content.decode()
     assert "10m 00s late" in html
-    assert "6 parallel workers needed to meet the deadline at 5.0 items/s per worker (now 2.0) " \
+    assert "6 parallel workers needed to meet the deadline at 5.0 items/s per worker (now 1 in flight) " \
            "(max parallel is 4)" in html
 
 

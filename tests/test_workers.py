@@ -3,7 +3,6 @@
 from datetime import timedelta
 
 import pytest
-from django.db import connections
 from django.db.models import F, Sum
 from django.utils import timezone
 from django_q.models import OrmQ
@@ -13,34 +12,10 @@ from opsapp.models import Customer, Event, Invoice, Product, Subscription
 from opsapp.seeding import seed_demo
 from partitions import services
 from partitions.models import Job, JobEvent, Partition
-from partitions.states import JOB_TERMINAL
 from tests import jobtypes  # noqa: F401 - registers tests.bump_range here too
-from tests.clusters import Cluster, wait_for
+from tests.clusters import finished, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
-
-
-@pytest.fixture
-def clusters(db_url, tmp_path):
-    started: list[Cluster] = []
-
-    def start(n: int = 1, **env) -> list[Cluster]:
-        connections.close_all()
-        new = [Cluster(db_url, tmp_path / f"qcluster-{len(started) + i}.log", **env) for i in range(n)]
-        started.extend(new)
-        return new
-
-    yield start
-    for cluster in started:
-        if cluster.proc.poll() is None:
-            cluster.stop()
-
-
-def finished(job: Job, clusters: list[Cluster], timeout: float = 120) -> Job:
-    wait_for(lambda: Job.objects.get(pk=job.pk).status in JOB_TERMINAL, timeout=timeout,
-             what=f"job {job.pk} to finish", clusters=clusters)
-    job.refresh_from_db()
-    return job
 
 
 def test_migrate_subscriptions_completes_under_two_clusters_and_migrates_every_row_once(clusters):

@@ -111,7 +111,7 @@ def workers_needed_text(stats: JobStats) -> str:
     cap = stats.job.max_parallel
     capped = f" (max parallel is {cap})" if cap and needed > cap else ""
     return (f"{needed} parallel workers needed to meet the deadline at {fmt_rate(per_worker)} per worker"
-            f" (now {stats.workers:.1f}){capped}")
+            f" (now {stats.progress.live_leases} in flight){capped}")
 
 
 def bar_widths(stats: JobStats) -> dict[str, float]:

@@ -71,7 +71,7 @@ def job_summary(job: Job) -> dict[str, Any]:
         "id": job.pk, "type": job.type_name, "status": job.status, "params": job.params, "error": job.error,
         "created_at": job.created_at, "finished_at": job.finished_at, "max_parallel": job.max_parallel,
         "deadline": job.deadline, **stats.progress.as_dict(), "items_per_second": round(stats.rate or 0.0, 2),
-        "eta": stats.projected_finish,
+        "eta": stats.projected_finish, "workers_needed": stats.workers_needed,
     }
 
 
