@@ -17,11 +17,16 @@ from partitions.states import JobStatus, PartitionStatus
 ACTIVE = [JobStatus.PLANNING, JobStatus.RUNNING, JobStatus.PAUSED, JobStatus.FINALIZING]
 
 
+def _utf8(text: str) -> bytes:
+    # compare_digest refuses non-ASCII str, and a header may hold any str (even a lone surrogate).
+    return text.encode("utf-8", "surrogatepass")
+
+
 def _allowed(request: HttpRequest) -> bool:
     token = getattr(settings, "METRICS_TOKEN", "")
     if token:
         given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-        return hmac.compare_digest(given, token)
+        return hmac.compare_digest(_utf8(given), _utf8(token))
     return request.user.is_authenticated and request.user.is_staff
 
 

@@ -52,23 +52,39 @@ def test_healthz_answers_ok_when_the_database_answers():
     assert response.json() == {"database": "ok"}
 
 
-@pytest.mark.django_db(transaction=True)
-def test_healthz_answers_503_when_the_database_is_unreachable():
-    # A second alias would not be used by the view; point the default connection
-    # at a socket folder where no server listens, then restore it.
+def healthz_with_database(**overrides: str):
+    """GET /healthz with the default connection really opened with these settings, then restored.
+
+    A second alias would not be used by the view, so the default connection itself is re-pointed.
+    """
     original = dict(connection.settings_dict)
     connection.close()
-    connection.settings_dict["HOST"] = "/nonexistent-socket-dir"
-    connection.settings_dict["PORT"] = ""
+    connection.settings_dict.update(overrides)
     try:
-        response = Client().get("/healthz", secure=True)
+        return Client().get("/healthz", secure=True)
     finally:
         connection.close()
         connection.settings_dict.update(original)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_healthz_answers_503_without_details_when_no_server_listens(caplog):
+    response = healthz_with_database(HOST="/nonexistent-socket-dir", PORT="")
     assert response.status_code == 503
-    body = response.json()
-    assert body["database"] == "unavailable"
-    assert body["error"]
+    assert response.json() == {"database": "unavailable"}
+    assert b"nonexistent-socket-dir" not in response.content
+    assert "nonexistent-socket-dir" in caplog.text, "the log keeps the reason for operators"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_healthz_does_not_name_the_socket_or_database_a_refusing_server_reports(caplog):
+    # The real server answers "database … does not exist", naming its socket path too.
+    response = healthz_with_database(NAME="no_such_database_for_healthz")
+    assert response.status_code == 503
+    assert response.json() == {"database": "unavailable"}
+    for detail in ("no_such_database_for_healthz", ".s.PGSQL", connection.settings_dict["HOST"] or "localhost"):
+        assert detail.encode() not in response.content
+    assert "no_such_database_for_healthz" in caplog.text
 
 
 @pytest.mark.django_db

@@ -16,6 +16,18 @@ def test_metrics_need_the_token_when_one_is_configured(settings):
     assert client.get("/metrics", secure=True, HTTP_AUTHORIZATION="Bearer s3cret").status_code == 200
 
 
+@pytest.mark.parametrize("given", [
+    "²é…",  # any str a test client or ASGI server may hand over
+    "²é…".encode().decode("latin-1"),  # what a WSGI server makes of these UTF-8 bytes
+    "\udcff",  # a lone surrogate (surrogateescape-decoded bytes)
+], ids=["unicode", "wsgi-latin-1", "surrogate"])
+def test_metrics_refuse_a_non_ascii_token_with_403(settings, given):
+    settings.METRICS_TOKEN = "s3cret"
+    client = Client()
+    assert client.get("/metrics", secure=True, headers={"Authorization": f"Bearer {given}"}).status_code == 403
+    assert client.get("/metrics", secure=True, headers={"Authorization": "Bearer s3cret"}).status_code == 200
+
+
 def test_metrics_without_a_token_are_for_staff_only(settings, django_user_model):
     settings.METRICS_TOKEN = ""
     client = Client()
