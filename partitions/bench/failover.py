@@ -55,14 +55,6 @@ def _survivor(job_id: int, lease: float) -> int:
     return ran
 
 
-def _wait_for(condition, *, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise harness.BenchError(f"failover: timed out waiting for {what}")
-        time.sleep(0.01)
-
-
 def _db_now():
     with connection.cursor() as cursor:
         cursor.execute("SELECT statement_timestamp()")
@@ -76,7 +68,7 @@ def _kill_holder_midway(job_id: int, partition_id: int, rows: int, lease: float)
     try:
         holding = Partition.objects.filter(pk=partition_id, status="running", done_items__gte=rows * KILL_AFTER,
                                            lease_owner__contains=f":{holder.pid}:")
-        _wait_for(holding.exists, timeout=60, what="the holder to checkpoint")
+        harness.wait_for(holding.exists, timeout=60, what="the holder to checkpoint")
         os.kill(holder.pid, signal.SIGKILL)
         holder.join(10)
     finally:
