@@ -15,17 +15,11 @@ def pytest_sessionstart(session):
 @pytest.fixture
 def db_url(django_db_setup) -> str:
     """A DATABASE_URL for the test database, for subprocesses (workers, qclusters)."""
-    from urllib.parse import quote
-
     from django.db import connection
 
-    s = connection.settings_dict
-    host = s["HOST"] or s.get("OPTIONS", {}).get("host", "")
-    auth = quote(s["USER"] or "", safe="") + (f":{quote(s['PASSWORD'], safe='')}" if s.get("PASSWORD") else "")
-    if host.startswith("/"):  # unix socket folder
-        return f"postgres://{auth}@/{s['NAME']}?host={quote(host, safe='/')}"
-    port = f":{s['PORT']}" if s.get("PORT") else ""
-    return f"postgres://{auth}@{host}{port}/{s['NAME']}"
+    from partitions.bench.qclusters import database_url
+
+    return database_url(connection.settings_dict)
 
 
 # Admin pages -------------------------------------------------------------------------------------------------------

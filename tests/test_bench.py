@@ -11,10 +11,16 @@ from partitions.bench import SCENARIOS
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 
-def test_bench_all_quick_reports_positive_figures_with_ratios_for_every_scenario():
+@pytest.fixture(scope="module")
+def report(django_db_setup, django_db_blocker) -> dict:
+    """One `bench all --quick --json` run, shared: it starts real qclusters, so it takes seconds."""
     out = StringIO()
-    call_command("bench", "all", "--quick", "--json", stdout=out, stderr=StringIO())
-    report = json.loads(out.getvalue())
+    with django_db_blocker.unblock():
+        call_command("bench", "all", "--quick", "--json", stdout=out, stderr=StringIO())
+    return json.loads(out.getvalue())
+
+
+def test_bench_all_quick_reports_positive_figures_with_ratios_for_every_scenario(report):
     assert report["machine"]["cpus"] >= 1
     assert list(report["scenarios"]) == list(SCENARIOS)
     for name, scenario in report["scenarios"].items():
@@ -28,3 +34,22 @@ def test_bench_all_quick_reports_positive_figures_with_ratios_for_every_scenario
             assert set(figure["ratios"]) <= keys, (name, figure)
             assert all(r > 0 for r in figure["ratios"].values()), (name, figure)
     assert report["scenarios"]["failover"]["checks"]["rows_redone"] == 0
+    assert report["scenarios"]["failover"]["checks"]["configured_lease_round"] == "skipped (--quick)"
+
+
+def test_bench_scale_quick_runs_the_job_to_success_on_real_qclusters_and_reports_each_fleet(report):
+    scale = report["scenarios"]["scale"]
+    counts = scale["params"]["clusters"]
+    assert counts[0] == 1 and len(counts) >= 2
+    assert scale["checks"]["qclusters_started"] == counts[-1]
+    assert scale["checks"]["items_succeeded_per_round"] == scale["params"]["items"]
+    figures = {f["key"]: f for f in scale["figures"]}
+    assert figures["rate_1"]["baseline"]
+    for n in counts:
+        for key in ("ideal_s", "wall_s", "rate", "workers", "peak", "mean", "used", "idle_tps"):
+            assert f"{key}_{n}" in figures, (key, n, list(figures))
+        assert figures[f"workers_{n}"]["value"] == n * scale["params"]["q_workers"]
+        assert 1 <= figures[f"peak_{n}"]["value"] <= figures[f"workers_{n}"]["value"]
+        assert f"full_s_{n}" in figures or scale["checks"][f"all_workers_busy_{n}"] == "never"
+    for n in counts[1:]:
+        assert set(figures[f"rate_{n}"]["ratios"]) == {"rate_1"}  # the speed-up over one cluster

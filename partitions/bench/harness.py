@@ -150,6 +150,15 @@ def best_of(runs: int, fn: Callable[[], Any]) -> tuple[float, Any]:
     return best
 
 
+def wait_for(condition: Callable[[], bool], *, timeout: float, what: str, interval: float = 0.01) -> None:
+    """Poll until condition() is true; BenchError naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise BenchError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
+
+
 # The scratch database -----------------------------------------------------------------------
 
 
@@ -228,12 +237,13 @@ def quiet_logs() -> Iterator[None]:
 
 
 @contextmanager
-def engine_for_bench(*job_types: type) -> Iterator[None]:
-    """Register the bench's job types, and enqueue no django-q2 tasks: the bench drives workers itself."""
+def engine_for_bench(*job_types: type, dispatcher: dispatch.Dispatcher | None = None) -> Iterator[None]:
+    """Register the bench's job types and install `dispatcher`: by default none, so no django-q2 task is
+    enqueued and the bench drives workers itself."""
     for job_type in job_types:
         registry.register(job_type)
-    previous = dispatch._dispatcher  # restored afterwards (django-q2's, or whatever a test installed)
-    dispatch.set_dispatcher(None)
+    previous = dispatch.current()  # restored afterwards (django-q2's, or whatever a test installed)
+    dispatch.set_dispatcher(dispatcher)
     try:
         yield
     finally:

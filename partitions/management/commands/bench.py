@@ -31,13 +31,14 @@ class Command(BaseCommand):
         parser.add_argument("scenario", choices=[*bench.SCENARIOS, "all"])
         parser.add_argument("--quick", action="store_true", help="small sizes (seconds, for smoke tests)")
         parser.add_argument("--json", action="store_true", help="machine-readable output")
-        parser.add_argument("--workers", type=_positive(int), default=2, help="worker processes (W, P); default 2")
+        parser.add_argument("--workers", type=_positive(int), default=2,
+                            help="worker processes (W, P; scale: Q_WORKERS of each qcluster); default 2")
         parser.add_argument("--concurrency", type=_positive(int), default=8,
                             help="io: items in flight per process (C); default 8")
         parser.add_argument("--size", type=_positive(int),
                             help="override the scenario's main size (partitions, items, rows or sub-jobs)")
         parser.add_argument("--lease", type=_positive(float), default=2.0,
-                            help="failover: lease seconds; default 2")
+                            help="failover: the short lease, seconds (the configured one is measured too); default 2")
         parser.add_argument("--database", help="scratch database name (default: the current one + _bench)")
         parser.add_argument("--keep", action="store_true", help="keep the scratch database afterwards")
 
