@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from partitions.bench import claim, failover, harness, io_bound, migrate, plan, scale, subjobs
+from partitions.bench import claim, deadline, failover, harness, io_bound, migrate, plan, scale, subjobs
 
 SCENARIOS: dict[str, Callable[[harness.Options], harness.Result]] = {
     "claim": claim.run,
@@ -19,6 +19,7 @@ SCENARIOS: dict[str, Callable[[harness.Options], harness.Result]] = {
     "subjobs": subjobs.run,
     "failover": failover.run,
     "scale": scale.run,
+    "deadline": deadline.run,
 }
 
 
