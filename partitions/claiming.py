@@ -175,6 +175,29 @@ SQL_PARTITION_RENEW_LEASE_IF_HELD = """
     RETURNING (SELECT status FROM partitions_job j WHERE j.id = p.job_id)
 """
 
+# Renew every lease one process holds, in one statement; fenced per row. Returns the ids still held.
+SQL_PARTITIONS_RENEW_LEASES_IF_HELD = """
+    UPDATE partitions_partition p SET lease_expires_at = statement_timestamp() + make_interval(secs => h.lease)
+    FROM unnest(%(ids)s::bigint[], %(tokens)s::bigint[], %(leases)s::float8[]) AS h(id, token, lease)
+    WHERE p.id = h.id AND p.lease_token = h.token AND p.status = 'running'
+    RETURNING p.id
+"""
+
+# Complete a held partition and log it, in one statement; fenced. The guard is the transition table's.
+SQL_PARTITION_COMPLETE_IF_HELD = f"""
+    WITH done AS (
+        UPDATE partitions_partition p
+        SET status = 'succeeded', finished_at = statement_timestamp(), lease_expires_at = NULL
+        WHERE p.id = %(id)s AND p.lease_token = %(token)s
+          AND p.status IN ({_sql_list(sources(PARTITION_TRANSITIONS, PartitionStatus.SUCCEEDED))})
+        RETURNING p.id, p.job_id
+    ), logged AS (
+        INSERT INTO partitions_jobevent (job_id, partition_id, type, actor, data, created_at)
+        SELECT job_id, id, 'partition_succeeded', %(actor)s, %(data)s::jsonb, statement_timestamp() FROM done
+    )
+    SELECT job_id FROM done
+"""
+
 # Advance the checkpoint and counters and renew the lease; fenced. A HOT update:
 # none of these columns is indexed. Returns the job's status (pause/cancel check).
 SQL_PARTITION_CHECKPOINT_IF_HELD = """
@@ -244,12 +267,20 @@ def _fetch_partitions(cursor) -> list[Partition]:
 
 def partition_claim(*, worker_id: str, lease_seconds: float, job_id: int | None = None,
                     limit: int = 1) -> list[Partition]:
-    """Claim up to `limit` claimable partitions of the best running job; [] when none."""
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(SQL_JOBS_WITH_CLAIMABLE_WORK, {"job_id": job_id})
-        for candidate_id, max_parallel in cursor.fetchall():
-            slots = limit
-            if max_parallel:
+    """Claim up to `limit` claimable partitions of the best running job; [] when none.
+
+    An uncapped job is claimed by one statement (atomic on its own: two round trips in all, no BEGIN/COMMIT);
+    a job with max_parallel takes its job-row lock first, in a transaction, so two claimers cannot both see
+    the last free slot.
+    """
+    params = {"owner": worker_id, "lease": lease_seconds, "track_backend": conf.get("DETECT_DEAD_BACKENDS")}
+    for candidate_id, max_parallel in _jobs_with_claimable_work(job_id):
+        if not max_parallel:
+            with connection.cursor() as cursor:
+                cursor.execute(SQL_PARTITION_CLAIM, {**params, "job_id": candidate_id, "limit": limit})
+                claimed = _fetch_partitions(cursor)
+        else:
+            with transaction.atomic(), connection.cursor() as cursor:
                 cursor.execute(SQL_JOB_LOCK_FOR_CLAIM, {"job_id": candidate_id})
                 if cursor.fetchone() is None:
                     continue
@@ -257,13 +288,17 @@ def partition_claim(*, worker_id: str, lease_seconds: float, job_id: int | None 
                 slots = min(limit, max_parallel - cursor.fetchone()[0])
                 if slots <= 0:
                     continue
-            cursor.execute(SQL_PARTITION_CLAIM, {
-                "job_id": candidate_id, "limit": slots, "owner": worker_id, "lease": lease_seconds,
-                "track_backend": conf.get("DETECT_DEAD_BACKENDS"),
-            })
-            if claimed := _fetch_partitions(cursor):
-                return claimed
+                cursor.execute(SQL_PARTITION_CLAIM, {**params, "job_id": candidate_id, "limit": slots})
+                claimed = _fetch_partitions(cursor)
+        if claimed:
+            return claimed
     return []
+
+
+def _jobs_with_claimable_work(job_id: int | None) -> list[tuple[int, int]]:
+    with connection.cursor() as cursor:
+        cursor.execute(SQL_JOBS_WITH_CLAIMABLE_WORK, {"job_id": job_id})
+        return cursor.fetchall()
 
 
 def claimable_slots(*, cap: int = 1000) -> int:
@@ -275,9 +310,7 @@ def claimable_slots(*, cap: int = 1000) -> int:
 
 def jobs_with_claimable_work(job_id: int | None = None) -> list[int]:
     """Running jobs (or just `job_id`) that have a claimable partition now, best first."""
-    with connection.cursor() as cursor:
-        cursor.execute(SQL_JOBS_WITH_CLAIMABLE_WORK, {"job_id": job_id})
-        return [row[0] for row in cursor.fetchall()]
+    return [job for job, _ in _jobs_with_claimable_work(job_id)]
 
 
 def standby_acquire() -> bool:
@@ -310,8 +343,16 @@ def _fenced(sql: str, params: dict[str, Any]) -> str:
 
 
 def partition_renew_lease(partition_id: int, token: int, *, lease_seconds: float) -> str:
-    """Extend a held lease; return the job's status. Raises LeaseLost."""
+    """Extend one held lease; return the job's status. Raises LeaseLost."""
     return _fenced(SQL_PARTITION_RENEW_LEASE_IF_HELD, {"id": partition_id, "token": token, "lease": lease_seconds})
+
+
+def partitions_renew_leases(leases: list[tuple[int, int, float]]) -> set[int]:
+    """Extend held leases, (partition id, token, lease seconds) each, in one statement; the ids still held."""
+    ids, tokens, seconds = (list(column) for column in zip(*leases, strict=True))
+    with connection.cursor() as cursor:
+        cursor.execute(SQL_PARTITIONS_RENEW_LEASES_IF_HELD, {"ids": ids, "tokens": tokens, "leases": seconds})
+        return {row[0] for row in cursor.fetchall()}
 
 
 def partition_checkpoint(partition_id: int, token: int, *, checkpoint: Any, done: int = 0, failed: int = 0,
@@ -324,14 +365,15 @@ def partition_checkpoint(partition_id: int, token: int, *, checkpoint: Any, done
 
 
 def partition_complete(partition_id: int, token: int, *, actor: Any, data: dict | None = None) -> bool:
-    """Mark a held partition succeeded; return True when it was the job's last unfinished one."""
-    row = transition(Partition, partition_id, PartitionStatus.SUCCEEDED, actor=actor,
-                     event_type="partition_succeeded", data=data, guard={"lease_token": token})
+    """Mark a held partition succeeded; return True when it was the job's last unfinished one. Raises LeaseLost."""
+    job_id = _fenced(SQL_PARTITION_COMPLETE_IF_HELD, {
+        "id": partition_id, "token": token, "actor": Actor.of(actor).label,
+        "data": json.dumps(data or {}, cls=DjangoJSONEncoder)})
     # Counted after our commit: when the last two partitions finish at once, each transaction
     # would still see the other one running; afterwards at least the later one sees none left
     # (both may, and the finalize claim lets only one through).
     with connection.cursor() as cursor:
-        cursor.execute(SQL_JOB_UNFINISHED_PARTITIONS, {"job_id": row.job_id})
+        cursor.execute(SQL_JOB_UNFINISHED_PARTITIONS, {"job_id": job_id})
         return cursor.fetchone()[0] == 0
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 import traceback as tb
 from contextlib import nullcontext
@@ -12,13 +11,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import connection, transaction
+from django.db import transaction
 
 from partitions import claiming, conf, registry
 from partitions.concurrency import ItemPool, ItemResult
 from partitions.exceptions import CancelJob, JobControl, LeaseLost, Retry, SkipItem, error_line
 from partitions.lifecycle import Actor, subjobs_finish
 from partitions.models import Job, JobEvent, Partition, SubJob
+from partitions.renewer import Held, renewer
 from partitions.sources import ItemSource, failed_item_subjob, source_for
 from partitions.states import PARTITION_TERMINAL, JobStatus, PartitionStatus, SubJobStatus
 
@@ -55,31 +55,6 @@ class Outcome:
     stats: dict[str, int] = field(default_factory=dict)
 
 
-class LeaseKeeper(threading.Thread):
-    """Renews the lease every third of its length while a (long) batch runs, on its own connection."""
-
-    def __init__(self, partition_id: int, token: int, lease_seconds: float):
-        super().__init__(daemon=True, name=f"lease-{partition_id}")
-        self.partition_id, self.token, self.lease_seconds = partition_id, token, lease_seconds
-        self.lost = False
-        self._stop_event = threading.Event()
-
-    def run(self) -> None:
-        try:
-            while not self._stop_event.wait(self.lease_seconds / 3):
-                try:
-                    claiming.partition_renew_lease(self.partition_id, self.token, lease_seconds=self.lease_seconds)
-                except LeaseLost:
-                    self.lost = True
-                    return
-        finally:
-            connection.close()
-
-    def stop(self) -> None:
-        self._stop_event.set()
-        self.join(timeout=10)
-
-
 class PartitionRun:
     """State of one run of one claimed partition."""
 
@@ -96,8 +71,7 @@ class PartitionRun:
         self.stats = {"done": 0, "failed": 0, "skipped": 0, "batches": 0}
 
     def execute(self) -> Outcome:
-        keeper = LeaseKeeper(self.partition.pk, self.token, self.lease_seconds)
-        keeper.start()
+        keeper = renewer().hold(self.partition.pk, self.token, self.lease_seconds)
         concurrency = self.job_type.concurrency(self.params)
         pool = ItemPool(concurrency) if concurrency > 1 else None
         try:
@@ -112,9 +86,9 @@ class PartitionRun:
         except Exception as exc:
             return Outcome("failed", error_line(exc), traceback=tb.format_exc())
         finally:
-            keeper.stop()
+            renewer().release(keeper)
 
-    def _loop(self, keeper: LeaseKeeper, pool: ItemPool | None) -> Outcome:
+    def _loop(self, keeper: Held, pool: ItemPool | None) -> Outcome:
         while True:
             if keeper.lost:
                 raise LeaseLost(self.partition.pk, self.token)

@@ -36,11 +36,12 @@ class DrainReport:
 
 
 def drain(*, budget_seconds: float | None = None, job_id: int | None = None, worker: str | None = None,
-          claim_batch: int | None = None) -> DrainReport:
+          claim_batch: int | None = None, standby: bool = True) -> DrainReport:
     """Claim and run partitions until none is claimable or the budget is spent.
 
-    With nothing to claim while leases are held elsewhere, one drain in the fleet stands by and claims a
-    partition as soon as its holder's backend goes away (a dead worker) or its lease or backoff ends.
+    With nothing to claim while leases are held elsewhere, one drain in the fleet stands by (unless
+    `standby` is off) and claims a partition as soon as its holder's backend goes away (a dead worker) or
+    its lease or backoff ends.
     """
     worker = worker or worker_id()
     budget = conf.get("DRAIN_BUDGET_SECONDS") if budget_seconds is None else budget_seconds
@@ -62,7 +63,7 @@ def drain(*, budget_seconds: float | None = None, job_id: int | None = None, wor
                 if wait is not None and wait <= min(lease / 2, left):
                     time.sleep(max(0.0, wait) + 0.05)
                     continue
-                if wait is None or not conf.get("DETECT_DEAD_BACKENDS"):
+                if wait is None or not standby or not conf.get("DETECT_DEAD_BACKENDS"):
                     break
                 if standby_until is None:
                     if not claiming.standby_acquire():

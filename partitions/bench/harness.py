@@ -323,4 +323,6 @@ def planned_job(type_name: str, params: dict[str, Any] | None = None) -> tuple[J
 
 def drain_job(job_id: int, claim_batch: int | None = None) -> int:
     """A worker process's body: `worker.drain` one job until nothing is claimable; the partitions it ran."""
-    return worker.drain(job_id=job_id, budget_seconds=PROCESS_TIMEOUT, claim_batch=claim_batch).partitions
+    # No standby: it would wait up to a poll after the last partition, and the bench times the processes.
+    return worker.drain(job_id=job_id, budget_seconds=PROCESS_TIMEOUT, claim_batch=claim_batch,
+                        standby=False).partitions
