@@ -43,6 +43,34 @@ def browser_page(monkeypatch):
 
 
 @pytest.fixture
+def csp_watch(browser_page):
+    """What the Content-Security-Policy refused on any page of the test, from console messages and from
+    securitypolicyviolation events (collected here, so they survive navigations)."""
+    console: list[str] = []
+    violations: list[str] = []
+    browser_page.on("console", lambda message: console.append(message.text))
+    browser_page.expose_function("reportCspViolation", lambda text: violations.append(text))
+    browser_page.add_init_script(
+        "document.addEventListener('securitypolicyviolation',"
+        " e => window.reportCspViolation(e.violatedDirective + ' ' + e.blockedURI + ' on ' + e.documentURI));"
+    )
+
+    def refused() -> list[str]:
+        return [text for text in console if "Content Security Policy" in text or "Refused to" in text] + violations
+
+    return refused
+
+
+def assert_nonced_under_csp(page, response) -> None:
+    """The document came with a nonce policy, and the page's scripts carry that nonce (read as the DOM property:
+    browsers hide the nonce attribute from getAttribute)."""
+    policy = response.headers.get("content-security-policy", "")
+    assert "script-src 'self' 'nonce-" in policy, policy
+    nonces = page.evaluate("[...document.scripts].map(s => s.nonce)")
+    assert nonces and all(f"'nonce-{n}'" in policy for n in nonces), (nonces, policy)
+
+
+@pytest.fixture
 def cluster(db_url, tmp_path):
     connections.close_all()
     running = Cluster(db_url, tmp_path / "qcluster.log", EMAIL_BACKEND="django.core.mail.backends.locmem.EmailBackend")
@@ -54,14 +82,17 @@ def status_text(page) -> str:
     return page.locator("[data-job-status]").first.inner_text().strip()
 
 
-def start_invoices(page, base: str, *, period: str, work_ms: int, fail_rate: float, max_parallel: int) -> None:
+def start_invoices(page, base: str, *, period: str, work_ms: int, fail_rate: float, max_parallel: int):
+    """Start a run from the start page; returns the response of the job page it lands on."""
     page.goto(base + reverse("admin:partitions_job_start") + "?type=billing.send_invoices")
     page.fill("#id_params-period", period)
     page.fill("#id_params-work_ms", str(work_ms))
     page.fill("#id_params-fail_rate", str(fail_rate))
     page.fill("#id_max_parallel", str(max_parallel))
-    page.click("#pj-start")
+    with page.expect_response(lambda r: r.request.resource_type == "document" and r.status == 200) as landed:
+        page.click("#pj-start")
     page.wait_for_selector("[data-job-status]")
+    return landed.value
 
 
 def wait_for_status(page, status: str) -> None:
@@ -72,7 +103,7 @@ def wait_for_status(page, status: str) -> None:
 
 
 def test_an_operator_starts_a_run_watches_it_finish_and_recovers_a_failed_one(
-    live_server, browser_page, cluster, settings, admin_env, capsys,
+    live_server, browser_page, csp_watch, cluster, settings, admin_env, capsys,
 ):
     settings.SESSION_COOKIE_SECURE = settings.CSRF_COOKIE_SECURE = False
     seed_demo(products=1, subscriptions=0, customers=60, events=0)
@@ -86,8 +117,9 @@ def test_an_operator_starts_a_run_watches_it_finish_and_recovers_a_failed_one(
     page.click("input[type=submit]")
     page.wait_for_selector("#user-tools")
 
-    # A clean run: the bar fills and the status changes while the page stays loaded.
-    start_invoices(page, base, period="2026-11", work_ms=150, fail_rate=0, max_parallel=1)
+    # A clean run: the bar fills and the status changes while the page stays loaded, under the CSP.
+    job_page = start_invoices(page, base, period="2026-11", work_ms=150, fail_rate=0, max_parallel=1)
+    assert_nonced_under_csp(page, job_page)
     page.evaluate("window.__loadedOnce = true")
     first_percent = page.locator('[data-job-field="percent"]').first.inner_text()
     page.wait_for_function(
@@ -114,5 +146,6 @@ def test_an_operator_starts_a_run_watches_it_finish_and_recovers_a_failed_one(
     page.goto(base + reverse("admin:partitions_job_changelist"))
     page.wait_for_selector(".pj-progress")
     page.screenshot(path=ARTIFACTS / "job-list.png", full_page=True)
+    assert csp_watch() == [], "the Content-Security-Policy blocked something"
     with capsys.disabled():
         print(f"\nscreenshots: {ARTIFACTS / 'job-list.png'} {ARTIFACTS / 'job-page.png'}")

@@ -32,17 +32,29 @@ def test_debug_on_runs_without_a_secret_key():
     assert proc.returncode == 0, proc.stderr
 
 
+PRODUCTION = {
+    "SECRET_KEY": "k" * 20 + "-production-like-secret-key-with-enough-entropy-123456",
+    "ALLOWED_HOSTS": "ops.example.com",
+    "CSRF_TRUSTED_ORIGINS": "https://ops.example.com",
+    "DATABASE_URL": "postgres://app:secret@db.example.com:5432/opsapp",
+    "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+}
+
+
 def test_check_deploy_is_clean_with_production_environment():
-    prod = {
-        "SECRET_KEY": "k" * 20 + "-production-like-secret-key-with-enough-entropy-123456",
-        "ALLOWED_HOSTS": "ops.example.com",
-        "CSRF_TRUSTED_ORIGINS": "https://ops.example.com",
-        "DATABASE_URL": "postgres://app:secret@db.example.com:5432/opsapp",
-        "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
-    }
-    proc = run_manage("check", "--deploy", "--fail-level", "WARNING", env=prod)
+    # The README's command: an empty ENV_FILE keeps a checkout's local .env out.
+    proc = run_manage("check", "--deploy", "--fail-level", "WARNING", env={**PRODUCTION, "ENV_FILE": ""})
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "no issues" in proc.stdout
+
+
+def test_check_deploy_warns_when_it_reads_a_local_env_file(tmp_path):
+    # What `make` writes into a checkout's .env for plain-HTTP serving fills the unset TLS variables.
+    local = tmp_path / ".env"
+    local.write_text("SECURE_SSL_REDIRECT=false\nSESSION_COOKIE_SECURE=false\n")
+    proc = run_manage("check", "--deploy", "--fail-level", "WARNING", env={**PRODUCTION, "ENV_FILE": str(local)})
+    assert proc.returncode != 0
+    assert "security.W008" in proc.stderr and "security.W012" in proc.stderr
 
 
 @pytest.mark.django_db
