@@ -183,19 +183,28 @@ SQL_PARTITIONS_RENEW_LEASES_IF_HELD = """
     RETURNING p.id
 """
 
-# Complete a held partition and log it, in one statement; fenced. The guard is the transition table's.
-SQL_PARTITION_COMPLETE_IF_HELD = f"""
+# Complete held partitions (one or a claimed batch) and log each, in one statement; fenced per row. The
+# guard is the transition table's. Returns the rows that moved.
+SQL_PARTITIONS_COMPLETE_IF_HELD = f"""
     WITH done AS (
         UPDATE partitions_partition p
         SET status = 'succeeded', finished_at = statement_timestamp(), lease_expires_at = NULL
-        WHERE p.id = %(id)s AND p.lease_token = %(token)s
+        FROM unnest(%(ids)s::bigint[], %(tokens)s::bigint[], %(data)s::jsonb[]) AS h(id, token, data)
+        WHERE p.id = h.id AND p.lease_token = h.token
           AND p.status IN ({_sql_list(sources(PARTITION_TRANSITIONS, PartitionStatus.SUCCEEDED))})
-        RETURNING p.id, p.job_id
+        RETURNING p.id, p.job_id, h.data
     ), logged AS (
         INSERT INTO partitions_jobevent (job_id, partition_id, type, actor, data, created_at)
-        SELECT job_id, id, 'partition_succeeded', %(actor)s, %(data)s::jsonb, statement_timestamp() FROM done
+        SELECT job_id, id, 'partition_succeeded', %(actor)s, data, statement_timestamp() FROM done
     )
-    SELECT job_id FROM done
+    SELECT id, job_id FROM done
+"""
+
+# Which of these jobs have no unfinished partition left (to decide who triggers finalize).
+SQL_JOBS_WITHOUT_UNFINISHED_PARTITIONS = f"""
+    SELECT j.id FROM unnest(%(job_ids)s::bigint[]) AS j(id)
+    WHERE NOT EXISTS (SELECT 1 FROM partitions_partition p
+                      WHERE p.job_id = j.id AND p.status NOT IN ({_sql_list(sorted(PARTITION_TERMINAL))}))
 """
 
 # Advance the checkpoint and counters and renew the lease; fenced. A HOT update:
@@ -208,12 +217,6 @@ SQL_PARTITION_CHECKPOINT_IF_HELD = """
         lease_expires_at = statement_timestamp() + make_interval(secs => %(lease)s)
     WHERE p.id = %(id)s AND p.lease_token = %(token)s AND p.status = 'running'
     RETURNING (SELECT status FROM partitions_job j WHERE j.id = p.job_id)
-"""
-
-# Unfinished partitions left in a job (to decide who triggers finalize).
-SQL_JOB_UNFINISHED_PARTITIONS = f"""
-    SELECT count(*) FROM partitions_partition
-    WHERE job_id = %(job_id)s AND status NOT IN ({_sql_list(sorted(PARTITION_TERMINAL))})
 """
 
 # Claim a singleton step (plan or finalize) of one job: the job row is the lease.
@@ -366,15 +369,33 @@ def partition_checkpoint(partition_id: int, token: int, *, checkpoint: Any, done
 
 def partition_complete(partition_id: int, token: int, *, actor: Any, data: dict | None = None) -> bool:
     """Mark a held partition succeeded; return True when it was the job's last unfinished one. Raises LeaseLost."""
-    job_id = _fenced(SQL_PARTITION_COMPLETE_IF_HELD, {
-        "id": partition_id, "token": token, "actor": Actor.of(actor).label,
-        "data": json.dumps(data or {}, cls=DjangoJSONEncoder)})
-    # Counted after our commit: when the last two partitions finish at once, each transaction
-    # would still see the other one running; afterwards at least the later one sees none left
-    # (both may, and the finalize claim lets only one through).
+    completed, finished_jobs = partitions_complete([(partition_id, token, data or {})], actor=actor)
+    if not completed:
+        raise LeaseLost(partition_id, token)
+    return bool(finished_jobs)
+
+
+def partitions_complete(held: list[tuple[int, int, dict]], *, actor: Any) -> tuple[set[int], set[int]]:
+    """Mark held partitions succeeded, (id, token, event data) each, in one statement.
+
+    Returns the ids that moved (a lease lost meanwhile leaves its row alone) and the jobs those left with
+    no unfinished partition.
+    """
+    if not held:
+        return set(), set()
+    ids, tokens, data = (list(column) for column in zip(*held, strict=True))
     with connection.cursor() as cursor:
-        cursor.execute(SQL_JOB_UNFINISHED_PARTITIONS, {"job_id": job_id})
-        return cursor.fetchone()[0] == 0
+        cursor.execute(SQL_PARTITIONS_COMPLETE_IF_HELD, {
+            "ids": ids, "tokens": tokens, "actor": Actor.of(actor).label,
+            "data": [json.dumps(d, cls=DjangoJSONEncoder) for d in data]})
+        moved = dict(cursor.fetchall())
+        if not moved:
+            return set(), set()
+        # Counted after our commit (autocommit: the statement above is committed): when the last two
+        # partitions finish at once, each statement would still see the other one running; afterwards at
+        # least the later one sees none left (both may, and the finalize claim lets only one through).
+        cursor.execute(SQL_JOBS_WITHOUT_UNFINISHED_PARTITIONS, {"job_ids": sorted(set(moved.values()))})
+        return set(moved), {row[0] for row in cursor.fetchall()}
 
 
 def partition_fail(partition_id: int, token: int, *, actor: Any, error: str, traceback: str = "",

@@ -261,8 +261,6 @@ def run_partition(partition: Partition, *, worker_id: str, deadline: float | Non
 def _finishes(partition: Partition, token: int, outcome: Outcome, actor: str, job_type) -> bool:
     from partitions import services
 
-    if outcome.kind == "succeeded":
-        return claiming.partition_complete(partition.pk, token, actor=actor, data=outcome.stats)
     if outcome.kind == "released":
         claiming.partition_release(partition.pk, token, actor=actor, reason=outcome.reason)
     elif outcome.kind in {"failed", "retry"}:
@@ -283,11 +281,36 @@ def _none_left(job_id: int) -> bool:
     return not Partition.objects.filter(job_id=job_id).exclude(status__in=sorted(PARTITION_TERMINAL)).exists()
 
 
-def apply_outcome(partition: Partition, outcome: Outcome, *, worker_id: str,
-                  cache: dict[int, JobSetup] | None = None) -> bool:
-    """The one place an outcome becomes a transition; True when the job may now be finalized."""
+def apply_outcomes(finished: list[tuple[Partition, Outcome]], *, worker_id: str,
+                   cache: dict[int, JobSetup] | None = None) -> set[int]:
+    """The one place outcomes become transitions: successes in one statement, the rest one by one.
+
+    Returns the jobs that may now be finalized.
+    """
+    done = [(p, o) for p, o in finished if o.kind == "succeeded"]
+    completed, jobs = claiming.partitions_complete([(p.pk, p.lease_token, o.stats) for p, o in done],
+                                                   actor=worker_id)
+    for partition, outcome in done:
+        _log(partition, outcome)
+        if partition.pk not in completed:
+            log.warning("partition %s: lease lost before recording %s", partition.pk, outcome.kind)
+    for partition, outcome in finished:
+        if outcome.kind != "succeeded" and apply_outcome(partition, outcome, worker_id=worker_id, cache=cache):
+            jobs.add(partition.job_id)
+    return jobs
+
+
+def _log(partition: Partition, outcome: Outcome) -> None:
     log.info("partition %s of job %s (token %s): %s %s", partition.pk, partition.job_id, partition.lease_token,
              outcome.kind, outcome.reason)
+
+
+def apply_outcome(partition: Partition, outcome: Outcome, *, worker_id: str,
+                  cache: dict[int, JobSetup] | None = None) -> bool:
+    """One outcome as a transition; True when the job may now be finalized."""
+    if outcome.kind == "succeeded":
+        return partition.job_id in apply_outcomes([(partition, outcome)], worker_id=worker_id, cache=cache)
+    _log(partition, outcome)
     if outcome.kind == "lease_lost":
         return False
     try:

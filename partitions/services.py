@@ -82,6 +82,8 @@ def job_plan(job_id: int, *, worker_id: str) -> Job | None:
                                         data={"error": error_line(exc)},
                                         updates={"error": f"planning failed: {error_line(exc)}"})
     with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(SQL_ASYNC_COMMIT)
         job = claiming.job_step_finish(job_id, token, JobStatus.RUNNING, actor=worker_id,
                                        event_type="planning_finished",
                                        data={"partitions": len(plans),
@@ -92,6 +94,16 @@ def job_plan(job_id: int, *, worker_id: str) -> Job | None:
     return job
 
 
+# The plan's commit may be lost in a crash of the database server without harm: the job, its partitions and
+# sub-jobs go together, the job stays planning, and tick plans it again once its step lease runs out. Any
+# later synchronous commit (a claim's checkpoint, a finalize) flushes it anyway: the log is written in order.
+SQL_ASYNC_COMMIT = "SET LOCAL synchronous_commit = off"
+
+SQL_SUBJOBS_COPY = """
+    COPY partitions_subjob (job_id, partition_id, seq, key, payload, ordering_key, status, attempts, error) FROM STDIN
+"""
+
+
 def _write_plans(job: Job, plans: list[PartitionPlan], *, max_attempts: int) -> None:
     partitions = Partition.objects.bulk_create([
         Partition(job=job, seq=seq, kind=p.kind, lower=p.lower, upper=p.upper, modulus=p.modulus,
@@ -99,25 +111,15 @@ def _write_plans(job: Job, plans: list[PartitionPlan], *, max_attempts: int) -> 
                   max_attempts=max_attempts)
         for seq, p in enumerate(plans)
     ], batch_size=2000)
-    # Sub-jobs go in as arrays through one INSERT … SELECT FROM unnest per 20k rows: ~3x faster
-    # than bulk_create's multi-row VALUES for 100k-item jobs.
-    rows = [
-        (partition.pk, spec.key, json.dumps(spec.payload, cls=DjangoJSONEncoder), spec.ordering_key)
-        for partition, plan in zip(partitions, plans, strict=True) for spec in plan.items
-    ]
-    with connection.cursor() as cursor:
-        for start in range(0, len(rows), 20_000):
-            chunk = rows[start:start + 20_000]
-            partition_ids, keys, payloads, ordering = (list(c) for c in zip(*chunk, strict=True))
-            cursor.execute(
-                """
-                INSERT INTO partitions_subjob (job_id, partition_id, seq, key, payload, ordering_key, status,
-                                               attempts, error, created_at)
-                SELECT %s, p, %s + n - 1, k, v::jsonb, o, %s, 0, '', statement_timestamp()
-                FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[]) WITH ORDINALITY AS t(p, k, v, o, n)
-                """,
-                [job.pk, start, SubJobStatus.PENDING, partition_ids, keys, payloads, ordering],
-            )
+    # Sub-jobs go in through COPY: ~2x faster than one INSERT … SELECT FROM unnest per 20k rows, and ~6x
+    # faster than bulk_create's multi-row VALUES, for 100k-item jobs.
+    with connection.cursor() as cursor, cursor.cursor.copy(SQL_SUBJOBS_COPY) as copy:
+        seq = 0
+        for partition, plan in zip(partitions, plans, strict=True):
+            for spec in plan.items:
+                copy.write_row((job.pk, partition.pk, seq, spec.key, json.dumps(spec.payload, cls=DjangoJSONEncoder),
+                                spec.ordering_key, SubJobStatus.PENDING, 0, ""))
+                seq += 1
 
 
 def job_finalize(job_id: int, *, worker_id: str) -> Job | None:

@@ -10,7 +10,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from partitions import claiming, conf, dispatch
-from partitions.runner import apply_outcome, run_partition
+from partitions.runner import apply_outcomes, run_partition
 
 _PROCESS_TAG = uuid.uuid4().hex[:6]
 
@@ -35,58 +35,101 @@ class DrainReport:
     watch_goes_on: bool = False
 
 
+#: A partition that ran shorter than this lets the next claim take CLAIM_BATCH at once; a longer one makes the
+#: drain hand back what it claimed but has not started, and claim one at a time.
+FAST_PARTITION_SECONDS = 0.05
+#: Completions of fast partitions wait at most this long to be written together.
+COMPLETE_EVERY_SECONDS = 0.25
+
+
 def drain(*, budget_seconds: float | None = None, job_id: int | None = None, worker: str | None = None,
           claim_batch: int | None = None, standby: bool = True) -> DrainReport:
     """Claim and run partitions until none is claimable or the budget is spent.
 
-    With nothing to claim while leases are held elsewhere, one drain in the fleet stands by (unless
+    Claims one partition at a time, or up to `claim_batch` while partitions turn out fast (then they are
+    completed together, in one statement), so a worker never holds leases on slow partitions it is not
+    running. With nothing to claim while leases are held elsewhere, one drain in the fleet stands by (unless
     `standby` is off) and claims a partition as soon as its holder's backend goes away (a dead worker) or
     its lease or backoff ends.
     """
-    worker = worker or worker_id()
     budget = conf.get("DRAIN_BUDGET_SECONDS") if budget_seconds is None else budget_seconds
-    deadline = time.monotonic() + budget
-    lease = conf.get("LEASE_SECONDS")
-    report = DrainReport()
-    setups: dict = {}  # job id -> JobSetup, for this drain only
-    standby_until: float | None = None
+    run = _Drain(worker or worker_id(), time.monotonic() + budget, job_id, standby)
     try:
-        while time.monotonic() < deadline:
-            claimed = claiming.partition_claim(worker_id=worker, lease_seconds=lease, job_id=job_id,
-                                               limit=claim_batch or conf.get("CLAIM_BATCH"))
-            if not claimed:
-                # A lease about to expire (its holder missed renewals: renewals keep at least two thirds of a
-                # lease ahead) or a backoff about to end: wait for it instead of leaving the partition until the
-                # next tick. A healthy lease is only watched by the standby, for its holder's death.
-                wait = claiming.seconds_until_claimable(job_id)
-                left = deadline - time.monotonic()
-                if wait is not None and wait <= min(lease / 2, left):
-                    time.sleep(max(0.0, wait) + 0.05)
-                    continue
-                if wait is None or not standby or not conf.get("DETECT_DEAD_BACKENDS"):
-                    break
-                if standby_until is None:
-                    if not claiming.standby_acquire():
-                        break
-                    standby_until = time.monotonic() + STANDBY_SECONDS
-                if time.monotonic() >= standby_until:
-                    report.watch_goes_on = True
-                    break
-                time.sleep(min(STANDBY_POLL_SECONDS, left))
-                continue
-            dispatch.work_claimed()
-            for partition in claimed:
-                if time.monotonic() >= deadline:
-                    claiming.partition_release(partition.pk, partition.lease_token, actor=worker,
-                                               reason="drain budget spent before start")
-                    continue
-                outcome = run_partition(partition, worker_id=worker, deadline=deadline, cache=setups)
-                report.partitions += 1
-                report.outcomes[outcome.kind] += 1
-                if apply_outcome(partition, outcome, worker_id=worker, cache=setups):
-                    report.jobs_to_finalize.add(partition.job_id)
-                    dispatch.job_drained(partition.job_id)
+        run.loop(claim_batch or conf.get("CLAIM_BATCH"))
     finally:
-        if standby_until is not None:
+        if run.standby_until is not None:
             claiming.standby_release()
-    return report
+    return run.report
+
+
+class _Drain:
+    """The state of one drain: its budget, what it ran, its job setups and whether it stands by."""
+
+    def __init__(self, worker: str, deadline: float, job_id: int | None, standby: bool):
+        self.worker, self.deadline, self.job_id, self.standby = worker, deadline, job_id, standby
+        self.lease = conf.get("LEASE_SECONDS")
+        self.report = DrainReport()
+        self.setups: dict = {}  # job id -> JobSetup, for this drain only
+        self.standby_until: float | None = None
+
+    def loop(self, claim_batch: int) -> None:
+        limit = 1
+        while time.monotonic() < self.deadline:
+            claimed = claiming.partition_claim(worker_id=self.worker, lease_seconds=self.lease, job_id=self.job_id,
+                                               limit=limit)
+            if not claimed:
+                if self.idle():
+                    continue
+                return
+            dispatch.work_claimed()
+            limit = claim_batch if self.run_claimed(claimed) else 1
+
+    def idle(self) -> bool:
+        """Nothing to claim: wait for what becomes claimable soon, or stand by; False when the drain should end."""
+        # A lease about to expire (its holder missed renewals: renewals keep at least two thirds of a lease
+        # ahead) or a backoff about to end: wait for it instead of leaving the partition until the next tick.
+        # A healthy lease is only watched by the standby, for its holder's death.
+        wait = claiming.seconds_until_claimable(self.job_id)
+        left = self.deadline - time.monotonic()
+        if wait is not None and wait <= min(self.lease / 2, left):
+            time.sleep(max(0.0, wait) + 0.05)
+            return True
+        if wait is None or not self.standby or not conf.get("DETECT_DEAD_BACKENDS"):
+            return False
+        if self.standby_until is None:
+            if not claiming.standby_acquire():
+                return False
+            self.standby_until = time.monotonic() + STANDBY_SECONDS
+        if time.monotonic() >= self.standby_until:
+            self.report.watch_goes_on = True
+            return False
+        time.sleep(min(STANDBY_POLL_SECONDS, left))
+        return True
+
+    def run_claimed(self, claimed: list) -> bool:
+        """Run claimed partitions in order; True when every one of them was fast."""
+        finished: list[tuple] = []
+        oldest = time.monotonic()
+        all_fast = True
+        for index, partition in enumerate(claimed):
+            if time.monotonic() >= self.deadline or not all_fast:
+                reason = "drain budget spent before start" if all_fast else "a partition before it was slow"
+                for rest in claimed[index:]:
+                    claiming.partition_release(rest.pk, rest.lease_token, actor=self.worker, reason=reason)
+                break
+            started = time.monotonic()
+            outcome = run_partition(partition, worker_id=self.worker, deadline=self.deadline, cache=self.setups)
+            all_fast = time.monotonic() - started < FAST_PARTITION_SECONDS
+            self.report.partitions += 1
+            self.report.outcomes[outcome.kind] += 1
+            finished.append((partition, outcome))
+            if time.monotonic() - oldest >= COMPLETE_EVERY_SECONDS:
+                self.record(finished)
+                finished, oldest = [], time.monotonic()
+        self.record(finished)
+        return all_fast
+
+    def record(self, finished: list[tuple]) -> None:
+        for job_id in sorted(apply_outcomes(finished, worker_id=self.worker, cache=self.setups)):
+            self.report.jobs_to_finalize.add(job_id)
+            dispatch.job_drained(job_id)
