@@ -24,6 +24,8 @@ from datetime import datetime
 from pathlib import Path
 
 from django.db import connection, connections
+from django.db.models import Max
+from django_q.conf import Conf
 from django_q.models import OrmQ
 
 from partitions import claiming, services, tasks
@@ -80,6 +82,9 @@ class Round:
     #: Seconds from job start until every worker held a partition; None: never.
     full_after: float | None
     idle_tps_per_cluster: float
+    #: Seconds from job start to the first claim, and from the last partition's end to the job's success.
+    first_claim_after: float
+    succeeded_after_last: float
 
 
 class Fleet:
@@ -189,6 +194,8 @@ def _round(running: Fleet, n: int, size: Size) -> Round:
     running.grow_to(n)
     job, samples, used = _run_job(running, size)
     running.wait_until_queue_empty()  # no drain of this job may run into the next round's (ids restart)
+    first_claim = JobEvent.objects.filter(job=job, type="partition_claimed").order_by("id").first().created_at
+    last_done = job.partitions.aggregate(last=Max("finished_at"))["last"]
     idle = idle_transactions_per_second(size.idle_seconds) / n
     harness.empty_tables()
     during = [count for at, count in samples if job.created_at <= at <= job.finished_at] or [0]
@@ -197,7 +204,8 @@ def _round(running: Fleet, n: int, size: Size) -> Round:
     return Round(clusters=n, workers=workers, wall=(job.finished_at - job.created_at).total_seconds(),
                  peak=max(during), mean=sum(during) / len(during), used=used,
                  full_after=None if full is None else (full - job.created_at).total_seconds(),
-                 idle_tps_per_cluster=idle)
+                 idle_tps_per_cluster=idle, first_claim_after=(first_claim - job.created_at).total_seconds(),
+                 succeeded_after_last=(job.finished_at - last_done).total_seconds())
 
 
 def _report(result: harness.Result, rounds: list[Round], size: Size) -> None:
@@ -225,6 +233,11 @@ def _report(result: harness.Result, rounds: list[Round], size: Size) -> None:
             result.figure(f"full_s_{r.clusters}", f"{name}: job start to all workers busy", r.full_after, "s")
         result.figure(f"idle_tps_{r.clusters}", f"{name}: idle transactions/s per cluster",
                       r.idle_tps_per_cluster, "xact/s")
+        poll = result.baseline(f"poll_s_{r.clusters}", f"{name}: broker poll interval", Conf.POLL, "s")
+        result.figure(f"first_claim_s_{r.clusters}", f"{name}: job start to first partition claimed",
+                      r.first_claim_after, "s", vs=(poll,))
+        result.figure(f"succeeded_s_{r.clusters}", f"{name}: last partition done to job succeeded",
+                      r.succeeded_after_last, "s", vs=(poll,))
 
 
 def run(opts: harness.Options) -> harness.Result:
