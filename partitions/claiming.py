@@ -28,6 +28,7 @@ from partitions.exceptions import LeaseLost
 from partitions.lifecycle import Actor, transition, transition_many
 from partitions.models import Job, Partition
 from partitions.states import (
+    JOB_TERMINAL,
     JOB_TRANSITIONS,
     PARTITION_TERMINAL,
     PARTITION_TRANSITIONS,
@@ -400,13 +401,20 @@ def partitions_complete(held: list[tuple[int, int, dict]], *, actor: Any) -> tup
 
 def partition_fail(partition_id: int, token: int, *, actor: Any, error: str, traceback: str = "",
                    retry_after: float, final: bool = False) -> str:
-    """Give up this attempt: back to pending after `retry_after` s, or failed when out of attempts."""
+    """Give up this attempt: back to pending after `retry_after` s, or failed when out of attempts (cancelled
+    when its job has ended meanwhile: nobody would claim it again)."""
     with transaction.atomic():
-        current = Partition.objects.filter(pk=partition_id, lease_token=token, status=PartitionStatus.RUNNING).first()
+        current = (Partition.objects.filter(pk=partition_id, lease_token=token, status=PartitionStatus.RUNNING)
+                   .select_related("job").only("attempts", "max_attempts", "job__status").first())
         if current is None:
             raise LeaseLost(partition_id, token)
         updates = {"last_error": error[:10_000], "last_traceback": traceback[:50_000]}
         data = {"error": error[:500], "attempt": current.attempts}
+        if current.job.status in JOB_TERMINAL:
+            transition(Partition, partition_id, PartitionStatus.CANCELLED, actor=actor,
+                       event_type="partition_cancelled", data={**data, "reason": f"job {current.job.status}"},
+                       guard={"lease_token": token}, updates=updates)
+            return PartitionStatus.CANCELLED
         if final or current.attempts >= current.max_attempts:
             transition(Partition, partition_id, PartitionStatus.FAILED, actor=actor, event_type="partition_failed",
                        data=data, guard={"lease_token": token}, updates=updates)

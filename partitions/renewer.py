@@ -1,10 +1,12 @@
 """One lease renewer per worker process: a daemon thread that renews every lease the process holds in one
 statement, instead of a thread (and a connection) per running partition.
 
-A run registers its lease with `hold()` and checks `Held.lost` between batches; a lease the renewal no
-longer matches (taken over, cancelled, reaped) is marked lost, and the run stops and rolls its batch back.
-Each lease is renewed a third of its length after the last renewal (leases due together share one statement),
-so a lease always has two thirds of its length ahead.
+A drain holds the leases of what it claimed, a run holds its own (holding twice is counted, not repeated),
+and both check `Held.lost` between batches; a lease the renewal no longer matches (taken over, cancelled,
+reaped) is marked lost, and the run stops and rolls its batch back. Each lease is renewed a third of its
+length after the last renewal (leases due together share one statement), so it always has two thirds of
+its length ahead. The thread lives only while leases are held, and closes its connection when it ends (so a
+process that forks children, or a test database being dropped, finds no stray connection).
 """
 
 from __future__ import annotations
@@ -24,13 +26,14 @@ log = logging.getLogger(__name__)
 
 @dataclass(eq=False)
 class Held:
-    """A lease this process holds while it runs the partition."""
+    """A lease this process holds."""
 
     partition_id: int
     token: int
     lease_seconds: float
     #: time.monotonic() when the lease is due for renewal (a third of its length after the last one).
     due: float = 0.0
+    holders: int = 1
     lost: bool = field(default=False)
 
 
@@ -38,34 +41,47 @@ class LeaseRenewer:
     """The renewer of one process (see `renewer()`)."""
 
     def __init__(self) -> None:
-        self._held: set[Held] = set()
-        self._lock = threading.Lock()
-        self._wake = threading.Condition(self._lock)
+        self._held: dict[tuple[int, int], Held] = {}
+        self._wake = threading.Condition(threading.Lock())
         self._thread: threading.Thread | None = None
 
     def hold(self, partition_id: int, token: int, lease_seconds: float) -> Held:
-        """Keep this lease renewed until `release()`."""
-        held = Held(partition_id, token, lease_seconds, due=time.monotonic() + lease_seconds / 3)
-        with self._lock:
-            self._held.add(held)
+        """Keep this lease renewed until every holder has released it."""
+        with self._wake:
+            held = self._held.get((partition_id, token))
+            if held is not None:  # the run after the drain's claim: renew to the longer lease, as due already
+                held.holders += 1
+                held.lease_seconds = max(held.lease_seconds, lease_seconds)
+                return held
+            held = Held(partition_id, token, lease_seconds, due=time.monotonic() + lease_seconds / 3)
+            self._held[(partition_id, token)] = held
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="lease-renewer", daemon=True)
                 self._thread.start()
-            self._wake.notify()  # a shorter lease may need an earlier renewal
+            self._wake.notify()
         return held
 
     def release(self, held: Held) -> None:
-        with self._lock:
-            self._held.discard(held)
+        with self._wake:
+            held.holders -= 1
+            if held.holders <= 0:
+                self._held.pop((held.partition_id, held.token), None)
+            thread = self._thread if not self._held else None
+            self._wake.notify()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=10)  # it ends now that nothing is held, and closes its connection
 
     def _run(self) -> None:
         try:
             while True:
-                with self._lock:
+                with self._wake:
+                    if not self._held:
+                        self._thread = None
+                        return
                     now = time.monotonic()
-                    batch = [h for h in self._held if h.due <= now]
-                    if not batch:  # sleep until the next lease is due (or a new one is held)
-                        self._wake.wait(timeout=min((h.due for h in self._held), default=now + 3600) - now)
+                    batch = [h for h in self._held.values() if h.due <= now]
+                    if not batch:  # sleep until the next lease is due (or a lease is held or released)
+                        self._wake.wait(timeout=min(h.due for h in self._held.values()) - now)
                         continue
                     for held in batch:
                         held.due = now + held.lease_seconds / 3

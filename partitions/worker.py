@@ -10,6 +10,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from partitions import claiming, conf, dispatch
+from partitions.renewer import renewer
 from partitions.runner import apply_outcomes, run_partition
 
 _PROCESS_TAG = uuid.uuid4().hex[:6]
@@ -35,11 +36,10 @@ class DrainReport:
     watch_goes_on: bool = False
 
 
-#: A partition that ran shorter than this lets the next claim take CLAIM_BATCH at once; a longer one makes the
-#: drain hand back what it claimed but has not started, and claim one at a time.
-FAST_PARTITION_SECONDS = 0.05
-#: Completions of fast partitions wait at most this long to be written together.
-COMPLETE_EVERY_SECONDS = 0.25
+#: A drain claims at most what it expects to finish within this time (from the partitions it ran so far, up
+#: to CLAIM_BATCH), and a partition that runs longer makes it hand back what it claimed but has not started:
+#: a worker never sits on leases that idle workers could run. Completions wait at most this long too.
+HOLD_SECONDS = 0.25
 
 
 def drain(*, budget_seconds: float | None = None, job_id: int | None = None, worker: str | None = None,
@@ -73,8 +73,9 @@ class _Drain:
         self.standby_until: float | None = None
 
     def loop(self, claim_batch: int) -> None:
-        limit = 1
+        per_partition = HOLD_SECONDS  # seconds one partition takes, smoothed; unknown: assume slow
         while time.monotonic() < self.deadline:
+            limit = max(1, min(claim_batch, int(HOLD_SECONDS / max(per_partition, 1e-4))))
             claimed = claiming.partition_claim(worker_id=self.worker, lease_seconds=self.lease, job_id=self.job_id,
                                                limit=limit)
             if not claimed:
@@ -82,7 +83,9 @@ class _Drain:
                     continue
                 return
             dispatch.work_claimed()
-            limit = claim_batch if self.run_claimed(claimed) else 1
+            ran, seconds = self.run_claimed(claimed)
+            if ran:
+                per_partition = 0.5 * per_partition + 0.5 * seconds / ran
 
     def idle(self) -> bool:
         """Nothing to claim: wait for what becomes claimable soon, or stand by; False when the drain should end."""
@@ -106,28 +109,37 @@ class _Drain:
         time.sleep(min(STANDBY_POLL_SECONDS, left))
         return True
 
-    def run_claimed(self, claimed: list) -> bool:
-        """Run claimed partitions in order; True when every one of them was fast."""
+    def run_claimed(self, claimed: list) -> tuple[int, float]:
+        """Run claimed partitions in order; how many ran and the seconds they took."""
+        holds = [renewer().hold(p.pk, p.lease_token, self.lease) for p in claimed]
+        try:
+            return self._run_held(claimed)
+        finally:
+            for held in holds:
+                renewer().release(held)
+
+    def _run_held(self, claimed: list) -> tuple[int, float]:
         finished: list[tuple] = []
-        oldest = time.monotonic()
-        all_fast = True
+        began = oldest = time.monotonic()
+        ran, slow = 0, False
         for index, partition in enumerate(claimed):
-            if time.monotonic() >= self.deadline or not all_fast:
-                reason = "drain budget spent before start" if all_fast else "a partition before it was slow"
+            if time.monotonic() >= self.deadline or slow:
+                reason = "a partition before it was slow" if slow else "drain budget spent before start"
                 for rest in claimed[index:]:
                     claiming.partition_release(rest.pk, rest.lease_token, actor=self.worker, reason=reason)
                 break
             started = time.monotonic()
             outcome = run_partition(partition, worker_id=self.worker, deadline=self.deadline, cache=self.setups)
-            all_fast = time.monotonic() - started < FAST_PARTITION_SECONDS
+            slow = time.monotonic() - started > HOLD_SECONDS
+            ran += 1
             self.report.partitions += 1
             self.report.outcomes[outcome.kind] += 1
             finished.append((partition, outcome))
-            if time.monotonic() - oldest >= COMPLETE_EVERY_SECONDS:
+            if time.monotonic() - oldest >= HOLD_SECONDS:
                 self.record(finished)
                 finished, oldest = [], time.monotonic()
         self.record(finished)
-        return all_fast
+        return ran, time.monotonic() - began
 
     def record(self, finished: list[tuple]) -> None:
         for job_id in sorted(apply_outcomes(finished, worker_id=self.worker, cache=self.setups)):

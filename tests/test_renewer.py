@@ -1,0 +1,57 @@
+"""One lease renewer per process: every held lease renewed in one statement, lost ones marked, and no
+thread (or connection) left behind once nothing is held."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from partitions import worker
+from partitions.models import Partition
+from partitions.renewer import LeaseRenewer, renewer
+from tests.factories import make_job, make_partition, planned_job, seed
+
+pytestmark = pytest.mark.usefixtures("no_dispatcher")
+
+
+def test_every_lease_due_is_renewed_in_one_statement_and_a_taken_over_one_is_marked_lost(db):
+    job = make_job(status="running")
+    soon = timezone.now() + timedelta(seconds=5)
+    kept, taken = (make_partition(job, seq=i, status="running", lease_token=1, lease_expires_at=soon) for i in (0, 1))
+    Partition.objects.filter(pk=taken.pk).update(lease_token=2)  # another worker took it over
+    mine = LeaseRenewer()
+    held = [mine.hold(kept.pk, 1, 60), mine.hold(taken.pk, 1, 60)]
+    with CaptureQueriesContext(connection) as queries:
+        mine.renew(held)
+    assert len(queries.captured_queries) == 1
+    assert [h.lost for h in held] == [False, True]
+    kept.refresh_from_db()
+    taken.refresh_from_db()
+    assert kept.lease_expires_at > soon + timedelta(seconds=30) and taken.lease_expires_at == soon
+    for h in held:
+        mine.release(h)
+
+
+def test_holding_twice_is_counted_and_the_longer_lease_wins(db):
+    mine = LeaseRenewer()
+    first = mine.hold(7, 1, 60)
+    again = mine.hold(7, 1, 300)
+    assert again is first and first.lease_seconds == 300
+    mine.release(first)
+    assert mine.hold(7, 1, 60) is first  # still held once
+    mine.release(first)
+    mine.release(first)
+
+
+def test_a_drain_leaves_no_renewer_thread_behind(db):
+    seed(subscriptions=300)
+    job = planned_job("tests.bump_range", {"partitions": 3})
+    report = worker.drain(budget_seconds=5, job_id=job.pk, worker="w", standby=False)
+    assert report.outcomes == {"succeeded": 3}
+    assert not [t for t in threading.enumerate() if t.name == "lease-renewer"]
+    assert renewer()._thread is None
