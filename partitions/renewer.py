@@ -15,6 +15,8 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from django.db import connection
@@ -44,6 +46,19 @@ class LeaseRenewer:
         self._held: dict[tuple[int, int], Held] = {}
         self._wake = threading.Condition(threading.Lock())
         self._thread: threading.Thread | None = None
+        self._sessions = 0
+
+    @contextmanager
+    def session(self) -> Iterator[None]:
+        """Keep the thread between the leases of one drain (it ends with the last session and lease)."""
+        with self._wake:
+            self._sessions += 1
+        try:
+            yield
+        finally:
+            with self._wake:
+                self._sessions -= 1
+            self._end_if_idle()
 
     def hold(self, partition_id: int, token: int, lease_seconds: float) -> Held:
         """Keep this lease renewed until every holder has released it."""
@@ -66,7 +81,11 @@ class LeaseRenewer:
             held.holders -= 1
             if held.holders <= 0:
                 self._held.pop((held.partition_id, held.token), None)
-            thread = self._thread if not self._held else None
+        self._end_if_idle()
+
+    def _end_if_idle(self) -> None:
+        with self._wake:
+            thread = self._thread if not self._held and not self._sessions else None
             self._wake.notify()
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=10)  # it ends now that nothing is held, and closes its connection
@@ -75,13 +94,13 @@ class LeaseRenewer:
         try:
             while True:
                 with self._wake:
-                    if not self._held:
+                    if not self._held and not self._sessions:
                         self._thread = None
                         return
                     now = time.monotonic()
                     batch = [h for h in self._held.values() if h.due <= now]
                     if not batch:  # sleep until the next lease is due (or a lease is held or released)
-                        self._wake.wait(timeout=min(h.due for h in self._held.values()) - now)
+                        self._wake.wait(timeout=min((h.due for h in self._held.values()), default=now + 60) - now)
                         continue
                     for held in batch:
                         held.due = now + held.lease_seconds / 3

@@ -55,7 +55,8 @@ def drain(*, budget_seconds: float | None = None, job_id: int | None = None, wor
     budget = conf.get("DRAIN_BUDGET_SECONDS") if budget_seconds is None else budget_seconds
     run = _Drain(worker or worker_id(), time.monotonic() + budget, job_id, standby)
     try:
-        run.loop(claim_batch or conf.get("CLAIM_BATCH"))
+        with renewer().session():
+            run.loop(claim_batch or conf.get("CLAIM_BATCH"))
     finally:
         if run.standby_until is not None:
             claiming.standby_release()
