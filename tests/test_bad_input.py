@@ -239,3 +239,14 @@ def test_a_cancel_reason_longer_than_the_limit_is_refused_and_the_job_keeps_runn
     job.refresh_from_db()
     assert job.status == "running" and job.error == ""
     assert not JobEvent.objects.filter(job=job, type="job_cancelled").exists()
+
+
+def test_start_is_refused_with_the_previews_message_when_the_split_fails(operator):
+    client = client_for(operator)
+    preview = client.post(reverse(START) + "?type=tests.split_fails", {
+        "job_type": "tests.split_fails", "_preview": "Preview", "params-partitions": "2"}, follow=True)
+    assert "Preview failed: RuntimeError: the split cannot run" in preview.content.decode()
+    response = start_post(client, "tests.split_fails", {"partitions": "2"})
+    assert response.status_code == 200
+    assert "Cannot start: the plan cannot be made (RuntimeError: the split cannot run)" in response.content.decode()
+    assert row_counts() == (0, 0, 0, 0)

@@ -73,6 +73,18 @@ def _preview_rows(plans) -> list[dict]:
     return rows
 
 
+def _plan_problem(type_name: str, data: dict[str, Any]) -> str | None:
+    """Why the job's split fails with these params (the preview's error, one line), or None when it plans."""
+    try:
+        services.job_preview(type_name, data)
+    except PartitionsError:
+        return None  # invalid params and the like: job_start reports them next to the fields
+    except Exception as exc:
+        log.exception("plan check of %s failed", type_name)
+        return error_line(exc)
+    return None
+
+
 def start_view(model_admin, request):
     if request.method not in ("GET", "HEAD", "POST"):
         return HttpResponseNotAllowed(["GET", "HEAD", "POST"])
@@ -126,6 +138,10 @@ def _submit(request, type_name, params_form, options, context):
             return None
         if not options_ok:
             params_form.is_valid()  # show every error at once
+            return None
+        if (problem := _plan_problem(type_name, data)) is not None:  # a job is created only if it can be planned
+            messages.error(request, f"Cannot start: the plan cannot be made ({problem}); the preview says the same.")
+            params_form.is_valid()
             return None
         job, created = services.job_start(type_name, data, actor=request.user,
                                           max_parallel=options.cleaned_data["max_parallel"] or 0,
