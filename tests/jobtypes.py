@@ -10,6 +10,7 @@ from django import forms
 from django.db.models import F
 
 from opsapp.models import Event, Subscription
+from partitions import services
 from partitions.exceptions import CancelJob, Retry, SkipItem
 from partitions.job_types import Backoff, JobType
 from partitions.registry import register
@@ -111,6 +112,49 @@ class ConcurrentItems(RecordingItems):
     name = "tests.items_concurrent"
     item_concurrency = 4
     batch_size = 40
+
+
+class FeedParams(ItemsParams):
+    slow_item = forms.IntegerField(min_value=0, required=False, help_text="this item takes 20 x sleep_ms")
+    pause_at = forms.IntegerField(min_value=0, required=False, help_text="this item pauses its job")
+    cancel_at = forms.IntegerField(min_value=0, required=False, help_text="this item raises CancelJob")
+
+
+#: Items inside tests.items_fed's process_item right now, and the most there ever were at once.
+IN_FLIGHT = {"now": 0, "max": 0}
+
+
+@register
+class FedItems(RecordingItems):
+    """Concurrent items in small batches, so one run crosses many batch edges."""
+
+    name = "tests.items_fed"
+    Params = FeedParams
+    item_concurrency = 4
+    batch_size = 10
+
+    def process_item(self, ctx, item):
+        i = item.payload["i"]
+        with TIMELINE_LOCK:
+            IN_FLIGHT["now"] += 1
+            IN_FLIGHT["max"] = max(IN_FLIGHT["max"], IN_FLIGHT["now"])
+        try:
+            if i == ctx.params.get("slow_item"):
+                time.sleep(20 * ctx.params["sleep_ms"] / 1000)
+            if i == ctx.params.get("pause_at"):
+                services.job_pause(ctx.job.pk, actor="job-code")
+            if i == ctx.params.get("cancel_at"):
+                raise CancelJob(f"item {i} found bad data")
+            return super().process_item(ctx, item)
+        finally:
+            with TIMELINE_LOCK:
+                IN_FLIGHT["now"] -= 1
+
+
+@register
+class StrictFedItems(FedItems):
+    name = "tests.items_fed_strict"
+    max_item_failures = 2
 
 
 #: How long tests.controlled asks to wait when it raises Retry.
