@@ -190,6 +190,8 @@ class PartitionRun:
         failed = [(item, r) for item, r in zip(items, results, strict=True)
                   if r.error is not None and not isinstance(r.error, SkipItem)]
         with transaction.atomic():
+            if ok:
+                self.job_type.on_checkpoint(self.ctx, [item for item, _ in ok], [r.value for _, r in ok])
             if self.source.subjob_backed:
                 self._finish_subjobs(ok, SubJobStatus.SUCCEEDED)
             self._record_problems(skipped, SubJobStatus.SKIPPED)

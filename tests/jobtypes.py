@@ -5,8 +5,10 @@ from __future__ import annotations
 import threading
 import time
 from datetime import timedelta
+from typing import Any
 
 from django import forms
+from django.db import connection
 from django.db.models import F
 
 from opsapp.models import Event, Subscription
@@ -122,6 +124,8 @@ class FeedParams(ItemsParams):
 
 #: Items inside tests.items_fed's process_item right now, and the most there ever were at once.
 IN_FLIGHT = {"now": 0, "max": 0}
+#: (item key, value, inside a transaction) for every item tests.items_fed's on_checkpoint received.
+CHECKPOINTED: list[tuple[str, Any, bool]] = []
 
 
 @register
@@ -149,6 +153,10 @@ class FedItems(RecordingItems):
         finally:
             with TIMELINE_LOCK:
                 IN_FLIGHT["now"] -= 1
+
+    def on_checkpoint(self, ctx, items, results):
+        CHECKPOINTED.extend((item.key, value, connection.in_atomic_block)
+                            for item, value in zip(items, results, strict=True))
 
 
 @register

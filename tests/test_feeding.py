@@ -1,5 +1,5 @@
 """Concurrent items across batch edges: the slots stay busy, keys keep their order, checkpoints lag behind
-items in flight, and stops wind down at a checkpoint."""
+items in flight, stops wind down at a checkpoint, and on_checkpoint's writes commit with the checkpoint."""
 
 import itertools
 
@@ -19,6 +19,7 @@ BATCH = jobtypes.FedItems.batch_size
 @pytest.fixture(autouse=True)
 def fresh_records():
     jobtypes.TIMELINE.clear()
+    jobtypes.CHECKPOINTED.clear()
     jobtypes.IN_FLIGHT.update(now=0, max=0)
 
 
@@ -83,6 +84,16 @@ def test_no_checkpoint_passes_an_item_still_in_flight(monkeypatch):
         assert set(range(checkpoint + 1)) <= finished_then  # seq == item index here
     assert any(in_flight for _, _, in_flight in checkpoints), "checkpoints were taken with items in flight"
     assert job.partitions.get().done_items == 80
+
+
+def test_on_checkpoint_gets_each_succeeded_item_once_with_its_value_inside_the_checkpoint_transaction():
+    job = run_to_end(planned_job("tests.items_fed", {"count": 50, "chunk_size": 50, "sleep_ms": 2,
+                                                     "skip_every": 7, "fail_every": 5}))
+    succeeded = set(SubJob.objects.filter(job=job, status="succeeded").values_list("key", flat=True))
+    assert SubJob.objects.filter(job=job, status__in=["skipped", "failed"]).count() == 50 - len(succeeded) > 0
+    assert sorted(key for key, _, _ in jobtypes.CHECKPOINTED) == sorted(succeeded)
+    assert all(value == {"i": int(key.split("-")[1])} for key, value, _ in jobtypes.CHECKPOINTED)
+    assert all(inside for _, _, inside in jobtypes.CHECKPOINTED)
 
 
 def test_cancel_job_from_an_item_stops_feeding_at_once_and_commits_only_the_items_before_it():
