@@ -2,13 +2,20 @@
 items in flight, stops wind down at a checkpoint, and on_checkpoint's writes commit with the checkpoint."""
 
 import itertools
+import threading
 
 import pytest
+from django.db import connections, transaction
+from django.db.models import Sum
+from django.db.models.functions import Now
 
+from opsapp.models import Event
 from partitions import claiming, services, worker
-from partitions.models import SubJob
+from partitions.models import Partition, SubJob
+from partitions.runner import apply_outcome, run_partition
 from tests import jobtypes
-from tests.factories import planned_job, run_to_end
+from tests.clusters import finished, wait_for
+from tests.factories import planned_job, run_to_end, seed
 
 pytestmark = pytest.mark.django_db
 
@@ -130,3 +137,63 @@ def test_a_pause_winds_down_at_the_next_checkpoint_commits_every_item_that_ran_a
     job = run_to_end(job)
     assert job.status == "succeeded", job.error
     assert len(jobtypes.TIMELINE) == 300 and sorted(spans()) == list(range(300)), "each item ran once"
+
+
+# billing.dispatch_events: acks marked in bulk with the checkpoint -------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_lease_taken_over_mid_run_rolls_back_the_marks_of_the_uncommitted_events_and_the_new_holder_sends_the_rest():
+    seed(subscriptions=0, events=1200)
+    job = planned_job("billing.dispatch_events", {"buckets": 1, "confirm_ms": 10, "concurrency": 8})
+    [part] = claiming.partition_claim(worker_id="old-worker", lease_seconds=30, job_id=job.pk)
+    taken: list[Partition] = []
+
+    def take_over_after_the_first_checkpoint() -> None:
+        try:
+            wait_for(lambda: Partition.objects.filter(pk=part.pk, done_items__gt=0).exists(), timeout=30,
+                     what="a first checkpoint")
+            with transaction.atomic():  # what a claim after the lease's expiry does, without waiting for it
+                Partition.objects.filter(pk=part.pk).update(lease_expires_at=Now())
+                taken.extend(claiming.partition_claim(worker_id="new-worker", lease_seconds=30, job_id=job.pk))
+        finally:
+            connections.close_all()
+
+    thief = threading.Thread(target=take_over_after_the_first_checkpoint)
+    thief.start()
+    outcome = run_partition(part, worker_id="old-worker")
+    thief.join(30)
+    assert outcome.kind == "lease_lost"
+    [new] = taken
+    assert new.lease_token == part.lease_token + 1 and 0 < new.done_items < 1200
+    sent = set(Event.objects.filter(status="sent").values_list("pk", flat=True))
+    assert sent == set(Event.objects.filter(pk__lte=new.checkpoint).values_list("pk", flat=True)), \
+        "marked exactly up to the checkpoint: the old holder's later marks rolled back with its refused checkpoint"
+
+    outcome = run_partition(new, worker_id="new-worker")
+    assert outcome.kind == "succeeded" and outcome.stats["done"] == 1200 - new.done_items
+    apply_outcome(new, outcome, worker_id="new-worker")
+    assert Event.objects.filter(status="sent", send_count=1).exclude(ack_id="").count() == 1200
+    assert Partition.objects.get(pk=part.pk).done_items == 1200
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_dispatch_events_under_a_cluster_killed_mid_partition_marks_every_event_sent_exactly_once(clusters):
+    seed(subscriptions=0, events=4000)
+    victim, survivor = clusters(2)
+    job, _ = services.job_start("billing.dispatch_events", {"buckets": 4, "confirm_ms": 20, "concurrency": 8},
+                                actor="test")
+
+    def victim_is_mid_partition() -> bool:
+        owners = Partition.objects.filter(job=job, status="running", checkpoint__isnull=False).values_list(
+            "lease_owner", flat=True)
+        return any(int(owner.split(":")[1]) in victim.pids() for owner in owners)
+
+    wait_for(victim_is_mid_partition, timeout=60, what="the victim to be mid-partition", clusters=[victim, survivor])
+    victim.kill()
+    assert Partition.objects.filter(job=job).exclude(status="succeeded").exists()
+    job = finished(job, [survivor], timeout=180)
+    assert job.status == "succeeded", job.error
+    assert Event.objects.filter(status="sent", send_count=1).exclude(ack_id="").count() == 4000
+    assert job.partitions.aggregate(n=Sum("done_items"))["n"] == 4000, "each event counted once"
