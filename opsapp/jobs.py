@@ -78,6 +78,17 @@ class DispatchParams(forms.Form):
     concurrency = forms.IntegerField(min_value=1, max_value=64, initial=8, help_text="Events in flight per worker.")
 
 
+# Mark acknowledged pending events sent: one UPDATE joined to the (id, ack) pairs; the status guard makes it
+# a no-op for an event already marked.
+SQL_EVENTS_MARK_SENT = f"""
+    UPDATE {Event._meta.db_table} e
+    SET status = '{Event.Status.SENT}', sent_at = statement_timestamp(), ack_id = a.ack,
+        send_count = e.send_count + 1
+    FROM unnest(%s::bigint[], %s::text[]) AS a(id, ack)
+    WHERE e.id = a.id AND e.status = '{Event.Status.PENDING}'
+"""
+
+
 @register
 class DispatchEvents(JobType):
     """Send each pending event to the broker and mark it sent only after its ack; never sent twice."""
@@ -100,13 +111,17 @@ class DispatchEvents(JobType):
 
     def process_item(self, ctx, item):
         if item.status == Event.Status.SENT:
-            return None  # sent by an earlier attempt that crashed before its checkpoint
-        ack = broker.publish(ctx.idempotency_key(item), {"kind": item.kind, **item.payload},
-                             confirm_ms=ctx.params["confirm_ms"])
-        updated = Event.objects.filter(pk=item.pk, status=Event.Status.PENDING).update(
-            status=Event.Status.SENT, sent_at=timezone.now(), ack_id=ack, send_count=item.send_count + 1,
-        )
-        return {"ack": ack, "marked": bool(updated)}
+            return None  # sent by an earlier attempt or run: marked already, nothing to publish
+        return broker.publish(ctx.idempotency_key(item), {"kind": item.kind, **item.payload},
+                              confirm_ms=ctx.params["confirm_ms"])
+
+    def on_checkpoint(self, ctx, items, results):
+        # One statement marks the checkpoint's acknowledged events sent, in its transaction: a crash before
+        # it commits re-publishes them, and the broker's idempotency key turns that into the original ack.
+        acked = [(event.pk, ack) for event, ack in zip(items, results, strict=True) if ack is not None]
+        if acked:
+            with connection.cursor() as cursor:
+                cursor.execute(SQL_EVENTS_MARK_SENT, [[pk for pk, _ in acked], [ack for _, ack in acked]])
 
 
 # 3. A three-step business process with a deadline -----------------------------------------

@@ -46,7 +46,11 @@ class Backoff:
 
 
 class JobType:
-    """Base class of a registered job type; instances are stateless."""
+    """Base class of a registered job type; instances are stateless.
+
+    An item's database effect that must not repeat can go in `on_checkpoint`, which gets the items each
+    checkpoint commits (with process_item's return values) inside the checkpoint's own transaction.
+    """
 
     name: ClassVar[str] = ""
     label: ClassVar[str] = ""
@@ -104,6 +108,12 @@ class JobType:
 
     def process_item(self, ctx, item) -> Any:
         raise NotImplementedError(f"{type(self).__name__} must define process_item() or process_batch()")
+
+    def on_checkpoint(self, ctx, items: list, results: list[Any]) -> None:
+        """Called inside the checkpoint's transaction with the items that succeeded since the previous checkpoint
+        and what process_item returned for each (None after process_batch). Write their database effects here,
+        in bulk, to commit them with the checkpoint that passes them (or roll back with it): exactly once even
+        when process_item runs on threads (item_concurrency > 1) outside any transaction."""
 
     def concurrency(self, params: dict[str, Any]) -> int:
         """Items in flight for this job (default: item_concurrency); may depend on params."""

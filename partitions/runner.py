@@ -16,6 +16,7 @@ from django.db import transaction
 from partitions import claiming, conf, registry
 from partitions.concurrency import ItemPool, ItemResult
 from partitions.exceptions import CancelJob, JobControl, LeaseLost, Retry, SkipItem, error_line
+from partitions.feeding import feed_items, first_control
 from partitions.lifecycle import Actor, subjobs_finish
 from partitions.models import Job, JobEvent, Partition, SubJob
 from partitions.renewer import Held, renewer
@@ -24,7 +25,7 @@ from partitions.states import PARTITION_TERMINAL, JobStatus, PartitionStatus, Su
 
 log = logging.getLogger(__name__)
 
-#: With item concurrency, how often a batch in progress checkpoints its completed prefix.
+#: With item concurrency, the longest a completed prefix waits for its checkpoint (also taken at each batch end).
 CHECKPOINT_EVERY_SECONDS = 1.0
 
 
@@ -89,49 +90,57 @@ class PartitionRun:
             renewer().release(keeper)
 
     def _loop(self, keeper: Held, pool: ItemPool | None) -> Outcome:
+        if pool is not None:
+            return self._feed(keeper, pool)
         while True:
-            if keeper.lost:
-                raise LeaseLost(self.partition.pk, self.token)
-            if self.deadline is not None and time.monotonic() >= self.deadline:
-                return Outcome("released", "drain budget spent", stats=self.stats)
             items = self.source.fetch(self.checkpoint, self.job_type.batch_size)
             if not items:
                 return Outcome("succeeded", stats=self.stats)
             with transaction.atomic() if self.job_type.atomic else nullcontext():
-                self._run_batch(items, pool)
+                self._run_batch(items)
             self.stats["batches"] += 1
-            if self.failed_total > self.job_type.max_item_failures:
-                return Outcome("failed", f"{self.failed_total} items failed, more than max_item_failures="
-                               f"{self.job_type.max_item_failures}", final=True, stats=self.stats)
-            if self.job_status == JobStatus.PAUSED:
-                return Outcome("released", "job paused", stats=self.stats)
-            if self.job_status in {JobStatus.CANCELLED, JobStatus.FAILED}:
-                return Outcome("cancelled", f"job {self.job_status}", stats=self.stats)
+            if outcome := self._boundary(keeper):
+                return outcome
 
-    def _run_batch(self, items: list, pool: ItemPool | None) -> None:
+    def _boundary(self, keeper: Held) -> Outcome | None:
+        """Why the run stops at this checkpoint (skip policy, pause, cancel, budget), or None to go on."""
+        if self.failed_total > self.job_type.max_item_failures:
+            return Outcome("failed", f"{self.failed_total} items failed, more than max_item_failures="
+                           f"{self.job_type.max_item_failures}", final=True, stats=self.stats)
+        if self.job_status == JobStatus.PAUSED:
+            return Outcome("released", "job paused", stats=self.stats)
+        if self.job_status in {JobStatus.CANCELLED, JobStatus.FAILED}:
+            return Outcome("cancelled", f"job {self.job_status}", stats=self.stats)
+        if keeper.lost:
+            raise LeaseLost(self.partition.pk, self.token)
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            return Outcome("released", "drain budget spent", stats=self.stats)
+        return None
+
+    def _run_batch(self, items: list) -> None:
         if not self.job_type.processes_items_one_by_one():
             self.job_type.process_batch(self.ctx, items)
             self._commit(items, [ItemResult(i) for i in range(len(items))])
             return
-        if pool is None:
-            results = [self._run_item(item) for item in items]
-            self._raise_control(results)
+        results = [self._run_item(item) for item in items]
+        if control := first_control(results):
+            raise control[1]
+        self._commit(items, results)
+
+    def _feed(self, keeper: Held, pool: ItemPool) -> Outcome:
+        """Items in flight across batch edges; each checkpoint of the completed prefix is a stop boundary."""
+        stop: Outcome | None = None
+
+        def commit(items: list, results: list[ItemResult]) -> bool:
+            nonlocal stop
             self._commit(items, results)
-            return
-        committed = 0
-        last_commit = time.monotonic()
+            stop = stop or self._boundary(keeper)
+            return stop is None
 
-        def on_prefix(done: int, results: list) -> None:
-            # Checkpoint mid-batch over the contiguous completed prefix only.
-            nonlocal committed, last_commit
-            if time.monotonic() - last_commit >= CHECKPOINT_EVERY_SECONDS and not self._control(results[:done]):
-                self._commit(items[committed:done], results[committed:done])
-                committed, last_commit = done, time.monotonic()
-
-        results = pool.run(items, self._run_item, key_of=self.source.ordering_key, on_prefix=on_prefix)
-        self._raise_control(results)
-        if committed < len(items):
-            self._commit(items[committed:], results[committed:])
+        self.stats["batches"] += feed_items(pool, self.source, after=self.checkpoint,
+                                            batch_size=self.job_type.batch_size, run_item=self._run_item,
+                                            commit=commit, every=CHECKPOINT_EVERY_SECONDS)
+        return stop or Outcome("succeeded", stats=self.stats)
 
     def _run_item(self, item) -> ItemResult:
         attempts = self.job_type.item_retries + 1
@@ -148,17 +157,6 @@ class PartitionRun:
                     return ItemResult(0, error=exc, traceback=tb.format_exc(), duration_ms=_ms_since(started))
         raise AssertionError("unreachable")
 
-    @staticmethod
-    def _control(results: list[ItemResult]) -> JobControl | None:
-        for result in results:
-            if isinstance(result.error, JobControl) and not isinstance(result.error, SkipItem):
-                return result.error
-        return None
-
-    def _raise_control(self, results: list[ItemResult]) -> None:
-        if control := self._control(results):
-            raise control
-
     def _commit(self, items: list, results: list[ItemResult]) -> None:
         """Record item outcomes and advance the checkpoint over `items` (fenced)."""
         ok = [(item, r) for item, r in zip(items, results, strict=True) if r.error is None]
@@ -166,6 +164,8 @@ class PartitionRun:
         failed = [(item, r) for item, r in zip(items, results, strict=True)
                   if r.error is not None and not isinstance(r.error, SkipItem)]
         with transaction.atomic():
+            if ok:
+                self.job_type.on_checkpoint(self.ctx, [item for item, _ in ok], [r.value for _, r in ok])
             if self.source.subjob_backed:
                 self._finish_subjobs(ok, SubJobStatus.SUCCEEDED)
             self._record_problems(skipped, SubJobStatus.SKIPPED)

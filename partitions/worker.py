@@ -36,9 +36,11 @@ class DrainReport:
     watch_goes_on: bool = False
 
 
-#: A drain claims at most what it expects to finish within this time (from the partitions it ran so far, up
-#: to CLAIM_BATCH), and a partition that runs longer makes it hand back what it claimed but has not started:
-#: a worker never sits on leases that idle workers could run. Completions wait at most this long too.
+#: Only partitions this short (the claim's round trip is then most of their cost) are claimed several at a
+#: time: as many as the drain expects to finish within HOLD_SECONDS, up to CLAIM_BATCH. A partition that runs
+#: longer than HOLD_SECONDS makes it hand back what it claimed but has not started: a worker never sits on
+#: leases that idle workers could run. Completions wait at most HOLD_SECONDS to be written together.
+TINY_PARTITION_SECONDS = 0.01
 HOLD_SECONDS = 0.25
 
 
@@ -74,9 +76,10 @@ class _Drain:
         self.standby_until: float | None = None
 
     def loop(self, claim_batch: int) -> None:
-        per_partition = HOLD_SECONDS  # seconds one partition takes, smoothed; unknown: assume slow
+        per_partition = HOLD_SECONDS  # seconds one partition takes, smoothed (never 0); unknown: assume slow
         while time.monotonic() < self.deadline:
-            limit = max(1, min(claim_batch, int(HOLD_SECONDS / max(per_partition, 1e-4))))
+            tiny = per_partition < TINY_PARTITION_SECONDS
+            limit = min(claim_batch, int(HOLD_SECONDS / per_partition)) if tiny else 1
             claimed = claiming.partition_claim(worker_id=self.worker, lease_seconds=self.lease, job_id=self.job_id,
                                                limit=limit)
             if not claimed:
@@ -86,7 +89,7 @@ class _Drain:
             dispatch.work_claimed()
             ran, seconds = self.run_claimed(claimed)
             if ran:
-                per_partition = 0.5 * per_partition + 0.5 * seconds / ran
+                per_partition = max(1e-4, 0.5 * per_partition + 0.5 * seconds / ran)
 
     def idle(self) -> bool:
         """Nothing to claim: wait for what becomes claimable soon, or stand by; False when the drain should end."""

@@ -5,11 +5,14 @@ from __future__ import annotations
 import threading
 import time
 from datetime import timedelta
+from typing import Any
 
 from django import forms
+from django.db import connection
 from django.db.models import F
 
 from opsapp.models import Event, Subscription
+from partitions import services
 from partitions.exceptions import CancelJob, Retry, SkipItem
 from partitions.job_types import Backoff, JobType
 from partitions.registry import register
@@ -111,6 +114,55 @@ class ConcurrentItems(RecordingItems):
     name = "tests.items_concurrent"
     item_concurrency = 4
     batch_size = 40
+
+
+class FeedParams(ItemsParams):
+    slow_item = forms.IntegerField(min_value=0, required=False, help_text="this item takes 20 x sleep_ms")
+    pause_at = forms.IntegerField(min_value=0, required=False, help_text="this item pauses its job")
+    cancel_at = forms.IntegerField(min_value=0, required=False, help_text="this item raises CancelJob")
+
+
+#: Items inside tests.items_fed's process_item right now, and the most there ever were at once.
+IN_FLIGHT = {"now": 0, "max": 0}
+#: (item key, value, inside a transaction) for every item tests.items_fed's on_checkpoint received.
+CHECKPOINTED: list[tuple[str, Any, bool]] = []
+
+
+@register
+class FedItems(RecordingItems):
+    """Concurrent items in small batches, so one run crosses many batch edges."""
+
+    name = "tests.items_fed"
+    Params = FeedParams
+    item_concurrency = 4
+    batch_size = 10
+
+    def process_item(self, ctx, item):
+        i = item.payload["i"]
+        with TIMELINE_LOCK:
+            IN_FLIGHT["now"] += 1
+            IN_FLIGHT["max"] = max(IN_FLIGHT["max"], IN_FLIGHT["now"])
+        try:
+            if i == ctx.params.get("slow_item"):
+                time.sleep(20 * ctx.params["sleep_ms"] / 1000)
+            if i == ctx.params.get("pause_at"):
+                services.job_pause(ctx.job.pk, actor="job-code")
+            if i == ctx.params.get("cancel_at"):
+                raise CancelJob(f"item {i} found bad data")
+            return super().process_item(ctx, item)
+        finally:
+            with TIMELINE_LOCK:
+                IN_FLIGHT["now"] -= 1
+
+    def on_checkpoint(self, ctx, items, results):
+        CHECKPOINTED.extend((item.key, value, connection.in_atomic_block)
+                            for item, value in zip(items, results, strict=True))
+
+
+@register
+class StrictFedItems(FedItems):
+    name = "tests.items_fed_strict"
+    max_item_failures = 2
 
 
 #: How long tests.controlled asks to wait when it raises Retry.

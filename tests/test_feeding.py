@@ -1,0 +1,199 @@
+"""Concurrent items across batch edges: the slots stay busy, keys keep their order, checkpoints lag behind
+items in flight, stops wind down at a checkpoint, and on_checkpoint's writes commit with the checkpoint."""
+
+import itertools
+import threading
+
+import pytest
+from django.db import connections, transaction
+from django.db.models import Sum
+from django.db.models.functions import Now
+
+from opsapp.models import Event
+from partitions import claiming, services, worker
+from partitions.models import Partition, SubJob
+from partitions.runner import apply_outcome, run_partition
+from tests import jobtypes
+from tests.clusters import finished, wait_for
+from tests.factories import planned_job, run_to_end, seed
+
+pytestmark = pytest.mark.django_db
+
+C = jobtypes.FedItems.item_concurrency
+BATCH = jobtypes.FedItems.batch_size
+
+
+@pytest.fixture(autouse=True)
+def fresh_records():
+    jobtypes.TIMELINE.clear()
+    jobtypes.CHECKPOINTED.clear()
+    jobtypes.IN_FLIGHT.update(now=0, max=0)
+
+
+def spans() -> dict[int, tuple[float, float]]:
+    """Item index -> (start, end) of every item that ran, from the job type's own clock."""
+    return {int(key.split("-")[1]): (start, end) for key, _, start, end in jobtypes.TIMELINE}
+
+
+def test_the_next_batches_run_while_a_slow_item_ends_the_current_one_and_in_flight_never_exceeds_c():
+    job = run_to_end(planned_job("tests.items_fed", {"count": 60, "chunk_size": 60, "sleep_ms": 5,
+                                                     "slow_item": BATCH - 1}))
+    assert job.status == "succeeded", job.error
+    ran = spans()
+    assert sorted(ran) == list(range(60)), "every item ran once"
+    last_of_batch_1 = max(end for i, (_, end) in ran.items() if i < BATCH)
+    first_of_batch_2 = min(start for i, (start, _) in ran.items() if BATCH <= i < 2 * BATCH)
+    assert first_of_batch_2 < last_of_batch_1
+    started_meanwhile = {i for i, (start, _) in ran.items() if start < last_of_batch_1}
+    assert max(started_meanwhile) >= 2 * BATCH, "batch 3 started while batch 1's slow item ran"
+    assert max(started_meanwhile) < 3 * BATCH, "but nothing more than a batch (and the slots) past it"
+    assert jobtypes.IN_FLIGHT["max"] == C
+    assert SubJob.objects.filter(job=job, status="succeeded").count() == 60
+
+
+def test_items_of_one_ordering_key_stay_in_order_and_never_overlap_across_batch_edges():
+    job = run_to_end(planned_job("tests.items_fed", {"count": 90, "chunk_size": 90, "keys": 3, "sleep_ms": 6}))
+    assert job.status == "succeeded", job.error
+    by_key: dict[str, list[tuple[int, float, float]]] = {}
+    for key, ordering_key, start, end in jobtypes.TIMELINE:
+        by_key.setdefault(ordering_key, []).append((int(key.split("-")[1]), start, end))
+    assert len(by_key) == 3
+    for runs in by_key.values():
+        runs.sort(key=lambda r: r[1])
+        assert [i for i, _, _ in runs] == sorted(i for i, _, _ in runs), "same key: in order"
+        assert all(a[2] <= b[1] for a, b in itertools.pairwise(runs)), "same key: never overlapping"
+    ran = spans()
+    crossed = [edge for edge in range(BATCH, 90, BATCH)
+               if min(ran[i][0] for i in range(edge, edge + BATCH)) < max(ran[i][1] for i in range(edge))]
+    assert crossed, "keys of the next batch ran while the current one finished"
+    assert jobtypes.IN_FLIGHT["max"] <= 3, "three keys, so never more than three in flight"
+
+
+def test_no_checkpoint_passes_an_item_still_in_flight(monkeypatch):
+    from partitions import runner
+
+    monkeypatch.setattr(runner, "CHECKPOINT_EVERY_SECONDS", 0.0)
+    checkpoints: list[tuple[int, set[int], int]] = []
+    real = claiming.partition_checkpoint
+
+    def spy(partition_id, token, **kwargs):
+        with jobtypes.TIMELINE_LOCK:
+            checkpoints.append((kwargs["checkpoint"], set(spans()), jobtypes.IN_FLIGHT["now"]))
+        return real(partition_id, token, **kwargs)
+
+    monkeypatch.setattr(claiming, "partition_checkpoint", spy)
+    job = run_to_end(planned_job("tests.items_fed", {"count": 80, "chunk_size": 80, "sleep_ms": 4,
+                                                     "slow_item": 25}))
+    assert job.status == "succeeded", job.error
+    marks = [checkpoint for checkpoint, _, _ in checkpoints]
+    assert marks == sorted(marks) and marks[-1] == 79 and len(marks) > 80 // BATCH
+    for checkpoint, finished_then, _ in checkpoints:
+        assert set(range(checkpoint + 1)) <= finished_then  # seq == item index here
+    assert any(in_flight for _, _, in_flight in checkpoints), "checkpoints were taken with items in flight"
+    assert job.partitions.get().done_items == 80
+
+
+def test_on_checkpoint_gets_each_succeeded_item_once_with_its_value_inside_the_checkpoint_transaction():
+    job = run_to_end(planned_job("tests.items_fed", {"count": 50, "chunk_size": 50, "sleep_ms": 2,
+                                                     "skip_every": 7, "fail_every": 5}))
+    succeeded = set(SubJob.objects.filter(job=job, status="succeeded").values_list("key", flat=True))
+    assert SubJob.objects.filter(job=job, status__in=["skipped", "failed"]).count() == 50 - len(succeeded) > 0
+    assert sorted(key for key, _, _ in jobtypes.CHECKPOINTED) == sorted(succeeded)
+    assert all(value == {"i": int(key.split("-")[1])} for key, value, _ in jobtypes.CHECKPOINTED)
+    assert all(inside for _, _, inside in jobtypes.CHECKPOINTED)
+
+
+def test_cancel_job_from_an_item_stops_feeding_at_once_and_commits_only_the_items_before_it():
+    job = run_to_end(planned_job("tests.items_fed", {"count": 200, "chunk_size": 200, "sleep_ms": 3,
+                                                     "cancel_at": 50}))
+    assert job.status == "cancelled"
+    partition = job.partitions.get()
+    assert partition.status == "cancelled"
+    assert (partition.checkpoint, partition.done_items) == (49, 50)
+    assert max(spans()) < 50 + 2 * BATCH + C, "nothing started past the look-ahead window of the cancelling item"
+
+
+def test_the_skip_policy_fails_a_partition_of_concurrent_items_at_a_checkpoint():
+    job = run_to_end(planned_job("tests.items_fed_strict", {"count": 200, "chunk_size": 200, "fail_every": 3}))
+    partition = job.partitions.get()
+    assert partition.status == "failed" and partition.attempts == 1, "final: not retried"
+    assert jobtypes.StrictFedItems.max_item_failures < partition.failed_items
+    assert partition.checkpoint < 199, "stopped before the end"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_pause_winds_down_at_the_next_checkpoint_commits_every_item_that_ran_and_resume_repeats_none():
+    job = planned_job("tests.items_fed", {"count": 300, "chunk_size": 300, "sleep_ms": 3, "keys": 5,
+                                          "pause_at": 30})
+    worker.drain(budget_seconds=30, job_id=job.pk, worker="test-worker")
+    partition = job.partitions.get()
+    job.refresh_from_db()
+    assert (partition.status, job.status) == ("pending", "paused")
+    ran = spans()
+    assert 30 < partition.done_items < 300
+    assert partition.done_items == len(ran) and set(ran) == set(range(partition.done_items)), \
+        "items held back by their key behind the last started one still ran, so the checkpoint covers all"
+    services.job_resume(job.pk, actor="ops")
+    job = run_to_end(job)
+    assert job.status == "succeeded", job.error
+    assert len(jobtypes.TIMELINE) == 300 and sorted(spans()) == list(range(300)), "each item ran once"
+
+
+# billing.dispatch_events: acks marked in bulk with the checkpoint -------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_lease_taken_over_mid_run_rolls_back_the_marks_of_the_uncommitted_events_and_the_new_holder_sends_the_rest():
+    seed(subscriptions=0, events=1200)
+    job = planned_job("billing.dispatch_events", {"buckets": 1, "confirm_ms": 10, "concurrency": 8})
+    [part] = claiming.partition_claim(worker_id="old-worker", lease_seconds=30, job_id=job.pk)
+    taken: list[Partition] = []
+
+    def take_over_after_the_first_checkpoint() -> None:
+        try:
+            wait_for(lambda: Partition.objects.filter(pk=part.pk, done_items__gt=0).exists(), timeout=30,
+                     what="a first checkpoint")
+            with transaction.atomic():  # what a claim after the lease's expiry does, without waiting for it
+                Partition.objects.filter(pk=part.pk).update(lease_expires_at=Now())
+                taken.extend(claiming.partition_claim(worker_id="new-worker", lease_seconds=30, job_id=job.pk))
+        finally:
+            connections.close_all()
+
+    thief = threading.Thread(target=take_over_after_the_first_checkpoint)
+    thief.start()
+    outcome = run_partition(part, worker_id="old-worker")
+    thief.join(30)
+    assert outcome.kind == "lease_lost"
+    [new] = taken
+    assert new.lease_token == part.lease_token + 1 and 0 < new.done_items < 1200
+    sent = set(Event.objects.filter(status="sent").values_list("pk", flat=True))
+    assert sent == set(Event.objects.filter(pk__lte=new.checkpoint).values_list("pk", flat=True)), \
+        "marked exactly up to the checkpoint: the old holder's later marks rolled back with its refused checkpoint"
+
+    outcome = run_partition(new, worker_id="new-worker")
+    assert outcome.kind == "succeeded" and outcome.stats["done"] == 1200 - new.done_items
+    apply_outcome(new, outcome, worker_id="new-worker")
+    assert Event.objects.filter(status="sent", send_count=1).exclude(ack_id="").count() == 1200
+    assert Partition.objects.get(pk=part.pk).done_items == 1200
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_dispatch_events_under_a_cluster_killed_mid_partition_marks_every_event_sent_exactly_once(clusters):
+    seed(subscriptions=0, events=4000)
+    victim, survivor = clusters(2)
+    job, _ = services.job_start("billing.dispatch_events", {"buckets": 4, "confirm_ms": 20, "concurrency": 8},
+                                actor="test")
+
+    def victim_is_mid_partition() -> bool:
+        owners = Partition.objects.filter(job=job, status="running", checkpoint__isnull=False).values_list(
+            "lease_owner", flat=True)
+        return any(int(owner.split(":")[1]) in victim.pids() for owner in owners)
+
+    wait_for(victim_is_mid_partition, timeout=60, what="the victim to be mid-partition", clusters=[victim, survivor])
+    victim.kill()
+    assert Partition.objects.filter(job=job).exclude(status="succeeded").exists()
+    job = finished(job, [survivor], timeout=180)
+    assert job.status == "succeeded", job.error
+    assert Event.objects.filter(status="sent", send_count=1).exclude(ack_id="").count() == 4000
+    assert job.partitions.aggregate(n=Sum("done_items"))["n"] == 4000, "each event counted once"
