@@ -26,7 +26,7 @@ from tests.factories import cli, make_job, make_partition
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_dispatcher", "admin_env")]
 
 hypothesis_settings.register_profile(
-    "fuzz", derandomize=True, database=None, deadline=None, max_examples=150,
+    "fuzz", derandomize=True, database=None, deadline=None, max_examples=300,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 FUZZ = hypothesis_settings.get_profile("fuzz")
@@ -160,7 +160,7 @@ ADMIN_URLS = [
 ]
 
 
-@hypothesis_settings(FUZZ, max_examples=300)
+@FUZZ
 @given(template=st.sampled_from(ADMIN_URLS), value=texts)
 def test_admin_urls_with_any_id_or_filter_never_answer_500(template, value, some_rows, viewer):
     client = Client(raise_request_exception=False)
