@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import pairwise
 
-from django.db import connection, transaction
+from django.db import connection
 from django.db.models import Case, Count, Max, OuterRef, Q, QuerySet, Subquery, Sum, When
 from django.db.models.functions import Coalesce, Now
 
@@ -306,23 +306,6 @@ def workers_recent(*, window_seconds: float = 900, scan_events: int = 20_000) ->
         seen.append(WorkerSeen(worker=name, last_seen=max(stamps) if stamps else None, claims=c.get("n", 0),
                                live_leases=lease.get("n", 0)))
     return seen
-
-
-def clusters_recent() -> list[dict]:
-    """django-q2 clusters that reported to the shared cache lately ([] when none or no cache)."""
-    from django_q.status import Stat
-
-    try:
-        with transaction.atomic():  # a cache-table error must not poison the caller's transaction
-            stats = Stat.get_all()
-    except Exception:  # the stats cache is best-effort; the page falls back to lease owners
-        log.warning("cannot read django-q2 cluster stats", exc_info=True)
-        return []
-    return [
-        {"cluster_id": str(s.cluster_id), "host": s.host, "status": s.status, "workers": len(s.workers),
-         "tob": s.tob, "timestamp": s.timestamp, "task_q_size": s.task_q_size, "done_q_size": s.done_q_size}
-        for s in stats
-    ]
 
 
 def partitions_failed_subjob_ids(partition_ids: list[int]) -> dict[int, list[int]]:

@@ -1,4 +1,6 @@
-"""django-q2 entry points: plan, drain, finalize, tick, and scheduled job starts.
+"""The engine's only adapter to django-q2: its task entry points (plan, drain, finalize, tick, scheduled job
+starts), the dispatcher that turns engine notifications into tasks, the tick schedule, and what the admin and
+/metrics read from django-q2 (cluster stats, queued tasks). Nothing else in `partitions` imports django_q.
 
 The ORM broker delivers at least once (a task whose `retry` window passes runs
 again), so every task here is short and idempotent: the real leases and
@@ -14,10 +16,11 @@ import time
 from datetime import datetime
 from typing import Any
 
-from django.db import close_old_connections
+from django.db import close_old_connections, transaction
 from django.utils import timezone
 from django_q.conf import Conf
 from django_q.models import OrmQ, Schedule
+from django_q.status import Stat
 from django_q.tasks import async_task
 
 from partitions import claiming, conf, dispatch, maintenance, registry, services, worker
@@ -176,3 +179,26 @@ def job_schedule(type_name: str, params: dict[str, Any], *, name: str, schedule_
         name=f"job:{name}", func="partitions.tasks.start_scheduled", args=repr((type_name, cleaned, name)),
         schedule_type=schedule_type, next_run=next_run or timezone.now(), minutes=minutes, cron=cron, repeats=-1,
     )
+
+
+# What the admin and /metrics read from django-q2 ----------------------------------------------------------
+
+
+def clusters_recent() -> list[dict]:
+    """django-q2 clusters that reported to the shared cache lately ([] when none or no cache)."""
+    try:
+        with transaction.atomic():  # a cache-table error must not poison the caller's transaction
+            stats = Stat.get_all()
+    except Exception:  # the stats cache is best-effort; the page falls back to lease owners
+        log.warning("cannot read django-q2 cluster stats", exc_info=True)
+        return []
+    return [
+        {"cluster_id": str(s.cluster_id), "host": s.host, "status": s.status, "workers": len(s.workers),
+         "tob": s.tob, "timestamp": s.timestamp, "task_q_size": s.task_q_size, "done_q_size": s.done_q_size}
+        for s in stats
+    ]
+
+
+def queued_tasks() -> int:
+    """Tasks waiting in the django-q2 ORM broker (taken by a cluster or not)."""
+    return OrmQ.objects.count()

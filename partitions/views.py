@@ -9,8 +9,8 @@ from django.db.models import Count, Q, Sum
 from django.db.models.functions import Now
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.http import require_safe
-from django_q.models import OrmQ
 
+from partitions import tasks
 from partitions.models import Job, Partition
 from partitions.states import JobStatus, PartitionStatus
 
@@ -63,6 +63,6 @@ def metrics(request: HttpRequest) -> HttpResponse:
         *_lines("partitions_live_leases", "Partitions held by a live lease.", [({}, live)]),
         *_lines("partitions_expired_leases", "Running partitions whose lease expired (reaped by tick).",
                 [({}, expired)]),
-        *_lines("django_q_queued_tasks", "Tasks waiting in the django-q2 ORM broker.", [({}, OrmQ.objects.count())]),
+        *_lines("django_q_queued_tasks", "Tasks waiting in the django-q2 ORM broker.", [({}, tasks.queued_tasks())]),
     ]
     return HttpResponse("\n".join(body) + "\n", content_type="text/plain; version=0.0.4")
