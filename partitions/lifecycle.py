@@ -28,6 +28,7 @@ from partitions.states import (
     SUBJOB_TRANSITIONS,
     JobStatus,
     PartitionStatus,
+    SubJobStatus,
     can_transition,
     sources,
 )
@@ -191,3 +192,11 @@ def subjobs_finish(outcomes: list[tuple[int, int, str | None, str, str]], target
             [target, ids, durations, results, errors, tracebacks, sources(SUBJOB_TRANSITIONS, target)],
         )
         return cursor.rowcount
+
+
+def job_pending_work_cancel(job_id: int, *, actor: Any) -> None:
+    """The job's pending partitions and sub-jobs, cancelled (its running ones stop at their next batch)."""
+    transition_many(Partition, Q(job_id=job_id, status=PartitionStatus.PENDING), PartitionStatus.CANCELLED,
+                    actor=actor, event_type="partition_cancelled", event_per_row=False)
+    transition_many(SubJob, Q(job_id=job_id, status=SubJobStatus.PENDING), SubJobStatus.CANCELLED,
+                    actor=actor, event_type="subjob_cancelled", event_per_row=False)

@@ -8,7 +8,7 @@ from datetime import timedelta
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from partitions import claiming, dispatch, services
+from partitions import claiming, dispatch, steps
 from partitions.lifecycle import SYSTEM, event
 from partitions.models import Job, JobEvent, JobSample, Partition
 from partitions.selectors import jobs_progress, jobs_stats
@@ -29,7 +29,7 @@ def finalize_finished_jobs() -> dict[str, int]:
     unfinished = Partition.objects.filter(job=OuterRef("pk")).exclude(status__in=sorted(PARTITION_TERMINAL))
     done = 0
     for job_id in Job.objects.filter(status=JobStatus.RUNNING).filter(~Exists(unfinished)).values_list("pk", flat=True):
-        done += services.job_finalize(job_id, worker_id="tick") is not None
+        done += steps.job_finalize(job_id, worker_id="tick") is not None
     return {"finalized": done}
 
 

@@ -13,7 +13,7 @@ from typing import Any
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 
-from partitions import claiming, conf, registry
+from partitions import claiming, conf, registry, services, steps
 from partitions.concurrency import ItemPool, ItemResult
 from partitions.exceptions import CancelJob, JobControl, LeaseLost, Retry, SkipItem, error_line
 from partitions.feeding import feed_items, first_control
@@ -259,8 +259,6 @@ def run_partition(partition: Partition, *, worker_id: str, deadline: float | Non
 
 
 def _finishes(partition: Partition, token: int, outcome: Outcome, actor: str, job_type) -> bool:
-    from partitions import services
-
     if outcome.kind == "released":
         claiming.partition_release(partition.pk, token, actor=actor, reason=outcome.reason)
     elif outcome.kind in {"failed", "retry"}:
@@ -268,7 +266,7 @@ def _finishes(partition: Partition, token: int, outcome: Outcome, actor: str, jo
         status = claiming.partition_fail(partition.pk, token, actor=actor, error=outcome.reason,
                                          traceback=outcome.traceback, retry_after=delay, final=outcome.final)
         if status == PartitionStatus.FAILED:
-            return not services.job_trip_breaker(partition.job_id) and _none_left(partition.job_id)
+            return not steps.job_trip_breaker(partition.job_id) and _none_left(partition.job_id)
     elif outcome.kind == "cancelled":
         claiming.partition_cancel(partition.pk, token, actor=actor, reason=outcome.reason)
     elif outcome.kind == "cancel_job":

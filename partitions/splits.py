@@ -188,3 +188,8 @@ class Items(Split):
                 home[spec.ordering_key] = len(chunks) - 1
             chunks[-1].append(spec)
         return [PartitionPlan(kind="items", estimated_items=len(c), items=c, scope=self.scope) for c in chunks]
+
+
+def plan_splits(splits: Split | Sequence[Split]) -> list[PartitionPlan]:
+    """What a job type's split() returned (one split or several), planned in order."""
+    return [plan for split in ([splits] if isinstance(splits, Split) else splits) for plan in split.plan()]

@@ -23,7 +23,7 @@ from django_q.models import OrmQ, Schedule
 from django_q.status import Stat
 from django_q.tasks import async_task
 
-from partitions import claiming, conf, dispatch, maintenance, registry, services, worker
+from partitions import claiming, conf, dispatch, maintenance, registry, services, steps, worker
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ def _clean_connections(task):
 
 @_clean_connections
 def plan(job_id: int) -> str:
-    job = services.job_plan(job_id, worker_id=worker.worker_id())
+    job = steps.job_plan(job_id, worker_id=worker.worker_id())
     return f"job {job_id}: " + ("planned" if job else "already planned elsewhere")
 
 
@@ -63,7 +63,7 @@ def drain(job_id: int | None = None) -> dict[str, Any]:
 
 @_clean_connections
 def finalize(job_id: int) -> str:
-    job = services.job_finalize(job_id, worker_id=worker.worker_id())
+    job = steps.job_finalize(job_id, worker_id=worker.worker_id())
     return f"job {job_id}: " + (job.status if job else "not finalizable now")
 
 
@@ -126,7 +126,7 @@ class QDispatcher:
         # Called on the worker that finished the last partition (or in tick): finalize right here instead of
         # queueing a task behind a poll; the step is claimed, so a racing finalizer simply gets None.
         try:
-            services.job_finalize(job_id, worker_id=worker.worker_id())
+            steps.job_finalize(job_id, worker_id=worker.worker_id())
         except Exception:  # its step lease runs out and tick restarts it; the drain goes on meanwhile
             log.exception("finalizing job %s failed", job_id)
 

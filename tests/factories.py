@@ -13,7 +13,7 @@ from django.utils import timezone
 
 import tests.jobtypes  # noqa: F401 - registers the test job types
 from opsapp.seeding import seed_demo
-from partitions import services, worker
+from partitions import services, steps, worker
 from partitions.management.commands.jobs import Command as JobsCommand
 from partitions.models import Job, Partition
 
@@ -29,7 +29,7 @@ def started_job(type_name: str, params: dict[str, Any], **kwargs) -> Job:
 
 def planned_job(type_name: str, params: dict[str, Any], **kwargs) -> Job:
     job = started_job(type_name, params, **kwargs)
-    planned = services.job_plan(job.pk, worker_id="planner")
+    planned = steps.job_plan(job.pk, worker_id="planner")
     assert planned is not None
     return planned
 
@@ -42,7 +42,7 @@ def run_to_end(job: Job, *, rounds: int = 200) -> Job:
         if not Partition.objects.filter(job=job, status__in=["pending", "running"]).exists():
             break
         time.sleep(0.02)
-    services.job_finalize(job.pk, worker_id="test-worker")
+    steps.job_finalize(job.pk, worker_id="test-worker")
     job.refresh_from_db()
     return job
 

@@ -10,7 +10,7 @@ from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.test import Client
 from django.urls import reverse
 
-from partitions import services
+from partitions import services, steps
 from partitions.exceptions import InvalidParams
 from partitions.models import Job, JobEvent, Partition, SubJob
 from partitions.validation import REASON_MAX_LENGTH
@@ -206,7 +206,7 @@ def test_params_planning_cannot_use_are_refused_before_a_job_exists(params, oper
 
 def test_a_planning_failure_is_one_line_for_operators_with_no_traceback(db):
     job, _ = services.job_start("tests.split_fails", {"partitions": 1}, actor="test")
-    services.job_plan(job.pk, worker_id="planner")
+    steps.job_plan(job.pk, worker_id="planner")
     job.refresh_from_db()
     assert job.status == "failed"
     assert job.error == "planning failed: RuntimeError: the split cannot run"

@@ -22,7 +22,7 @@ from django.utils import timezone
 from django_q.models import OrmQ
 
 from opsapp.models import Subscription
-from partitions import services
+from partitions import services, steps
 from partitions.management.commands import jobs as jobs_command
 from partitions.models import Job, JobEvent, JobSample, Partition, SubJob
 from partitions.splits import to_json
@@ -244,7 +244,7 @@ def _drive_on_first_sleep(monkeypatch, finish) -> None:
 @pytest.mark.django_db
 def test_start_wait_shows_progress_lines_until_the_job_succeeds_and_returns_normally(monkeypatch):
     seed(subscriptions=120)
-    _drive_on_first_sleep(monkeypatch, lambda job: run_to_end(services.job_plan(job.pk, worker_id="planner")))
+    _drive_on_first_sleep(monkeypatch, lambda job: run_to_end(steps.job_plan(job.pk, worker_id="planner")))
     out, err = jobs("start", "tests.bump_range", "--param", "partitions=3", "--wait")
     job = Job.objects.get()
     assert job.status == "succeeded"
@@ -691,7 +691,7 @@ def test_start_wait_in_a_real_process_follows_a_job_driven_here_and_exits_by_its
         wait_for(lambda: Job.objects.exists(), timeout=60, what="the command to create its job")
         job = Job.objects.get()
         if outcome == "succeeded":
-            run_to_end(services.job_plan(job.pk, worker_id="planner"))
+            run_to_end(steps.job_plan(job.pk, worker_id="planner"))
         else:
             services.job_cancel(job.pk, actor="test", reason="changed my mind")
         out, err = proc.communicate(timeout=60)

@@ -28,7 +28,7 @@ from django.db.models import Count
 from django.db.models.functions import Now
 
 from opsapp.models import Subscription
-from partitions import claiming, services
+from partitions import claiming, steps
 from partitions.exceptions import LeaseLost
 from partitions.models import Job, JobEvent, Partition
 from partitions.runner import apply_outcome, run_partition
@@ -186,12 +186,12 @@ def _drain_until_settled(job_id: int, worker: str) -> dict:
 
 def _race_plan(barrier, job_id: int, worker: str) -> bool:
     _ready(barrier)
-    return services.job_plan(job_id, worker_id=worker) is not None
+    return steps.job_plan(job_id, worker_id=worker) is not None
 
 
 def _race_finalize(barrier, job_id: int, worker: str) -> bool:
     _ready(barrier)
-    return services.job_finalize(job_id, worker_id=worker) is not None
+    return steps.job_finalize(job_id, worker_id=worker) is not None
 
 
 # Parent-side helpers -----------------------------------------------------------------------------------
@@ -409,7 +409,7 @@ def test_a_runner_whose_lease_is_taken_over_mid_batch_rolls_its_batch_back(child
     outcome = run_partition(taken, worker_id="new-worker")
     assert outcome.kind == "succeeded" and outcome.stats["done"] == 600 - done
     assert apply_outcome(taken, outcome, worker_id="new-worker") is True
-    assert services.job_finalize(job.pk, worker_id="test").status == "succeeded"
+    assert steps.job_finalize(job.pk, worker_id="test").status == "succeeded"
     assert_every_subscription_bumped_exactly_once(600)
 
 
@@ -438,7 +438,7 @@ def test_a_sigkilled_worker_s_partition_resumes_at_its_checkpoint_and_every_row_
     rescuers = [children.start(_drain_until_settled, job.pk, f"rescuer-{i}", name=f"rescuer-{i}") for i in range(2)]
     for rescuer in rescuers:
         rescuer.result()
-    job = services.job_finalize(job.pk, worker_id="test")
+    job = steps.job_finalize(job.pk, worker_id="test")
 
     assert job is not None and job.status == "succeeded", job and job.error
     assert_every_subscription_bumped_exactly_once(3000)
@@ -469,7 +469,7 @@ def test_a_sigstopped_worker_loses_its_lease_and_after_sigcont_its_writes_are_fe
 
     assert paused.result()["outcomes"] == {"lease_lost": 1}
     assert "lease_lost" not in rival.result()["outcomes"]
-    job = services.job_finalize(job.pk, worker_id="test")
+    job = steps.job_finalize(job.pk, worker_id="test")
     assert job is not None and job.status == "succeeded", job and job.error
     assert_every_subscription_bumped_exactly_once(1000)
     assert [c[:2] for c in claim_events(victim.pk)] == [(1, 1), (2, 2)]

@@ -21,7 +21,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.db import DEFAULT_DB_ALIAS, connection, connections
 
-from partitions import dispatch, registry, services, worker
+from partitions import dispatch, registry, services, steps, worker
 from partitions.models import Job
 
 _FORK = multiprocessing.get_context("fork")
@@ -317,7 +317,7 @@ def planned_job(type_name: str, params: dict[str, Any] | None = None) -> tuple[J
     """Start a job and plan it here (the bench has no dispatcher); the job and the seconds planning took."""
     job, _ = services.job_start(type_name, params, actor="bench")
     with stopwatch() as planning:
-        services.job_plan(job.pk, worker_id="bench")
+        steps.job_plan(job.pk, worker_id="bench")
     return job, planning()
 
 

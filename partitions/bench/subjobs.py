@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from django import forms
 
-from partitions import services
+from partitions import steps
 from partitions.bench import djangoq, harness
 from partitions.job_types import JobType
 from partitions.models import Job, SubJob
@@ -48,7 +48,7 @@ def run(opts: harness.Options) -> harness.Result:
     with harness.engine_for_bench(NoopItems), harness.stopwatch() as end_to_end:
         job, planning = harness.planned_job(NoopItems.name, {"items": items})
         drain_seconds, _ = harness.run_workers(workers, harness.drain_job, job.pk)
-        services.job_finalize(job.pk, worker_id="bench")
+        steps.job_finalize(job.pk, worker_id="bench")
     job = Job.objects.get(pk=job.pk)
     succeeded = SubJob.objects.filter(job=job, status="succeeded").count()
     if job.status != "succeeded" or succeeded != items:
