@@ -13,17 +13,16 @@ Rules this module keeps:
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 from typing import Any
 
-from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
 from django.db.models import F, Q
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Now
 
 from partitions import conf
+from partitions.encoding import dumps
 from partitions.exceptions import LeaseLost
 from partitions.lifecycle import Actor, transition, transition_many
 from partitions.models import Job, Partition
@@ -363,7 +362,7 @@ def partition_checkpoint(partition_id: int, token: int, *, checkpoint: Any, done
                          skipped: int = 0, lease_seconds: float) -> str:
     """Record progress (and renew the lease); return the job's status. Raises LeaseLost."""
     return _fenced(SQL_PARTITION_CHECKPOINT_IF_HELD, {
-        "id": partition_id, "token": token, "checkpoint": json.dumps(checkpoint, cls=DjangoJSONEncoder),
+        "id": partition_id, "token": token, "checkpoint": dumps(checkpoint),
         "done": done, "failed": failed, "skipped": skipped, "lease": lease_seconds,
     })
 
@@ -388,7 +387,7 @@ def partitions_complete(held: list[tuple[int, int, dict]], *, actor: Any) -> tup
     with connection.cursor() as cursor:
         cursor.execute(SQL_PARTITIONS_COMPLETE_IF_HELD, {
             "ids": ids, "tokens": tokens, "actor": Actor.of(actor).label,
-            "data": [json.dumps(d, cls=DjangoJSONEncoder) for d in data]})
+            "data": [dumps(d) for d in data]})
         moved = dict(cursor.fetchall())
         if not moved:
             return set(), set()

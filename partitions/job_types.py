@@ -24,8 +24,9 @@ from typing import Any, ClassVar
 from django import forms
 from django.db.models import QuerySet
 
+from partitions.encoding import to_json
 from partitions.exceptions import InvalidParams, JobCodeError
-from partitions.splits import Split, to_json
+from partitions.splits import Split
 from partitions.validation import unstorable_values
 
 

@@ -9,6 +9,7 @@ from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Now
 
+from partitions.encoding import EngineJSONEncoder
 from partitions.states import (
     JOB_TERMINAL,
     PARTITION_TERMINAL,
@@ -16,6 +17,11 @@ from partitions.states import (
     PartitionStatus,
     SubJobStatus,
 )
+
+
+def _json(**options) -> models.JSONField:
+    """A JSONField with the engine's one encoding (see partitions.encoding)."""
+    return models.JSONField(encoder=EngineJSONEncoder, **options)
 
 
 def _finished_iff_terminal(statuses: frozenset[str], name: str) -> models.CheckConstraint:
@@ -30,7 +36,7 @@ class Job(models.Model):
     """One run of a registered job type. Progress is aggregated from its partitions."""
 
     type_name = models.CharField(max_length=200, db_index=True)
-    params = models.JSONField(default=dict, blank=True)
+    params = _json(default=dict, blank=True)
     status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.PENDING)
     priority = models.SmallIntegerField(default=0, help_text="Higher runs first.")
     max_parallel = models.PositiveIntegerField(default=0, help_text="Partitions in flight at once; 0 = unlimited.")
@@ -39,7 +45,7 @@ class Job(models.Model):
     dedupe_key = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     error = models.TextField(blank=True)
-    stats = models.JSONField(default=dict, blank=True, help_text="Summary written by finalize.")
+    stats = _json(default=dict, blank=True, help_text="Summary written by finalize.")
     # Lease of the singleton steps (plan, finalize): claimed like partitions.
     step_owner = models.CharField(max_length=200, blank=True)
     step_token = models.BigIntegerField(default=0)
@@ -93,14 +99,14 @@ class Partition(models.Model):
     job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="partitions")
     seq = models.PositiveIntegerField()
     kind = models.CharField(max_length=8, choices=Kind.choices)
-    lower = models.JSONField(null=True, blank=True)
-    upper = models.JSONField(null=True, blank=True)
+    lower = _json(null=True, blank=True)
+    upper = _json(null=True, blank=True)
     modulus = models.PositiveIntegerField(null=True, blank=True)
     remainder = models.PositiveIntegerField(null=True, blank=True)
-    key = models.JSONField(null=True, blank=True, help_text="Ordered key fields of a range/modulo partition.")
-    scope = models.JSONField(default=dict, blank=True, help_text="What the job type needs to rebuild its queryset.")
+    key = _json(null=True, blank=True, help_text="Ordered key fields of a range/modulo partition.")
+    scope = _json(default=dict, blank=True, help_text="What the job type needs to rebuild its queryset.")
     status = models.CharField(max_length=16, choices=PartitionStatus.choices, default=PartitionStatus.PENDING)
-    checkpoint = models.JSONField(null=True, blank=True)
+    checkpoint = _json(null=True, blank=True)
     estimated_items = models.BigIntegerField(default=0)
     done_items = models.BigIntegerField(default=0)
     failed_items = models.BigIntegerField(default=0)
@@ -162,14 +168,14 @@ class SubJob(models.Model):
     partition = models.ForeignKey(Partition, on_delete=models.CASCADE, related_name="subjobs")
     seq = models.BigIntegerField(help_text="Position in the job; items of one ordering key keep their order.")
     key = models.CharField(max_length=255)
-    payload = models.JSONField(default=dict, blank=True)
+    payload = _json(default=dict, blank=True)
     ordering_key = models.CharField(max_length=255, blank=True)
     status = models.CharField(max_length=16, choices=SubJobStatus.choices, default=SubJobStatus.PENDING)
     attempts = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True, help_text="One line for operators.")
     traceback = models.TextField(blank=True, db_default="",
                                  help_text="The full traceback (operators with operate permission).")
-    result = models.JSONField(null=True, blank=True)
+    result = _json(null=True, blank=True)
     duration_ms = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(db_default=Now())
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -194,7 +200,7 @@ class JobEvent(models.Model):
     type = models.CharField(max_length=64)
     actor = models.CharField(max_length=200, blank=True)
     actor_user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
-    data = models.JSONField(default=dict, blank=True)
+    data = _json(default=dict, blank=True)
     created_at = models.DateTimeField(db_default=Now())
 
     class Meta:

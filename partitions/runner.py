@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import traceback as tb
@@ -10,11 +9,11 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 
 from partitions import claiming, conf, registry, services, steps
 from partitions.concurrency import ItemPool, ItemResult
+from partitions.encoding import dumps
 from partitions.exceptions import CancelJob, JobControl, LeaseLost, Retry, SkipItem, error_line
 from partitions.feeding import feed_items, first_control
 from partitions.lifecycle import Actor, subjobs_finish
@@ -182,7 +181,7 @@ class PartitionRun:
     def _finish_subjobs(self, pairs: list, status: str) -> None:
         subjobs_finish([
             (self.source.subjob_of(item).pk, result.duration_ms,
-             None if result.value is None else json.dumps(_jsonable(result.value), cls=DjangoJSONEncoder),
+             None if result.value is None else dumps(result.value),
              _error_text(result), result.traceback)
             for item, result in pairs
         ], status)
@@ -217,12 +216,6 @@ def _error_text(result: ItemResult) -> str:
     if isinstance(result.error, SkipItem):
         return error_line(result.error.reason)
     return error_line(result.error)
-
-
-def _jsonable(value: Any) -> Any:
-    if value is None or isinstance(value, (str, int, float, bool, list, dict)):
-        return value
-    return str(value)
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,9 @@ from typing import Any
 from django.db.models import F, QuerySet, Value
 from django.db.models.functions import Mod
 
+from partitions.encoding import to_json
 from partitions.models import Job, Partition, SubJob
-from partitions.splits import row_compare, to_json
+from partitions.splits import row_compare
 from partitions.states import SubJobStatus
 
 

@@ -6,17 +6,16 @@ same call serves the dry-run preview and the real plan.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection
 from django.db.models import BooleanField, Count, F, QuerySet, Value
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Mod
 
+from partitions.encoding import to_json
 from partitions.exceptions import JobCodeError
 
 
@@ -42,11 +41,6 @@ class PartitionPlan:
     key: list[str] | None = None
     scope: dict = field(default_factory=dict)
     items: list[ItemSpec] = field(default_factory=list)
-
-
-def to_json(value: Any) -> Any:
-    """Key values as JSON (datetimes become ISO strings)."""
-    return json.loads(json.dumps(value, cls=DjangoJSONEncoder))
 
 
 def key_columns(queryset: QuerySet, key: Sequence[str]) -> str:

@@ -3,13 +3,12 @@ breaker that fails a job early. Each singleton step is claimed on the job row li
 
 from __future__ import annotations
 
-import json
 import logging
 
-from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
 
 from partitions import claiming, conf, dispatch, registry
+from partitions.encoding import dumps
 from partitions.exceptions import InvalidTransition, LeaseLost, error_line
 from partitions.lifecycle import job_pending_work_cancel, transition
 from partitions.models import Job, Partition, SubJob
@@ -72,7 +71,7 @@ def _write_plans(job: Job, plans: list[PartitionPlan], *, max_attempts: int) -> 
         seq = 0
         for partition, plan in zip(partitions, plans, strict=True):
             for spec in plan.items:
-                copy.write_row((job.pk, partition.pk, seq, spec.key, json.dumps(spec.payload, cls=DjangoJSONEncoder),
+                copy.write_row((job.pk, partition.pk, seq, spec.key, dumps(spec.payload),
                                 spec.ordering_key, SubJobStatus.PENDING, 0, ""))
                 seq += 1
 

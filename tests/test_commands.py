@@ -23,9 +23,9 @@ from django_q.models import OrmQ
 
 from opsapp.models import Subscription
 from partitions import services, steps
+from partitions.encoding import to_json
 from partitions.management.commands import jobs as jobs_command
 from partitions.models import Job, JobEvent, JobSample, Partition, SubJob
-from partitions.splits import to_json
 from tests.clusters import wait_for
 from tests.factories import make_job, make_partition, planned_job, run_to_end, seed, started_job
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from urllib.parse import urlencode
 
 from django.contrib import admin, messages
@@ -14,6 +13,7 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from partitions.admin.actions import OPERATE, START, Outcome
+from partitions.encoding import dumps
 from partitions.models import Job
 from partitions.validation import parse_id
 
@@ -105,7 +105,7 @@ def short(text: str, limit: int = 120) -> str:
 
 
 def as_json(value) -> str:
-    return json.dumps(value, indent=2, sort_keys=True, default=str)
+    return dumps(value, indent=2, sort_keys=True)
 
 
 def report(model_admin: admin.ModelAdmin, request, outcomes: list[Outcome]) -> None:

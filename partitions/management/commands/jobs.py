@@ -6,18 +6,17 @@ Every subcommand takes --json. Bad input exits non-zero with one line and writes
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import time
 from datetime import datetime
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
-from django.core.serializers.json import DjangoJSONEncoder
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from partitions import registry, services, validation
+from partitions.encoding import dumps
 from partitions.exceptions import PartitionsError, error_line
 from partitions.models import Job, JobEvent
 from partitions.selectors import job_get, job_stats
@@ -130,7 +129,7 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
 
     def emit(self, data: Any, text: str) -> None:
-        self.stdout.write(json.dumps(data, cls=DjangoJSONEncoder, indent=2) if self.as_json else text)
+        self.stdout.write(dumps(data, indent=2) if self.as_json else text)
 
     def do_types(self, **options):
         types = {
@@ -220,7 +219,7 @@ class Command(BaseCommand):
         rows = [{"at": e.created_at, "type": e.type, "actor": e.actor, "partition": e.partition_id, "data": e.data}
                 for e in events]
         lines = [f"{e.created_at:%Y-%m-%d %H:%M:%S}  {e.type:26} {e.actor:32} "
-                 f"{'p' + str(e.partition_id) if e.partition_id else '':7} {json.dumps(e.data, cls=DjangoJSONEncoder)}"
+                 f"{'p' + str(e.partition_id) if e.partition_id else '':7} {dumps(e.data)}"
                  for e in events]
         self.emit(rows, "\n".join(lines))
 
