@@ -200,11 +200,18 @@ SQL_PARTITIONS_COMPLETE_IF_HELD = f"""
     SELECT id, job_id FROM done
 """
 
-# Which of these jobs have no unfinished partition left (to decide who triggers finalize).
+def all_finished(j: str = "j") -> str:
+    """SQL: job `j` has no unfinished partition (every one is terminal). The one definition of "unfinished"."""
+    return f"""NOT EXISTS (SELECT 1 FROM partitions_partition u
+                       WHERE u.job_id = {j}.id AND u.status NOT IN ({_sql_list(sorted(PARTITION_TERMINAL))}))"""
+
+
+# Which of these jobs (all running jobs when NULL) have no unfinished partition left: who triggers finalize.
 SQL_JOBS_WITHOUT_UNFINISHED_PARTITIONS = f"""
-    SELECT j.id FROM unnest(%(job_ids)s::bigint[]) AS j(id)
-    WHERE NOT EXISTS (SELECT 1 FROM partitions_partition p
-                      WHERE p.job_id = j.id AND p.status NOT IN ({_sql_list(sorted(PARTITION_TERMINAL))}))
+    SELECT j.id FROM partitions_job j
+    WHERE (%(job_ids)s::bigint[] IS NULL AND j.status = 'running' OR j.id = ANY(%(job_ids)s::bigint[]))
+      AND {all_finished()}
+    ORDER BY j.id
 """
 
 # Advance the checkpoint and counters and renew the lease; fenced. A HOT update:
@@ -245,9 +252,7 @@ _PLAN_CONDITION = f"""
 """
 _FINALIZE_CONDITION = f"""
     j.status IN ({_sql_list(sources(JOB_TRANSITIONS, JobStatus.FINALIZING))})
-    AND ((j.status = 'running' AND NOT EXISTS (
-            SELECT 1 FROM partitions_partition p
-            WHERE p.job_id = j.id AND p.status NOT IN ({_sql_list(sorted(PARTITION_TERMINAL))})))
+    AND ((j.status = 'running' AND {all_finished()})
          OR (j.status = 'finalizing' AND j.step_expires_at <= statement_timestamp()))
 """
 
@@ -391,11 +396,17 @@ def partitions_complete(held: list[tuple[int, int, dict]], *, actor: Any) -> tup
         moved = dict(cursor.fetchall())
         if not moved:
             return set(), set()
-        # Counted after our commit (autocommit: the statement above is committed): when the last two
-        # partitions finish at once, each statement would still see the other one running; afterwards at
-        # least the later one sees none left (both may, and the finalize claim lets only one through).
-        cursor.execute(SQL_JOBS_WITHOUT_UNFINISHED_PARTITIONS, {"job_ids": sorted(set(moved.values()))})
-        return set(moved), {row[0] for row in cursor.fetchall()}
+    # Counted after our commit (autocommit: the statement above is committed): when the last two
+    # partitions finish at once, each statement would still see the other one running; afterwards at
+    # least the later one sees none left (both may, and the finalize claim lets only one through).
+    return set(moved), set(jobs_without_unfinished_partitions(sorted(set(moved.values()))))
+
+
+def jobs_without_unfinished_partitions(job_ids: list[int] | None = None) -> list[int]:
+    """Which of these jobs (None: every running job) have no unfinished partition left."""
+    with connection.cursor() as cursor:
+        cursor.execute(SQL_JOBS_WITHOUT_UNFINISHED_PARTITIONS, {"job_ids": job_ids})
+        return [row[0] for row in cursor.fetchall()]
 
 
 def partition_fail(partition_id: int, token: int, *, actor: Any, error: str, traceback: str = "",

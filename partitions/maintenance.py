@@ -5,14 +5,13 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from partitions import claiming, dispatch, steps
 from partitions.lifecycle import SYSTEM, event
-from partitions.models import Job, JobEvent, JobSample, Partition
+from partitions.models import Job, JobEvent, JobSample
 from partitions.selectors import jobs_progress, jobs_stats
-from partitions.states import PARTITION_TERMINAL, JobStatus
+from partitions.states import JobStatus
 
 log = logging.getLogger(__name__)
 
@@ -26,9 +25,8 @@ def reap_expired_leases() -> dict[str, int]:
 
 def finalize_finished_jobs() -> dict[str, int]:
     """Running jobs whose partitions are all terminal (a lost finalize task) are finalized now."""
-    unfinished = Partition.objects.filter(job=OuterRef("pk")).exclude(status__in=sorted(PARTITION_TERMINAL))
     done = 0
-    for job_id in Job.objects.filter(status=JobStatus.RUNNING).filter(~Exists(unfinished)).values_list("pk", flat=True):
+    for job_id in claiming.jobs_without_unfinished_partitions():
         done += steps.job_finalize(job_id, worker_id="tick") is not None
     return {"finalized": done}
 

@@ -20,7 +20,7 @@ from partitions.lifecycle import Actor, subjobs_finish
 from partitions.models import Job, JobEvent, Partition, SubJob
 from partitions.renewer import Held, renewer
 from partitions.sources import ItemSource, failed_item_subjob, source_for
-from partitions.states import PARTITION_TERMINAL, JobStatus, PartitionStatus, SubJobStatus
+from partitions.states import JobStatus, PartitionStatus, SubJobStatus
 
 log = logging.getLogger(__name__)
 
@@ -269,7 +269,7 @@ def _finishes(partition: Partition, token: int, outcome: Outcome, actor: str, jo
 
 
 def _none_left(job_id: int) -> bool:
-    return not Partition.objects.filter(job_id=job_id).exclude(status__in=sorted(PARTITION_TERMINAL)).exists()
+    return bool(claiming.jobs_without_unfinished_partitions([job_id]))
 
 
 def apply_outcomes(finished: list[tuple[Partition, Outcome]], *, worker_id: str,
