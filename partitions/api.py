@@ -1,0 +1,19 @@
+"""What job code imports: the job-type API, splits, control-flow exceptions, and the few engine calls a job
+type makes (an event on its job's timeline, its sub-jobs). Import from here, not from the engine's modules.
+
+    from partitions.api import JobType, KeyRange, register
+"""
+
+from partitions.exceptions import CancelJob, InvalidParams, PartitionsError, Retry, SkipItem
+from partitions.job_types import Backoff, JobType, NoParams
+from partitions.lifecycle import SYSTEM, event
+from partitions.models import Job, SubJob
+from partitions.registry import register
+from partitions.runner import Context
+from partitions.splits import Items, ItemSpec, KeyRange, Modulo, Split
+
+__all__ = [
+    "SYSTEM", "Backoff", "CancelJob", "Context", "InvalidParams", "ItemSpec", "Items", "Job", "JobType",
+    "KeyRange", "Modulo", "NoParams", "PartitionsError", "Retry", "SkipItem", "Split", "SubJob", "event",
+    "register",
+]
