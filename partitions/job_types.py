@@ -36,7 +36,7 @@ class NoParams(forms.Form):
 
 @dataclass(frozen=True)
 class Backoff:
-    """Exponential backoff with full jitter between `base` and `cap` seconds."""
+    """Exponential backoff with equal jitter: attempt n waits between half and all of min(cap, base * 2^(n-1))."""
 
     base: float = 2.0
     cap: float = 300.0

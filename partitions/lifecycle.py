@@ -29,7 +29,6 @@ from partitions.states import (
     JobStatus,
     PartitionStatus,
     SubJobStatus,
-    can_transition,
     sources,
 )
 
@@ -162,12 +161,6 @@ def _update_returning(model: type[models.Model], where: Q, values: dict[str, Any
     if model is Job:
         return [Job(pk=pk) for (pk,) in rows]
     return [model(pk=pk, job_id=job_id) for pk, job_id in rows]
-
-
-def check(model: type[models.Model], current: str, target: str) -> None:
-    """Raise InvalidTransition unless the table allows current -> target (for pre-checks)."""
-    if not can_transition(TABLES[model], current, target):
-        raise InvalidTransition(model.__name__, 0, current, target)
 
 
 def subjobs_finish(outcomes: list[tuple[int, int, str | None, str, str]], target: str) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from django.utils import timezone
+from django.db.models.functions import Now
 
 from partitions import claiming, dispatch, steps
 from partitions.lifecycle import SYSTEM, event
@@ -33,9 +33,10 @@ def finalize_finished_jobs() -> dict[str, int]:
 
 def restart_lost_steps() -> dict[str, int]:
     """Pending jobs nobody planned, and plan/finalize steps whose owner died, are dispatched again."""
-    now = timezone.now()
-    stale_pending = Job.objects.filter(status=JobStatus.PENDING, created_at__lt=now - timedelta(seconds=30))
-    expired_steps = Job.objects.filter(status__in=[JobStatus.PLANNING, JobStatus.FINALIZING], step_expires_at__lt=now)
+    # The database clock, like the step leases themselves.
+    stale_pending = Job.objects.filter(status=JobStatus.PENDING, created_at__lt=Now() - timedelta(seconds=30))
+    expired_steps = Job.objects.filter(status__in=[JobStatus.PLANNING, JobStatus.FINALIZING],
+                                       step_expires_at__lt=Now())
     planned = 0
     for job_id in list(stale_pending.values_list("pk", flat=True)) + list(
         expired_steps.filter(status=JobStatus.PLANNING).values_list("pk", flat=True)

@@ -45,7 +45,8 @@ class Context:
 
 @dataclass
 class Outcome:
-    """How a run ended. `kind` is one of the keys of OUTCOME_TRANSITIONS."""
+    """How a run ended: `kind` is succeeded, released, failed, retry, cancelled, cancel_job or lease_lost
+    (`apply_outcomes` maps each to its transition)."""
 
     kind: str
     reason: str = ""

@@ -31,7 +31,6 @@ STANDBY_SECONDS = 10.0
 class DrainReport:
     partitions: int = 0
     outcomes: Counter = field(default_factory=Counter)
-    jobs_to_finalize: set[int] = field(default_factory=set)
     #: Stood by until the end with leases still held elsewhere: another drain should take over the watch.
     watch_goes_on: bool = False
 
@@ -147,5 +146,4 @@ class _Drain:
 
     def record(self, finished: list[tuple]) -> None:
         for job_id in sorted(apply_outcomes(finished, worker_id=self.worker, cache=self.setups)):
-            self.report.jobs_to_finalize.add(job_id)
             dispatch.job_drained(job_id)
