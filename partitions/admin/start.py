@@ -126,44 +126,53 @@ def start_view(model_admin, request):
 def _submit(request, type_name, params_form, options, context):
     """Preview or start through the services; the services validate params, the page shows their errors."""
     data = _params_data(params_form)
-    options_ok = options.is_valid()
+    options.is_valid()  # its errors show on a preview too
+    previewing = "_preview" in request.POST
     try:
-        if "_preview" in request.POST:
-            plans = services.job_preview(type_name, data)
-            context["preview"] = {
-                "rows": _preview_rows(plans), "partitions": len(plans), "shown": min(len(plans), PREVIEW_ROWS),
-                "estimated": sum(p.estimated_items for p in plans), "subjobs": sum(len(p.items) for p in plans),
-            }
+        if previewing:
+            context["preview"] = _preview(type_name, data)
             params_form.is_valid()  # the service accepted the params; show the form bound, without errors
             return None
-        if not options_ok:
-            params_form.is_valid()  # show every error at once
-            return None
-        if (problem := _plan_problem(type_name, data)) is not None:  # a job is created only if it can be planned
-            messages.error(request, f"Cannot start: the plan cannot be made ({problem}); the preview says the same.")
-            params_form.is_valid()
-            return None
-        job, created = services.job_start(type_name, data, actor=request.user,
-                                          max_parallel=options.cleaned_data["max_parallel"] or 0,
-                                          deadline=options.cleaned_data["deadline"])
+        return _start(request, type_name, data, params_form, options)
     except InvalidParams as exc:
-        if params_form.is_valid():  # the same form said yes here; still show what the service refused
-            for field, errors in exc.errors.items():
-                for error in errors:
-                    params_form.add_error(field if field in params_form.fields else None, error)
-        return None
+        _show_refusal(params_form, exc)
     except JobTypeNotFound as exc:
         messages.error(request, str(exc))
-        return None
     except PartitionsError as exc:
-        messages.error(request, f"Cannot {'preview' if '_preview' in request.POST else 'start'}: {exc}")
-        return None
+        messages.error(request, f"Cannot {'preview' if previewing else 'start'}: {exc}")
     except Exception as exc:  # job code (split) failed during a preview: say so instead of an error page
-        if "_preview" not in request.POST:
+        if not previewing:
             raise
         log.exception("preview of %s failed", type_name)
         messages.error(request, f"Preview failed: {error_line(exc)}")
+    return None
+
+
+def _show_refusal(params_form, exc: InvalidParams) -> None:
+    if params_form.is_valid():  # the same form said yes here; still show what the service refused
+        for field, errors in exc.errors.items():
+            for error in errors:
+                params_form.add_error(field if field in params_form.fields else None, error)
+
+
+def _preview(type_name: str, data: dict[str, Any]) -> dict[str, Any]:
+    plans = services.job_preview(type_name, data)
+    return {"rows": _preview_rows(plans), "partitions": len(plans), "shown": min(len(plans), PREVIEW_ROWS),
+            "estimated": sum(p.estimated_items for p in plans), "subjobs": sum(len(p.items) for p in plans)}
+
+
+def _start(request, type_name: str, data: dict[str, Any], params_form, options):
+    """Start the job (a redirect to its page), or None with the reason shown on the form."""
+    if not options.is_valid():
+        params_form.is_valid()  # show every error at once
         return None
+    if (problem := _plan_problem(type_name, data)) is not None:  # a job is created only if it can be planned
+        messages.error(request, f"Cannot start: the plan cannot be made ({problem}); the preview says the same.")
+        params_form.is_valid()
+        return None
+    job, created = services.job_start(type_name, data, actor=request.user,
+                                      max_parallel=options.cleaned_data["max_parallel"] or 0,
+                                      deadline=options.cleaned_data["deadline"])
     verb = "Started" if created else "An identical job is already active:"
     messages.success(request, f"{verb} job #{job.pk} ({type_name}).")
     return HttpResponseRedirect(job_url(job.pk))
