@@ -42,7 +42,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_q",
     "partitions",
-    "opsapp",
+    "opsapp",  # the project itself: devdb and runstack commands
+    "opsapp.billing",
 ]
 
 MIDDLEWARE = [

@@ -16,8 +16,8 @@ from django.conf import settings
 from django.db import connection
 from django.db.models import F
 
-from opsapp.models import Subscription
-from opsapp.seeding import seed_demo
+from opsapp.billing.models import Subscription
+from opsapp.billing.seeding import seed_demo
 from partitions import conf
 from partitions.bench import harness
 from partitions.job_types import JobType

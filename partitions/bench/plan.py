@@ -12,7 +12,7 @@ from __future__ import annotations
 from django.apps.registry import Apps
 from django.db import connection, models
 
-from opsapp.seeding import ROWS_PER_TIMESTAMP
+from opsapp.billing.seeding import ROWS_PER_TIMESTAMP
 from partitions.bench import harness
 from partitions.models import Partition
 from partitions.sources import KeyRangeSource
