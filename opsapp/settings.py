@@ -44,6 +44,7 @@ INSTALLED_APPS = [
     "partitions",
     "opsapp",  # the project itself: devdb and runstack commands
     "opsapp.billing",
+    "opsapp.bench",  # `manage.py bench`
 ]
 
 MIDDLEWARE = [
