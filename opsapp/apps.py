@@ -3,4 +3,4 @@ from django.apps import AppConfig
 
 class OpsappConfig(AppConfig):
     name = "opsapp"
-    verbose_name = "Billing demo"
+    verbose_name = "Ops project"

@@ -42,7 +42,9 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_q",
     "partitions",
-    "opsapp",
+    "opsapp",  # the project itself: devdb and runstack commands
+    "opsapp.billing",
+    "opsapp.bench",  # `manage.py bench`
 ]
 
 MIDDLEWARE = [

@@ -156,18 +156,6 @@ SQL_STANDBY_UNLOCK = "SELECT pg_advisory_unlock(hashtext('partitions.standby'))"
 # Running partitions whose lease lapsed (expired or holder gone), for the reaper.
 SQL_PARTITIONS_LEASE_LAPSED = f"SELECT p.id FROM partitions_partition p WHERE p.status = 'running' AND {lease_lapsed()}"
 
-# The bare-table baseline `manage.py bench claim` measures the engine against: one SKIP LOCKED claim
-# with a fencing token per round trip, and a fenced completion (kept here so all locking SQL is in one place).
-SQL_BASELINE_RAW_CLAIM = """
-    UPDATE bench_raw_partition SET status = 'running', token = token + 1, lease_owner = %(owner)s,
-                                   lease_expires_at = statement_timestamp() + interval '60 seconds'
-    WHERE id = (SELECT id FROM bench_raw_partition WHERE status = 'pending' ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)
-    RETURNING id, token
-"""
-SQL_BASELINE_RAW_DONE = """
-    UPDATE bench_raw_partition SET status = 'done', lease_expires_at = NULL WHERE id = %s AND token = %s
-"""
-
 # Renew a lease; fenced. Returns the job's status so the worker notices pause/cancel.
 SQL_PARTITION_RENEW_LEASE_IF_HELD = """
     UPDATE partitions_partition p SET lease_expires_at = statement_timestamp() + make_interval(secs => %(lease)s)

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from partitions.bench.qclusters import QCluster
+from opsapp.bench.qclusters import QCluster
 
 #: Short leases and drain budgets so crash tests finish quickly; retry > (1 + ceil(5/2)) * (timeout + 3).
 CLUSTER_ENV = {

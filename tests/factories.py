@@ -12,7 +12,7 @@ from django.core.management.base import CommandError
 from django.utils import timezone
 
 import tests.jobtypes  # noqa: F401 - registers the test job types
-from opsapp.seeding import seed_demo
+from opsapp.billing.seeding import seed_demo
 from partitions import services, steps, worker
 from partitions.management.commands.jobs import Command as JobsCommand
 from partitions.models import Job, Partition

@@ -11,7 +11,7 @@ from django import forms
 from django.db import connection
 from django.db.models import F
 
-from opsapp.models import Event, Subscription
+from opsapp.billing.models import Event, Subscription
 from partitions import services
 from partitions.exceptions import CancelJob, Retry, SkipItem
 from partitions.job_types import Backoff, JobType

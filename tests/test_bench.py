@@ -6,7 +6,7 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 
-from partitions.bench import SCENARIOS
+from opsapp.bench.scenarios import SCENARIOS
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 

@@ -9,8 +9,8 @@ from django.contrib.auth.models import User
 from django.db import connections
 from django.urls import reverse
 
-from opsapp.models import Invoice
-from opsapp.seeding import seed_demo
+from opsapp.billing.models import Invoice
+from opsapp.billing.seeding import seed_demo
 from partitions.models import Job
 from tests.clusters import Cluster
 

@@ -21,7 +21,7 @@ from django.db import connections
 from django.utils import timezone
 from django_q.models import OrmQ
 
-from opsapp.models import Subscription
+from opsapp.billing.models import Subscription
 from partitions import services, steps
 from partitions.encoding import to_json
 from partitions.management.commands import jobs as jobs_command

@@ -27,7 +27,7 @@ from django.db import connection, connections, transaction
 from django.db.models import Count
 from django.db.models.functions import Now
 
-from opsapp.models import Subscription
+from opsapp.billing.models import Subscription
 from partitions import claiming, steps
 from partitions.exceptions import LeaseLost
 from partitions.models import Job, JobEvent, Partition

@@ -9,7 +9,7 @@ from django.db import connections, transaction
 from django.db.models import Sum
 from django.db.models.functions import Now
 
-from opsapp.models import Event
+from opsapp.billing.models import Event
 from partitions import claiming, services, worker
 from partitions.models import Partition, SubJob
 from partitions.runner import apply_outcome, run_partition

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from opsapp.models import Subscription
+from opsapp.billing.models import Subscription
 from partitions import claiming, services, worker
 from partitions.concurrency import ItemPool, ItemResult
 from partitions.models import JobEvent, SubJob

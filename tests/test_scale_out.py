@@ -12,8 +12,8 @@ import pytest
 from django.db.models.functions import Now
 from django_q.models import Task
 
-from opsapp.models import Subscription
-from opsapp.seeding import seed_demo
+from opsapp.billing.models import Subscription
+from opsapp.billing.seeding import seed_demo
 from partitions import services
 from partitions.models import Job, JobEvent, Partition
 from tests.clusters import Cluster, finished, wait_for

@@ -7,8 +7,8 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db.models import Count, F
 
-from opsapp.models import Customer, Event, Invoice, Product, Subscription
-from opsapp.seeding import reset_demo, seed_demo
+from opsapp.billing.models import Customer, Event, Invoice, Product, Subscription
+from opsapp.billing.seeding import reset_demo, seed_demo
 
 pytestmark = pytest.mark.django_db
 

@@ -5,7 +5,7 @@ from collections import Counter
 
 import pytest
 
-from opsapp.models import Event, Subscription
+from opsapp.billing.models import Event, Subscription
 from partitions.models import Job, Partition
 from partitions.sources import KeyRangeSource, ModuloSource
 from partitions.splits import Items, ItemSpec, KeyRange, Modulo

@@ -8,8 +8,8 @@ from django.utils import timezone
 from django_q.models import OrmQ
 from django_q.tasks import async_task
 
-from opsapp.models import Customer, Event, Invoice, Product, Subscription
-from opsapp.seeding import seed_demo
+from opsapp.billing.models import Customer, Event, Invoice, Product, Subscription
+from opsapp.billing.seeding import seed_demo
 from partitions import services
 from partitions.models import Job, JobEvent, Partition
 from tests import jobtypes  # noqa: F401 - registers tests.bump_range here too

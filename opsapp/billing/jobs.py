@@ -12,8 +12,8 @@ from django.db import connection
 from django.db.models import Avg, Count, Max, Sum
 from django.utils import timezone
 
-from opsapp import broker
-from opsapp.models import Customer, Event, Invoice, Product, Subscription
+from opsapp.billing import broker
+from opsapp.billing.models import Customer, Event, Invoice, Product, Subscription
 from partitions.job_types import JobType
 from partitions.lifecycle import SYSTEM, event
 from partitions.models import SubJob

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from django import forms
 
+from opsapp.bench import djangoq, harness
 from partitions import steps
-from partitions.bench import djangoq, harness
 from partitions.job_types import JobType
 from partitions.models import Job, SubJob
 from partitions.splits import Items, ItemSpec

@@ -5,9 +5,9 @@ The baseline is the ideal: items x ack / (P x C), what perfect overlap would tak
 
 from __future__ import annotations
 
-from opsapp.models import Event
-from opsapp.seeding import seed_demo
-from partitions.bench import harness
+from opsapp.bench import harness
+from opsapp.billing.models import Event
+from opsapp.billing.seeding import seed_demo
 
 ACK_MS = 20
 

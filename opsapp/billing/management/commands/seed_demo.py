@@ -1,11 +1,11 @@
-"""`manage.py seed_demo`: fill the demo billing tables fast (see opsapp/seeding.py)."""
+"""`manage.py seed_demo`: fill the demo billing tables fast (see opsapp/billing/seeding.py)."""
 
 import time
 
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from opsapp.seeding import reset_demo, seed_demo
+from opsapp.billing.seeding import reset_demo, seed_demo
 
 
 class Command(BaseCommand):

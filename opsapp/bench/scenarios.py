@@ -1,4 +1,4 @@
-"""Benchmarks behind `manage.py bench`: one module per scenario, each figure compared with a baseline
+"""The scenarios behind `manage.py bench`, by name: one module per scenario, each figure compared with a baseline
 measured in the same run (the machine is shared and noisy, so only ratios travel).
 
 Everything runs in a scratch database on the same server, created, migrated and dropped here.
@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from partitions.bench import claim, deadline, failover, harness, io_bound, migrate, plan, scale, subjobs
+from opsapp.bench import claim, deadline, failover, harness, io_bound, migrate, plan, scale, subjobs
 
 SCENARIOS: dict[str, Callable[[harness.Options], harness.Result]] = {
     "claim": claim.run,

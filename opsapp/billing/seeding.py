@@ -7,7 +7,7 @@ and e-mails unique even when seeding is run again without a reset.
 
 from django.db import connection, transaction
 
-from opsapp.models import Customer, Event, Invoice, Product, Subscription
+from opsapp.billing.models import Customer, Event, Invoice, Product, Subscription
 
 # Subscriptions share a created_at in groups of this size, all in the same
 # product, so keyset pagination must break ties on id (as it does in real data).

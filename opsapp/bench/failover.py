@@ -16,10 +16,10 @@ from django.conf import settings
 from django.db import connection
 from django.db.models import F
 
-from opsapp.models import Subscription
-from opsapp.seeding import seed_demo
+from opsapp.bench import harness
+from opsapp.billing.models import Subscription
+from opsapp.billing.seeding import seed_demo
 from partitions import conf
-from partitions.bench import harness
 from partitions.job_types import JobType
 from partitions.models import JobEvent, Partition
 from partitions.splits import KeyRange

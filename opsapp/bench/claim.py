@@ -15,8 +15,7 @@ import psycopg
 from django import forms
 from django.db import connection
 
-from partitions import claiming
-from partitions.bench import djangoq, harness
+from opsapp.bench import baselines, djangoq, harness
 from partitions.job_types import JobType
 from partitions.models import Job, Partition
 from partitions.splits import Modulo
@@ -56,8 +55,8 @@ def _raw_worker() -> int:
     done = 0
     with psycopg.connect(**connection.get_connection_params(), autocommit=True) as conn:
         owner = {"owner": f"raw-{os.getpid()}"}
-        while (row := conn.execute(claiming.SQL_BASELINE_RAW_CLAIM, owner).fetchone()) is not None:
-            conn.execute(claiming.SQL_BASELINE_RAW_DONE, row)
+        while (row := conn.execute(baselines.SQL_BASELINE_RAW_CLAIM, owner).fetchone()) is not None:
+            conn.execute(baselines.SQL_BASELINE_RAW_DONE, row)
             done += 1
     return done
 

@@ -1,4 +1,4 @@
-"""The demo billing domain: the tables the demo job types migrate, dispatch and invoice.
+"""The demo billing domain (app `billing`): the tables the demo job types migrate, dispatch and invoice.
 
 Products change version; subscriptions remember the version they were sold at
 (stale ones need migrating); events wait to be handed to a broker; invoices are
@@ -19,6 +19,7 @@ class Product(models.Model):
     updated_at = models.DateTimeField(db_index=True, db_default=Now())
 
     class Meta:
+        db_table = "opsapp_product"  # kept from before the app split; raw SQL names it
         ordering = ["sku"]
 
     def __str__(self) -> str:
@@ -30,6 +31,7 @@ class Customer(models.Model):
     email = models.EmailField()
 
     class Meta:
+        db_table = "opsapp_customer"  # kept from before the app split; raw SQL names it
         ordering = ["id"]
 
     def __str__(self) -> str:
@@ -55,6 +57,7 @@ class Subscription(models.Model):
     status = models.CharField(max_length=16, choices=Status, default=Status.ACTIVE)
 
     class Meta:
+        db_table = "opsapp_subscription"  # kept from before the app split; raw SQL names it
         ordering = ["created_at", "id"]
         indexes = [
             # Keyset pagination and range splitting by (created_at, id) within one product.
@@ -84,6 +87,7 @@ class Event(models.Model):
     send_count = models.PositiveIntegerField(default=0)
 
     class Meta:
+        db_table = "opsapp_event"  # kept from before the app split; raw SQL names it
         ordering = ["id"]
 
     def __str__(self) -> str:
@@ -101,6 +105,7 @@ class Invoice(models.Model):
     mailed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        db_table = "opsapp_invoice"  # kept from before the app split; raw SQL names it
         ordering = ["period", "customer_id"]
         constraints = [
             models.UniqueConstraint(fields=["customer", "period"], name="invoice_unique_customer_period"),

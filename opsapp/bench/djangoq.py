@@ -23,7 +23,7 @@ from django_q.conf import Conf
 from django_q.models import OrmQ
 from django_q.tasks import async_task
 
-from partitions.bench import harness
+from opsapp.bench import harness
 
 #: Seconds to wait for a cluster to start, drain, or stop.
 CLUSTER_TIMEOUT = 120.0
@@ -66,7 +66,7 @@ def _cluster_main(setup: Setup, workers: int) -> None:
 def _enqueue(tasks: int) -> None:
     with transaction.atomic():  # all become visible at once
         for _ in range(tasks):
-            async_task("partitions.bench.djangoq.noop")
+            async_task("opsapp.bench.djangoq.noop")
 
 
 def _wait_until_drained() -> None:

@@ -28,8 +28,8 @@ from django.db.models import Max
 from django_q.conf import Conf
 from django_q.models import OrmQ
 
+from opsapp.bench import harness, qclusters, sleep_items
 from partitions import claiming, services, tasks
-from partitions.bench import harness, qclusters, sleep_items
 from partitions.models import Job, JobEvent, SubJob
 from partitions.states import JOB_TERMINAL
 

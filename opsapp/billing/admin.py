@@ -2,7 +2,7 @@
 
 from django.contrib import admin
 
-from opsapp.models import Customer, Event, Invoice, Product, Subscription
+from opsapp.billing.models import Customer, Event, Invoice, Product, Subscription
 
 
 @admin.register(Product)

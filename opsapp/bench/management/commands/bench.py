@@ -1,6 +1,6 @@
 """`manage.py bench <scenario>|all [--quick] [--json]`: benchmarks, each figure a ratio to a same-run baseline.
 
-Thin: the scenarios live in `partitions.bench`. Progress goes to stderr, figures to stdout.
+Thin: the scenarios live in `opsapp.bench`. Progress goes to stderr, figures to stdout.
 """
 
 from __future__ import annotations
@@ -9,8 +9,7 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from partitions import bench
-from partitions.bench import harness
+from opsapp.bench import harness, scenarios
 
 
 def _positive(kind):
@@ -28,7 +27,7 @@ class Command(BaseCommand):
     help = "Run benchmarks in a scratch database; print each figure with its ratio to a baseline of the same run."
 
     def add_arguments(self, parser):
-        parser.add_argument("scenario", choices=[*bench.SCENARIOS, "all"])
+        parser.add_argument("scenario", choices=[*scenarios.SCENARIOS, "all"])
         parser.add_argument("--quick", action="store_true", help="small sizes (seconds, for smoke tests)")
         parser.add_argument("--json", action="store_true", help="machine-readable output")
         parser.add_argument("--workers", type=_positive(int), default=2,
@@ -43,12 +42,12 @@ class Command(BaseCommand):
         parser.add_argument("--keep", action="store_true", help="keep the scratch database afterwards")
 
     def handle(self, *args, **options):
-        names = list(bench.SCENARIOS) if options["scenario"] == "all" else [options["scenario"]]
+        names = list(scenarios.SCENARIOS) if options["scenario"] == "all" else [options["scenario"]]
         opts = harness.Options(quick=options["quick"], workers=options["workers"],
                                concurrency=options["concurrency"], size=options["size"], lease=options["lease"],
                                log=lambda line: self.stderr.write(line))
         try:
-            host, results = bench.run(names, opts, database=options["database"], keep=options["keep"])
+            host, results = scenarios.run(names, opts, database=options["database"], keep=options["keep"])
         except harness.BenchError as exc:
             raise CommandError(str(exc)) from exc
         if options["json"]:

@@ -15,8 +15,8 @@ from datetime import timedelta
 
 from django.utils import timezone
 
+from opsapp.bench import harness, scale, sleep_items
 from partitions import services, tasks
-from partitions.bench import harness, scale, sleep_items
 from partitions.models import Job, SubJob
 from partitions.selectors import job_stats
 from partitions.states import JOB_TERMINAL

@@ -12,10 +12,10 @@ from django.db import connection
 from django.db.models import Sum
 from django.utils import timezone
 
-from opsapp.models import Product, Subscription
-from opsapp.seeding import seed_demo
+from opsapp.bench import harness
+from opsapp.billing.models import Product, Subscription
+from opsapp.billing.seeding import seed_demo
 from partitions import registry
-from partitions.bench import harness
 from partitions.models import Partition
 
 JOB_TYPE = "billing.migrate_subscriptions"

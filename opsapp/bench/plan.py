@@ -12,8 +12,8 @@ from __future__ import annotations
 from django.apps.registry import Apps
 from django.db import connection, models
 
-from opsapp.seeding import ROWS_PER_TIMESTAMP
-from partitions.bench import harness
+from opsapp.bench import harness
+from opsapp.billing.seeding import ROWS_PER_TIMESTAMP
 from partitions.models import Partition
 from partitions.sources import KeyRangeSource
 from partitions.splits import KeyRange

@@ -1,0 +1,71 @@
+"""One direction of dependencies: the engine (`partitions/`) never imports the project or its demo (`opsapp`)."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+ENGINE = REPO / "partitions"
+FORBIDDEN = "opsapp"
+
+
+def _names_package(module: str | None) -> bool:
+    return module is not None and (module == FORBIDDEN or module.startswith(FORBIDDEN + "."))
+
+
+def imports_of_forbidden(source: str, filename: str = "<source>") -> list[str]:
+    """Each `import opsapp…`, `from opsapp… import …` or `import_module("opsapp…")` in `source`, as `line: text`."""
+    found = []
+    for node in ast.walk(ast.parse(source, filename)):
+        if isinstance(node, ast.Import):
+            hits = [alias.name for alias in node.names if _names_package(alias.name)]
+        elif isinstance(node, ast.ImportFrom):
+            # Relative imports (level > 0) stay inside the package they are written in.
+            hits = [node.module] if node.level == 0 and _names_package(node.module) else []
+        elif isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant):
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+            arg = node.args[0].value
+            dynamic = name in ("import_module", "__import__") and isinstance(arg, str)
+            hits = [arg] if dynamic and _names_package(arg) else []
+        else:
+            continue
+        found += [f"{node.lineno}: {hit}" for hit in hits]
+    return found
+
+
+@pytest.mark.parametrize("source", [
+    "import opsapp",
+    "import opsapp.billing.models as m",
+    "import os, opsapp.settings",
+    "from opsapp import settings",
+    "from opsapp.billing.models import Subscription",
+    "def f():\n    from opsapp.bench import harness",
+    "import importlib\nimportlib.import_module('opsapp.billing.jobs')",
+    "__import__('opsapp')",
+])
+def test_every_form_of_importing_opsapp_is_detected(source):
+    assert imports_of_forbidden(source)
+
+
+@pytest.mark.parametrize("source", [
+    "import opsappx",
+    "from opsapp_tools import x",
+    "from . import opsapp",
+    "from .opsapp import x",
+    "NAME = 'opsapp.billing'",
+])
+def test_names_that_only_look_like_opsapp_are_not_flagged(source):
+    assert imports_of_forbidden(source) == []
+
+
+def test_no_module_of_the_engine_imports_opsapp():
+    modules = sorted(ENGINE.rglob("*.py"))
+    assert len(modules) > 20  # the walk really found the engine
+    offenders = {
+        str(path.relative_to(REPO)): hits
+        for path in modules
+        if (hits := imports_of_forbidden(path.read_text(encoding="utf-8"), str(path)))
+    }
+    assert offenders == {}
