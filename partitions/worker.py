@@ -85,6 +85,9 @@ class _Drain:
                 if self.idle():
                     continue
                 return
+            if self.standby_until is not None:  # working again: another drain may watch the fleet
+                claiming.standby_release()
+                self.standby_until = None
             dispatch.work_claimed()
             ran, seconds = self.run_claimed(claimed)
             if ran:

@@ -270,3 +270,26 @@ class SleepyPartitions(JobType):
 
     def process_item(self, ctx, item):
         time.sleep(ctx.params["sleep_ms"] / 1000)
+
+
+#: What tests.probe_standby saw: whether another session could become the standby while it ran.
+STANDBY_FREE_WHILE_RUNNING: list[bool] = []
+
+
+@register
+class ProbeStandby(SubscriptionRanges):
+    """Each batch asks, from a connection of its own, whether the fleet's standby lock is free."""
+
+    name = "tests.probe_standby"
+    Params = RangeParams
+
+    def process_batch(self, ctx, items):
+        import psycopg
+        from django.db import connection
+
+        params = {k: v for k, v in connection.get_connection_params().items() if k not in {"cursor_factory", "context"}}
+        with psycopg.connect(**params, autocommit=True) as other:
+            free = other.execute("SELECT pg_try_advisory_lock(hashtext('partitions.standby'))").fetchone()[0]
+            if free:
+                other.execute("SELECT pg_advisory_unlock(hashtext('partitions.standby'))")
+        STANDBY_FREE_WHILE_RUNNING.append(free)
