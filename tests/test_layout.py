@@ -1,4 +1,5 @@
-"""One direction of dependencies: the engine (`partitions/`) never imports the project or its demo (`opsapp`)."""
+"""One direction of dependencies: the engine (`partitions/`) never imports the project or its demo (`opsapp`), and
+imports django-q2 only in its one adapter module (`partitions/tasks.py`)."""
 
 import ast
 from pathlib import Path
@@ -8,27 +9,29 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 ENGINE = REPO / "partitions"
 FORBIDDEN = "opsapp"
+#: The only engine module that may import django-q2.
+DJANGO_Q_ADAPTER = ENGINE / "tasks.py"
 
 
-def _names_package(module: str | None) -> bool:
-    return module is not None and (module == FORBIDDEN or module.startswith(FORBIDDEN + "."))
+def _names_package(module: str | None, package: str) -> bool:
+    return module is not None and (module == package or module.startswith(package + "."))
 
 
-def imports_of_forbidden(source: str, filename: str = "<source>") -> list[str]:
-    """Each `import opsapp…`, `from opsapp… import …` or `import_module("opsapp…")` in `source`, as `line: text`."""
+def imports_of_forbidden(source: str, filename: str = "<source>", package: str = FORBIDDEN) -> list[str]:
+    """Each `import P…`, `from P… import …` or `import_module("P…")` of `package` in `source`, as `line: text`."""
     found = []
     for node in ast.walk(ast.parse(source, filename)):
         if isinstance(node, ast.Import):
-            hits = [alias.name for alias in node.names if _names_package(alias.name)]
+            hits = [alias.name for alias in node.names if _names_package(alias.name, package)]
         elif isinstance(node, ast.ImportFrom):
             # Relative imports (level > 0) stay inside the package they are written in.
-            hits = [node.module] if node.level == 0 and _names_package(node.module) else []
+            hits = [node.module] if node.level == 0 and _names_package(node.module, package) else []
         elif isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant):
             func = node.func
             name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
             arg = node.args[0].value
             dynamic = name in ("import_module", "__import__") and isinstance(arg, str)
-            hits = [arg] if dynamic and _names_package(arg) else []
+            hits = [arg] if dynamic and _names_package(arg, package) else []
         else:
             continue
         found += [f"{node.lineno}: {hit}" for hit in hits]
@@ -69,3 +72,13 @@ def test_no_module_of_the_engine_imports_opsapp():
         if (hits := imports_of_forbidden(path.read_text(encoding="utf-8"), str(path)))
     }
     assert offenders == {}
+
+
+def test_only_the_adapter_module_of_the_engine_imports_django_q():
+    offenders = {
+        str(path.relative_to(REPO)): hits
+        for path in sorted(ENGINE.rglob("*.py")) if path != DJANGO_Q_ADAPTER
+        if (hits := imports_of_forbidden(path.read_text(encoding="utf-8"), str(path), package="django_q"))
+    }
+    assert offenders == {}
+    assert imports_of_forbidden(DJANGO_Q_ADAPTER.read_text(encoding="utf-8"), package="django_q"), "the adapter moved"
