@@ -9,8 +9,8 @@ from partitions.job_types import Backoff, JobType, NoParams
 from partitions.lifecycle import SYSTEM, event
 from partitions.models import Job, SubJob
 from partitions.registry import register
-from partitions.runner import Context
 from partitions.splits import Items, ItemSpec, KeyRange, Modulo, Split
+from partitions.worker.context import Context
 
 __all__ = [
     "SYSTEM", "Backoff", "CancelJob", "Context", "InvalidParams", "ItemSpec", "Items", "Job", "JobType",

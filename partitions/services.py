@@ -1,6 +1,6 @@
 """Operator commands: what the admin and the CLI call to start and steer jobs, named `<entity>_<verb>`.
 
-The worker-side steps (plan, finalize, the circuit breaker) are in `partitions.steps`.
+The worker-side steps (plan, finalize, the circuit breaker) are in `partitions.worker.steps`.
 """
 
 from __future__ import annotations

@@ -23,7 +23,8 @@ from django_q.models import OrmQ, Schedule
 from django_q.status import Stat
 from django_q.tasks import async_task
 
-from partitions import claiming, conf, dispatch, maintenance, registry, services, steps, worker
+from partitions import claiming, conf, dispatch, registry, services, worker
+from partitions.worker import maintenance, steps
 
 log = logging.getLogger(__name__)
 

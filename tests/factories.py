@@ -13,9 +13,10 @@ from django.utils import timezone
 
 import tests.jobtypes  # noqa: F401 - registers the test job types
 from opsapp.billing.seeding import seed_demo
-from partitions import services, steps, worker
+from partitions import services, worker
 from partitions.management.commands.jobs import Command as JobsCommand
 from partitions.models import Job, Partition
+from partitions.worker import steps
 
 
 def seed(subscriptions: int = 1000, events: int = 0, products: int = 2) -> None:

@@ -10,10 +10,11 @@ from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.test import Client
 from django.urls import reverse
 
-from partitions import services, steps
+from partitions import services
 from partitions.exceptions import InvalidParams
 from partitions.models import Job, JobEvent, Partition, SubJob
 from partitions.validation import REASON_MAX_LENGTH
+from partitions.worker import steps
 from tests.factories import cli, make_job, make_partition
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_dispatcher", "admin_env")]

@@ -22,10 +22,11 @@ from django.utils import timezone
 from django_q.models import OrmQ
 
 from opsapp.billing.models import Subscription
-from partitions import services, steps
+from partitions import services
 from partitions.encoding import to_json
 from partitions.management.commands import jobs as jobs_command
 from partitions.models import Job, JobEvent, JobSample, Partition, SubJob
+from partitions.worker import steps
 from tests.clusters import wait_for
 from tests.factories import make_job, make_partition, planned_job, run_to_end, seed, started_job
 

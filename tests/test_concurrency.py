@@ -28,11 +28,12 @@ from django.db.models import Count
 from django.db.models.functions import Now
 
 from opsapp.billing.models import Subscription
-from partitions import claiming, steps
+from partitions import claiming
 from partitions.exceptions import LeaseLost
 from partitions.models import Job, JobEvent, Partition
-from partitions.runner import apply_outcome, run_partition
-from partitions.worker import drain
+from partitions.worker import drain, steps
+from partitions.worker.outcomes import apply_outcome
+from partitions.worker.run import run_partition
 from tests.factories import make_job, make_partition, planned_job, seed, started_job
 
 pytestmark = pytest.mark.usefixtures("no_dispatcher")

@@ -12,7 +12,8 @@ from django.db.models.functions import Now
 from opsapp.billing.models import Event
 from partitions import claiming, services, worker
 from partitions.models import Partition, SubJob
-from partitions.runner import apply_outcome, run_partition
+from partitions.worker.outcomes import apply_outcome
+from partitions.worker.run import run_partition
 from tests import jobtypes
 from tests.clusters import finished, wait_for
 from tests.factories import planned_job, run_to_end, seed
@@ -70,7 +71,7 @@ def test_items_of_one_ordering_key_stay_in_order_and_never_overlap_across_batch_
 
 
 def test_no_checkpoint_passes_an_item_still_in_flight(monkeypatch):
-    from partitions import runner
+    from partitions.worker import run as runner
 
     monkeypatch.setattr(runner, "CHECKPOINT_EVERY_SECONDS", 0.0)
     checkpoints: list[tuple[int, set[int], int]] = []

@@ -6,9 +6,10 @@ import pytest
 from django.utils import timezone
 from django_q.models import OrmQ, Schedule
 
-from partitions import maintenance, tasks
+from partitions import tasks
 from partitions.exceptions import InvalidParams
 from partitions.models import Job, JobEvent, JobSample
+from partitions.worker import maintenance
 from tests.factories import make_job, make_partition  # also registers the test job types
 
 pytestmark = pytest.mark.django_db

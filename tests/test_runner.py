@@ -8,8 +8,8 @@ import pytest
 
 from opsapp.billing.models import Subscription
 from partitions import claiming, services, worker
-from partitions.concurrency import ItemPool, ItemResult
 from partitions.models import JobEvent, SubJob
+from partitions.worker.concurrency import ItemPool, ItemResult
 from tests import jobtypes
 from tests.factories import make_job, make_partition, planned_job, run_to_end, seed
 
@@ -200,7 +200,7 @@ def test_items_of_one_ordering_key_never_overlap_and_finish_in_order_while_keys_
 
 
 def test_items_without_ordering_keys_run_concurrently_and_checkpoint_mid_batch(monkeypatch):
-    from partitions import runner
+    from partitions.worker import run as runner
 
     monkeypatch.setattr(runner, "CHECKPOINT_EVERY_SECONDS", 0.0)
     checkpoints = []

@@ -7,8 +7,8 @@ import pytest
 
 from opsapp.billing.models import Event, Subscription
 from partitions.models import Job, Partition
-from partitions.sources import KeyRangeSource, ModuloSource
 from partitions.splits import Items, ItemSpec, KeyRange, Modulo
+from partitions.worker.sources import KeyRangeSource, ModuloSource
 from tests.factories import seed
 
 pytestmark = pytest.mark.django_db

@@ -21,8 +21,9 @@ from django.conf import settings
 from django.core.management import call_command
 from django.db import DEFAULT_DB_ALIAS, connection, connections
 
-from partitions import dispatch, registry, services, steps, worker
+from partitions import dispatch, registry, services, worker
 from partitions.models import Job
+from partitions.worker import steps
 
 _FORK = multiprocessing.get_context("fork")
 #: Seconds a worker process may take before the run is declared hung.

@@ -7,10 +7,10 @@ from __future__ import annotations
 from django import forms
 
 from opsapp.bench import djangoq, harness
-from partitions import steps
 from partitions.job_types import JobType
 from partitions.models import Job, SubJob
 from partitions.splits import Items, ItemSpec
+from partitions.worker import steps
 
 CHUNK_SIZE = 1000
 #: django-q2 runs this share of the sub-jobs' count as tasks (its rate does not depend on the queue's length).

@@ -7,11 +7,12 @@ from datetime import timedelta
 
 from django.db.models.functions import Now
 
-from partitions import claiming, dispatch, steps
+from partitions import claiming, dispatch
 from partitions.lifecycle import SYSTEM, event
 from partitions.models import Job, JobEvent, JobSample
 from partitions.selectors import jobs_progress, jobs_stats
 from partitions.states import JobStatus
+from partitions.worker import steps
 
 log = logging.getLogger(__name__)
 

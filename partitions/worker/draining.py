@@ -10,8 +10,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from partitions import claiming, conf, dispatch
-from partitions.renewer import renewer
-from partitions.runner import apply_outcomes, run_partition
+from partitions.worker.outcomes import apply_outcomes
+from partitions.worker.renewer import renewer
+from partitions.worker.run import run_partition
 
 _PROCESS_TAG = uuid.uuid4().hex[:6]
 

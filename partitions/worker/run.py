@@ -1,4 +1,4 @@
-"""Executes one claimed partition, batch by batch from its checkpoint, and maps the outcome to a transition."""
+"""Executes one claimed partition, batch by batch from its checkpoint, until it ends with an Outcome."""
 
 from __future__ import annotations
 
@@ -7,40 +7,25 @@ import time
 import traceback as tb
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Any
 
 from django.db import transaction
 
-from partitions import claiming, conf, registry, services, steps
-from partitions.concurrency import ItemPool, ItemResult
+from partitions import claiming, conf
 from partitions.encoding import dumps
 from partitions.exceptions import CancelJob, JobControl, LeaseLost, Retry, SkipItem, error_line
-from partitions.feeding import feed_items, first_control
 from partitions.lifecycle import Actor, subjobs_finish
-from partitions.models import Job, JobEvent, Partition, SubJob
-from partitions.renewer import Held, renewer
-from partitions.sources import ItemSource, failed_item_subjob, source_for
-from partitions.states import JobStatus, PartitionStatus, SubJobStatus
+from partitions.models import JobEvent, Partition, SubJob
+from partitions.states import JobStatus, SubJobStatus
+from partitions.worker.concurrency import ItemPool, ItemResult
+from partitions.worker.context import Context, JobSetup, job_setup
+from partitions.worker.feeding import feed_items, first_control
+from partitions.worker.renewer import Held, renewer
+from partitions.worker.sources import ItemSource, failed_item_subjob, source_for
 
 log = logging.getLogger(__name__)
 
 #: With item concurrency, the longest a completed prefix waits for its checkpoint (also taken at each batch end).
 CHECKPOINT_EVERY_SECONDS = 1.0
-
-
-@dataclass
-class Context:
-    """What job code gets with every batch or item."""
-
-    job: Job
-    partition: Partition
-    params: dict[str, Any]
-    worker_id: str
-
-    def idempotency_key(self, item) -> str:
-        """Stable across retries and workers: job id plus the item's identity."""
-        ident = f"{item.key}" if isinstance(item, SubJob) else f"{type(item)._meta.label_lower}:{item.pk}"
-        return f"job-{self.job.pk}:{ident}"
 
 
 @dataclass
@@ -219,28 +204,6 @@ def _error_text(result: ItemResult) -> str:
     return error_line(result.error)
 
 
-@dataclass(frozen=True)
-class JobSetup:
-    """A job with its type and typed params: looked up once per job per drain, not once per partition."""
-
-    job: Job
-    job_type: Any
-    params: dict[str, Any]
-
-
-def job_setup(job_id: int, cache: dict[int, JobSetup] | None = None) -> JobSetup:
-    """The job's setup, from `cache` when it holds it (the job's status in it may be stale: status
-    changes reach a running partition through its fenced checkpoint, never through this object)."""
-    if cache is not None and job_id in cache:
-        return cache[job_id]
-    job = Job.objects.get(pk=job_id)
-    job_type = registry.get(job.type_name)
-    setup = JobSetup(job, job_type, job_type.load_params(job.params))
-    if cache is not None:
-        cache[job_id] = setup
-    return setup
-
-
 def run_partition(partition: Partition, *, worker_id: str, deadline: float | None = None,
                   cache: dict[int, JobSetup] | None = None) -> Outcome:
     """Run a claimed partition until done, failed, released (budget/pause) or lease lost."""
@@ -252,62 +215,3 @@ def run_partition(partition: Partition, *, worker_id: str, deadline: float | Non
     return run.execute()
 
 
-def _finishes(partition: Partition, token: int, outcome: Outcome, actor: str, job_type) -> bool:
-    if outcome.kind == "released":
-        claiming.partition_release(partition.pk, token, actor=actor, reason=outcome.reason)
-    elif outcome.kind in {"failed", "retry"}:
-        delay = outcome.retry_after if outcome.retry_after is not None else job_type.backoff.delay(partition.attempts)
-        status = claiming.partition_fail(partition.pk, token, actor=actor, error=outcome.reason,
-                                         traceback=outcome.traceback, retry_after=delay, final=outcome.final)
-        if status == PartitionStatus.FAILED:
-            return not steps.job_trip_breaker(partition.job_id) and _none_left(partition.job_id)
-    elif outcome.kind == "cancelled":
-        claiming.partition_cancel(partition.pk, token, actor=actor, reason=outcome.reason)
-    elif outcome.kind == "cancel_job":
-        claiming.partition_cancel(partition.pk, token, actor=actor, reason=outcome.reason)
-        services.job_cancel(partition.job_id, actor=actor, reason=error_line(outcome.reason))
-    return False
-
-
-def _none_left(job_id: int) -> bool:
-    return bool(claiming.jobs_without_unfinished_partitions([job_id]))
-
-
-def apply_outcomes(finished: list[tuple[Partition, Outcome]], *, worker_id: str,
-                   cache: dict[int, JobSetup] | None = None) -> set[int]:
-    """The one place outcomes become transitions: successes in one statement, the rest one by one.
-
-    Returns the jobs that may now be finalized.
-    """
-    done = [(p, o) for p, o in finished if o.kind == "succeeded"]
-    completed, jobs = claiming.partitions_complete([(p.pk, p.lease_token, o.stats) for p, o in done],
-                                                   actor=worker_id)
-    for partition, outcome in done:
-        _log(partition, outcome)
-        if partition.pk not in completed:
-            log.warning("partition %s: lease lost before recording %s", partition.pk, outcome.kind)
-    for partition, outcome in finished:
-        if outcome.kind != "succeeded" and apply_outcome(partition, outcome, worker_id=worker_id, cache=cache):
-            jobs.add(partition.job_id)
-    return jobs
-
-
-def _log(partition: Partition, outcome: Outcome) -> None:
-    log.info("partition %s of job %s (token %s): %s %s", partition.pk, partition.job_id, partition.lease_token,
-             outcome.kind, outcome.reason)
-
-
-def apply_outcome(partition: Partition, outcome: Outcome, *, worker_id: str,
-                  cache: dict[int, JobSetup] | None = None) -> bool:
-    """One outcome as a transition; True when the job may now be finalized."""
-    if outcome.kind == "succeeded":
-        return partition.job_id in apply_outcomes([(partition, outcome)], worker_id=worker_id, cache=cache)
-    _log(partition, outcome)
-    if outcome.kind == "lease_lost":
-        return False
-    try:
-        job_type = job_setup(partition.job_id, cache).job_type
-        return _finishes(partition, partition.lease_token, outcome, worker_id, job_type)
-    except LeaseLost:
-        log.warning("partition %s: lease lost before recording %s", partition.pk, outcome.kind)
-        return False

@@ -13,9 +13,9 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from partitions.concurrency import ItemPool, ItemResult
 from partitions.exceptions import JobControl, SkipItem
-from partitions.sources import ItemSource
+from partitions.worker.concurrency import ItemPool, ItemResult
+from partitions.worker.sources import ItemSource
 
 
 def first_control(results: list[ItemResult]) -> tuple[int, JobControl] | None:

@@ -1,0 +1,46 @@
+"""What job code gets with each batch or item (`Context`), and the per-drain cache of a job's setup."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from partitions import registry
+from partitions.models import Job, Partition, SubJob
+
+
+@dataclass
+class Context:
+    """What job code gets with every batch or item."""
+
+    job: Job
+    partition: Partition
+    params: dict[str, Any]
+    worker_id: str
+
+    def idempotency_key(self, item) -> str:
+        """Stable across retries and workers: job id plus the item's identity."""
+        ident = f"{item.key}" if isinstance(item, SubJob) else f"{type(item)._meta.label_lower}:{item.pk}"
+        return f"job-{self.job.pk}:{ident}"
+
+
+@dataclass(frozen=True)
+class JobSetup:
+    """A job with its type and typed params: looked up once per job per drain, not once per partition."""
+
+    job: Job
+    job_type: Any
+    params: dict[str, Any]
+
+
+def job_setup(job_id: int, cache: dict[int, JobSetup] | None = None) -> JobSetup:
+    """The job's setup, from `cache` when it holds it (the job's status in it may be stale: status
+    changes reach a running partition through its fenced checkpoint, never through this object)."""
+    if cache is not None and job_id in cache:
+        return cache[job_id]
+    job = Job.objects.get(pk=job_id)
+    job_type = registry.get(job.type_name)
+    setup = JobSetup(job, job_type, job_type.load_params(job.params))
+    if cache is not None:
+        cache[job_id] = setup
+    return setup
