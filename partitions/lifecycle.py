@@ -19,6 +19,7 @@ from django.db.models.functions import Coalesce, Now
 
 from partitions.exceptions import InvalidTransition, LeaseLost
 from partitions.models import Job, JobEvent, Partition, SubJob
+from partitions.sql import SQL_SUBJOBS_FINISH
 from partitions.states import (
     JOB_TERMINAL,
     JOB_TRANSITIONS,
@@ -174,16 +175,8 @@ def subjobs_finish(outcomes: list[tuple[int, int, str | None, str, str]], target
         return 0
     ids, durations, results, errors, tracebacks = (list(column) for column in zip(*outcomes, strict=True))
     with connection.cursor() as cursor:
-        cursor.execute(
-            """
-            UPDATE partitions_subjob s
-            SET status = %s, finished_at = statement_timestamp(), attempts = s.attempts + 1,
-                duration_ms = v.ms, result = v.result::jsonb, error = v.error, traceback = v.tb
-            FROM unnest(%s::bigint[], %s::int[], %s::text[], %s::text[], %s::text[]) AS v(id, ms, result, error, tb)
-            WHERE s.id = v.id AND s.status = ANY(%s)
-            """,
-            [target, ids, durations, results, errors, tracebacks, sources(SUBJOB_TRANSITIONS, target)],
-        )
+        cursor.execute(SQL_SUBJOBS_FINISH,
+                       [target, ids, durations, results, errors, tracebacks, sources(SUBJOB_TRANSITIONS, target)])
         return cursor.rowcount
 
 

@@ -15,6 +15,7 @@ from django.db.models import Case, Count, Max, OuterRef, Q, QuerySet, Subquery, 
 from django.db.models.functions import Coalesce, Now
 
 from partitions.models import Job, JobEvent, Partition, SubJob
+from partitions.sql import SQL_JOB_SAMPLES_THINNED, SQL_JOBS_SAMPLE_WINDOW
 from partitions.states import JobStatus, PartitionStatus, SubJobStatus
 
 log = logging.getLogger(__name__)
@@ -90,29 +91,6 @@ def job_get(job_id: int) -> Job:
 #: Seconds of JobSample history that make "current" throughput.
 RATE_WINDOW_SECONDS = 300
 
-# One row per requested job (LEFT JOIN), with the database clock: the first sample of the
-# window and the average live leases over it. Not min() of the counters: a sub-job retry
-# takes failed items out of them, so they can go down.
-SQL_JOBS_SAMPLE_WINDOW = """
-    SELECT j.id, now(), min(s.taken_at),
-           (array_agg(s.done_items + s.failed_items ORDER BY s.taken_at))[1], avg(s.live_leases)
-    FROM unnest(%(ids)s::bigint[]) AS j(id)
-    LEFT JOIN partitions_jobsample s
-           ON s.job_id = j.id AND s.taken_at >= now() - make_interval(secs => %(window)s)
-    GROUP BY j.id
-"""
-
-# Every k-th sample of a job (plus the last), so a chart of a week-long job stays ~max_points wide.
-SQL_JOB_SAMPLES_THINNED = """
-    WITH s AS (
-        SELECT taken_at, done_items + failed_items AS handled, live_leases,
-               row_number() OVER (ORDER BY taken_at) AS rn, count(*) OVER () AS n
-        FROM partitions_jobsample WHERE job_id = %(job_id)s
-    )
-    SELECT taken_at, handled, live_leases FROM s
-    WHERE (rn - 1) %% greatest(1, ceil(n::numeric / %(points)s))::bigint = 0 OR rn = n
-    ORDER BY taken_at
-"""
 
 
 @dataclass

@@ -14,6 +14,7 @@ from partitions.lifecycle import job_pending_work_cancel, transition
 from partitions.models import Job, Partition, SubJob
 from partitions.selectors import job_progress
 from partitions.splits import PartitionPlan, plan_splits
+from partitions.sql import SQL_ASYNC_COMMIT, SQL_SUBJOBS_COPY
 from partitions.states import JobStatus, PartitionStatus, SubJobStatus
 
 log = logging.getLogger(__name__)
@@ -47,15 +48,6 @@ def job_plan(job_id: int, *, worker_id: str) -> Job | None:
     transaction.on_commit(lambda: dispatch.job_planned(job_id))
     return job
 
-
-# The plan's commit may be lost in a crash of the database server without harm: the job, its partitions and
-# sub-jobs go together, the job stays planning, and tick plans it again once its step lease runs out. Any
-# later synchronous commit (a claim's checkpoint, a finalize) flushes it anyway: the log is written in order.
-SQL_ASYNC_COMMIT = "SET LOCAL synchronous_commit = off"
-
-SQL_SUBJOBS_COPY = """
-    COPY partitions_subjob (job_id, partition_id, seq, key, payload, ordering_key, status, attempts, error) FROM STDIN
-"""
 
 
 def _write_plans(job: Job, plans: list[PartitionPlan], *, max_attempts: int) -> None:

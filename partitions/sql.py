@@ -1,0 +1,46 @@
+"""Every SQL statement of the engine that is not about locking, leases or fencing (those are in `claiming`),
+each named and described once. The key-range planner's recursive keyset walk is built per queryset in
+`splits.KeyRange.boundaries_sql`, from the queryset's own compiled SQL."""
+
+# One row per requested job (LEFT JOIN), with the database clock: the first sample of the
+# window and the average live leases over it. Not min() of the counters: a sub-job retry
+# takes failed items out of them, so they can go down.
+SQL_JOBS_SAMPLE_WINDOW = """
+    SELECT j.id, now(), min(s.taken_at),
+           (array_agg(s.done_items + s.failed_items ORDER BY s.taken_at))[1], avg(s.live_leases)
+    FROM unnest(%(ids)s::bigint[]) AS j(id)
+    LEFT JOIN partitions_jobsample s
+           ON s.job_id = j.id AND s.taken_at >= now() - make_interval(secs => %(window)s)
+    GROUP BY j.id
+"""
+
+# Every k-th sample of a job (plus the last), so a chart of a week-long job stays ~max_points wide.
+SQL_JOB_SAMPLES_THINNED = """
+    WITH s AS (
+        SELECT taken_at, done_items + failed_items AS handled, live_leases,
+               row_number() OVER (ORDER BY taken_at) AS rn, count(*) OVER () AS n
+        FROM partitions_jobsample WHERE job_id = %(job_id)s
+    )
+    SELECT taken_at, handled, live_leases FROM s
+    WHERE (rn - 1) %% greatest(1, ceil(n::numeric / %(points)s))::bigint = 0 OR rn = n
+    ORDER BY taken_at
+"""
+
+# Finish many sub-jobs in one statement: (id, duration, result, error, traceback) arrays, guarded by the
+# transition table's sources of the target status.
+SQL_SUBJOBS_FINISH = """
+    UPDATE partitions_subjob s
+    SET status = %s, finished_at = statement_timestamp(), attempts = s.attempts + 1,
+        duration_ms = v.ms, result = v.result::jsonb, error = v.error, traceback = v.tb
+    FROM unnest(%s::bigint[], %s::int[], %s::text[], %s::text[], %s::text[]) AS v(id, ms, result, error, tb)
+    WHERE s.id = v.id AND s.status = ANY(%s)
+"""
+
+# The plan's commit may be lost in a crash of the database server without harm: the job, its partitions and
+# sub-jobs go together, the job stays planning, and tick plans it again once its step lease runs out. Any
+# later synchronous commit (a claim's checkpoint, a finalize) flushes it anyway: the log is written in order.
+SQL_ASYNC_COMMIT = "SET LOCAL synchronous_commit = off"
+
+SQL_SUBJOBS_COPY = """
+    COPY partitions_subjob (job_id, partition_id, seq, key, payload, ordering_key, status, attempts, error) FROM STDIN
+"""
