@@ -82,3 +82,14 @@ def test_only_the_adapter_module_of_the_engine_imports_django_q():
     }
     assert offenders == {}
     assert imports_of_forbidden(DJANGO_Q_ADAPTER.read_text(encoding="utf-8"), package="django_q"), "the adapter moved"
+
+
+def test_the_demo_imports_the_engine_only_through_its_api():
+    demo = REPO / "opsapp" / "billing"
+    engine_imports = {
+        str(path.relative_to(REPO)): [hit for hit in imports_of_forbidden(path.read_text(encoding="utf-8"),
+                                                                      str(path), package="partitions")
+                                      if not hit.endswith(": partitions.api")]
+        for path in sorted(demo.rglob("*.py")) if "migrations" not in path.parts
+    }
+    assert {path: hits for path, hits in engine_imports.items() if hits} == {}

@@ -14,11 +14,7 @@ from django.utils import timezone
 
 from opsapp.billing import broker
 from opsapp.billing.models import Customer, Event, Invoice, Product, Subscription
-from partitions.job_types import JobType
-from partitions.lifecycle import SYSTEM, event
-from partitions.models import SubJob
-from partitions.registry import register
-from partitions.splits import Items, ItemSpec, KeyRange, Modulo
+from partitions.api import SYSTEM, Items, ItemSpec, JobType, KeyRange, Modulo, SubJob, event, register
 
 # 1. Migrate millions of rows ---------------------------------------------------------------
 
