@@ -6,10 +6,8 @@ SIGKILL to the whole group after a grace period.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -18,6 +16,8 @@ from urllib.parse import quote
 from django.conf import settings
 from django_q.conf import Conf
 from django_q.status import Stat
+
+from opsapp.processes import kill_group, stop_groups
 
 #: Seconds a stopping cluster gets to finish its tasks before its process group is killed.
 GRACE_SECONDS = 15.0
@@ -53,28 +53,18 @@ class QCluster:
     def running(self) -> bool:
         return self.proc.poll() is None
 
-    def terminate(self) -> None:
-        """Ask the cluster to stop (SIGTERM to the main pid only); it finishes its running tasks first."""
-        if self.running():
-            self.proc.send_signal(signal.SIGTERM)
-
     def stop(self, grace: float = GRACE_SECONDS) -> None:
         """SIGTERM to the main pid, SIGKILL to the group if it is still there after `grace` seconds."""
-        self.terminate()
-        try:
-            self.proc.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            self.kill()
-        self._log.close()
+        stop_groups([self.proc], grace=grace)
+        self.close_log()
 
     def kill(self) -> None:
         """kill -9 every process of the cluster at once: a machine dying."""
         self.killed = True
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.proc.wait(timeout=10)
+        kill_group(self.proc)
+        self.close_log()
+
+    def close_log(self) -> None:
         self._log.close()
 
     def pids(self) -> set[int]:
@@ -96,11 +86,9 @@ class QCluster:
 def stop_all(clusters: Iterable[QCluster], grace: float = GRACE_SECONDS) -> None:
     """Stop clusters together: SIGTERM to every main pid first, so their grace periods overlap."""
     clusters = list(clusters)
+    stop_groups([cluster.proc for cluster in clusters], grace=grace)
     for cluster in clusters:
-        cluster.terminate()
-    deadline = time.monotonic() + grace
-    for cluster in clusters:
-        cluster.stop(grace=max(0.0, deadline - time.monotonic()))
+        cluster.close_log()
 
 
 def ready(clusters: Iterable[QCluster], *, workers: int) -> bool:

@@ -18,6 +18,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
 from opsapp import devdb
+from opsapp.processes import stop_groups
 from partitions import registry
 
 GRACE_SECONDS = 15
@@ -97,15 +98,7 @@ class Command(BaseCommand):
             time.sleep(0.5)
 
     def _stop(self, children: dict[str, subprocess.Popen]) -> None:
-        for proc in children.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + GRACE_SECONDS
-        for name, proc in children.items():
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                self.stderr.write(f"{name} did not stop in {GRACE_SECONDS}s; killing it.")
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        names = {proc.pid: name for name, proc in children.items()}
+        stop_groups(children.values(), grace=GRACE_SECONDS, on_kill=lambda proc: self.stderr.write(
+            f"{names[proc.pid]} did not stop in {GRACE_SECONDS}s; killing it."))
         self.stdout.write("Stopped gunicorn and qcluster.")
