@@ -69,7 +69,7 @@ def clusters(db_url, tmp_path):
     """Start real qclusters on the test database: `clusters(n, **env)`; each is stopped at teardown."""
     from django.db import connections
 
-    from tests.clusters import Cluster
+    from tests.support import Cluster
 
     started: list[Cluster] = []
 
@@ -83,6 +83,18 @@ def clusters(db_url, tmp_path):
     for cluster in started:
         if cluster.proc.poll() is None:
             cluster.stop()
+
+
+@pytest.fixture
+def children(transactional_db, tmp_path):
+    """Forked children racing on the test database; whatever is still alive is killed at teardown."""
+    # Requesting transactional_db first makes this teardown run before the flush, which a
+    # stopped child holding row locks would block.
+    from tests.support import Children
+
+    kids = Children(tmp_path)
+    yield kids
+    kids.kill_all()
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from django.urls import reverse
 
 from partitions.models import Job, JobEvent, Partition, SubJob
 from tests.conftest import VIEW_PERMS, make_staff
-from tests.factories import make_job, make_partition
+from tests.support import make_job, make_partition
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("admin_env")]
 
@@ -423,7 +423,7 @@ def test_preview_shows_the_plan_and_writes_nothing(operator):
 
 
 def test_preview_of_a_key_range_split_shows_bounds_and_estimated_rows(operator):
-    from tests.factories import seed
+    from tests.support import seed
 
     seed(subscriptions=120)
     before = rows()

@@ -13,7 +13,7 @@ from django.urls import reverse
 
 from partitions.models import Job, JobEvent, JobSample, Partition, SubJob
 from partitions.selectors import job_stats
-from tests.factories import make_job, make_partition
+from tests.support import make_job, make_partition
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("admin_env")]
 

@@ -15,7 +15,7 @@ from partitions.exceptions import InvalidParams
 from partitions.models import Job, JobEvent, Partition, SubJob
 from partitions.validation import REASON_MAX_LENGTH
 from partitions.worker import steps
-from tests.factories import cli, make_job, make_partition
+from tests.support import cli, make_job, make_partition
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_dispatcher", "admin_env")]
 
@@ -215,7 +215,7 @@ def test_a_planning_failure_is_one_line_for_operators_with_no_traceback(db):
 
 
 def test_a_failed_item_keeps_its_traceback_apart_and_viewers_see_one_line(operator, viewer):
-    from tests.factories import planned_job, run_to_end, seed
+    from tests.support import planned_job, run_to_end, seed
 
     seed(subscriptions=0)
     job = run_to_end(planned_job("tests.items_serial", {"count": 4, "chunk_size": 4, "fail_every": 2}))

@@ -12,7 +12,7 @@ from django.urls import reverse
 from opsapp.billing.models import Invoice
 from opsapp.billing.seeding import seed_demo
 from partitions.models import Job
-from tests.clusters import Cluster
+from tests.support import Cluster
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"

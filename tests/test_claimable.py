@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from partitions import claiming, worker
 from partitions.models import JobEvent, Partition
-from tests.factories import make_job, make_partition
+from tests.support import make_job, make_partition
 
 pytestmark = pytest.mark.usefixtures("no_dispatcher")
 
@@ -161,7 +161,7 @@ def test_jobs_of_equal_priority_share_the_fleet(db):
 @pytest.mark.django_db(transaction=True)
 def test_a_standby_that_claims_work_hands_the_watch_to_another_drain(settings):
     from tests import jobtypes
-    from tests.factories import planned_job, seed
+    from tests.support import planned_job, seed
 
     settings.PARTITIONS_LEASE_SECONDS = 2
     seed(subscriptions=50)

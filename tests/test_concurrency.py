@@ -10,20 +10,15 @@ the test database is flushed, so a failure cannot hang the suite.
 
 from __future__ import annotations
 
-import json
-import multiprocessing
-import os
 import random
 import signal
 import time
-import traceback
 from collections import Counter
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
-from django.db import connection, connections, transaction
+from django.db import connection, transaction
 from django.db.models import Count
 from django.db.models.functions import Now
 
@@ -34,92 +29,9 @@ from partitions.models import Job, JobEvent, Partition
 from partitions.worker import drain, steps
 from partitions.worker.outcomes import apply_outcome
 from partitions.worker.run import run_partition
-from tests.factories import make_job, make_partition, planned_job, seed, started_job
+from tests.support import WAIT, Child, make_job, make_partition, planned_job, seed, started_job
 
 pytestmark = pytest.mark.usefixtures("no_dispatcher")
-
-FORK = multiprocessing.get_context("fork")
-#: Upper bound of every wait (child exit, DB condition), so a broken invariant fails instead of hanging.
-WAIT = 30.0
-
-
-# Child processes ---------------------------------------------------------------------------------------
-
-
-def _child_main(fn: Callable[..., Any], args: tuple, out: Path) -> None:
-    """Body of every child: run fn, write its result (or traceback) as JSON, close connections, _exit."""
-    code = 0
-    try:
-        payload = {"ok": True, "result": fn(*args)}
-    except BaseException:
-        payload, code = {"ok": False, "error": traceback.format_exc()}, 1
-    try:
-        out.write_text(json.dumps(payload, default=str))
-    finally:
-        connections.close_all()
-        os._exit(code)
-
-
-class Child:
-    def __init__(self, proc, out: Path):
-        self.proc, self.out = proc, out
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def signal(self, sig: signal.Signals) -> None:
-        os.kill(self.pid, sig)
-
-    def result(self, timeout: float = WAIT) -> Any:
-        """Wait for a clean exit and return what the child's function returned."""
-        self.proc.join(timeout)
-        if self.proc.is_alive():
-            self.signal(signal.SIGKILL)
-            self.proc.join(5)
-            pytest.fail(f"child {self.proc.name} did not finish within {timeout} s")
-        payload = json.loads(self.out.read_text()) if self.out.exists() else None
-        assert self.proc.exitcode == 0, f"child {self.proc.name} exited {self.proc.exitcode}: " + (
-            payload["error"] if payload else "no report")
-        return payload["result"]
-
-
-class Children:
-    """Starts children from a connection-free parent; kills leftovers (even stopped ones) at teardown."""
-
-    def __init__(self, tmp_path: Path):
-        self.tmp_path, self.started = tmp_path, []
-
-    def start(self, fn: Callable[..., Any], *args: Any, name: str) -> Child:
-        connections.close_all()  # never share the parent's socket with a child
-        out = self.tmp_path / f"{name}.json"
-        proc = FORK.Process(target=_child_main, args=(fn, args, out), name=name, daemon=True)
-        proc.start()
-        child = Child(proc, out)
-        self.started.append(child)
-        return child
-
-    def race(self, fn: Callable[..., Any], args_of: Callable[[int], tuple], n: int, name: str) -> list[Any]:
-        """Start n children that call fn(barrier, *args_of(i)) and return their results, in order."""
-        barrier = FORK.Barrier(n)
-        kids = [self.start(fn, barrier, *args_of(i), name=f"{name}-{i}") for i in range(n)]
-        return [kid.result() for kid in kids]
-
-    def kill_all(self) -> None:
-        for child in self.started:
-            if child.proc.is_alive():
-                child.signal(signal.SIGKILL)  # works on stopped processes too
-            child.proc.join(5)
-
-
-@pytest.fixture
-def children(transactional_db, tmp_path):
-    # Requesting transactional_db first makes this teardown run before the flush, which a
-    # stopped child holding row locks would block.
-    kids = Children(tmp_path)
-    yield kids
-    kids.kill_all()
-
 
 def _ready(barrier) -> None:
     """Connect first, then wait for the others, so the race starts at the same instant."""

@@ -15,7 +15,7 @@ from django.test import Client
 from django.urls import reverse
 
 from partitions.models import JobEvent, SubJob
-from tests.factories import make_job, make_partition
+from tests.support import make_job, make_partition
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("admin_env")]
 

@@ -15,8 +15,7 @@ from partitions.models import Partition, SubJob
 from partitions.worker.outcomes import apply_outcome
 from partitions.worker.run import run_partition
 from tests import jobtypes
-from tests.clusters import finished, wait_for
-from tests.factories import planned_job, run_to_end, seed
+from tests.support import finished, planned_job, run_to_end, seed, wait_for
 
 pytestmark = pytest.mark.django_db
 

@@ -20,7 +20,7 @@ from partitions.states import (
     PartitionStatus,
     SubJobStatus,
 )
-from tests.factories import make_job, make_partition, started_job
+from tests.support import make_job, make_partition, started_job
 
 pytestmark = pytest.mark.django_db
 

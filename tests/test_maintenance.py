@@ -10,7 +10,7 @@ from partitions import tasks
 from partitions.exceptions import InvalidParams
 from partitions.models import Job, JobEvent, JobSample
 from partitions.worker import maintenance
-from tests.factories import make_job, make_partition  # also registers the test job types
+from tests.support import make_job, make_partition  # also registers the test job types
 
 pytestmark = pytest.mark.django_db
 

@@ -3,7 +3,7 @@
 import pytest
 from django.test import Client
 
-from tests.factories import make_job, make_partition
+from tests.support import make_job, make_partition
 
 pytestmark = pytest.mark.django_db
 

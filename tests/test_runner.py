@@ -11,7 +11,7 @@ from partitions import claiming, services, worker
 from partitions.models import JobEvent, SubJob
 from partitions.worker.concurrency import ItemPool, ItemResult
 from tests import jobtypes
-from tests.factories import make_job, make_partition, planned_job, run_to_end, seed
+from tests.support import make_job, make_partition, planned_job, run_to_end, seed
 
 pytestmark = pytest.mark.django_db
 

@@ -9,7 +9,7 @@ from opsapp.billing.models import Event, Subscription
 from partitions.models import Job, Partition
 from partitions.splits import Items, ItemSpec, KeyRange, Modulo
 from partitions.worker.sources import KeyRangeSource, ModuloSource
-from tests.factories import seed
+from tests.support import seed
 
 pytestmark = pytest.mark.django_db
 

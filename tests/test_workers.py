@@ -13,7 +13,7 @@ from opsapp.billing.seeding import seed_demo
 from partitions import services
 from partitions.models import Job, JobEvent, Partition
 from tests import jobtypes  # noqa: F401 - registers tests.bump_range here too
-from tests.clusters import finished, wait_for
+from tests.support import finished, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 

@@ -1,0 +1,220 @@
+"""Support for the tests, in one place: rows in any state and helpers that drive the engine directly (no
+django-q2), the CLI as a shell runs it, forked child processes that race on the database, and real qcluster
+processes on the test database."""
+
+from __future__ import annotations
+
+import io
+import json
+import multiprocessing
+import os
+import signal
+import time
+import traceback
+from collections.abc import Callable
+from contextlib import redirect_stderr
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.core.management.base import CommandError
+from django.db import connections
+from django.utils import timezone
+
+import tests.jobtypes  # noqa: F401 - registers the test job types
+from opsapp.bench.qclusters import QCluster
+from opsapp.billing.seeding import seed_demo
+from partitions import services, worker
+from partitions.management.commands.jobs import Command as JobsCommand
+from partitions.models import Job, Partition
+from partitions.worker import steps
+
+# Rows and the engine driven directly ----------------------------------------------------------------------
+
+def seed(subscriptions: int = 1000, events: int = 0, products: int = 2) -> None:
+    seed_demo(products=products, subscriptions=subscriptions, customers=5, events=events)
+
+
+def started_job(type_name: str, params: dict[str, Any], **kwargs) -> Job:
+    job, _ = services.job_start(type_name, params, actor="test", **kwargs)
+    return job
+
+
+def planned_job(type_name: str, params: dict[str, Any], **kwargs) -> Job:
+    job = started_job(type_name, params, **kwargs)
+    planned = steps.job_plan(job.pk, worker_id="planner")
+    assert planned is not None
+    return planned
+
+
+def run_to_end(job: Job, *, rounds: int = 200) -> Job:
+    """Drain in this process (waiting out short backoffs) until no partition is pending or running, then
+    finalize: the whole engine path without workers."""
+    for _ in range(rounds):
+        worker.drain(budget_seconds=30, job_id=job.pk, worker="test-worker")
+        if not Partition.objects.filter(job=job, status__in=["pending", "running"]).exists():
+            break
+        time.sleep(0.02)
+    steps.job_finalize(job.pk, worker_id="test-worker")
+    job.refresh_from_db()
+    return job
+
+
+def make_job(*, status: str = "running", type_name: str = "tests.bump_range", **fields) -> Job:
+    now = timezone.now()
+    stamps = {"finished_at": now} if status in {"succeeded", "failed", "cancelled"} else {}
+    return Job.objects.create(type_name=type_name, params={"partitions": 1}, status=status, **stamps, **fields)
+
+
+def make_partition(job: Job, *, seq: int = 0, status: str = "pending", **fields) -> Partition:
+    now = timezone.now()
+    defaults: dict[str, Any] = {"kind": "range", "key": ["created_at", "id"]}
+    if status == "running":
+        defaults.update(lease_owner="someone", lease_token=1, lease_expires_at=now + timedelta(seconds=60))
+    if status in {"succeeded", "failed", "cancelled"}:
+        defaults["finished_at"] = now
+    return Partition.objects.create(job=job, seq=seq, status=status, **{**defaults, **fields})
+
+
+def cli(*args: str) -> tuple[int, str, str]:
+    """`manage.py jobs ARGS` as a shell would run it, in this process: (exit code, stdout, stderr).
+
+    BaseCommand.run_from_argv's path, except that it leaves the test's database connection open: argparse
+    errors exit 2 with usage on stderr, a CommandError prints `CommandError: …` and exits with its code.
+    """
+    out, err = io.StringIO(), io.StringIO()
+    command = JobsCommand(stdout=out, stderr=err)
+    command._called_from_command_line = True
+    with redirect_stderr(err):
+        try:
+            options = vars(command.create_parser("manage.py", "jobs").parse_args(list(args)))
+            options.pop("args", None)
+            command.execute(**options)
+        except SystemExit as exc:
+            return (exc.code if isinstance(exc.code, int) else 1), out.getvalue(), err.getvalue()
+        except CommandError as exc:
+            err.write(f"CommandError: {exc}\n")
+            return exc.returncode, out.getvalue(), err.getvalue()
+    return 0, out.getvalue(), err.getvalue()
+
+
+# Forked children racing on the database ------------------------------------------------------------------
+
+FORK = multiprocessing.get_context("fork")
+#: Upper bound of every wait (child exit, DB condition), so a broken invariant fails instead of hanging.
+WAIT = 30.0
+
+
+# Child processes ---------------------------------------------------------------------------------------
+
+
+def _child_main(fn: Callable[..., Any], args: tuple, out: Path) -> None:
+    """Body of every child: run fn, write its result (or traceback) as JSON, close connections, _exit."""
+    code = 0
+    try:
+        payload = {"ok": True, "result": fn(*args)}
+    except BaseException:
+        payload, code = {"ok": False, "error": traceback.format_exc()}, 1
+    try:
+        out.write_text(json.dumps(payload, default=str))
+    finally:
+        connections.close_all()
+        os._exit(code)
+
+
+class Child:
+    def __init__(self, proc, out: Path):
+        self.proc, self.out = proc, out
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def signal(self, sig: signal.Signals) -> None:
+        os.kill(self.pid, sig)
+
+    def result(self, timeout: float = WAIT) -> Any:
+        """Wait for a clean exit and return what the child's function returned."""
+        self.proc.join(timeout)
+        if self.proc.is_alive():
+            self.signal(signal.SIGKILL)
+            self.proc.join(5)
+            pytest.fail(f"child {self.proc.name} did not finish within {timeout} s")
+        payload = json.loads(self.out.read_text()) if self.out.exists() else None
+        assert self.proc.exitcode == 0, f"child {self.proc.name} exited {self.proc.exitcode}: " + (
+            payload["error"] if payload else "no report")
+        return payload["result"]
+
+
+class Children:
+    """Starts children from a connection-free parent; kills leftovers (even stopped ones) at teardown."""
+
+    def __init__(self, tmp_path: Path):
+        self.tmp_path, self.started = tmp_path, []
+
+    def start(self, fn: Callable[..., Any], *args: Any, name: str) -> Child:
+        connections.close_all()  # never share the parent's socket with a child
+        out = self.tmp_path / f"{name}.json"
+        proc = FORK.Process(target=_child_main, args=(fn, args, out), name=name, daemon=True)
+        proc.start()
+        child = Child(proc, out)
+        self.started.append(child)
+        return child
+
+    def race(self, fn: Callable[..., Any], args_of: Callable[[int], tuple], n: int, name: str) -> list[Any]:
+        """Start n children that call fn(barrier, *args_of(i)) and return their results, in order."""
+        barrier = FORK.Barrier(n)
+        kids = [self.start(fn, barrier, *args_of(i), name=f"{name}-{i}") for i in range(n)]
+        return [kid.result() for kid in kids]
+
+    def kill_all(self) -> None:
+        for child in self.started:
+            if child.proc.is_alive():
+                child.signal(signal.SIGKILL)  # works on stopped processes too
+            child.proc.join(5)
+
+
+# Real qclusters ------------------------------------------------------------------------------------------
+
+#: Short leases and drain budgets so crash tests finish quickly; retry > (1 + ceil(5/2)) * (timeout + 3).
+CLUSTER_ENV = {
+    "PARTITIONS_LEASE_SECONDS": "3",
+    "PARTITIONS_DRAIN_BUDGET_SECONDS": "5",
+    "PARTITIONS_JOB_MODULES": "tests.jobtypes",
+    "Q_WORKERS": "2",
+    "Q_TIMEOUT": "30",
+    "Q_RETRY": "200",
+    "LOG_LEVEL": "INFO",
+}
+
+
+class Cluster(QCluster):
+    """One qcluster on `db_url` with the tests' short leases, in its own process group."""
+
+    def __init__(self, db_url: str, log_path: Path, **extra_env: str):
+        super().__init__({**CLUSTER_ENV, "DATABASE_URL": db_url, **extra_env}, log_path)
+
+
+def wait_for(condition: Callable[[], bool], *, timeout: float, what: str, clusters: list[Cluster] = ()) -> None:
+    """Poll until condition() is true; on timeout fail with the clusters' logs."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        if dead := [c for c in clusters if c.proc.poll() is not None and not c.killed]:
+            raise AssertionError(f"a qcluster exited early:\n{dead[0].tail()}")
+        time.sleep(0.2)
+    logs = "\n\n".join(f"--- {c.log_path.name}\n{c.tail()}" for c in clusters)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{logs}")
+
+
+def finished(job, clusters: list[Cluster], timeout: float = 120):
+    """Wait for a job to end under these clusters; the job, refreshed."""
+    from partitions.models import Job
+    from partitions.states import JOB_TERMINAL
+
+    wait_for(lambda: Job.objects.get(pk=job.pk).status in JOB_TERMINAL, timeout=timeout,
+             what=f"job {job.pk} to finish", clusters=clusters)
+    job.refresh_from_db()
+    return job
