@@ -72,6 +72,17 @@ def _live_lease(p: str = "p") -> str:
     return f"({p}.status = 'running' AND NOT {lease_lapsed(p)})"
 
 
+def live_lease_q() -> Q:
+    """ORM: partitions held by a live lease, by the same SQL as claiming (so the console never disagrees)."""
+    return Q(status=PartitionStatus.RUNNING) & Q(pk__in=RawSQL(
+        f"SELECT p.id FROM partitions_partition p WHERE {_live_lease()}", []))
+
+
+def lapsed_lease_q() -> Q:
+    """ORM: running partitions whose lease lapsed (expired, or its holder's backend is gone)."""
+    return Q(status=PartitionStatus.RUNNING) & ~live_lease_q()
+
+
 # Jobs with claimable work, best first: priority, then the fewest live leases (equal priorities share the
 # fleet), then age. The EXISTS walks only the partial index partition_claimable_idx, so finished partitions
 # cost nothing.

@@ -11,9 +11,10 @@ from datetime import datetime, timedelta
 from itertools import pairwise
 
 from django.db import connection
-from django.db.models import Case, Count, Max, OuterRef, Q, QuerySet, Subquery, Sum, When
+from django.db.models import Case, Count, Max, OuterRef, QuerySet, Subquery, Sum, When
 from django.db.models.functions import Coalesce, Now
 
+from partitions.claiming import live_lease_q
 from partitions.models import Job, JobEvent, Partition, SubJob
 from partitions.sql import SQL_JOB_SAMPLES_THINNED, SQL_JOBS_SAMPLE_WINDOW
 from partitions.states import JobStatus, PartitionStatus, SubJobStatus
@@ -59,7 +60,7 @@ def jobs_progress(job_ids: list[int]) -> dict[int, Progress]:
         Partition.objects.filter(job_id__in=job_ids).values("job_id", "status")
         .annotate(n=Count("id"), est=Sum("estimated_items"), done=Sum("done_items"),
                   failed=Sum("failed_items"), skipped=Sum("skipped_items"),
-                  live=Count("id", filter=Q(status=PartitionStatus.RUNNING, lease_expires_at__gt=Now())))
+                  live=Count("id", filter=live_lease_q()))
         .order_by()
     )
     for row in rows:
@@ -247,7 +248,7 @@ def job_events(job_id: int, *, before_id: int | None = None, limit: int = 50) ->
 
 def leases_live(*, limit: int = 500) -> QuerySet[Partition]:
     """Running partitions whose lease has not expired (database clock), oldest claim first."""
-    return (Partition.objects.filter(status=PartitionStatus.RUNNING, lease_expires_at__gt=Now())
+    return (Partition.objects.filter(live_lease_q())
             .select_related("job").only(*_PARTITION_COLUMNS, "job__type_name", "job__status")
             .annotate(lease_claimed_at=_lease_claimed_at(), db_now=Now())
             .order_by("lease_owner", "job_id", "seq")[:limit])
@@ -273,7 +274,7 @@ def workers_recent(*, window_seconds: float = 900, scan_events: int = 20_000) ->
     }
     leases = {
         row["lease_owner"]: row for row in
-        Partition.objects.filter(status=PartitionStatus.RUNNING, lease_expires_at__gt=Now())
+        Partition.objects.filter(live_lease_q())
         .values("lease_owner").annotate(n=Count("id"), last=Max(Coalesce("checkpointed_at", "started_at")))
         .order_by()
     }

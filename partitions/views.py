@@ -5,14 +5,14 @@ from __future__ import annotations
 import hmac
 
 from django.conf import settings
-from django.db.models import Count, Q, Sum
-from django.db.models.functions import Now
+from django.db.models import Count, Sum
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.http import require_safe
 
 from partitions import tasks
+from partitions.claiming import lapsed_lease_q, live_lease_q
 from partitions.models import Job, Partition
-from partitions.states import JobStatus, PartitionStatus
+from partitions.states import JobStatus
 
 ACTIVE = [JobStatus.PLANNING, JobStatus.RUNNING, JobStatus.PAUSED, JobStatus.FINALIZING]
 
@@ -48,8 +48,8 @@ def metrics(request: HttpRequest) -> HttpResponse:
     partitions = active.values_list("status").annotate(n=Count("id")).order_by()
     items = active.values_list("job__type_name").annotate(
         total=Sum("estimated_items"), done=Sum("done_items"), failed=Sum("failed_items")).order_by()
-    live = active.filter(status=PartitionStatus.RUNNING, lease_expires_at__gt=Now()).count()
-    expired = active.filter(Q(status=PartitionStatus.RUNNING, lease_expires_at__lte=Now())).count()
+    live = active.filter(live_lease_q()).count()
+    expired = active.filter(lapsed_lease_q()).count()
     body = [
         *_lines("partitions_jobs", "Jobs by status.", [({"status": s}, n) for s, n in jobs]),
         *_lines("partitions_active_partitions", "Partitions of active jobs by status.",

@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from partitions import claiming, worker
 from partitions.models import JobEvent, Partition
+from partitions.selectors import jobs_progress
 from tests.support import make_job, make_partition
 
 pytestmark = pytest.mark.usefixtures("no_dispatcher")
@@ -91,6 +92,13 @@ def test_every_user_of_the_claimable_predicate_agrees_on_rows_either_side_of_eac
             assert wait is not None and wait > 0, name
         else:  # never claimable without help: the drain must not wait for it
             assert wait is None, name
+
+    # The console's live-lease count (progress, workers view, /metrics) uses the same rule.
+    live = set(Partition.objects.filter(claiming.live_lease_q()).values_list("pk", flat=True))
+    assert {name for name, (p, _, _) in cases.items() if p.pk in live} == {
+        "running, lease live", "running, lease live, holder's backend alive"}
+    progress = jobs_progress([p.job_id for p, _, _ in cases.values()])
+    assert sum(row.live_leases for row in progress.values()) == 2
 
     claimed = {name for name, (p, _, _) in cases.items()
                if claiming.partition_claim(worker_id="probe", lease_seconds=60, job_id=p.job_id)}
