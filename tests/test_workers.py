@@ -13,7 +13,7 @@ from opsapp.billing.seeding import seed_demo
 from partitions import services
 from partitions.models import Job, JobEvent, Partition
 from tests import jobtypes  # noqa: F401 - registers tests.bump_range here too
-from tests.support import finished, wait_for
+from tests.support import finished, kill_mid_partition_and_finish, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -85,17 +85,7 @@ def test_a_cluster_killed_with_sigkill_mid_job_loses_nothing_and_repeats_nothing
     seed_demo(products=1, subscriptions=6000, customers=5, events=0)
     victim, survivor = clusters(2)
     job, _ = services.job_start("tests.bump_range", {"partitions": 6, "sleep_ms": 40}, actor="test")
-
-    def victim_is_mid_partition() -> bool:
-        owners = Partition.objects.filter(job=job, status="running", checkpoint__isnull=False).values_list(
-            "lease_owner", flat=True)
-        return any(int(owner.split(":")[1]) in victim.pids() for owner in owners)
-
-    wait_for(victim_is_mid_partition, timeout=60, what="the victim to be mid-partition", clusters=[victim, survivor])
-    victim.kill()
-    assert Partition.objects.filter(job=job).exclude(status="succeeded").exists()
-    job = finished(job, [survivor], timeout=180)
-    assert job.status == "succeeded", job.error
+    job = kill_mid_partition_and_finish(job, victim, survivor)
     assert set(Subscription.objects.values_list("product_version", flat=True)) == {2}, "exactly once"
     assert job.partitions.aggregate(n=Sum("done_items"))["n"] == 6000
 
