@@ -293,3 +293,18 @@ class ProbeStandby(SubscriptionRanges):
             if free:
                 other.execute("SELECT pg_advisory_unlock(hashtext('partitions.standby'))")
         STANDBY_FREE_WHILE_RUNNING.append(free)
+
+
+#: How often tests.counts_splits built its split.
+SPLITS_BUILT = {"n": 0}
+
+
+@register
+class CountsSplits(BumpRange):
+    """BumpRange counting its split() calls (the default queryset() of a type builds its split)."""
+
+    name = "tests.counts_splits"
+
+    def split(self, job, params):
+        SPLITS_BUILT["n"] += 1
+        return super().split(job, params)

@@ -241,3 +241,12 @@ def test_failed_rows_of_a_range_job_are_kept_as_subjobs_and_retrying_them_proces
     assert job.status == "succeeded", job.error
     assert set(Subscription.objects.values_list("product_version", flat=True)) == {2}
     assert job.partitions.filter(kind="retry").count() == 2
+
+
+def test_a_drain_builds_a_jobs_queryset_once_per_scope_not_once_per_partition():
+    seed(subscriptions=200)
+    job = planned_job("tests.counts_splits", {"partitions": 4})
+    jobtypes.SPLITS_BUILT["n"] = 0
+    report = worker.drain(budget_seconds=10, job_id=job.pk, worker="w", standby=False)
+    assert report.outcomes == {"succeeded": 4}
+    assert jobtypes.SPLITS_BUILT["n"] == 1

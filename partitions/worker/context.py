@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from django.db.models import QuerySet
+
 from partitions import registry
+from partitions.encoding import dumps
 from partitions.models import Job, Partition, SubJob
 
 
@@ -31,6 +34,15 @@ class JobSetup:
     job: Job
     job_type: Any
     params: dict[str, Any]
+    #: The job type's queryset per partition scope, built once (a default queryset() calls split()).
+    _querysets: dict[str, QuerySet] = field(default_factory=dict, compare=False, repr=False)
+
+    def queryset(self, scope: dict) -> QuerySet:
+        """The rows partitions with this scope read; lazy, and only ever narrowed by filters, so safe to share."""
+        key = dumps(scope, sort_keys=True)
+        if key not in self._querysets:
+            self._querysets[key] = self.job_type.queryset(self.job, self.params, scope)
+        return self._querysets[key]
 
 
 def job_setup(job_id: int, cache: dict[int, JobSetup] | None = None) -> JobSetup:

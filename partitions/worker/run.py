@@ -48,7 +48,7 @@ class PartitionRun:
         self.partition, self.worker_id, self.deadline = partition, worker_id, deadline
         self.job, self.job_type, self.params = setup.job, setup.job_type, setup.params
         self.lease_seconds = self.job_type.lease_seconds or conf.get("LEASE_SECONDS")
-        self.source: ItemSource = source_for(partition, self.job, self.job_type, self.params)
+        self.source: ItemSource = source_for(partition, setup.queryset)
         self.ctx = Context(job=self.job, partition=partition, params=self.params, worker_id=worker_id)
         self.token = partition.lease_token
         self.checkpoint = partition.checkpoint

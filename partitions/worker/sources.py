@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.db.models import F, QuerySet, Value
 from django.db.models.functions import Mod
 
 from partitions.encoding import to_json
-from partitions.models import Job, Partition, SubJob
+from partitions.models import Partition, SubJob
 from partitions.splits import row_compare
 from partitions.states import SubJobStatus
 
@@ -118,11 +119,11 @@ class _Missing:
         self.pk = pk
 
 
-def source_for(partition: Partition, job: Job, job_type, params: dict) -> ItemSource:
-    """The item source for a claimed partition."""
+def source_for(partition: Partition, queryset_of: Callable[[dict], QuerySet]) -> ItemSource:
+    """The item source for a claimed partition; `queryset_of(scope)` gives the rows of its job's scope."""
     if partition.kind == Partition.Kind.ITEMS or partition.scope.get("items"):
         return SubJobSource(partition)
-    queryset = job_type.queryset(job, params, partition.scope)
+    queryset = queryset_of(partition.scope)
     if partition.kind == Partition.Kind.RANGE:
         return KeyRangeSource(queryset, partition)
     if partition.kind == Partition.Kind.MODULO:
