@@ -12,7 +12,7 @@ from typing import Protocol
 
 class Dispatcher(Protocol):
     def job_created(self, job_id: int) -> None: ...
-    def job_planned(self, job_id: int) -> None: ...
+    def work_available(self) -> None: ...
     def job_drained(self, job_id: int) -> None: ...
     def work_claimed(self) -> None: ...
 
@@ -35,10 +35,11 @@ def job_created(job_id: int) -> None:
         _dispatcher.job_created(job_id)
 
 
-def job_planned(job_id: int) -> None:
-    """A job has claimable work (planned, resumed, retried): start drains."""
+def work_available() -> None:
+    """Partitions may start now (a job planned, resumed or retried, or tick found claimable work): make sure
+    drains wait for them. Drains serve every job, so this names none."""
     if _dispatcher:
-        _dispatcher.job_planned(job_id)
+        _dispatcher.work_available()
 
 
 def work_claimed() -> None:

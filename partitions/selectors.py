@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import math
 from collections import defaultdict
 from collections.abc import Sequence
@@ -18,8 +17,6 @@ from partitions.claiming import live_lease_q
 from partitions.models import Job, JobEvent, Partition, SubJob
 from partitions.sql import SQL_JOB_SAMPLES_THINNED, SQL_JOBS_SAMPLE_WINDOW
 from partitions.states import JobStatus, PartitionStatus, SubJobStatus
-
-log = logging.getLogger(__name__)
 
 
 @dataclass

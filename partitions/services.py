@@ -76,7 +76,7 @@ def job_pause(job_id: int, *, actor: Any) -> Job:
 def job_resume(job_id: int, *, actor: Any) -> Job:
     job = transition(Job, job_id, JobStatus.RUNNING, actor=actor, event_type="job_resumed",
                      guard={"status": JobStatus.PAUSED})
-    transaction.on_commit(lambda: dispatch.job_planned(job_id))
+    transaction.on_commit(dispatch.work_available)
     return job
 
 
@@ -142,7 +142,7 @@ def _reopen(job: Job, actor: Any, reason: str, *, count: int) -> None:
                        data={"reason": reason, "count": count}, updates={"error": ""})
         except IntegrityError as exc:
             raise DuplicateJob(job.pk, job.dedupe_key or "") from exc
-    transaction.on_commit(lambda: dispatch.job_planned(job.pk))
+    transaction.on_commit(dispatch.work_available)
 
 
 def job_rerun(job_id: int, *, actor: Any) -> Job:

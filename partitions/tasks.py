@@ -114,7 +114,7 @@ class QDispatcher:
     def job_created(self, job_id: int) -> None:
         async_task("partitions.tasks.plan", job_id, group=f"job-{job_id}")
 
-    def job_planned(self, job_id: int) -> None:
+    def work_available(self) -> None:
         spare_drains_ensure()
 
     def work_claimed(self) -> None:

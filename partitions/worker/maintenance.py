@@ -54,8 +54,8 @@ def restart_lost_steps() -> dict[str, int]:
 def top_up_drains() -> dict[str, int]:
     """Running jobs with claimable work (e.g. a whole cluster died, or work became due) get drains."""
     job_ids = claiming.jobs_with_claimable_work()
-    for job_id in job_ids:
-        dispatch.job_planned(job_id)
+    if job_ids:  # once: drains serve every job
+        dispatch.work_available()
     return {"jobs_topped_up": len(job_ids)}
 
 

@@ -45,7 +45,7 @@ def job_plan(job_id: int, *, worker_id: str) -> Job | None:
                                              "estimated_items": sum(p.estimated_items for p in plans)},
                                        updates={"stats": {"prepare": prepared} if prepared else {}})
         _write_plans(job, plans, max_attempts=job_type.max_attempts)
-    transaction.on_commit(lambda: dispatch.job_planned(job_id))
+    transaction.on_commit(dispatch.work_available)
     return job
 
 
