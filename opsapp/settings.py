@@ -171,6 +171,10 @@ PARTITIONS_CLAIM_BATCH = env.int("PARTITIONS_CLAIM_BATCH", default=50)
 PARTITIONS_SPARE_DRAINS = env.int("PARTITIONS_SPARE_DRAINS", default=4)
 # Off behind a transaction-mode pooler (PgBouncer): a pooled backend does not belong to one worker.
 PARTITIONS_DETECT_DEAD_BACKENDS = env.bool("PARTITIONS_DETECT_DEAD_BACKENDS", default=True)
+# Health checks between batches (partitions.health): cache seconds and thresholds; 0 turns a check off.
+PARTITIONS_HEALTH_CHECK_SECONDS = env.float("PARTITIONS_HEALTH_CHECK_SECONDS", default=5.0)
+PARTITIONS_MAX_REPLICATION_LAG_SECONDS = env.float("PARTITIONS_MAX_REPLICATION_LAG_SECONDS", default=60.0) or None
+PARTITIONS_MAX_TRANSACTION_AGE_SECONDS = env.float("PARTITIONS_MAX_TRANSACTION_AGE_SECONDS", default=300.0) or None
 # Extra modules that register job types (besides every installed app's `jobs` module).
 PARTITIONS_JOB_MODULES = env.list("PARTITIONS_JOB_MODULES", default=[])
 

@@ -5,6 +5,7 @@ type makes (an event on its job's timeline, its sub-jobs). Import from here, not
 """
 
 from partitions.exceptions import CancelJob, InvalidParams, PartitionsError, Retry, SkipItem
+from partitions.health import HealthVerdict
 from partitions.job_types import Backoff, JobType, NoParams
 from partitions.lifecycle import SYSTEM, event
 from partitions.models import Job, SubJob
@@ -13,7 +14,7 @@ from partitions.splits import Items, ItemSpec, KeyRange, Modulo, Split
 from partitions.worker.context import Context
 
 __all__ = [
-    "SYSTEM", "Backoff", "CancelJob", "Context", "InvalidParams", "ItemSpec", "Items", "Job", "JobType",
-    "KeyRange", "Modulo", "NoParams", "PartitionsError", "Retry", "SkipItem", "Split", "SubJob", "event",
+    "SYSTEM", "Backoff", "CancelJob", "Context", "HealthVerdict", "InvalidParams", "ItemSpec", "Items", "Job",
+    "JobType", "KeyRange", "Modulo", "NoParams", "PartitionsError", "Retry", "SkipItem", "Split", "SubJob", "event",
     "register",
 ]

@@ -35,6 +35,7 @@ from partitions.states import (
     PartitionStatus,
     sources,
 )
+from partitions.throttling import CONTROL_COLUMNS, JobControls
 
 
 def _sql_list(values: list[str]) -> str:
@@ -144,7 +145,8 @@ SQL_PARTITION_CLAIM = f"""
                jsonb_build_object('token', lease_token, 'attempt', attempts), statement_timestamp()
         FROM claimed
     )
-    SELECT * FROM claimed ORDER BY seq
+    SELECT claimed.*, {", ".join(f"j.{c} AS job_{n}" for n, c in enumerate(CONTROL_COLUMNS.split(", ")))}
+    FROM claimed JOIN partitions_job j ON j.id = claimed.job_id ORDER BY claimed.seq
 """
 
 # Seconds until the next partition of a running job becomes claimable (0 or less: now; NULL: none will be
@@ -214,15 +216,16 @@ SQL_JOBS_WITHOUT_UNFINISHED_PARTITIONS = f"""
 """
 
 # Advance the checkpoint and counters and renew the lease; fenced. A HOT update:
-# none of these columns is indexed. Returns the job's status (pause/cancel check).
-SQL_PARTITION_CHECKPOINT_IF_HELD = """
+# none of these columns is indexed. Returns the job's controls (pause/cancel, throttle).
+SQL_PARTITION_CHECKPOINT_IF_HELD = f"""
     UPDATE partitions_partition p
     SET checkpoint = %(checkpoint)s::jsonb, done_items = p.done_items + %(done)s,
         failed_items = p.failed_items + %(failed)s, skipped_items = p.skipped_items + %(skipped)s,
-        checkpointed_at = statement_timestamp(),
+        checkpointed_at = statement_timestamp(), batch_size = %(batch_size)s,
         lease_expires_at = statement_timestamp() + make_interval(secs => %(lease)s)
-    WHERE p.id = %(id)s AND p.lease_token = %(token)s AND p.status = 'running'
-    RETURNING (SELECT status FROM partitions_job j WHERE j.id = p.job_id)
+    FROM partitions_job j
+    WHERE p.id = %(id)s AND p.lease_token = %(token)s AND p.status = 'running' AND j.id = p.job_id
+    RETURNING {", ".join(f"j.{c}" for c in CONTROL_COLUMNS.split(", "))}
 """
 
 # Claim a singleton step (plan or finalize) of one job: the job row is the lease.
@@ -268,7 +271,10 @@ def _fetch_partitions(cursor) -> list[Partition]:
             f.from_db_value(by_name[f.attname], None, connection) if hasattr(f, "from_db_value") else by_name[f.attname]
             for f in fields
         ]
-        partitions.append(Partition.from_db(connection.alias, [f.attname for f in fields], values))
+        partition = Partition.from_db(connection.alias, [f.attname for f in fields], values)
+        if "job_0" in by_name:  # the claim returns its job's controls too: a run obeys them from its first batch
+            partition.job_controls = JobControls.from_row([by_name[f"job_{n}"] for n in range(5)])
+        partitions.append(partition)
     return partitions
 
 
@@ -363,12 +369,17 @@ def partitions_renew_leases(leases: list[tuple[int, int, float]]) -> set[int]:
 
 
 def partition_checkpoint(partition_id: int, token: int, *, checkpoint: Any, done: int = 0, failed: int = 0,
-                         skipped: int = 0, lease_seconds: float) -> str:
-    """Record progress (and renew the lease); return the job's status. Raises LeaseLost."""
-    return _fenced(SQL_PARTITION_CHECKPOINT_IF_HELD, {
-        "id": partition_id, "token": token, "checkpoint": dumps(checkpoint),
-        "done": done, "failed": failed, "skipped": skipped, "lease": lease_seconds,
-    })
+                         skipped: int = 0, lease_seconds: float, batch_size: int | None = None) -> JobControls:
+    """Record progress (and renew the lease); return the job's controls. Raises LeaseLost."""
+    with connection.cursor() as cursor:
+        cursor.execute(SQL_PARTITION_CHECKPOINT_IF_HELD, {
+            "id": partition_id, "token": token, "checkpoint": dumps(checkpoint), "batch_size": batch_size,
+            "done": done, "failed": failed, "skipped": skipped, "lease": lease_seconds,
+        })
+        row = cursor.fetchone()
+    if row is None:
+        raise LeaseLost(partition_id, token)
+    return JobControls.from_row(row)
 
 
 def partition_complete(partition_id: int, token: int, *, actor: Any, data: dict | None = None) -> bool:

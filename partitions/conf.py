@@ -18,6 +18,11 @@ DEFAULTS = {
     # Partitions one claim takes at most; a drain takes fewer, what it expects to finish within a quarter
     # second (fast partitions: many per round trip; slow ones: one at a time).
     "CLAIM_BATCH": 50,
+    # Health checks between batches (partitions.health): seconds a process reuses a verdict, and the
+    # thresholds of the built-in checks (None turns one off).
+    "HEALTH_CHECK_SECONDS": 5.0,
+    "MAX_REPLICATION_LAG_SECONDS": 60.0,
+    "MAX_TRANSACTION_AGE_SECONDS": 300.0,
     # "django_q": engine notifications become django-q2 tasks; None: nothing is enqueued (drive workers yourself).
     "DISPATCHER": "django_q",
     # Dotted modules imported at startup to register job types (apps' `jobs` modules are found anyway).

@@ -26,6 +26,7 @@ from django.db.models import QuerySet
 
 from partitions.encoding import to_json
 from partitions.exceptions import InvalidParams, JobCodeError
+from partitions.health import HealthVerdict
 from partitions.splits import Split
 from partitions.validation import unstorable_values
 
@@ -58,7 +59,16 @@ class JobType:
     Params: ClassVar[type[forms.Form]] = NoParams
     #: The batch's database effects and the checkpoint commit in one transaction.
     atomic: ClassVar[bool] = True
+    #: Items per batch (with target_batch_seconds: the first batch's).
     batch_size: ClassVar[int] = 100
+    #: Adaptive batch size: aim each batch at this many seconds, within [min_batch_size, max_batch_size].
+    target_batch_seconds: ClassVar[float | None] = None
+    min_batch_size: ClassVar[int] = 1
+    max_batch_size: ClassVar[int] = 10_000
+    #: Defaults of a new job's throttle (operators change them on a running job): items/s across the
+    #: fleet (None = no limit), and a pause after each batch.
+    rate_limit: ClassVar[float | None] = None
+    pause_ms: ClassVar[int] = 0
     #: Items of a batch in flight at once (threads, for I/O-bound work; needs atomic = False).
     item_concurrency: ClassVar[int] = 1
     #: Immediate retries of a failing item before it is recorded as a failed sub-job.
@@ -116,6 +126,11 @@ class JobType:
         in bulk, to commit them with the checkpoint that passes them (or roll back with it): exactly once even
         when process_item runs on threads (item_concurrency > 1) outside any transaction."""
 
+    def healthy(self, job) -> HealthVerdict | None:
+        """A health check of this job type's own, run between batches (cached for HEALTH_CHECK_SECONDS):
+        an unhealthy verdict holds the job's partitions until it passes (None or healthy: go on)."""
+        return None
+
     def concurrency(self, params: dict[str, Any]) -> int:
         """Items in flight for this job (default: item_concurrency); may depend on params."""
         return self.item_concurrency
@@ -142,6 +157,14 @@ class JobType:
                                "one transaction; set atomic = False")
         if cls.item_concurrency > 1 and not cls.processes_items_one_by_one():
             raise JobCodeError(f"{cls.name}: item_concurrency > 1 needs process_item, not process_batch")
+        if cls.target_batch_seconds is not None:
+            if not cls.target_batch_seconds > 0:
+                raise JobCodeError(f"{cls.name}: target_batch_seconds must be > 0")
+            if not 1 <= cls.min_batch_size <= cls.batch_size <= cls.max_batch_size:
+                raise JobCodeError(f"{cls.name}: need 1 <= min_batch_size <= batch_size <= max_batch_size")
+            if cls.item_concurrency > 1:
+                raise JobCodeError(f"{cls.name}: target_batch_seconds sizes a batch's transaction; items in flight "
+                                   "across batches (item_concurrency > 1) have none: leave it unset")
         if not issubclass(cls.Params, forms.BaseForm):
             raise JobCodeError(f"{cls.name}: Params must be a django.forms.Form")
 

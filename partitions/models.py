@@ -41,6 +41,17 @@ class Job(models.Model):
     priority = models.SmallIntegerField(default=0, help_text="Higher runs first.")
     max_parallel = models.PositiveIntegerField(default=0, help_text="Partitions in flight at once; 0 = unlimited.")
     deadline = models.DateTimeField(null=True, blank=True)
+    # Throttling (partitions.throttling): operator knobs, read by running partitions at every checkpoint.
+    rate_limit = models.FloatField(null=True, blank=True, help_text="Items per second across the fleet; empty = none.")
+    pause_ms = models.PositiveIntegerField(default=0, help_text="Pause after each batch, in milliseconds.")
+    ignore_health = models.BooleanField(default=False, help_text="Run even when a health check fails.")
+    # The fleet-wide limiter's state: the theoretical arrival time of the next item (GCRA).
+    rate_tat = models.DateTimeField(null=True, blank=True)
+    # A health-check episode: set by the first worker that sees a check fail, cleared by the first that sees
+    # it pass again (each verdict newer than the last change), one event each.
+    throttled_since = models.DateTimeField(null=True, blank=True)
+    throttled_reason = models.CharField(max_length=300, blank=True)
+    throttle_changed_at = models.DateTimeField(null=True, blank=True)
     # NULL, not "", means "no dedupe": the partial unique index ignores NULLs.
     dedupe_key = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
@@ -121,6 +132,8 @@ class Partition(models.Model):
     lease_backend_pid = models.IntegerField(null=True, blank=True)
     lease_backend_started = models.DateTimeField(null=True, blank=True)
     checkpointed_at = models.DateTimeField(null=True, blank=True)
+    # Items in the last batch's fetch (adaptive job types change it; a new run resumes from it).
+    batch_size = models.PositiveIntegerField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)

@@ -13,8 +13,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Max, Q
 from django.db.models.functions import Now
 
-from partitions import dispatch, registry, validation
-from partitions.exceptions import DuplicateJob, InvalidTransition
+from partitions import dispatch, registry, throttling, validation
+from partitions.exceptions import DuplicateJob, InvalidParams, InvalidTransition
 from partitions.lifecycle import Actor, event, job_pending_work_cancel, transition, transition_many
 from partitions.models import Job, Partition, SubJob
 from partitions.selectors import job_get
@@ -24,24 +24,35 @@ from partitions.states import JOB_TERMINAL, JobStatus, PartitionStatus, SubJobSt
 log = logging.getLogger(__name__)
 
 
+class DEFAULT:
+    """Marks an argument left out (None means something: no rate limit)."""
+
+
 def job_start(type_name: str, params: dict[str, Any] | None = None, *, actor: Any, max_parallel: int = 0,
               priority: int = 0, deadline: datetime | None = None, dedupe_key: str | None = None,
-              allow_past_deadline: bool = False) -> tuple[Job, bool]:
+              allow_past_deadline: bool = False, rate_limit: float | type[DEFAULT] | None = DEFAULT,
+              pause_ms: int | type[DEFAULT] = DEFAULT) -> tuple[Job, bool]:
     """Validate and create a pending job; with a dedupe key, return the active job instead if one exists.
 
-    Raises InvalidParams for bad params or run options (nothing is written then).
+    The throttle (rate_limit, pause_ms) defaults to the job type's. Raises InvalidParams for bad params or
+    run options (nothing is written then).
     """
     job_type = registry.get(type_name)
     cleaned = job_type.validate_params(params)
-    options = validation.run_options(max_parallel=max_parallel, priority=priority, deadline=deadline,
-                                     dedupe_key=dedupe_key, allow_past_deadline=allow_past_deadline)
+    options = validation.run_options(
+        max_parallel=max_parallel, priority=priority, deadline=deadline, dedupe_key=dedupe_key,
+        allow_past_deadline=allow_past_deadline,
+        rate_limit=job_type.rate_limit if rate_limit is DEFAULT else rate_limit,
+        pause_ms=job_type.pause_ms if pause_ms is DEFAULT else pause_ms)
     actor = Actor.of(actor)
     try:
         with transaction.atomic():
             job = Job.objects.create(type_name=type_name, params=cleaned, max_parallel=options.max_parallel,
                                      priority=options.priority, deadline=options.deadline,
-                                     dedupe_key=options.dedupe_key, created_by_id=actor.user_id)
-            event(job.pk, "job_created", actor, {"params": cleaned, "max_parallel": options.max_parallel})
+                                     dedupe_key=options.dedupe_key, created_by_id=actor.user_id,
+                                     rate_limit=options.rate_limit, pause_ms=options.pause_ms)
+            event(job.pk, "job_created", actor, {"params": cleaned, "max_parallel": options.max_parallel,
+                                                 **_throttle_data(job)})
     except IntegrityError as exc:
         existing = Job.objects.filter(dedupe_key=options.dedupe_key).exclude(status__in=sorted(JOB_TERMINAL)).first()
         if existing is None:
@@ -56,6 +67,40 @@ def job_preview(type_name: str, params: dict[str, Any] | None = None) -> list[Pa
     job_type = registry.get(type_name)
     cleaned = job_type.load_params(job_type.validate_params(params))
     return plan_splits(job_type.split(Job(type_name=type_name, params=cleaned), cleaned))
+
+
+def job_throttle(job_id: int, *, actor: Any, rate_limit: float | type[DEFAULT] | None = DEFAULT,
+                 pause_ms: int | type[DEFAULT] = DEFAULT, ignore_health: bool | None = None) -> Job:
+    """Change a job's throttle while it runs (or before): its rate limit (None: none), its pause after each
+    batch, and whether health checks hold it. Running partitions obey at their next batch."""
+    with transaction.atomic():
+        job = Job.objects.select_for_update().filter(pk=job_id).first()
+        if job is None:
+            job_get(job_id)  # raises JobNotFound
+        if job.is_terminal:
+            raise InvalidTransition("Job", job_id, job.status, "throttle")
+        changes = {"rate_limit": job.rate_limit if rate_limit is DEFAULT else rate_limit,
+                   "pause_ms": job.pause_ms if pause_ms is DEFAULT else pause_ms}
+        if errors := validation.throttle_errors(changes["rate_limit"], changes["pause_ms"]):
+            raise InvalidParams(validation.RUN_OPTIONS, errors)
+        if changes["rate_limit"] is not None:
+            changes["rate_limit"] = float(changes["rate_limit"])
+        if ignore_health is not None:
+            changes["ignore_health"] = ignore_health
+        before = _throttle_data(job)
+        for name, value in changes.items():
+            setattr(job, name, value)
+        job.save(update_fields=list(changes))
+        actor = Actor.of(actor)
+        event(job_id, "job_throttle_changed", actor, {"before": before, "after": _throttle_data(job)})
+        if job.ignore_health and job.throttled_since is not None:
+            throttling.throttle_end(job_id, checked_at=None, actor=actor, why="health checks ignored by operator")
+    job.refresh_from_db()
+    return job
+
+
+def _throttle_data(job: Job) -> dict[str, Any]:
+    return {"rate_limit": job.rate_limit, "pause_ms": job.pause_ms, "ignore_health": job.ignore_health}
 
 
 def job_cancel(job_id: int, *, actor: Any, reason: str = "") -> Job:
@@ -148,7 +193,8 @@ def _reopen(job: Job, actor: Any, reason: str, *, count: int) -> None:
 def job_rerun(job_id: int, *, actor: Any) -> Job:
     """A new job with the same type and params."""
     old = job_get(job_id)
-    job, _ = job_start(old.type_name, old.params, actor=actor, max_parallel=old.max_parallel, priority=old.priority)
+    job, _ = job_start(old.type_name, old.params, actor=actor, max_parallel=old.max_parallel, priority=old.priority,
+                       rate_limit=old.rate_limit, pause_ms=old.pause_ms)
     event(old.pk, "job_rerun", Actor.of(actor), {"new_job": job.pk})
     return job
 

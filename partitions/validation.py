@@ -35,6 +35,11 @@ BIGINT_MIN, BIGINT_MAX = -(2**63), 2**63 - 1
 DATETIME_MIN = datetime(1, 1, 2, tzinfo=UTC)
 DATETIME_MAX = datetime(9999, 12, 30, tzinfo=UTC)
 
+#: A rate limit in items/s: at least one item an hour, at most far beyond any fleet.
+RATE_LIMIT_MIN, RATE_LIMIT_MAX = 1 / 3600, 1_000_000.0
+#: The longest pause after each batch (a running partition sleeps it with its lease held).
+PAUSE_MS_MAX = 60_000
+
 RUN_OPTIONS = "run options"
 
 
@@ -74,12 +79,28 @@ class RunOptions:
     priority: int = 0
     deadline: datetime | None = None
     dedupe_key: str | None = None
+    rate_limit: float | None = None
+    pause_ms: int = 0
+
+
+def throttle_errors(rate_limit: Any, pause_ms: Any) -> dict[str, list[str]]:
+    """What is wrong with a rate limit (items/s, None = none) and a pause (ms), per field."""
+    errors: dict[str, list[str]] = {}
+    if rate_limit is not None and not (
+            isinstance(rate_limit, int | float) and not isinstance(rate_limit, bool)
+            and RATE_LIMIT_MIN <= rate_limit <= RATE_LIMIT_MAX):
+        errors["rate_limit"] = [f"Enter items per second from {RATE_LIMIT_MIN:.6f} to {RATE_LIMIT_MAX:,.0f} "
+                                "(empty = no limit)."]
+    if not _int_within(pause_ms, 0, PAUSE_MS_MAX):
+        errors["pause_ms"] = [f"Enter milliseconds from 0 to {PAUSE_MS_MAX:,}."]
+    return errors
 
 
 def run_options(*, max_parallel: Any = 0, priority: Any = 0, deadline: datetime | None = None,
-                dedupe_key: str | None = None, allow_past_deadline: bool = False) -> RunOptions:
+                dedupe_key: str | None = None, allow_past_deadline: bool = False,
+                rate_limit: Any = None, pause_ms: Any = 0) -> RunOptions:
     """Check a run's options against their columns and sane ranges; raise InvalidParams naming each bad one."""
-    errors: dict[str, list[str]] = {}
+    errors: dict[str, list[str]] = throttle_errors(rate_limit, pause_ms)
     if not _int_within(max_parallel, 0, MAX_PARALLEL_LIMIT):
         errors["max_parallel"] = [f"Enter a whole number from 0 to {MAX_PARALLEL_LIMIT:,} (0 = no cap)."]
     if not _int_within(priority, PRIORITY_MIN, PRIORITY_MAX):
@@ -96,7 +117,8 @@ def run_options(*, max_parallel: Any = 0, priority: Any = 0, deadline: datetime 
         errors["dedupe_key"] = [f"Use at most {DEDUPE_KEY_MAX_LENGTH} characters (no NUL)."]
     if errors:
         raise InvalidParams(RUN_OPTIONS, errors)
-    return RunOptions(max_parallel=max_parallel, priority=priority, deadline=stored_deadline, dedupe_key=key)
+    return RunOptions(max_parallel=max_parallel, priority=priority, deadline=stored_deadline, dedupe_key=key,
+                      rate_limit=None if rate_limit is None else float(rate_limit), pause_ms=pause_ms)
 
 
 def reason_text(reason: str | None) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from django import forms
@@ -14,6 +15,7 @@ from django.db.models import F
 from opsapp.billing.models import Event, Subscription
 from partitions import services
 from partitions.exceptions import CancelJob, Retry, SkipItem
+from partitions.health import HealthVerdict
 from partitions.job_types import Backoff, JobType
 from partitions.registry import register
 from partitions.splits import Items, ItemSpec, KeyRange, Modulo
@@ -308,3 +310,82 @@ class CountsSplits(BumpRange):
     def split(self, job, params):
         SPLITS_BUILT["n"] += 1
         return super().split(job, params)
+
+
+# Throttling -----------------------------------------------------------------------------------------------
+
+class AdaptiveParams(RangeParams):
+    fast_items = forms.IntegerField(min_value=0, help_text="Items processed fast before every item is slow.")
+    slow_ms = forms.FloatField(min_value=0)
+
+
+#: The sizes of the batches tests.adaptive processed, in order.
+ADAPTIVE_BATCHES: list[int] = []
+
+
+@register
+class Adaptive(BumpRange):
+    """BumpRange aiming at 50 ms batches; items cost ~nothing until `fast_items` are done, then `slow_ms` each."""
+
+    name = "tests.adaptive"
+    Params = AdaptiveParams
+    batch_size = 10
+    target_batch_seconds = 0.05
+    min_batch_size = 5
+    max_batch_size = 400
+
+    def process_batch(self, ctx, items):
+        super().process_batch(ctx, items)
+        if sum(ADAPTIVE_BATCHES) >= ctx.params["fast_items"]:
+            time.sleep(len(items) * ctx.params["slow_ms"] / 1000)
+        ADAPTIVE_BATCHES.append(len(items))
+
+
+class TimeoutParams(RangeParams):
+    max_items = forms.IntegerField(min_value=1, help_text="Batches larger than this run into statement_timeout.")
+
+
+#: The sizes of the batches tests.times_out tried, in order (the ones rolled back included).
+TIMEOUT_BATCHES: list[int] = []
+
+
+@register
+class TimesOut(BumpRange):
+    """Bumps its batch, then a batch of more than `max_items` sleeps past a 100 ms statement_timeout."""
+
+    name = "tests.times_out"
+    Params = TimeoutParams
+    batch_size = 100
+
+    def process_batch(self, ctx, items):
+        TIMEOUT_BATCHES.append(len(items))
+        super().process_batch(ctx, items)
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL statement_timeout = '100ms'")
+            if len(items) > ctx.params["max_items"]:
+                cursor.execute("SELECT pg_sleep(2)")
+
+
+@register
+class TimesOutAtMinimum(TimesOut):
+    """TimesOut that may not go below 40 items a batch."""
+
+    name = "tests.times_out_at_minimum"
+    min_batch_size = 40
+
+
+class GatedParams(RangeParams):
+    gate = forms.CharField(help_text="While this file exists the job type's health check fails.")
+
+
+@register
+class HealthGated(BumpRange):
+    """BumpRange with a health check of its own: unhealthy while the file named by `gate` exists."""
+
+    name = "tests.health_gated"
+    Params = GatedParams
+
+    def healthy(self, job):
+        if Path(job.params["gate"]).exists():
+            return HealthVerdict.unhealthy("the gate file is there")
+        return HealthVerdict.healthy()

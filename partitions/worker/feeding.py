@@ -26,10 +26,13 @@ def first_control(results: list[ItemResult]) -> tuple[int, JobControl] | None:
     return None
 
 
-def feed_items(pool: ItemPool, source: ItemSource, *, after: Any, batch_size: int,
-               run_item: Callable[[Any], ItemResult], commit: Callable[[list, list[ItemResult]], bool],
-               every: float) -> int:
+def feed_items(pool: ItemPool, source: ItemSource, *, after: Any, batch_size: Callable[[], int],
+               admit: Callable[[int], None], run_item: Callable[[Any], ItemResult],
+               commit: Callable[[list, list[ItemResult]], bool], every: float) -> int:
     """Run every item after `after` through `pool`, checkpointing as it goes; return the batches fetched.
+
+    `batch_size()` is the size of the next fetch; `admit(n)` is called with each fetched batch before its
+    items start (it may wait: the rate limit).
 
     `commit(items, results)` receives the completed prefix in order, in pieces: whenever it passes the end
     of a fetched batch, and at least every `every` seconds. It returns False to stop: nothing more is
@@ -51,11 +54,12 @@ def feed_items(pool: ItemPool, source: ItemSource, *, after: Any, batch_size: in
         # edge; but run at most a batch (plus the slots) past the oldest unfinished item, so one slow item
         # holds back a bounded number of finished ones (memory, and what a crash would repeat).
         while (not (exhausted or stopped) and flow.unstarted < pool.concurrency
-               and fetched - taken < batch_size + pool.concurrency):
-            batch = source.fetch(after, batch_size)
+               and fetched - taken < (size := batch_size()) + pool.concurrency):
+            batch = source.fetch(after, size)
             if not batch:
                 exhausted = True
                 break
+            admit(len(batch))
             flow.add(batch)
             after, fetched, batches = source.checkpoint_of(batch[-1]), fetched + len(batch), batches + 1
             batch_ends.append(fetched)

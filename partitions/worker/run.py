@@ -8,18 +8,21 @@ import traceback as tb
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 
-from django.db import transaction
+from django.db import DatabaseError, transaction
 
 from partitions import claiming, conf
 from partitions.encoding import dumps
 from partitions.exceptions import CancelJob, JobControl, LeaseLost, Retry, SkipItem, error_line
-from partitions.lifecycle import Actor, subjobs_finish
+from partitions.lifecycle import Actor, event, subjobs_finish
 from partitions.models import JobEvent, Partition, SubJob
 from partitions.states import JobStatus, SubJobStatus
+from partitions.throttling import JobControls
 from partitions.worker.concurrency import ItemPool, ItemResult
 from partitions.worker.context import Context, JobSetup, job_setup
 from partitions.worker.feeding import feed_items, first_control
+from partitions.worker.pacing import Pacer
 from partitions.worker.renewer import Held, renewer
+from partitions.worker.sizing import BatchSizer, timed_out
 from partitions.worker.sources import ItemSource, failed_item_subjob, source_for
 
 log = logging.getLogger(__name__)
@@ -53,11 +56,20 @@ class PartitionRun:
         self.token = partition.lease_token
         self.checkpoint = partition.checkpoint
         self.failed_total = partition.failed_items
-        self.job_status: str = JobStatus.RUNNING
+        #: As the claim returned them (a partition read otherwise: from the job as cached for this drain).
+        self.claimed_controls: JobControls = getattr(partition, "job_controls", None) or JobControls(
+            self.job.status, self.job.rate_limit, self.job.pause_ms, self.job.ignore_health,
+            self.job.throttled_since is not None)
+        jt = self.job_type
+        start = partition.batch_size if jt.target_batch_seconds and partition.batch_size else jt.batch_size
+        self.sizer = BatchSizer(start, target_seconds=jt.target_batch_seconds, low=jt.min_batch_size,
+                                high=max(jt.max_batch_size, jt.batch_size))
         self.stats = {"done": 0, "failed": 0, "skipped": 0, "batches": 0}
 
     def execute(self) -> Outcome:
         keeper = renewer().hold(self.partition.pk, self.token, self.lease_seconds)
+        self.pacer = Pacer(self.job, self.job_type, self.claimed_controls, worker_id=self.worker_id, keeper=keeper,
+                           deadline=self.deadline)
         concurrency = self.job_type.concurrency(self.params)
         pool = ItemPool(concurrency) if concurrency > 1 else None
         try:
@@ -77,25 +89,53 @@ class PartitionRun:
     def _loop(self, keeper: Held, pool: ItemPool | None) -> Outcome:
         if pool is not None:
             return self._feed(keeper, pool)
-        while True:
-            items = self.source.fetch(self.checkpoint, self.job_type.batch_size)
-            if not items:
+        while not (outcome := self._boundary(keeper)):
+            if not self._next_batch():
                 return Outcome("succeeded", stats=self.stats)
-            with transaction.atomic() if self.job_type.atomic else nullcontext():
-                self._run_batch(items)
             self.stats["batches"] += 1
-            if outcome := self._boundary(keeper):
-                return outcome
+        return outcome
+
+    def _next_batch(self) -> bool:
+        """Fetch, pace and run the next batch; False when nothing is left. A batch stopped by a statement or
+        lock timeout is rolled back and retried at half the size, until the size is at its minimum."""
+        while True:
+            try:
+                items = self.source.fetch(self.checkpoint, self.pacer.batch_cap(self.sizer.size))
+                if not items:
+                    return False
+                self.pacer.admit(len(items))
+                started = time.perf_counter()
+                with transaction.atomic() if self.job_type.atomic else nullcontext():
+                    self._run_batch(items)
+            except DatabaseError as exc:
+                if not (timed_out(exc) and self.sizer.halve()):
+                    raise
+                log.warning("partition %s: a batch timed out (%s); retrying with %d items",
+                            self.partition.pk, error_line(exc), self.sizer.size)
+                self._report_size(f"timeout: {error_line(exc)}")
+                continue
+            self.sizer.observe(len(items), time.perf_counter() - started)
+            self._report_size("adapted to batch time")
+            return True
+
+    def _report_size(self, why: str) -> None:
+        if (size := self.sizer.report()) is not None:
+            event(self.job.pk, "batch_size_changed", Actor.of(self.worker_id), {"batch_size": size, "why": why},
+                  partition_id=self.partition.pk)
 
     def _boundary(self, keeper: Held) -> Outcome | None:
-        """Why the run stops at this checkpoint (skip policy, pause, cancel, budget), or None to go on."""
+        """Before each batch, after the pacer's gate (pause, health): why the run stops here (skip policy,
+        pause, cancel, budget), or None to go on."""
         if self.failed_total > self.job_type.max_item_failures:
             return Outcome("failed", f"{self.failed_total} items failed, more than max_item_failures="
                            f"{self.job_type.max_item_failures}", final=True, stats=self.stats)
-        if self.job_status == JobStatus.PAUSED:
+        if self.pacer.controls.status == JobStatus.RUNNING and not keeper.lost:
+            self.pacer.gate()
+        status = self.pacer.controls.status
+        if status == JobStatus.PAUSED:
             return Outcome("released", "job paused", stats=self.stats)
-        if self.job_status in {JobStatus.CANCELLED, JobStatus.FAILED}:
-            return Outcome("cancelled", f"job {self.job_status}", stats=self.stats)
+        if status in {JobStatus.CANCELLED, JobStatus.FAILED}:
+            return Outcome("cancelled", f"job {status}", stats=self.stats)
         if keeper.lost:
             raise LeaseLost(self.partition.pk, self.token)
         if self.deadline is not None and time.monotonic() >= self.deadline:
@@ -122,8 +162,11 @@ class PartitionRun:
             stop = stop or self._boundary(keeper)
             return stop is None
 
+        if stop := self._boundary(keeper):
+            return stop
         self.stats["batches"] += feed_items(pool, self.source, after=self.checkpoint,
-                                            batch_size=self.job_type.batch_size, run_item=self._run_item,
+                                            batch_size=lambda: self.pacer.batch_cap(self.sizer.size),
+                                            admit=self.pacer.admit, run_item=self._run_item,
                                             commit=commit, every=CHECKPOINT_EVERY_SECONDS)
         return stop or Outcome("succeeded", stats=self.stats)
 
@@ -155,9 +198,10 @@ class PartitionRun:
                 self._finish_subjobs(ok, SubJobStatus.SUCCEEDED)
             self._record_problems(skipped, SubJobStatus.SKIPPED)
             self._record_problems(failed, SubJobStatus.FAILED)
-            self.job_status = claiming.partition_checkpoint(
+            self.pacer.controls = claiming.partition_checkpoint(
                 self.partition.pk, self.token, checkpoint=self.source.checkpoint_of(items[-1]),
                 done=len(ok), failed=len(failed), skipped=len(skipped), lease_seconds=self.lease_seconds,
+                batch_size=self.sizer.size,
             )
         self.checkpoint = self.source.checkpoint_of(items[-1])
         self.failed_total += len(failed)

@@ -18,9 +18,9 @@ from django.utils.dateparse import parse_datetime
 from partitions import registry, services, validation
 from partitions.encoding import dumps
 from partitions.exceptions import PartitionsError, error_line
-from partitions.models import Job, JobEvent
+from partitions.models import Job, JobEvent, Partition
 from partitions.selectors import job_get, job_stats
-from partitions.states import JOB_TERMINAL, JobStatus
+from partitions.states import JOB_TERMINAL, JobStatus, PartitionStatus
 
 ACTOR = "cli"
 
@@ -63,6 +63,19 @@ def whole_number(value: str) -> int:
     return int(text)
 
 
+def rate_arg(value: str) -> float | None:
+    """argparse type for --rate: items per second, or `none` for no limit (the service checks the range)."""
+    if value.strip().lower() in {"none", "off", "0"}:
+        return None
+    try:
+        rate = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a rate in items per second (or none): {value!r}") from None
+    if rate != rate or rate in {float("inf"), float("-inf")}:
+        raise argparse.ArgumentTypeError(f"not a finite rate: {value!r}")
+    return rate
+
+
 def job_summary(job: Job) -> dict[str, Any]:
     """The machine-readable state of a job (what --json prints)."""
     stats = job_stats(job)
@@ -70,8 +83,28 @@ def job_summary(job: Job) -> dict[str, Any]:
         "id": job.pk, "type": job.type_name, "status": job.status, "params": job.params, "error": job.error,
         "created_at": job.created_at, "finished_at": job.finished_at, "max_parallel": job.max_parallel,
         "deadline": job.deadline, **stats.progress.as_dict(), "items_per_second": round(stats.rate or 0.0, 2),
-        "eta": stats.projected_finish, "workers_needed": stats.workers_needed,
+        "eta": stats.projected_finish, "workers_needed": stats.workers_needed, "throttle": throttle_summary(job),
     }
+
+
+def throttle_summary(job: Job) -> dict[str, Any]:
+    return {"rate_limit": job.rate_limit, "pause_ms": job.pause_ms, "ignore_health": job.ignore_health,
+            "throttled_since": job.throttled_since, "throttled_reason": job.throttled_reason}
+
+
+def throttle_line(summary: dict[str, Any]) -> str:
+    """The throttle part of a status line ("" when nothing throttles the job)."""
+    t = summary["throttle"]
+    parts = []
+    if t["rate_limit"]:
+        parts.append(f"rate {summary['items_per_second']:,.1f}/{t['rate_limit']:,g} items/s")
+    if t["pause_ms"]:
+        parts.append(f"pause {t['pause_ms']} ms")
+    if t["throttled_since"]:
+        parts.append(f"THROTTLED since {t['throttled_since']:%H:%M:%S}: {t['throttled_reason']}")
+    if t["ignore_health"]:
+        parts.append("health checks ignored")
+    return "  " + "; ".join(parts) if parts else ""
 
 
 def progress_line(summary: dict[str, Any], rate: float) -> str:
@@ -106,6 +139,10 @@ class Command(BaseCommand):
         start.add_argument("--priority", type=whole_number, default=0)
         start.add_argument("--deadline", help="ISO 8601 date-time")
         start.add_argument("--dedupe-key")
+        start.add_argument("--rate", type=rate_arg, default=services.DEFAULT,
+                           help="items/s across the fleet, or none (default: the job type's)")
+        start.add_argument("--pause-ms", type=whole_number, default=services.DEFAULT,
+                           help="pause after each batch (default: the job type's)")
         start.add_argument("--dry-run", action="store_true", help="print the planned partitions, write nothing")
         start.add_argument("--wait", action="store_true", help="show progress until the job ends")
         listing = add("list", "recent jobs")
@@ -115,6 +152,17 @@ class Command(BaseCommand):
         status.add_argument("--watch", action="store_true", help="show progress until the job ends")
         retry = add("retry", "retry failed partitions (or --subjobs: failed sub-jobs)", job_id=True)
         retry.add_argument("--subjobs", action="store_true")
+        throttle = add("throttle", "change a job's rate limit, pause or health override while it runs", job_id=True)
+        throttle.add_argument("--rate", type=rate_arg, default=services.DEFAULT, help="items/s, or none")
+        throttle.add_argument("--pause-ms", type=whole_number, default=services.DEFAULT)
+        health = throttle.add_mutually_exclusive_group()
+        health.add_argument("--ignore-health", dest="ignore_health", action="store_true", default=None,
+                            help="run even when a health check fails")
+        health.add_argument("--respect-health", dest="ignore_health", action="store_false",
+                            help="let health checks hold the job again")
+        parts = add("partitions", "a job's partitions: status, progress, batch size", job_id=True)
+        parts.add_argument("--status", choices=list(PartitionStatus.values))
+        parts.add_argument("--limit", type=list_limit, default=50)
         add("cancel", "cancel a job", job_id=True)
         add("pause", "pause a job (running partitions stop at their next batch)", job_id=True)
         add("resume", "resume a paused job", job_id=True)
@@ -140,14 +188,16 @@ class Command(BaseCommand):
         self.emit(types, "\n".join(lines))
 
     def do_start(self, *, type_name: str, param: list[str], max_parallel: int, priority: int, deadline: str | None,
-                 dedupe_key: str | None, dry_run: bool, wait: bool, **options):
+                 dedupe_key: str | None, dry_run: bool, wait: bool, rate, pause_ms, **options):
         params = parse_params(param)
         unknown = sorted(set(params) - set(registry.get(type_name).Params.base_fields))
         if unknown:
             raise CommandError(f"invalid params for {type_name}: unknown {', '.join(unknown)}")
         when = self.parse_deadline(deadline)
+        throttle = {"rate_limit": rate, "pause_ms": pause_ms}
         if dry_run:
-            validation.run_options(max_parallel=max_parallel, priority=priority, deadline=when, dedupe_key=dedupe_key)
+            validation.run_options(max_parallel=max_parallel, priority=priority, deadline=when, dedupe_key=dedupe_key,
+                                   **{k: v for k, v in throttle.items() if v is not services.DEFAULT})
             try:
                 plans = services.job_preview(type_name, params)
             except PartitionsError:
@@ -163,7 +213,7 @@ class Command(BaseCommand):
             self.emit({"dry_run": True, "partitions": rows}, text)
             return
         job, created = services.job_start(type_name, params, actor=ACTOR, max_parallel=max_parallel,
-                                          priority=priority, deadline=when, dedupe_key=dedupe_key)
+                                          priority=priority, deadline=when, dedupe_key=dedupe_key, **throttle)
         if not wait:
             verb = "started" if created else "already active (dedupe key)"
             self.emit({**job_summary(job), "created": created}, f"job {job.pk} {verb}: {job.type_name}")
@@ -186,7 +236,25 @@ class Command(BaseCommand):
             self.follow(job.pk)
             return
         summary = job_summary(job)
-        self.emit(summary, progress_line(summary, summary["items_per_second"]))
+        self.emit(summary, progress_line(summary, summary["items_per_second"]) + throttle_line(summary))
+
+    def do_throttle(self, *, job_id: int, rate, pause_ms, ignore_health: bool | None, **options):
+        job = services.job_throttle(job_id, actor=ACTOR, rate_limit=rate, pause_ms=pause_ms,
+                                    ignore_health=ignore_health)
+        summary = job_summary(job)
+        self.emit(summary, f"job {job_id} throttle:{throttle_line(summary) or ' none'}")
+
+    def do_partitions(self, *, job_id: int, status: str | None, limit: int, **options):
+        parts = Partition.objects.filter(job=job_get(job_id)).order_by("seq")
+        if status:
+            parts = parts.filter(status=status)
+        rows = [{"seq": p.seq, "id": p.pk, "status": p.status, "bounds": p.bounds_display,
+                 "estimated_items": p.estimated_items, "done_items": p.done_items, "failed_items": p.failed_items,
+                 "batch_size": p.batch_size, "attempts": p.attempts, "lease_owner": p.lease_owner,
+                 "checkpointed_at": p.checkpointed_at} for p in parts[:limit]]
+        lines = [f"{r['seq']:>5} {r['status']:10} {r['done_items']:>10,}/{r['estimated_items']:<10,} "
+                 f"batch {r['batch_size'] or '-':>6}  {r['bounds']}" for r in rows]
+        self.emit(rows, "\n".join(lines) or "no partitions")
 
     def do_retry(self, *, job_id: int, subjobs: bool, **options):
         if subjobs:
