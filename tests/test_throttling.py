@@ -219,7 +219,7 @@ def assert_held_then_resumed(job: Job, fleet, release) -> Job:
 def test_a_long_transaction_holds_the_job_which_resumes_by_itself_when_it_ends(clusters, db_url):
     seed(1500)
     fleet = clusters(1, **HEALTH_ENV)
-    job = started_job("tests.bump_range", {"partitions": 2, "sleep_ms": 100})
+    job = started_job("tests.bump_range", {"partitions": 2, "sleep_ms": 400})
     wait_for(lambda: done_at_db_time()[1] > 0, timeout=60, what="the first checkpoint", clusters=fleet)
     with psycopg.connect(db_url) as blocker:  # a transaction with an xid: it holds back vacuum
         blocker.execute("SELECT txid_current()")
@@ -233,7 +233,7 @@ def test_a_job_type_s_own_health_check_holds_it_the_same_way(clusters, tmp_path)
     seed(1500)
     gate = tmp_path / "gate"
     fleet = clusters(1, PARTITIONS_HEALTH_CHECK_SECONDS="0.3")
-    job = started_job("tests.health_gated", {"partitions": 2, "sleep_ms": 100, "gate": str(gate)})
+    job = started_job("tests.health_gated", {"partitions": 2, "sleep_ms": 400, "gate": str(gate)})
     wait_for(lambda: done_at_db_time()[1] > 0, timeout=60, what="the first checkpoint", clusters=fleet)
     gate.touch()
     job = assert_held_then_resumed(job, fleet, release=gate.unlink)
