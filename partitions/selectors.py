@@ -217,7 +217,7 @@ def _lease_claimed_at() -> Case:
 _PARTITION_COLUMNS = ("id", "job_id", "seq", "kind", "lower", "upper", "modulus", "remainder", "status",
                       "checkpoint", "estimated_items", "done_items", "failed_items", "skipped_items", "attempts",
                       "max_attempts", "available_at", "lease_owner", "lease_expires_at", "checkpointed_at",
-                      "started_at", "finished_at", "last_error")
+                      "batch_size", "started_at", "finished_at", "last_error")
 
 
 def job_partitions(job_id: int, *, status: str | None = None) -> QuerySet[Partition]:

@@ -107,7 +107,7 @@ def test_throttle_from_the_cli_changes_the_running_job_and_is_audited():
 ])
 def test_bad_throttle_input_is_one_line_and_writes_nothing(args, expected):
     job = started_job("tests.bump_range", {"partitions": 1})
-    code, out, err = cli("throttle", str(job.pk), *args)
+    code, _out, err = cli("throttle", str(job.pk), *args)
     assert_refused_in_one_line(code, err, expected)
     job.refresh_from_db()
     assert (job.rate_limit, job.pause_ms) == (None, 0)
@@ -117,16 +117,16 @@ def test_bad_throttle_input_is_one_line_and_writes_nothing(args, expected):
 def test_a_new_job_takes_its_throttle_from_start_options_or_else_its_job_type():
     job = started_job("tests.bump_range", {"partitions": 1}, rate_limit=40, pause_ms=5)
     assert (job.rate_limit, job.pause_ms) == (40.0, 5)
-    code, out, err = cli("start", "tests.bump_range", "--param", "partitions=1", "--rate", "12.5", "--json")
+    code, _out, err = cli("start", "tests.bump_range", "--param", "partitions=1", "--rate", "12.5", "--json")
     assert code == 0, err
     assert Job.objects.latest("id").rate_limit == 12.5
-    code, out, err = cli("start", "tests.bump_range", "--param", "partitions=1", "--rate", "0.0000001")
+    code, _out, err = cli("start", "tests.bump_range", "--param", "partitions=1", "--rate", "0.0000001")
     assert code != 0 and "rate_limit" in err
 
 
 def test_a_finished_job_cannot_be_throttled():
     job = run_to_end(planned_job("tests.bump_range", {"partitions": 1}))
-    code, out, err = cli("throttle", str(job.pk), "--rate", "10")
+    code, _out, err = cli("throttle", str(job.pk), "--rate", "10")
     assert code != 0 and "succeeded" in err
 
 
@@ -134,7 +134,7 @@ def test_ignoring_health_ends_the_episode_at_once_with_the_operator_named():
     job = started_job("tests.bump_range", {"partitions": 1})
     Job.objects.filter(pk=job.pk).update(status="running", throttled_since=job.created_at,
                                          throttled_reason="replication lag 99s > 60s")
-    code, out, err = cli("throttle", str(job.pk), "--ignore-health")
+    code, _out, err = cli("throttle", str(job.pk), "--ignore-health")
     assert code == 0, err
     job.refresh_from_db()
     assert job.ignore_health and job.throttled_since is None

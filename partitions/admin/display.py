@@ -123,9 +123,25 @@ def bar_widths(stats: JobStats) -> dict[str, float]:
             for name, value in (("done", p.items_done), ("failed", p.items_failed), ("skipped", p.items_skipped))}
 
 
+def throttle_text(stats: JobStats) -> str:
+    """The job's throttle as operators read it: rate against its limit, pause, health ("" when none)."""
+    job = stats.job
+    parts = []
+    if job.rate_limit:
+        parts.append(f"{fmt_rate(stats.rate)} of {fmt_rate(job.rate_limit)} allowed")
+    if job.pause_ms:
+        parts.append(f"{job.pause_ms} ms pause after each batch")
+    if job.throttled_since is not None and not job.is_terminal:
+        parts.append(f"held by a health check since {fmt_dt(job.throttled_since)}: {job.throttled_reason}")
+    if job.ignore_health:
+        parts.append("health checks ignored")
+    return "; ".join(parts)
+
+
 def live_fields(stats: JobStats) -> dict[str, str]:
     p = stats.progress
     return {
+        "throttle": throttle_text(stats),
         "status": stats.job.get_status_display(),
         "percent": f"{p.percent:.1f}%",
         "items": f"{fmt_int(stats.handled)} / {fmt_int(p.items_total)} items",

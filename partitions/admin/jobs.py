@@ -9,7 +9,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponseNotAllowed, HttpResponseRedirect, JsonResponse
 from django.urls import path, reverse
 
-from partitions.admin import display, job_page, start, workers
+from partitions.admin import display, job_page, start, throttle, workers
 from partitions.admin.actions import ACTIONS, JobAction, perform
 from partitions.admin.base import (
     EngineAdmin,
@@ -114,6 +114,7 @@ class JobAdmin(EngineAdmin):
             path("workers/", wrap(self.workers_view), name="partitions_job_workers"),
             path("progress.json", wrap(self.progress_view), name="partitions_job_progress"),
             path("<path:object_id>/action/<slug:action_name>/", wrap(self.action_view), name="partitions_job_action"),
+            path("<path:object_id>/throttle/", wrap(self.throttle_view), name="partitions_job_throttle"),
             *super().get_urls(),
         ]
 
@@ -127,6 +128,9 @@ class JobAdmin(EngineAdmin):
 
     def start_view(self, request):
         return start.start_view(self, request)
+
+    def throttle_view(self, request, object_id):
+        return throttle.throttle_view(self, request, object_id)
 
     def workers_view(self, request):
         return workers.workers_view(self, request)

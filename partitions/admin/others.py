@@ -46,8 +46,8 @@ def _retry_subjobs(request, grouped: dict[int, list[int]]) -> list[Outcome]:
 @admin.register(Partition)
 class PartitionAdmin(EngineAdmin):
     list_display = ["id", "job_col", "seq", "kind", "status", "bounds_col", "checkpoint", "estimated_items",
-                    "done_items", "failed_items", "skipped_items", "attempts_col", "lease_owner", "lease_expires_at",
-                    "error_col"]
+                    "done_items", "failed_items", "skipped_items", "batch_size", "attempts_col", "lease_owner",
+                    "lease_expires_at", "error_col"]
     list_filter = ["status", "kind", JobFilter]
     search_fields = ["=id", "lease_owner"]
     show_full_result_count = False

@@ -13,6 +13,7 @@ from django.template.response import TemplateResponse
 
 from partitions import registry, services, validation
 from partitions.admin.base import job_url
+from partitions.admin.throttle import ThrottleFields
 from partitions.exceptions import InvalidParams, JobTypeNotFound, PartitionsError, error_line
 from partitions.models import Partition
 
@@ -24,8 +25,10 @@ PARAMS_PREFIX = "params"
 PREVIEW_ROWS = 200
 
 
-class StartOptionsForm(forms.Form):
-    """Run options that are not the job type's params."""
+class StartOptionsForm(ThrottleFields):
+    """Run options that are not the job type's params (an empty throttle field: the job type's default)."""
+
+    field_order = ["max_parallel", "deadline", "rate_limit", "pause_ms"]
 
     max_parallel = forms.IntegerField(
         min_value=0, max_value=validation.MAX_PARALLEL_LIMIT, required=False, initial=0, label="Max parallel",
@@ -36,9 +39,15 @@ class StartOptionsForm(forms.Form):
         help_text="Optional; the job page then projects the finish against it.",
     )
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["rate_limit"].help_text = "Items per second across every worker; empty = the job type's default."
+        self.fields["pause_ms"].help_text = "Pause after each batch; empty = the job type's default."
+
     def clean(self):
         """The same bounds the service applies (deadline range, column ranges), shown next to the fields."""
         cleaned = super().clean()
+        self.add_throttle_errors(cleaned)
         try:
             options = validation.run_options(max_parallel=cleaned.get("max_parallel") or 0,
                                              deadline=cleaned.get("deadline"))
@@ -170,9 +179,11 @@ def _start(request, type_name: str, data: dict[str, Any], params_form, options):
         messages.error(request, f"Cannot start: the plan cannot be made ({problem}); the preview says the same.")
         params_form.is_valid()
         return None
-    job, created = services.job_start(type_name, data, actor=request.user,
-                                      max_parallel=options.cleaned_data["max_parallel"] or 0,
-                                      deadline=options.cleaned_data["deadline"])
+    chosen = options.cleaned_data
+    job, created = services.job_start(
+        type_name, data, actor=request.user, max_parallel=chosen["max_parallel"] or 0, deadline=chosen["deadline"],
+        rate_limit=services.DEFAULT if chosen.get("rate_limit") is None else chosen["rate_limit"],
+        pause_ms=services.DEFAULT if chosen.get("pause_ms") is None else chosen["pause_ms"])
     verb = "Started" if created else "An identical job is already active:"
     messages.success(request, f"{verb} job #{job.pk} ({type_name}).")
     return HttpResponseRedirect(job_url(job.pk))
