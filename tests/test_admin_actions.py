@@ -466,3 +466,54 @@ def test_start_without_csrf_token_is_rejected(operator):
                                             "params-chunk_size": "2", "_start": "Start"})
     assert response.status_code == 403
     assert Job.objects.count() == 0
+
+
+# The throttle page ------------------------------------------------------------------------------------------
+
+def throttle_url(job: Job) -> str:
+    return reverse("admin:partitions_job_throttle", args=[job.pk])
+
+
+def test_the_throttle_page_changes_a_running_job_with_csrf_and_logs_the_operator(operator):
+    job = make_job(status="running")
+    client = client_for(operator, enforce_csrf_checks=True)
+    page = client.get(throttle_url(job))
+    assert page.status_code == 200 and b'name="rate_limit"' in page.content
+    assert client.post(throttle_url(job), {"rate_limit": "50", "pause_ms": "10"}).status_code == 403
+    token = str(page.context["csrf_token"])
+    response = client.post(throttle_url(job), {"rate_limit": "50", "pause_ms": "10", "ignore_health": "on",
+                                               "csrfmiddlewaretoken": token})
+    assert response.status_code == 302 and response["Location"] == job_page(job.pk)
+    job.refresh_from_db()
+    assert (job.rate_limit, job.pause_ms, job.ignore_health) == (50.0, 10, True)
+    changed = JobEvent.objects.get(job=job, type="job_throttle_changed")
+    assert changed.actor_user == operator and changed.data["after"]["rate_limit"] == 50.0
+    assert "Throttle" in job_page_text(client, job)
+
+
+def job_page_text(client: Client, job: Job) -> str:
+    return client.get(job_page(job.pk)).content.decode()
+
+
+@pytest.mark.parametrize("data", [{"rate_limit": "-1"}, {"rate_limit": "nan"}, {"rate_limit": "inf"},
+                                  {"rate_limit": "1e300"}, {"pause_ms": "-5"}, {"pause_ms": "10000000"},
+                                  {"pause_ms": "abc"}])
+def test_bad_throttle_input_is_a_form_error_and_writes_nothing(operator, data):
+    job = make_job(status="running")
+    before = snapshot(job)
+    response = client_for(operator).post(throttle_url(job), data)
+    assert response.status_code == 200 and response.context["form"].errors
+    assert snapshot(job) == before
+    job.refresh_from_db()
+    assert (job.rate_limit, job.pause_ms) == (None, 0)
+
+
+def test_viewers_cannot_throttle_and_finished_jobs_are_refused_with_a_message(viewer, operator):
+    job = make_job(status="running")
+    assert client_for(viewer).get(throttle_url(job)).status_code == 403
+    assert client_for(viewer).post(throttle_url(job), {"rate_limit": "5"}).status_code == 403
+    done = make_job(status="succeeded")
+    response = client_for(operator).post(throttle_url(done), {"rate_limit": "5"})
+    assert response.status_code == 302
+    assert messages_of(response) == [f"Cannot throttle job #{done.pk} while it is succeeded."]
+    assert Job.objects.get(pk=done.pk).rate_limit is None

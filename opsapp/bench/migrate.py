@@ -1,7 +1,8 @@
 """`bench migrate`: rows updated per second through `billing.migrate_subscriptions` partitions by W processes
-(each batch's UPDATE commits with its checkpoint), vs one bulk UPDATE of the same rows.
+(each batch's UPDATE commits with its checkpoint), vs one bulk UPDATE of the same rows; the same job with an
+adaptive batch size (1 s per batch); and the same job under a fleet-wide rate limit (asked vs measured).
 
-Both runs start from the same table state: the target rows are reset and the table vacuumed before each.
+Every run starts from the same table state: the target rows are reset and the table vacuumed before each.
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from opsapp.bench import harness
+from opsapp.billing.jobs import MigrateSubscriptions
 from opsapp.billing.models import Product, Subscription
 from opsapp.billing.seeding import seed_demo
-from partitions import registry
-from partitions.models import Partition
+from partitions import registry, services
+from partitions.models import Job, Partition
 
 JOB_TYPE = "billing.migrate_subscriptions"
 PRODUCTS = 20  # half of them changed: their subscriptions are the rows to migrate
@@ -50,6 +52,36 @@ def _check_migrated(since, expected: int, what: str) -> None:
         raise harness.BenchError(f"migrate: {what} left {stale} of {expected} rows at the old version")
 
 
+class AdaptiveMigrateSubscriptions(MigrateSubscriptions):
+    """The demo migration aiming every batch at one second (GitLab's batched migrations aim at 2 min jobs)."""
+
+    name = "bench.migrate_adaptive"
+    target_batch_seconds = 1.0
+    min_batch_size = 100
+    max_batch_size = 50_000
+
+
+#: Share of the unthrottled engine's rate the rate-limit run asks for, and the seconds it should take at most.
+RATE_SHARE, RATE_RUN_SECONDS = 0.25, 10.0
+
+
+def _engine_run(type_name: str, since, rows: int, rows_per_partition: int, workers: int, what: str,
+                rate_limit: float | None = None) -> tuple[float, float, Job]:
+    """Reset the rows, run the migration with `workers` processes; the wall time, the plan's and the job."""
+    _fresh(since)
+    with harness.engine_for_bench(*([AdaptiveMigrateSubscriptions] if type_name != JOB_TYPE else [])):
+        params = {"since": since.isoformat(), "rows_per_partition": rows_per_partition}
+        job, planning = harness.planned_job(type_name, params)
+        if rate_limit is not None:
+            services.job_throttle(job.pk, actor="bench", rate_limit=rate_limit)
+        wall, _ = harness.run_workers(workers, harness.drain_job, job.pk)
+    _check_migrated(since, rows, what)
+    done = Partition.objects.filter(job=job).aggregate(n=Sum("done_items"))["n"]
+    if done != rows:
+        raise harness.BenchError(f"migrate: {what} counted {done} rows done, {rows} rows to migrate")
+    return wall, planning, job
+
+
 def run(opts: harness.Options) -> harness.Result:
     subscriptions, workers = opts.pick(default=1_000_000, quick=20_000), opts.workers
     # Half the rows are migrated; at least 10 partitions at small sizes, so every process gets several.
@@ -68,17 +100,26 @@ def run(opts: harness.Options) -> harness.Result:
     _check_migrated(since, rows, "the bulk UPDATE")
     bulk = result.baseline("bulk_rows_s", "one bulk UPDATE", rows / elapsed(), "rows/s")
 
-    _fresh(since)
     opts.log(f"migrate: engine, {workers} processes")
-    with harness.engine_for_bench():
-        job, planning = harness.planned_job(JOB_TYPE,
-                                            {"since": since.isoformat(), "rows_per_partition": rows_per_partition})
-        wall, _ = harness.run_workers(workers, harness.drain_job, job.pk)
-    _check_migrated(since, rows, "the engine")
-    done = Partition.objects.filter(job=job).aggregate(n=Sum("done_items"))["n"]
-    if done != rows:
-        raise harness.BenchError(f"migrate: partitions counted {done} rows done, {rows} rows to migrate")
-    result.figure("engine_rows_s", f"engine, {workers} processes", rows / wall, "rows/s", vs=(bulk,))
+    wall, planning, job = _engine_run(JOB_TYPE, since, rows, rows_per_partition, workers, "the engine")
+    fixed = result.figure("engine_rows_s", f"engine, {workers} processes, batch_size "
+                          f"{registry.get(JOB_TYPE).batch_size}", rows / wall, "rows/s", vs=(bulk,))
     result.figure("plan_s", "engine plan (KeyRange per changed product)", planning, "s")
     result.checks.update(rows=rows, partitions=Partition.objects.filter(job=job).count())
+
+    opts.log("migrate: engine, adaptive batch size (target 1 s)")
+    wall, _, adaptive = _engine_run(AdaptiveMigrateSubscriptions.name, since, rows, rows_per_partition, workers,
+                                    "the adaptive engine")
+    result.figure("adaptive_rows_s", f"engine, {workers} processes, adaptive batch (target 1 s)", rows / wall,
+                  "rows/s", vs=(bulk, fixed))
+    sizes = list(Partition.objects.filter(job=adaptive).values_list("batch_size", flat=True))
+    result.checks.update(adaptive_batch_size_max=max(sizes), adaptive_batch_size_min=min(sizes))
+
+    asked = max(1.0, min(fixed.value * RATE_SHARE, rows / RATE_RUN_SECONDS))
+    opts.log(f"migrate: engine under a rate limit of {asked:,.0f} rows/s")
+    wall, _, _ = _engine_run(JOB_TYPE, since, rows, rows_per_partition, workers, "the rate-limited engine",
+                             rate_limit=asked)
+    limit = result.baseline("rate_asked", "rate limit asked", asked, "rows/s")
+    result.figure("rate_measured", f"rate measured under the limit, {workers} processes", rows / wall, "rows/s",
+                  vs=(limit,))
     return result

@@ -36,6 +36,8 @@ class JobSetup:
     params: dict[str, Any]
     #: The job type's queryset per partition scope, built once (a default queryset() calls split()).
     _querysets: dict[str, QuerySet] = field(default_factory=dict, compare=False, repr=False)
+    #: The batch size the last run of an adaptive job reached here: the next partition starts from it.
+    learned: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
 
     def queryset(self, scope: dict) -> QuerySet:
         """The rows partitions with this scope read; lazy, and only ever narrowed by filters, so safe to share."""

@@ -60,8 +60,10 @@ class PartitionRun:
         self.claimed_controls: JobControls = getattr(partition, "job_controls", None) or JobControls(
             self.job.status, self.job.rate_limit, self.job.pause_ms, self.job.ignore_health,
             self.job.throttled_since is not None)
-        jt = self.job_type
-        start = partition.batch_size if jt.target_batch_seconds and partition.batch_size else jt.batch_size
+        jt, self.learned = self.job_type, setup.learned
+        start = jt.batch_size
+        if jt.target_batch_seconds:  # resume what this partition, or this drain's last one, adapted to
+            start = partition.batch_size or self.learned.get("batch_size") or start
         self.sizer = BatchSizer(start, target_seconds=jt.target_batch_seconds, low=jt.min_batch_size,
                                 high=max(jt.max_batch_size, jt.batch_size))
         self.stats = {"done": 0, "failed": 0, "skipped": 0, "batches": 0}
@@ -115,6 +117,7 @@ class PartitionRun:
                 self._report_size(f"timeout: {error_line(exc)}")
                 continue
             self.sizer.observe(len(items), time.perf_counter() - started)
+            self.learned["batch_size"] = self.sizer.size
             self._report_size("adapted to batch time")
             return True
 
