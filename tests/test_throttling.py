@@ -253,3 +253,26 @@ def test_the_database_verdict_sees_an_old_transaction_and_is_cached(settings, db
         verdict, _ = health.database_verdict()
         assert not verdict.ok and "transaction has been open" in verdict.reason
     health.forget()
+
+
+def test_replication_lag_above_its_threshold_is_unhealthy_and_zero_turns_a_check_off(settings):
+    settings.PARTITIONS_MAX_REPLICATION_LAG_SECONDS = 30
+    assert not health._database_verdict(lag=31.0, oldest=None).ok
+    assert "replication lag 31s > 30s" == health._database_verdict(lag=31.0, oldest=None).reason
+    assert health._database_verdict(lag=29.0, oldest=None).ok
+    settings.PARTITIONS_MAX_REPLICATION_LAG_SECONDS = None
+    assert health._database_verdict(lag=3600.0, oldest=None).ok
+
+
+@pytest.mark.parametrize(("attrs", "message"), [
+    ({"target_batch_seconds": 0}, "target_batch_seconds must be > 0"),
+    ({"target_batch_seconds": 1, "min_batch_size": 500}, "min_batch_size <= batch_size"),
+    ({"target_batch_seconds": 1, "item_concurrency": 4, "atomic": False}, "leave it unset"),
+])
+def test_an_adaptive_job_type_that_cannot_work_is_refused_at_registration(attrs, message):
+    from partitions.exceptions import JobCodeError
+    from partitions.job_types import JobType
+
+    declared = type("Bad", (JobType,), {"name": "tests.bad_adaptive", "batch_size": 100, **attrs})
+    with pytest.raises(JobCodeError, match=message):
+        declared.check_declaration()
