@@ -23,7 +23,7 @@ from django.db.models.functions import Now
 
 from partitions import conf
 from partitions.encoding import dumps
-from partitions.exceptions import LeaseLost
+from partitions.exceptions import BoundsMoved, LeaseLost
 from partitions.lifecycle import Actor, transition, transition_many
 from partitions.models import Job, Partition
 from partitions.states import (
@@ -225,7 +225,15 @@ SQL_PARTITION_CHECKPOINT_IF_HELD = f"""
         lease_expires_at = statement_timestamp() + make_interval(secs => %(lease)s)
     FROM partitions_job j
     WHERE p.id = %(id)s AND p.lease_token = %(token)s AND p.status = 'running' AND j.id = p.job_id
+      AND (%(bounds_version)s::int IS NULL OR p.bounds_version = %(bounds_version)s::int)
     RETURNING {", ".join(f"j.{c}" for c in CONTROL_COLUMNS.split(", "))}
+"""
+
+# Whether a held partition's bounds moved (a split) since `bounds_version`: why a checkpoint matched no row.
+SQL_PARTITION_BOUNDS_MOVED = """
+    SELECT 1 FROM partitions_partition p
+    WHERE p.id = %(id)s AND p.lease_token = %(token)s AND p.status = 'running'
+      AND p.bounds_version <> %(bounds_version)s::int
 """
 
 # Claim a singleton step (plan or finalize) of one job: the job row is the lease.
@@ -369,14 +377,20 @@ def partitions_renew_leases(leases: list[tuple[int, int, float]]) -> set[int]:
 
 
 def partition_checkpoint(partition_id: int, token: int, *, checkpoint: Any, done: int = 0, failed: int = 0,
-                         skipped: int = 0, lease_seconds: float, batch_size: int | None = None) -> JobControls:
-    """Record progress (and renew the lease); return the job's controls. Raises LeaseLost."""
+                         skipped: int = 0, lease_seconds: float, batch_size: int | None = None,
+                         bounds_version: int | None = None) -> JobControls:
+    """Record progress (and renew the lease); return the job's controls. Raises LeaseLost, or BoundsMoved
+    (writing nothing) when `bounds_version` is given and a split has changed the bounds since."""
+    params = {"id": partition_id, "token": token, "checkpoint": dumps(checkpoint), "batch_size": batch_size,
+              "done": done, "failed": failed, "skipped": skipped, "lease": lease_seconds,
+              "bounds_version": bounds_version}
     with connection.cursor() as cursor:
-        cursor.execute(SQL_PARTITION_CHECKPOINT_IF_HELD, {
-            "id": partition_id, "token": token, "checkpoint": dumps(checkpoint), "batch_size": batch_size,
-            "done": done, "failed": failed, "skipped": skipped, "lease": lease_seconds,
-        })
+        cursor.execute(SQL_PARTITION_CHECKPOINT_IF_HELD, params)
         row = cursor.fetchone()
+        if row is None and bounds_version is not None:
+            cursor.execute(SQL_PARTITION_BOUNDS_MOVED, params)
+            if cursor.fetchone() is not None:
+                raise BoundsMoved(partition_id, token)
     if row is None:
         raise LeaseLost(partition_id, token)
     return JobControls.from_row(row)
@@ -459,6 +473,12 @@ def partition_cancel(partition_id: int, token: int, *, actor: Any, reason: str) 
     """Stop a held partition because its job was cancelled or failed."""
     transition(Partition, partition_id, PartitionStatus.CANCELLED, actor=actor, event_type="partition_cancelled",
                data={"reason": reason}, guard={"lease_token": token, "status": PartitionStatus.RUNNING})
+
+
+def partitions_lease_lapsed(*, min_attempts: int = 0) -> list[int]:
+    """Running partitions whose lease lapsed, claimed at least `min_attempts` times."""
+    return list(Partition.objects.filter(pk__in=RawSQL(SQL_PARTITIONS_LEASE_LAPSED, []), attempts__gte=min_attempts)
+                .values_list("pk", flat=True))
 
 
 def partitions_reap_expired(*, actor: Any = "reaper") -> dict[str, int]:

@@ -23,6 +23,10 @@ DEFAULTS = {
     "HEALTH_CHECK_SECONDS": 5.0,
     "MAX_REPLICATION_LAG_SECONDS": 60.0,
     "MAX_TRANSACTION_AGE_SECONDS": 300.0,
+    # Idle workers split the running partition with the most work left (partitions.worker.splitting), when
+    # it has at least SPLIT_MIN_BATCHES batches left; and a partition that failed by timeout is halved.
+    "SPLIT_RUNNING": True,
+    "SPLIT_MIN_BATCHES": 4,
     # "django_q": engine notifications become django-q2 tasks; None: nothing is enqueued (drive workers yourself).
     "DISPATCHER": "django_q",
     # Dotted modules imported at startup to register job types (apps' `jobs` modules are found anyway).

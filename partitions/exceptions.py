@@ -39,6 +39,15 @@ class LeaseLost(PartitionsError):
         super().__init__(f"lease on partition {partition_id} with token {token} is no longer held")
 
 
+class BoundsMoved(PartitionsError):
+    """A checkpoint of a batch read under bounds a split has changed since: nothing was written; the holder
+    (still holding the lease) reads its new bounds and runs the batch again within them."""
+
+    def __init__(self, partition_id: int, token: int):
+        self.partition_id, self.token = partition_id, token
+        super().__init__(f"partition {partition_id} was split: its bounds moved under token {token}")
+
+
 class JobTypeNotFound(PartitionsError):
     def __init__(self, name: str):
         self.name = name

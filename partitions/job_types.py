@@ -69,6 +69,11 @@ class JobType:
     #: fleet (None = no limit), and a pause after each batch.
     rate_limit: ClassVar[float | None] = None
     pause_ms: ClassVar[int] = 0
+    #: Idle workers may split a running partition's remaining work (no long tail), and a partition that
+    #: failed by timeout is halved before its next attempt; never below min_split_items (nor 4 batches).
+    split_when_idle: ClassVar[bool] = True
+    split_when_failing: ClassVar[bool] = True
+    min_split_items: ClassVar[int] = 0
     #: Items of a batch in flight at once (threads, for I/O-bound work; needs atomic = False).
     item_concurrency: ClassVar[int] = 1
     #: Immediate retries of a failing item before it is recorded as a failed sub-job.

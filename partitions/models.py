@@ -134,6 +134,11 @@ class Partition(models.Model):
     checkpointed_at = models.DateTimeField(null=True, blank=True)
     # Items in the last batch's fetch (adaptive job types change it; a new run resumes from it).
     batch_size = models.PositiveIntegerField(null=True, blank=True)
+    # A running partition's remaining work can be split off to idle workers (partitions.splitting): each split
+    # bumps bounds_version, and the holder's checkpoint refuses to commit a batch read under older bounds.
+    bounds_version = models.PositiveIntegerField(default=0)
+    split_from = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+                                   help_text="The partition this one's work was split off from.")
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)

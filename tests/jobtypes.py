@@ -68,6 +68,7 @@ class ItemsParams(forms.Form):
     count = forms.IntegerField(min_value=0)
     chunk_size = forms.IntegerField(min_value=1)
     keys = forms.IntegerField(min_value=0, required=False, help_text="ordering keys (0 = none)")
+    key_runs = forms.BooleanField(required=False, help_text="each key's items are contiguous (else interleaved)")
     fail_every = forms.IntegerField(min_value=0, required=False)
     skip_every = forms.IntegerField(min_value=0, required=False)
     sleep_ms = forms.IntegerField(min_value=0, required=False)
@@ -84,10 +85,13 @@ class RecordingItems(JobType):
     max_item_failures = 1000
 
     def split(self, job, params):
-        keys = params.get("keys") or 0
+        keys, count = params.get("keys") or 0, params["count"]
+
+        def key_of(i: int) -> str:
+            return "" if not keys else f"key-{i * keys // count if params.get('key_runs') else i % keys}"
+
         return Items(
-            (ItemSpec(key=f"item-{i}", payload={"i": i}, ordering_key=f"key-{i % keys}" if keys else "")
-             for i in range(params["count"])),
+            (ItemSpec(key=f"item-{i}", payload={"i": i}, ordering_key=key_of(i)) for i in range(count)),
             chunk_size=params["chunk_size"],
         )
 
@@ -389,3 +393,102 @@ class HealthGated(BumpRange):
         if Path(job.params["gate"]).exists():
             return HealthVerdict.unhealthy("the gate file is there")
         return HealthVerdict.healthy()
+
+
+# Splitting ----------------------------------------------------------------------------------------------------
+
+class SkewParams(RangeParams):
+    slow_below = forms.IntegerField(min_value=0, help_text="Subscriptions with a smaller id are the slow ones.")
+    slow_ms = forms.IntegerField(min_value=0, help_text="What a batch of slow rows waits.")
+    fast_ms = forms.IntegerField(min_value=0, help_text="What a batch of the other rows waits.")
+
+
+@register
+class Skewed(BumpRange):
+    """BumpRange on id ranges where the rows below `slow_below` cost `slow_ms` a batch, the rest `fast_ms`."""
+
+    name = "tests.skewed"
+    Params = SkewParams
+    batch_size = 20
+
+    def split(self, job, params):
+        return KeyRange(Subscription.objects.all(), ("id",), partitions=params["partitions"])
+
+    def process_batch(self, ctx, items):
+        Subscription.objects.filter(pk__in=[s.pk for s in items]).update(product_version=F("product_version") + 1)
+        slow = items[0].pk < ctx.params["slow_below"]
+        time.sleep((ctx.params["slow_ms"] if slow else ctx.params["fast_ms"]) / 1000)
+
+
+def split_from_another_connection(partition_id: int, plan=None):
+    """Plan (when `plan` is None) or apply a split of a partition from a thread with its own connection, as
+    an idle worker would while the holder's batch is in flight; (plan, new partition or None)."""
+    from partitions.models import Partition
+    from partitions.worker import splitting
+    from partitions.worker.context import job_setup
+
+    result: dict = {}
+
+    def work() -> None:
+        try:
+            partition = Partition.objects.get(pk=partition_id)
+            setup = job_setup(partition.job_id)
+            result["plan"] = plan or splitting.plan(partition, setup)
+            result["new"] = None if plan is None else splitting.apply(plan, setup, actor="idle-test", why="test")
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join(30)
+    return result.get("plan"), result.get("new")
+
+
+#: What tests.splits_mid_batch saw: per batch, (rows, the split's outcome if it split during it).
+MID_BATCH: dict[str, Any] = {}
+
+
+@register
+class SplitsMidBatch(BumpRange):
+    """BumpRange (one id range) that, during batch `plan_at`, plans a split from another connection and,
+    during batch `apply_at`, applies it: the split races the holder's checkpoint in the order the test picks."""
+
+    name = "tests.splits_mid_batch"
+    batch_size = 150
+
+    def split(self, job, params):
+        return KeyRange(Subscription.objects.all(), ("id",), partitions=1)
+
+    def process_batch(self, ctx, items):
+        Subscription.objects.filter(pk__in=[s.pk for s in items]).update(product_version=F("product_version") + 1)
+        batch = MID_BATCH.setdefault("batches", [])
+        batch.append(len(items))
+        if len(batch) == MID_BATCH["plan_at"]:
+            MID_BATCH["plan"], _ = split_from_another_connection(ctx.partition.pk)
+        if len(batch) == MID_BATCH["apply_at"]:
+            _, MID_BATCH["new"] = split_from_another_connection(ctx.partition.pk, MID_BATCH["plan"])
+            MID_BATCH["applied"] = True
+
+
+class TooBigParams(RangeParams):
+    max_rows = forms.IntegerField(min_value=1, help_text="A partition with more rows times out on every batch.")
+
+
+@register
+class TooBigPartition(BumpRange):
+    """BumpRange whose batches run into statement_timeout while their partition has more than `max_rows`
+    rows (a query over the whole partition), whatever the batch size: only halving the partition helps."""
+
+    name = "tests.too_big_partition"
+    Params = TooBigParams
+    batch_size = 50
+    min_batch_size = 50
+    backoff = Backoff(base=0.01, cap=0.02)
+    max_attempts = 10
+
+    def process_batch(self, ctx, items):
+        super().process_batch(ctx, items)
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL statement_timeout = '100ms'")
+            if ctx.partition.estimated_items > ctx.params["max_rows"]:
+                cursor.execute("SELECT pg_sleep(2)")

@@ -10,6 +10,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from partitions import claiming, conf, dispatch
+from partitions.worker import splitting
 from partitions.worker.outcomes import apply_outcomes
 from partitions.worker.renewer import renewer
 from partitions.worker.run import run_partition
@@ -83,6 +84,8 @@ class _Drain:
             claimed = claiming.partition_claim(worker_id=self.worker, lease_seconds=self.lease, job_id=self.job_id,
                                                limit=limit)
             if not claimed:
+                if splitting.split_for_idle(worker_id=self.worker, job_id=self.job_id, cache=self.setups):
+                    continue  # claim the half it split off
                 if self.idle():
                     continue
                 return

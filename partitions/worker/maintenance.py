@@ -12,16 +12,26 @@ from partitions.lifecycle import SYSTEM, event
 from partitions.models import Job, JobEvent, JobSample
 from partitions.selectors import jobs_progress, jobs_stats
 from partitions.states import JobStatus
-from partitions.worker import steps
+from partitions.worker import splitting, steps
 
 log = logging.getLogger(__name__)
 
 DEADLINE_WARNING_EVERY = timedelta(minutes=10)
 
 
+#: A partition whose lease lapsed this many times is halved when it is requeued (it may be too big for a lease).
+HALVE_AFTER_LAPSES = 2
+
+
 def reap_expired_leases() -> dict[str, int]:
-    """Crashed or stalled workers: their partitions go back to pending (or fail when out of attempts)."""
-    return claiming.partitions_reap_expired(actor="tick")
+    """Crashed or stalled workers: their partitions go back to pending (or fail when out of attempts); one
+    whose lease lapsed again is halved before its next attempt."""
+    lapsed_again = claiming.partitions_lease_lapsed(min_attempts=HALVE_AFTER_LAPSES)
+    reaped = claiming.partitions_reap_expired(actor="tick")
+    reaped["halved"] = sum(
+        splitting.halve_after_failure(partition_id, actor="tick", why="its lease lapsed again") is not None
+        for partition_id in lapsed_again)
+    return reaped
 
 
 def finalize_finished_jobs() -> dict[str, int]:

@@ -8,7 +8,7 @@ from partitions import claiming, services
 from partitions.exceptions import LeaseLost, error_line
 from partitions.models import Partition
 from partitions.states import PartitionStatus
-from partitions.worker import steps
+from partitions.worker import splitting, steps
 from partitions.worker.context import JobSetup, job_setup
 from partitions.worker.run import Outcome
 
@@ -22,6 +22,8 @@ def _finishes(partition: Partition, token: int, outcome: Outcome, actor: str, jo
         delay = outcome.retry_after if outcome.retry_after is not None else job_type.backoff.delay(partition.attempts)
         status = claiming.partition_fail(partition.pk, token, actor=actor, error=outcome.reason,
                                          traceback=outcome.traceback, retry_after=delay, final=outcome.final)
+        if status == PartitionStatus.PENDING and outcome.timed_out:
+            splitting.halve_after_failure(partition.pk, actor=actor, why=f"timed out: {outcome.reason}"[:300])
         if status == PartitionStatus.FAILED:
             return not steps.job_trip_breaker(partition.job_id) and _none_left(partition.job_id)
     elif outcome.kind == "cancelled":

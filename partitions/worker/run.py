@@ -12,7 +12,7 @@ from django.db import DatabaseError, transaction
 
 from partitions import claiming, conf
 from partitions.encoding import dumps
-from partitions.exceptions import CancelJob, JobControl, LeaseLost, Retry, SkipItem, error_line
+from partitions.exceptions import BoundsMoved, CancelJob, JobControl, LeaseLost, Retry, SkipItem, error_line
 from partitions.lifecycle import Actor, event, subjobs_finish
 from partitions.models import JobEvent, Partition, SubJob
 from partitions.states import JobStatus, SubJobStatus
@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 
 #: With item concurrency, the longest a completed prefix waits for its checkpoint (also taken at each batch end).
 CHECKPOINT_EVERY_SECONDS = 1.0
+#: What a split changes on the partition it splits (re-read by the holder when its checkpoint is refused).
+BOUNDS_FIELDS = ("lower", "upper", "modulus", "remainder", "bounds_version", "estimated_items")
 
 
 @dataclass
@@ -42,6 +44,8 @@ class Outcome:
     retry_after: float | None = None
     final: bool = False
     stats: dict[str, int] = field(default_factory=dict)
+    #: Failed by a statement or lock timeout even at the smallest batch: the partition is halved for its retry.
+    timed_out: bool = False
 
 
 class PartitionRun:
@@ -55,6 +59,7 @@ class PartitionRun:
         self.ctx = Context(job=self.job, partition=partition, params=self.params, worker_id=worker_id)
         self.token = partition.lease_token
         self.checkpoint = partition.checkpoint
+        self.setup = setup
         self.failed_total = partition.failed_items
         #: As the claim returned them (a partition read otherwise: from the job as cached for this drain).
         self.claimed_controls: JobControls = getattr(partition, "job_controls", None) or JobControls(
@@ -84,7 +89,7 @@ class PartitionRun:
         except CancelJob as exc:
             return Outcome("cancel_job", exc.reason)
         except Exception as exc:
-            return Outcome("failed", error_line(exc), traceback=tb.format_exc())
+            return Outcome("failed", error_line(exc), traceback=tb.format_exc(), timed_out=timed_out(exc))
         finally:
             renewer().release(keeper)
 
@@ -109,6 +114,9 @@ class PartitionRun:
                 started = time.perf_counter()
                 with transaction.atomic() if self.job_type.atomic else nullcontext():
                     self._run_batch(items)
+            except BoundsMoved:  # a split moved our bounds while this batch ran: it rolled back; again within them
+                self._reload_bounds()
+                continue
             except DatabaseError as exc:
                 if not (timed_out(exc) and self.sizer.halve()):
                     raise
@@ -120,6 +128,17 @@ class PartitionRun:
             self.learned["batch_size"] = self.sizer.size
             self._report_size("adapted to batch time")
             return True
+
+    def _reload_bounds(self) -> None:
+        """Read the bounds a split left this partition (the lease is still ours) and read items within them."""
+        fresh = (Partition.objects.filter(pk=self.partition.pk, lease_token=self.token, status="running")
+                 .only(*BOUNDS_FIELDS).first())
+        if fresh is None:
+            raise LeaseLost(self.partition.pk, self.token)
+        for name in BOUNDS_FIELDS:
+            setattr(self.partition, name, getattr(fresh, name))
+        self.source = source_for(self.partition, self.setup.queryset)
+        log.info("partition %s: split; now %s", self.partition.pk, self.partition.bounds_display)
 
     def _report_size(self, why: str) -> None:
         if (size := self.sizer.report()) is not None:
@@ -159,19 +178,31 @@ class PartitionRun:
         """Items in flight across batch edges; each checkpoint of the completed prefix is a stop boundary."""
         stop: Outcome | None = None
 
+        moved = False
+
         def commit(items: list, results: list[ItemResult]) -> bool:
-            nonlocal stop
-            self._commit(items, results)
+            nonlocal stop, moved
+            if moved:  # nothing after a refused piece may commit: the checkpoint covers a contiguous prefix
+                return False
+            try:
+                self._commit(items, results)
+            except BoundsMoved:  # a split: finish what is in flight uncommitted, then read the new bounds
+                moved = True
+                return False
             stop = stop or self._boundary(keeper)
             return stop is None
 
         if stop := self._boundary(keeper):
             return stop
-        self.stats["batches"] += feed_items(pool, self.source, after=self.checkpoint,
-                                            batch_size=lambda: self.pacer.batch_cap(self.sizer.size),
-                                            admit=self.pacer.admit, run_item=self._run_item,
-                                            commit=commit, every=CHECKPOINT_EVERY_SECONDS)
-        return stop or Outcome("succeeded", stats=self.stats)
+        while True:
+            self.stats["batches"] += feed_items(pool, self.source, after=self.checkpoint,
+                                                batch_size=lambda: self.pacer.batch_cap(self.sizer.size),
+                                                admit=self.pacer.admit, run_item=self._run_item,
+                                                commit=commit, every=CHECKPOINT_EVERY_SECONDS)
+            if not moved or stop:
+                return stop or Outcome("succeeded", stats=self.stats)
+            self._reload_bounds()
+            moved = False
 
     def _run_item(self, item) -> ItemResult:
         attempts = self.job_type.item_retries + 1
@@ -204,7 +235,7 @@ class PartitionRun:
             self.pacer.controls = claiming.partition_checkpoint(
                 self.partition.pk, self.token, checkpoint=self.source.checkpoint_of(items[-1]),
                 done=len(ok), failed=len(failed), skipped=len(skipped), lease_seconds=self.lease_seconds,
-                batch_size=self.sizer.size,
+                batch_size=self.sizer.size, bounds_version=self.partition.bounds_version,
             )
         self.checkpoint = self.source.checkpoint_of(items[-1])
         self.failed_total += len(failed)
