@@ -43,14 +43,16 @@ class Job(models.Model):
     deadline = models.DateTimeField(null=True, blank=True)
     # Throttling (partitions.throttling): operator knobs, read by running partitions at every checkpoint.
     rate_limit = models.FloatField(null=True, blank=True, help_text="Items per second across the fleet; empty = none.")
-    pause_ms = models.PositiveIntegerField(default=0, help_text="Pause after each batch, in milliseconds.")
-    ignore_health = models.BooleanField(default=False, help_text="Run even when a health check fails.")
+    pause_ms = models.PositiveIntegerField(default=0, db_default=0,
+                                           help_text="Pause after each batch, in milliseconds.")
+    ignore_health = models.BooleanField(default=False, db_default=False,
+                                        help_text="Run even when a health check fails.")
     # The fleet-wide limiter's state: the theoretical arrival time of the next item (GCRA).
     rate_tat = models.DateTimeField(null=True, blank=True)
     # A health-check episode: set by the first worker that sees a check fail, cleared by the first that sees
     # it pass again (each verdict newer than the last change), one event each.
     throttled_since = models.DateTimeField(null=True, blank=True)
-    throttled_reason = models.CharField(max_length=300, blank=True)
+    throttled_reason = models.CharField(max_length=300, blank=True, db_default="")
     throttle_changed_at = models.DateTimeField(null=True, blank=True)
     # NULL, not "", means "no dedupe": the partial unique index ignores NULLs.
     dedupe_key = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001
@@ -136,7 +138,7 @@ class Partition(models.Model):
     batch_size = models.PositiveIntegerField(null=True, blank=True)
     # A running partition's remaining work can be split off to idle workers (partitions.splitting): each split
     # bumps bounds_version, and the holder's checkpoint refuses to commit a batch read under older bounds.
-    bounds_version = models.PositiveIntegerField(default=0)
+    bounds_version = models.PositiveIntegerField(default=0, db_default=0)
     split_from = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
                                    help_text="The partition this one's work was split off from.")
     started_at = models.DateTimeField(null=True, blank=True)

@@ -217,7 +217,7 @@ def _lease_claimed_at() -> Case:
 _PARTITION_COLUMNS = ("id", "job_id", "seq", "kind", "lower", "upper", "modulus", "remainder", "status",
                       "checkpoint", "estimated_items", "done_items", "failed_items", "skipped_items", "attempts",
                       "max_attempts", "available_at", "lease_owner", "lease_expires_at", "checkpointed_at",
-                      "batch_size", "started_at", "finished_at", "last_error")
+                      "batch_size", "split_from", "started_at", "finished_at", "last_error")
 
 
 def job_partitions(job_id: int, *, status: str | None = None) -> QuerySet[Partition]:
@@ -226,6 +226,11 @@ def job_partitions(job_id: int, *, status: str | None = None) -> QuerySet[Partit
     if status:
         qs = qs.filter(status=status)
     return qs.annotate(lease_claimed_at=_lease_claimed_at(), db_now=Now())
+
+
+def job_splits(job_id: int) -> int:
+    """How many partitions of a job were split off another (idle workers, or a partition that timed out)."""
+    return Partition.objects.filter(job_id=job_id, split_from__isnull=False).count()
 
 
 def job_failed_subjobs(job_id: int) -> QuerySet[SubJob]:

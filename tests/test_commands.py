@@ -42,7 +42,7 @@ REPO = Path(__file__).resolve().parent.parent
 SUMMARY_KEYS = {
     "id", "type", "status", "params", "error", "created_at", "finished_at", "max_parallel", "deadline",
     "partitions", "partitions_total", "items_total", "items_done", "items_failed", "items_skipped", "live_leases",
-    "percent", "items_per_second", "eta", "workers_needed", "throttle",
+    "percent", "items_per_second", "eta", "workers_needed", "throttle", "splits",
 }
 
 

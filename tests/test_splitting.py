@@ -56,6 +56,28 @@ def test_a_range_split_cuts_the_remainder_near_its_middle_and_keeps_the_job_tota
     assert (old.estimated_items - old.done_items, new.estimated_items) == (400, 400)
     split = JobEvent.objects.get(job=job, type="partition_split")
     assert (split.data["from"], split.data["to"], split.partition_id) == (old.seq, new.seq, old.pk)
+    assert split.data["before"] != split.data["kept"] and split.data["new"] == new.bounds_display
+
+
+def test_the_job_page_and_the_cli_show_splits(settings, superuser, admin_env):
+    from django.test import Client
+    from django.urls import reverse
+
+    from tests.support import cli
+
+    settings.PARTITIONS_SPLIT_MIN_BATCHES = 1
+    seed(400)
+    job = planned_job("tests.bump_range", {"partitions": 1})
+    holder = claimed(job)
+    new = split_now(holder)
+    client = Client()
+    client.force_login(superuser)
+    page = client.get(reverse("admin:partitions_job_change", args=[job.pk])).content.decode()
+    assert f"split from #{holder.pk}" in page
+    assert '<dd id="pj-splits">1</dd>' in page
+    code, out, _ = cli("partitions", str(job.pk), "--json")
+    rows = {r["id"]: r for r in __import__("json").loads(out)}
+    assert code == 0 and rows[new.pk]["split_from"] == holder.pk and rows[holder.pk]["split_from"] is None
 
 
 def keys_in_order() -> list[list]:
@@ -189,9 +211,16 @@ def test_a_holder_killed_right_after_a_split_loses_and_repeats_nothing(clusters)
     job = started_job("tests.skewed", {**SKEW, "slow_below": slow_below})
     wait_for(lambda: JobEvent.objects.filter(job=job, type="partition_split").exists(), timeout=60,
              what="a split", clusters=[victim, survivor])
-    source = Partition.objects.get(pk=JobEvent.objects.filter(job=job, type="partition_split").first().partition_id)
-    holder = next((c for c in (victim, survivor) if source.lease_owner and int(source.lease_owner.split(":")[1])
-                   in c.pids()), victim)
+    source_id = JobEvent.objects.filter(job=job, type="partition_split").first().partition_id
+
+    def holder_of_the_split_partition():
+        source = Partition.objects.get(pk=source_id)
+        pid = int(source.lease_owner.split(":")[1]) if source.status == "running" else None
+        return next((c for c in (victim, survivor) if pid in c.pids()), None)
+
+    wait_for(lambda: holder_of_the_split_partition() is not None, timeout=30, what="the split partition's holder",
+             clusters=[victim, survivor])
+    holder = holder_of_the_split_partition()
     other = survivor if holder is victim else victim
     holder.kill()
     job = finished(job, [other], timeout=180)

@@ -17,7 +17,14 @@ from partitions.admin import display
 from partitions.admin.actions import OPERATE, visible_actions
 from partitions.admin.base import KnownCountPaginator, as_json, changelist_url, short
 from partitions.models import Job
-from partitions.selectors import job_events, job_failed_subjobs, job_partitions, job_stats, job_throughput_series
+from partitions.selectors import (
+    job_events,
+    job_failed_subjobs,
+    job_partitions,
+    job_splits,
+    job_stats,
+    job_throughput_series,
+)
 from partitions.states import PartitionStatus
 from partitions.validation import parse_id
 
@@ -97,6 +104,7 @@ def job_page_view(model_admin, request, object_id):
         "summary_json": as_json(summary) if (summary := (job.stats or {}).get("summary")) else "",
         "actions": visible_actions(request.user, job),
         "can_throttle": request.user.has_perm(OPERATE) and not job.is_terminal,
+        "splits": job_splits(job.pk),
         "status_filter": status,
         "status_choices": [(s, counts.get(s, 0)) for s in display.PARTITION_ORDER],
         "partitions_total": stats.progress.partitions_total,

@@ -19,7 +19,7 @@ from partitions import registry, services, validation
 from partitions.encoding import dumps
 from partitions.exceptions import PartitionsError, error_line
 from partitions.models import Job, JobEvent, Partition
-from partitions.selectors import job_get, job_stats
+from partitions.selectors import job_get, job_splits, job_stats
 from partitions.states import JOB_TERMINAL, JobStatus, PartitionStatus
 
 ACTOR = "cli"
@@ -84,6 +84,7 @@ def job_summary(job: Job) -> dict[str, Any]:
         "created_at": job.created_at, "finished_at": job.finished_at, "max_parallel": job.max_parallel,
         "deadline": job.deadline, **stats.progress.as_dict(), "items_per_second": round(stats.rate or 0.0, 2),
         "eta": stats.projected_finish, "workers_needed": stats.workers_needed, "throttle": throttle_summary(job),
+        "splits": job_splits(job.pk),
     }
 
 
@@ -250,10 +251,12 @@ class Command(BaseCommand):
             parts = parts.filter(status=status)
         rows = [{"seq": p.seq, "id": p.pk, "status": p.status, "bounds": p.bounds_display,
                  "estimated_items": p.estimated_items, "done_items": p.done_items, "failed_items": p.failed_items,
-                 "batch_size": p.batch_size, "attempts": p.attempts, "lease_owner": p.lease_owner,
+                 "batch_size": p.batch_size, "split_from": p.split_from_id, "attempts": p.attempts,
+                 "lease_owner": p.lease_owner,
                  "checkpointed_at": p.checkpointed_at} for p in parts[:limit]]
         lines = [f"{r['seq']:>5} {r['status']:10} {r['done_items']:>10,}/{r['estimated_items']:<10,} "
-                 f"batch {r['batch_size'] or '-':>6}  {r['bounds']}" for r in rows]
+                 f"batch {r['batch_size'] or '-':>6}  {r['bounds']}"
+                 + (f"  (split from partition {r['split_from']})" if r["split_from"] else "") for r in rows]
         self.emit(rows, "\n".join(lines) or "no partitions")
 
     def do_retry(self, *, job_id: int, subjobs: bool, **options):
