@@ -175,6 +175,9 @@ PARTITIONS_DETECT_DEAD_BACKENDS = env.bool("PARTITIONS_DETECT_DEAD_BACKENDS", de
 PARTITIONS_HEALTH_CHECK_SECONDS = env.float("PARTITIONS_HEALTH_CHECK_SECONDS", default=5.0)
 PARTITIONS_MAX_REPLICATION_LAG_SECONDS = env.float("PARTITIONS_MAX_REPLICATION_LAG_SECONDS", default=60.0) or None
 PARTITIONS_MAX_TRANSACTION_AGE_SECONDS = env.float("PARTITIONS_MAX_TRANSACTION_AGE_SECONDS", default=300.0) or None
+# Idle workers split the running partition with the most work left (at least this many batches left).
+PARTITIONS_SPLIT_RUNNING = env.bool("PARTITIONS_SPLIT_RUNNING", default=True)
+PARTITIONS_SPLIT_MIN_BATCHES = env.int("PARTITIONS_SPLIT_MIN_BATCHES", default=4)
 # Extra modules that register job types (besides every installed app's `jobs` module).
 PARTITIONS_JOB_MODULES = env.list("PARTITIONS_JOB_MODULES", default=[])
 

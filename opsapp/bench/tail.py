@@ -1,0 +1,74 @@
+"""`bench tail`: a skewed job (8 id ranges, one with 10x the per-row cost) on 4 worker processes, with idle
+workers splitting the slow partition off and on, against the ideal wall time (total work / 4).
+
+Every row costs a known sleep, so the ideal is exact; the rows are bumped atomically with each checkpoint and
+checked exactly once after every run.
+"""
+
+from __future__ import annotations
+
+import time
+
+from django import forms
+from django.db.models import F
+from django.test.utils import override_settings
+
+from opsapp.bench import harness
+from opsapp.billing.models import Subscription
+from opsapp.billing.seeding import seed_demo
+from partitions.job_types import JobType
+from partitions.models import JobEvent
+from partitions.splits import KeyRange
+
+PARTITIONS, WORKERS, SLOW_FACTOR = 8, 4, 10
+
+
+class SkewedParams(forms.Form):
+    slow_from = forms.IntegerField(help_text="Rows with this id or more cost SLOW_FACTOR times as much.")
+    row_ms = forms.FloatField(min_value=0)
+
+
+class SkewedRows(JobType):
+    """Bumps every subscription; the last id range is SLOW_FACTOR times as expensive per row."""
+
+    name = "bench.skewed_rows"
+    Params = SkewedParams
+    batch_size = 20
+
+    def split(self, job, params):
+        return KeyRange(Subscription.objects.all(), ("id",), partitions=PARTITIONS)
+
+    def process_batch(self, ctx, items):
+        Subscription.objects.filter(pk__in=[s.pk for s in items]).update(product_version=F("product_version") + 1)
+        factor = SLOW_FACTOR if items[0].pk >= ctx.params["slow_from"] else 1
+        time.sleep(len(items) * ctx.params["row_ms"] * factor / 1000)
+
+
+def _run(slow_from: int, row_ms: float, rows: int, *, split: bool) -> tuple[float, int]:
+    Subscription.objects.update(product_version=1)
+    with override_settings(PARTITIONS_SPLIT_RUNNING=split), harness.engine_for_bench(SkewedRows):
+        job, _ = harness.planned_job(SkewedRows.name, {"slow_from": slow_from, "row_ms": row_ms})
+        wall, _ = harness.run_workers(WORKERS, harness.drain_job, job.pk)
+    bumped = Subscription.objects.filter(product_version=2).count()
+    if bumped != rows or Subscription.objects.exclude(product_version=2).exists():
+        raise harness.BenchError(f"tail: {bumped} of {rows} rows bumped exactly once")
+    return wall, JobEvent.objects.filter(job=job, type="partition_split").count()
+
+
+def run(opts: harness.Options) -> harness.Result:
+    per_partition, row_ms = opts.pick(default=400, quick=200), 2.0
+    rows = per_partition * PARTITIONS
+    result = harness.Result("tail", params={"rows": rows, "partitions": PARTITIONS, "workers": WORKERS,
+                                            "row_ms": row_ms, "slow_factor": SLOW_FACTOR})
+    opts.log(f"tail: {rows:,} rows in {PARTITIONS} ranges, the last {SLOW_FACTOR}x slower, {WORKERS} processes")
+    seed_demo(products=2, subscriptions=rows, customers=10, events=0)
+    ids = list(Subscription.objects.order_by("id").values_list("id", flat=True))
+    slow_from = ids[-per_partition]
+    work = (rows - per_partition + per_partition * SLOW_FACTOR) * row_ms / 1000
+    ideal = result.baseline("ideal_s", f"ideal wall (total work {work:.1f} s / {WORKERS})", work / WORKERS, "s")
+    wall, _ = _run(slow_from, row_ms, rows, split=False)
+    result.figure("no_split_s", "wall, splitting off", wall, "s", vs=(ideal,))
+    wall, splits = _run(slow_from, row_ms, rows, split=True)
+    result.figure("split_s", "wall, idle workers split the slow partition", wall, "s", vs=(ideal,))
+    result.checks.update(splits=splits)
+    return result
