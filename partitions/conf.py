@@ -20,6 +20,8 @@ DEFAULTS = {
     "CLAIM_BATCH": 50,
     # "django_q": engine notifications become django-q2 tasks; None: nothing is enqueued (drive workers yourself).
     "DISPATCHER": "django_q",
+    # Seconds between two throughput samples of a running job (taken by its workers; tick is the fallback).
+    "SAMPLE_SECONDS": 2.0,
     # Dotted modules imported at startup to register job types (apps' `jobs` modules are found anyway).
     "JOB_MODULES": [],
 }

@@ -212,12 +212,14 @@ class JobEvent(models.Model):
 
 
 class JobSample(models.Model):
-    """A throughput sample per running job, taken by `tick`: drives charts and ETA."""
+    """A throughput sample of a running job, taken by its workers every few seconds (and by `tick`): drives
+    the chart, the rate and so the ETA (see `partitions.sampling`)."""
 
     job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="samples")
     taken_at = models.DateTimeField(db_default=Now())
     done_items = models.BigIntegerField()
     failed_items = models.BigIntegerField()
+    skipped_items = models.BigIntegerField(default=0, db_default=0)
     live_leases = models.PositiveIntegerField()
 
     class Meta:

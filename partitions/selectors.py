@@ -10,8 +10,8 @@ from datetime import datetime, timedelta
 from itertools import pairwise
 
 from django.db import connection
-from django.db.models import Case, Count, Max, OuterRef, QuerySet, Subquery, Sum, When
-from django.db.models.functions import Coalesce, Now
+from django.db.models import Case, Count, F, Max, OuterRef, QuerySet, Subquery, Sum, When
+from django.db.models.functions import Coalesce, Greatest, Now
 
 from partitions.claiming import live_lease_q
 from partitions.models import Job, JobEvent, Partition, SubJob
@@ -40,7 +40,7 @@ class Progress:
             terminal = self.partitions_total - self.partitions.get("pending", 0) - self.partitions.get("running", 0)
             return 100.0 * terminal / self.partitions_total if self.partitions_total else 0.0
         handled = self.items_done + self.items_failed + self.items_skipped
-        return min(100.0, 100.0 * handled / self.items_total)
+        return 100.0 * handled / self.items_total  # never above 100: items_total counts what was handled
 
     def as_dict(self) -> dict:
         return {
@@ -51,11 +51,16 @@ class Progress:
 
 
 def jobs_progress(job_ids: list[int]) -> dict[int, Progress]:
-    """Progress of many jobs with two grouped queries."""
+    """Progress of many jobs with one grouped query.
+
+    A partition's items are its estimate or what it handled, whichever is more: an estimate taken at planning
+    may fall short (rows added since), and progress must never pass 100% nor count another job's work.
+    """
     result: dict[int, Progress] = defaultdict(Progress)
+    handled = F("done_items") + F("failed_items") + F("skipped_items")
     rows = (
         Partition.objects.filter(job_id__in=job_ids).values("job_id", "status")
-        .annotate(n=Count("id"), est=Sum("estimated_items"), done=Sum("done_items"),
+        .annotate(n=Count("id"), est=Sum(Greatest("estimated_items", handled)), done=Sum("done_items"),
                   failed=Sum("failed_items"), skipped=Sum("skipped_items"),
                   live=Count("id", filter=live_lease_q()))
         .order_by()
@@ -154,6 +159,22 @@ class JobStats:
         if self.job.is_terminal or left is None or left <= 0 or not per_worker:
             return None
         return max(1, math.ceil(self.remaining_items / (per_worker * left)))
+
+    def figures(self) -> dict:
+        """The figures every surface shows (job page, job list, progress JSON, `jobs status --json`, the deadline
+        warning), all from this one computation, so no two of them can disagree."""
+        return {
+            "percent": round(self.progress.percent, 2),
+            "items_per_second": round(self.rate or 0.0, 2),
+            "rate_source": self.rate_source,
+            "eta_seconds": None if self.eta_seconds is None else round(self.eta_seconds, 1),
+            "eta": self.projected_finish,
+            "deadline": self.job.deadline,
+            "meets_deadline": self.meets_deadline,
+            "workers_needed": self.workers_needed,
+            "per_worker_rate": None if self.per_worker_rate is None else round(self.per_worker_rate, 3),
+            "live_leases": self.progress.live_leases,
+        }
 
 
 def jobs_stats(jobs: Sequence[Job], *, window_seconds: float = RATE_WINDOW_SECONDS) -> dict[int, JobStats]:

@@ -7,7 +7,7 @@ each named and described once. The key-range planner's recursive keyset walk is 
 # takes failed items out of them, so they can go down.
 SQL_JOBS_SAMPLE_WINDOW = """
     SELECT j.id, now(), min(s.taken_at),
-           (array_agg(s.done_items + s.failed_items ORDER BY s.taken_at))[1], avg(s.live_leases)
+           (array_agg(s.done_items + s.failed_items + s.skipped_items ORDER BY s.taken_at))[1], avg(s.live_leases)
     FROM unnest(%(ids)s::bigint[]) AS j(id)
     LEFT JOIN partitions_jobsample s
            ON s.job_id = j.id AND s.taken_at >= now() - make_interval(secs => %(window)s)
@@ -17,7 +17,7 @@ SQL_JOBS_SAMPLE_WINDOW = """
 # Every k-th sample of a job (plus the last), so a chart of a week-long job stays ~max_points wide.
 SQL_JOB_SAMPLES_THINNED = """
     WITH s AS (
-        SELECT taken_at, done_items + failed_items AS handled, live_leases,
+        SELECT taken_at, done_items + failed_items + skipped_items AS handled, live_leases,
                row_number() OVER (ORDER BY taken_at) AS rn, count(*) OVER () AS n
         FROM partitions_jobsample WHERE job_id = %(job_id)s
     )
@@ -44,3 +44,6 @@ SQL_ASYNC_COMMIT = "SET LOCAL synchronous_commit = off"
 SQL_SUBJOBS_COPY = """
     COPY partitions_subjob (job_id, partition_id, seq, key, payload, ordering_key, status, attempts, error) FROM STDIN
 """
+
+# One sampler per job at a time, fleet-wide: a worker that does not get it leaves the sample to the holder.
+SQL_JOB_SAMPLE_TRY_LOCK = "SELECT pg_try_advisory_xact_lock(hashtext('partitions.sample'), (%(job_id)s::bigint %% 2147483647)::int)"

@@ -42,7 +42,8 @@ REPO = Path(__file__).resolve().parent.parent
 SUMMARY_KEYS = {
     "id", "type", "status", "params", "error", "created_at", "finished_at", "max_parallel", "deadline",
     "partitions", "partitions_total", "items_total", "items_done", "items_failed", "items_skipped", "live_leases",
-    "percent", "items_per_second", "eta", "workers_needed",
+    "percent", "items_per_second", "eta", "workers_needed", "rate_source", "eta_seconds", "meets_deadline",
+    "per_worker_rate",
 }
 
 

@@ -69,19 +69,19 @@ def job_summary(job: Job) -> dict[str, Any]:
     return {
         "id": job.pk, "type": job.type_name, "status": job.status, "params": job.params, "error": job.error,
         "created_at": job.created_at, "finished_at": job.finished_at, "max_parallel": job.max_parallel,
-        "deadline": job.deadline, **stats.progress.as_dict(), "items_per_second": round(stats.rate or 0.0, 2),
-        "eta": stats.projected_finish, "workers_needed": stats.workers_needed,
+        **stats.progress.as_dict(), **stats.figures(),
     }
 
 
-def progress_line(summary: dict[str, Any], rate: float) -> str:
+def progress_line(summary: dict[str, Any]) -> str:
+    """One line from the summary's own figures (the same computation as the admin's)."""
     width = 30
     filled = int(width * summary["percent"] / 100)
     handled = summary["items_done"] + summary["items_failed"] + summary["items_skipped"]
-    remaining = max(0, summary["items_total"] - handled)
-    eta_text = f"{remaining / rate:,.0f}s" if rate > 0 else "?"
+    eta = summary["eta_seconds"]
+    eta_text = "?" if eta is None else f"{eta:,.0f}s"
     return (f"[{'#' * filled}{'.' * (width - filled)}] {summary['percent']:5.1f}%  "
-            f"{handled:,}/{summary['items_total']:,} items  {rate:,.0f}/s  ETA {eta_text}  "
+            f"{handled:,}/{summary['items_total']:,} items  {summary['items_per_second']:,.0f}/s  ETA {eta_text}  "
             f"{summary['status']}, {summary['live_leases']} leases, {summary['items_failed']} failed")
 
 
@@ -186,7 +186,7 @@ class Command(BaseCommand):
             self.follow(job.pk)
             return
         summary = job_summary(job)
-        self.emit(summary, progress_line(summary, summary["items_per_second"]))
+        self.emit(summary, progress_line(summary))
 
     def do_retry(self, *, job_id: int, subjobs: bool, **options):
         if subjobs:
@@ -246,16 +246,11 @@ class Command(BaseCommand):
 
     def follow(self, job_id: int, interval: float = 1.0) -> None:
         """Redraw a progress line until the job ends; exit 1 if it ended failed or cancelled."""
-        last = None
         interactive = self.stderr.isatty()  # the command's stream (call_command may redirect it), not sys.stderr
         while True:
             job = Job.objects.get(pk=job_id)
             summary = job_summary(job)
-            now = time.monotonic()
-            done = summary["items_done"] + summary["items_failed"] + summary["items_skipped"]
-            rate = (done - last[1]) / (now - last[0]) if last and now > last[0] else summary["items_per_second"]
-            last = (now, done)
-            line = progress_line(summary, max(rate, 0))
+            line = progress_line(summary)
             self.stderr.write(("\r" + line) if interactive else line, ending="" if interactive else "\n")
             if job.status in JOB_TERMINAL:
                 break
