@@ -46,4 +46,6 @@ SQL_SUBJOBS_COPY = """
 """
 
 # One sampler per job at a time, fleet-wide: a worker that does not get it leaves the sample to the holder.
-SQL_JOB_SAMPLE_TRY_LOCK = "SELECT pg_try_advisory_xact_lock(hashtext('partitions.sample'), (%(job_id)s::bigint %% 2147483647)::int)"
+SQL_JOB_SAMPLE_TRY_LOCK = """
+    SELECT pg_try_advisory_xact_lock(hashtext('partitions.sample'), (%(job_id)s::bigint %% 2147483647)::int)
+"""

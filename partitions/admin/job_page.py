@@ -1,4 +1,5 @@
-"""The job page: header with progress/ETA/deadline, throughput chart, partitions, failed sub-jobs, timeline.
+"""The job page: header with progress/ETA/deadline, throughput chart, partitions, failed sub-jobs, timeline;
+and its live poll, which re-renders every section from the same context.
 
 Bounded work whatever the job's size: one aggregate for progress, the partition
 page's total taken from that aggregate, keyset pagination for the timeline, and
@@ -10,12 +11,15 @@ from __future__ import annotations
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.http import HttpResponseNotAllowed
+from django.http import Http404, HttpResponseNotAllowed, JsonResponse
+from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 
 from partitions.admin import display
 from partitions.admin.actions import visible_actions
 from partitions.admin.base import KnownCountPaginator, as_json, changelist_url, short
+from partitions.admin.knob import knob_allowed, knob_form_for
+from partitions.knob import ADJUSTABLE
 from partitions.models import Job
 from partitions.selectors import job_events, job_failed_subjobs, job_partitions, job_stats, job_throughput_series
 from partitions.states import PartitionStatus
@@ -24,6 +28,8 @@ from partitions.validation import parse_id
 PARTITIONS_PER_PAGE = 50
 SUBJOBS_PER_PAGE = 25
 EVENTS_PER_PAGE = 50
+#: What the live poll re-renders: templates under admin/partitions/job/sections/.
+SECTIONS = ("facts", "chart", "partitions", "failed", "timeline")
 
 
 def _seconds(later, earlier) -> float | None:
@@ -53,15 +59,15 @@ def _partition_rows(page) -> list[dict]:
     return rows
 
 
-def job_page_view(model_admin, request, object_id):
-    """GET only: the page watches and links to the actions; it never writes."""
-    if request.method not in ("GET", "HEAD"):
-        return HttpResponseNotAllowed(["GET", "HEAD"])
+def _job_for(model_admin, request, object_id) -> Job | None:
     job = Job.objects.select_related("created_by").filter(pk=parse_id(unquote(object_id)) or 0).first()
-    if job is None:
-        return model_admin._get_obj_does_not_exist_redirect(request, model_admin.opts, object_id)
-    if not model_admin.has_view_permission(request, job):
+    if job is not None and not model_admin.has_view_permission(request, job):
         raise PermissionDenied
+    return job
+
+
+def job_context(model_admin, request, job: Job) -> dict:
+    """Everything the page and its live poll show, from one read of the job's stats (bounded queries)."""
     stats = job_stats(job)
     counts = stats.progress.partitions
 
@@ -79,10 +85,8 @@ def job_page_view(model_admin, request, object_id):
     events = [{"e": e, "data": short(as_json(e.data).replace("\n", " "), 200) if e.data else ""}
               for e in events[:EVENTS_PER_PAGE]]
 
-    context = {
-        **model_admin.admin_site.each_context(request),
+    return {
         "opts": model_admin.opts,
-        "title": f"Job #{job.pk}: {job.type_name}",
         "job": job,
         "stats": stats,
         "fields": display.live_fields(stats),
@@ -96,6 +100,8 @@ def job_page_view(model_admin, request, object_id):
         "stats_json": as_json(job.stats) if job.stats else "",
         "summary_json": as_json(summary) if (summary := (job.stats or {}).get("summary")) else "",
         "actions": visible_actions(request.user, job),
+        "knob_form": knob_form_for(job) if knob_allowed(request.user, job) else None,
+        "knob_states": " ".join(sorted(ADJUSTABLE)),
         "status_filter": status,
         "status_choices": [(s, counts.get(s, 0)) for s in display.PARTITION_ORDER],
         "partitions_total": stats.progress.partitions_total,
@@ -111,6 +117,34 @@ def job_page_view(model_admin, request, object_id):
             "events": changelist_url("jobevent", job=job.pk),
         },
     }
+
+
+def job_page_view(model_admin, request, object_id):
+    """GET only: the page watches and links to the actions; it never writes."""
+    if request.method not in ("GET", "HEAD"):
+        return HttpResponseNotAllowed(["GET", "HEAD"])
+    job = _job_for(model_admin, request, object_id)
+    if job is None:
+        return model_admin._get_obj_does_not_exist_redirect(request, model_admin.opts, object_id)
+    context = {
+        **model_admin.admin_site.each_context(request),
+        **job_context(model_admin, request, job),
+        "title": f"Job #{job.pk}: {job.type_name}",
+    }
     request.current_app = model_admin.admin_site.name
     return TemplateResponse(request, "admin/partitions/job/job_page.html", context)
 
+
+def job_live_view(model_admin, request, object_id):
+    """The job page's poll: its live fields and every section, rendered from the same context as the page (same
+    query string: the partition filter and the pages the operator is on)."""
+    if request.method not in ("GET", "HEAD"):
+        return HttpResponseNotAllowed(["GET", "HEAD"])
+    job = _job_for(model_admin, request, object_id)
+    if job is None:
+        raise Http404("no such job")
+    context = job_context(model_admin, request, job)
+    request.current_app = model_admin.admin_site.name
+    sections = {name: render_to_string(f"admin/partitions/job/sections/{name}.html", context, request)
+                for name in SECTIONS}
+    return JsonResponse({"job": display.live_payload(context["stats"]), "sections": sections})

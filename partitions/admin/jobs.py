@@ -9,7 +9,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponseNotAllowed, HttpResponseRedirect, JsonResponse
 from django.urls import path, reverse
 
-from partitions.admin import display, job_page, start, workers
+from partitions.admin import display, job_page, knob, start, workers
 from partitions.admin.actions import ACTIONS, JobAction, perform
 from partitions.admin.base import (
     EngineAdmin,
@@ -114,6 +114,8 @@ class JobAdmin(EngineAdmin):
             path("workers/", wrap(self.workers_view), name="partitions_job_workers"),
             path("progress.json", wrap(self.progress_view), name="partitions_job_progress"),
             path("<path:object_id>/action/<slug:action_name>/", wrap(self.action_view), name="partitions_job_action"),
+            path("<path:object_id>/live.json", wrap(self.live_view), name="partitions_job_live"),
+            path("<path:object_id>/settings/", wrap(self.knob_view), name="partitions_job_knob"),
             *super().get_urls(),
         ]
 
@@ -124,6 +126,12 @@ class JobAdmin(EngineAdmin):
     def change_view(self, request, object_id, form_url="", extra_context=None):
         """The job page replaces the generic form: there is nothing to edit, everything to watch."""
         return job_page.job_page_view(self, request, object_id)
+
+    def live_view(self, request, object_id):
+        return job_page.job_live_view(self, request, object_id)
+
+    def knob_view(self, request, object_id):
+        return knob.knob_view(self, request, object_id)
 
     def start_view(self, request):
         return start.start_view(self, request)

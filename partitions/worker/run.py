@@ -16,9 +16,9 @@ from partitions.exceptions import CancelJob, JobControl, LeaseLost, Retry, SkipI
 from partitions.lifecycle import Actor, subjobs_finish
 from partitions.models import JobEvent, Partition, SubJob
 from partitions.states import JobStatus, SubJobStatus
+from partitions.worker import pulse
 from partitions.worker.concurrency import ItemPool, ItemResult
 from partitions.worker.context import Context, JobSetup, job_setup
-from partitions.worker import pulse
 from partitions.worker.feeding import feed_items, first_control
 from partitions.worker.renewer import Held, renewer
 from partitions.worker.sources import ItemSource, failed_item_subjob, source_for

@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -15,7 +17,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from partitions import registry, services, validation
+from partitions import knob, registry, services, validation
 from partitions.encoding import dumps
 from partitions.exceptions import PartitionsError, error_line
 from partitions.models import Job, JobEvent
@@ -85,6 +87,21 @@ def progress_line(summary: dict[str, Any]) -> str:
             f"{summary['status']}, {summary['live_leases']} leases, {summary['items_failed']} failed")
 
 
+@contextmanager
+def quiet_logs(verbosity: int) -> Iterator[None]:
+    """Below `-v 2`, log records under WARNING (django-q2's "Enqueued …", the engine's INFO) are dropped while
+    the command runs, so its output is only its own; logs go to stderr in any case (the root handler)."""
+    if verbosity >= 2:
+        yield
+        return
+    previous = logging.root.manager.disable
+    logging.disable(logging.INFO)
+    try:
+        yield
+    finally:
+        logging.disable(previous)
+
+
 class Command(BaseCommand):
     help = "Start, watch and steer partitioned jobs."
 
@@ -118,13 +135,17 @@ class Command(BaseCommand):
         add("cancel", "cancel a job", job_id=True)
         add("pause", "pause a job (running partitions stop at their next batch)", job_id=True)
         add("resume", "resume a paused job", job_id=True)
+        knob = add("set", "change a live job's max parallel (the time/cost knob) or deadline", job_id=True)
+        knob.add_argument("--max-parallel", type=whole_number, help="partitions in flight at most (0 = no cap)")
+        knob.add_argument("--deadline", help="ISO 8601 date-time, or 'none' to clear it")
         events = add("events", "a job's event timeline", job_id=True)
         events.add_argument("--limit", type=list_limit, default=50)
 
     def handle(self, *args, action: str, **options):
         self.as_json = options["json"]
         try:
-            getattr(self, f"do_{action}")(**options)
+            with quiet_logs(options.get("verbosity", 1)):
+                getattr(self, f"do_{action}")(**options)
         except PartitionsError as exc:
             raise CommandError(str(exc)) from exc
 
@@ -212,6 +233,20 @@ class Command(BaseCommand):
         if job.status != JobStatus.PAUSED:
             raise CommandError(f"job {job_id} is {job.status}, not paused: nothing to resume")
         self.emit(job_summary(services.job_resume(job_id, actor=ACTOR)), f"job {job_id} resumed")
+
+    def do_set(self, *, job_id: int, max_parallel: int | None, deadline: str | None, **options):
+        job_get(job_id)
+        changes: dict[str, Any] = {}
+        if max_parallel is not None:
+            changes["max_parallel"] = max_parallel
+        if deadline is not None:
+            changes["deadline"] = None if deadline.strip().lower() == "none" else self.parse_deadline(deadline)
+        if not changes:
+            raise CommandError("nothing to change: give --max-parallel and/or --deadline")
+        job = knob.job_set(job_id, actor=ACTOR, **changes)
+        shown = ", ".join(f"{name} {getattr(job, name) if getattr(job, name) is not None else 'none'}"
+                          for name in changes)
+        self.emit(job_summary(job), f"job {job_id}: {shown}")
 
     def do_events(self, *, job_id: int, limit: int, **options):
         job = job_get(job_id)
