@@ -65,6 +65,7 @@ def job_cancel(job_id: int, *, actor: Any, reason: str = "") -> Job:
         job = transition(Job, job_id, JobStatus.CANCELLED, actor=actor, event_type="job_cancelled",
                          data={"reason": reason}, updates={"error": reason})
         job_pending_work_cancel(job_id, actor=actor)
+    transaction.on_commit(dispatch.notifications_due)
     return job
 
 

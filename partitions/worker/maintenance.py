@@ -10,6 +10,7 @@ from django.db.models.functions import Now
 from partitions import claiming, dispatch, sampling
 from partitions.lifecycle import SYSTEM, event
 from partitions.models import Job, JobEvent
+from partitions.notify import outbox, relay
 from partitions.selectors import jobs_stats
 from partitions.states import JobStatus
 from partitions.worker import steps
@@ -88,8 +89,17 @@ def warn_deadlines() -> dict[str, int]:
     return {"deadline_warnings": warned}
 
 
+def relay_notifications() -> dict[str, int]:
+    """Job events to the outbox (a lost relay, the deadline warnings above), and a sender when some are due."""
+    counts = relay.notifications_relay()
+    if outbox.deliveries_due():
+        dispatch.notifications_due()
+        counts["senders_dispatched"] = 1
+    return counts
+
+
 DUTIES = [reap_expired_leases, finalize_finished_jobs, restart_lost_steps, top_up_drains, sample_throughput,
-          warn_deadlines]
+          warn_deadlines, relay_notifications]
 
 
 def run_once() -> dict[str, dict[str, int]]:
