@@ -171,6 +171,9 @@ PARTITIONS_CLAIM_BATCH = env.int("PARTITIONS_CLAIM_BATCH", default=50)
 PARTITIONS_SPARE_DRAINS = env.int("PARTITIONS_SPARE_DRAINS", default=4)
 # Off behind a transaction-mode pooler (PgBouncer): a pooled backend does not belong to one worker.
 PARTITIONS_DETECT_DEAD_BACKENDS = env.bool("PARTITIONS_DETECT_DEAD_BACKENDS", default=True)
+# Step notifications (partitions.notify.config), as JSON: {"email": [...], "webhooks": {"NAME": {"url": ...,
+# "secret": ...}}, "events": [...], "partitions_failed_threshold": N}. Empty: none.
+PARTITIONS_NOTIFY = env.json("PARTITIONS_NOTIFY", default={})
 # Extra modules that register job types (besides every installed app's `jobs` module).
 PARTITIONS_JOB_MODULES = env.list("PARTITIONS_JOB_MODULES", default=[])
 

@@ -17,6 +17,7 @@ from partitions import dispatch, registry, validation
 from partitions.exceptions import DuplicateJob, InvalidTransition
 from partitions.lifecycle import Actor, event, job_pending_work_cancel, transition, transition_many
 from partitions.models import Job, Partition, SubJob
+from partitions.notify.config import notify_choice
 from partitions.selectors import job_get
 from partitions.splits import PartitionPlan, plan_splits
 from partitions.states import JOB_TERMINAL, JobStatus, PartitionStatus, SubJobStatus
@@ -26,21 +27,23 @@ log = logging.getLogger(__name__)
 
 def job_start(type_name: str, params: dict[str, Any] | None = None, *, actor: Any, max_parallel: int = 0,
               priority: int = 0, deadline: datetime | None = None, dedupe_key: str | None = None,
-              allow_past_deadline: bool = False) -> tuple[Job, bool]:
+              allow_past_deadline: bool = False, notify: list[str] | None = None) -> tuple[Job, bool]:
     """Validate and create a pending job; with a dedupe key, return the active job instead if one exists.
 
+    `notify` is the run's own channels (`email:ADDRESS`, `webhook:NAME`, `none`); None: the defaults.
     Raises InvalidParams for bad params or run options (nothing is written then).
     """
     job_type = registry.get(type_name)
     cleaned = job_type.validate_params(params)
     options = validation.run_options(max_parallel=max_parallel, priority=priority, deadline=deadline,
                                      dedupe_key=dedupe_key, allow_past_deadline=allow_past_deadline)
+    channels = notify_choice(notify or [])
     actor = Actor.of(actor)
     try:
         with transaction.atomic():
             job = Job.objects.create(type_name=type_name, params=cleaned, max_parallel=options.max_parallel,
                                      priority=options.priority, deadline=options.deadline,
-                                     dedupe_key=options.dedupe_key, created_by_id=actor.user_id)
+                                     dedupe_key=options.dedupe_key, created_by_id=actor.user_id, notify=channels)
             event(job.pk, "job_created", actor, {"params": cleaned, "max_parallel": options.max_parallel})
     except IntegrityError as exc:
         existing = Job.objects.filter(dedupe_key=options.dedupe_key).exclude(status__in=sorted(JOB_TERMINAL)).first()

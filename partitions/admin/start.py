@@ -15,6 +15,7 @@ from partitions import registry, services, validation
 from partitions.admin.base import job_url
 from partitions.exceptions import InvalidParams, JobTypeNotFound, PartitionsError, error_line
 from partitions.models import Partition
+from partitions.notify.config import notify_choice
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,10 @@ class StartOptionsForm(forms.Form):
         required=False, widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
         help_text="Optional; the job page then projects the finish against it.",
     )
+    notify = forms.CharField(
+        required=False, max_length=2000, label="Notify",
+        help_text="This run's channels, comma-separated: email:ADDRESS, webhook:NAME, or none. Empty: the defaults.",
+    )
 
     def clean(self):
         """The same bounds the service applies (deadline range, column ranges), shown next to the fields."""
@@ -42,12 +47,16 @@ class StartOptionsForm(forms.Form):
         try:
             options = validation.run_options(max_parallel=cleaned.get("max_parallel") or 0,
                                              deadline=cleaned.get("deadline"))
+            notify_choice(self.notify_values())
         except InvalidParams as exc:
             for field, errors in exc.errors.items():
                 for error in errors:
                     self.add_error(field if field in self.fields else None, error)
             return cleaned
         return {**cleaned, "max_parallel": options.max_parallel, "deadline": options.deadline}
+
+    def notify_values(self) -> list[str]:
+        return [v for v in (self.cleaned_data.get("notify") or "").split(",") if v.strip()]
 
 
 def _params_data(form: forms.Form) -> dict[str, Any]:
@@ -172,7 +181,7 @@ def _start(request, type_name: str, data: dict[str, Any], params_form, options):
         return None
     job, created = services.job_start(type_name, data, actor=request.user,
                                       max_parallel=options.cleaned_data["max_parallel"] or 0,
-                                      deadline=options.cleaned_data["deadline"])
+                                      deadline=options.cleaned_data["deadline"], notify=options.notify_values())
     verb = "Started" if created else "An identical job is already active:"
     messages.success(request, f"{verb} job #{job.pk} ({type_name}).")
     return HttpResponseRedirect(job_url(job.pk))

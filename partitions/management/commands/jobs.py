@@ -123,6 +123,8 @@ class Command(BaseCommand):
         start.add_argument("--priority", type=whole_number, default=0)
         start.add_argument("--deadline", help="ISO 8601 date-time")
         start.add_argument("--dedupe-key")
+        start.add_argument("--notify", action="append", default=[], metavar="CHANNEL",
+                           help="this run's channels instead of the defaults: email:ADDRESS, webhook:NAME or none")
         start.add_argument("--dry-run", action="store_true", help="print the planned partitions, write nothing")
         start.add_argument("--wait", action="store_true", help="show progress until the job ends")
         listing = add("list", "recent jobs")
@@ -161,7 +163,7 @@ class Command(BaseCommand):
         self.emit(types, "\n".join(lines))
 
     def do_start(self, *, type_name: str, param: list[str], max_parallel: int, priority: int, deadline: str | None,
-                 dedupe_key: str | None, dry_run: bool, wait: bool, **options):
+                 dedupe_key: str | None, dry_run: bool, wait: bool, notify: list[str], **options):
         params = parse_params(param)
         unknown = sorted(set(params) - set(registry.get(type_name).Params.base_fields))
         if unknown:
@@ -184,7 +186,7 @@ class Command(BaseCommand):
             self.emit({"dry_run": True, "partitions": rows}, text)
             return
         job, created = services.job_start(type_name, params, actor=ACTOR, max_parallel=max_parallel,
-                                          priority=priority, deadline=when, dedupe_key=dedupe_key)
+                                          priority=priority, deadline=when, dedupe_key=dedupe_key, notify=notify)
         if not wait:
             verb = "started" if created else "already active (dedupe key)"
             self.emit({**job_summary(job), "created": created}, f"job {job.pk} {verb}: {job.type_name}")
