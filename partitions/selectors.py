@@ -14,7 +14,7 @@ from django.db.models import Case, Count, F, Max, OuterRef, QuerySet, Subquery, 
 from django.db.models.functions import Coalesce, Greatest, Now
 
 from partitions.claiming import live_lease_q
-from partitions.models import Job, JobEvent, Partition, SubJob
+from partitions.models import Delivery, Job, JobEvent, Partition, SubJob
 from partitions.sql import SQL_JOB_SAMPLES_THINNED, SQL_JOBS_SAMPLE_WINDOW
 from partitions.states import JobStatus, PartitionStatus, SubJobStatus
 
@@ -262,6 +262,11 @@ def job_events(job_id: int, *, before_id: int | None = None, limit: int = 50) ->
     if before_id:
         qs = qs.filter(id__lt=before_id)
     return list(qs[: limit + 1])
+
+
+def job_deliveries(job_id: int, *, limit: int = 50) -> list[Delivery]:
+    """A job's newest notifications and their delivery status (index delivery_job_idx)."""
+    return list(Delivery.objects.filter(job_id=job_id).defer("payload").order_by("-id")[:limit])
 
 
 def leases_live(*, limit: int = 500) -> QuerySet[Partition]:

@@ -21,15 +21,23 @@ from partitions.admin.base import KnownCountPaginator, as_json, changelist_url, 
 from partitions.admin.knob import knob_allowed, knob_form_for
 from partitions.knob import ADJUSTABLE
 from partitions.models import Job
-from partitions.selectors import job_events, job_failed_subjobs, job_partitions, job_stats, job_throughput_series
+from partitions.selectors import (
+    job_deliveries,
+    job_events,
+    job_failed_subjobs,
+    job_partitions,
+    job_stats,
+    job_throughput_series,
+)
 from partitions.states import PartitionStatus
 from partitions.validation import parse_id
 
 PARTITIONS_PER_PAGE = 50
 SUBJOBS_PER_PAGE = 25
 EVENTS_PER_PAGE = 50
+DELIVERIES_SHOWN = 50
 #: What the live poll re-renders: templates under admin/partitions/job/sections/.
-SECTIONS = ("facts", "chart", "partitions", "failed", "timeline")
+SECTIONS = ("facts", "chart", "partitions", "failed", "timeline", "notifications")
 
 
 def _seconds(later, earlier) -> float | None:
@@ -111,6 +119,7 @@ def job_context(model_admin, request, job: Job) -> dict:
         "events": events,
         "events_older": older,
         "events_newest": before is not None,
+        "deliveries": job_deliveries(job.pk, limit=DELIVERIES_SHOWN),
         "links": {
             "partitions": changelist_url("partition", job=job.pk),
             "failed_subjobs": changelist_url("subjob", job=job.pk, status__exact="failed"),
