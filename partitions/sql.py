@@ -68,3 +68,21 @@ SQL_DELIVERIES_CLAIM_DUE = """
     FROM picked WHERE d.id = picked.id
     RETURNING d.id
 """
+
+# Sub-job durations of a job (finished ones): percentiles and max, in one pass over index subjob_job_status_idx.
+SQL_SUBJOB_DURATIONS = """
+    SELECT count(*), percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY duration_ms), max(duration_ms),
+           coalesce(sum(attempts), 0), count(*) FILTER (WHERE attempts > 1)
+    FROM partitions_subjob
+    WHERE job_id = %(job_id)s AND status IN ('succeeded', 'failed', 'skipped') AND duration_ms IS NOT NULL
+"""
+
+# Failures of a job grouped by error class (the text before the first ':' of the one-line error), with a count
+# and one example each, from failed sub-jobs and failed partitions.
+SQL_JOB_FAILURES_BY_CLASS = """
+    SELECT split_part(error, ':', 1) AS class, count(*), min(error) FROM (
+        SELECT error FROM partitions_subjob WHERE job_id = %(job_id)s AND status = 'failed' AND error <> ''
+        UNION ALL
+        SELECT last_error FROM partitions_partition WHERE job_id = %(job_id)s AND status = 'failed' AND last_error <> ''
+    ) e GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT %(limit)s
+"""

@@ -243,9 +243,9 @@ def test_job_page_of_a_missing_job_redirects_with_a_message(job_id, viewer):
 # 10k partitions and 100k sub-jobs -------------------------------------------------------------------------------------
 
 PARTITIONS, SUBJOBS_PER_PARTITION = 10_000, 10
-JOB_PAGE_MAX_QUERIES = 14
+JOB_PAGE_MAX_QUERIES = 20
 #: The job page's live poll: every section of the page, without the admin's chrome.
-LIVE_MAX_QUERIES = 14
+LIVE_MAX_QUERIES = 20
 
 # Partitions by seq % 10: 0-5 succeeded, 6 failed, 7 running, 8-9 pending.
 SQL_BIG_PARTITIONS = """

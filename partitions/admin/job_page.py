@@ -30,6 +30,7 @@ from partitions.selectors import (
     job_throughput_series,
 )
 from partitions.states import PartitionStatus
+from partitions.statistics import job_run_statistics
 from partitions.validation import parse_id
 
 PARTITIONS_PER_PAGE = 50
@@ -37,7 +38,7 @@ SUBJOBS_PER_PAGE = 25
 EVENTS_PER_PAGE = 50
 DELIVERIES_SHOWN = 50
 #: What the live poll re-renders: templates under admin/partitions/job/sections/.
-SECTIONS = ("facts", "chart", "partitions", "failed", "timeline", "notifications")
+SECTIONS = ("facts", "chart", "partitions", "failed", "timeline", "notifications", "statistics")
 
 
 def _seconds(later, earlier) -> float | None:
@@ -93,6 +94,7 @@ def job_context(model_admin, request, job: Job) -> dict:
     events = [{"e": e, "data": short(as_json(e.data).replace("\n", " "), 200) if e.data else ""}
               for e in events[:EVENTS_PER_PAGE]]
 
+    points = job_throughput_series(job.pk)
     return {
         "opts": model_admin.opts,
         "job": job,
@@ -100,7 +102,7 @@ def job_context(model_admin, request, job: Job) -> dict:
         "fields": display.live_fields(stats),
         "status_badge": display.status_badge(job.pk, job.status, job.get_status_display()),
         "progress_bar": display.progress_bar(stats),
-        "chart": display.throughput_svg(job_throughput_series(job.pk)),
+        "chart": display.throughput_svg(points),
         "started": display.fmt_dt(job.started_at),
         "created": display.fmt_dt(job.created_at),
         "deadline": display.fmt_dt(job.deadline) if job.deadline else "",
@@ -120,6 +122,7 @@ def job_context(model_admin, request, job: Job) -> dict:
         "events_older": older,
         "events_newest": before is not None,
         "deliveries": job_deliveries(job.pk, limit=DELIVERIES_SHOWN),
+        "run": job_run_statistics(job, points=points),
         "links": {
             "partitions": changelist_url("partition", job=job.pk),
             "failed_subjobs": changelist_url("subjob", job=job.pk, status__exact="failed"),

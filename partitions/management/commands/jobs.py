@@ -23,6 +23,7 @@ from partitions.exceptions import PartitionsError, error_line
 from partitions.models import Job, JobEvent
 from partitions.selectors import job_get, job_stats
 from partitions.states import JOB_TERMINAL, JobStatus
+from partitions.statistics import job_run_statistics
 
 ACTOR = "cli"
 
@@ -209,7 +210,7 @@ class Command(BaseCommand):
             self.follow(job.pk)
             return
         summary = job_summary(job)
-        self.emit(summary, progress_line(summary))
+        self.emit({**summary, "statistics": job_run_statistics(job)}, progress_line(summary))
 
     def do_retry(self, *, job_id: int, subjobs: bool, **options):
         if subjobs:
