@@ -111,16 +111,20 @@ def wait_for_status(page, status: str) -> None:
     )
 
 
+def signed_in(page, base: str, settings, *, customers: int) -> None:
+    """Demo customers, and an operator signed in over plain HTTP."""
+    settings.SESSION_COOKIE_SECURE = settings.CSRF_COOKIE_SECURE = False
+    seed_demo(products=1, subscriptions=0, customers=customers, events=0)
+    User.objects.create_superuser("ops", "ops@example.com", "browser-test-password")
+    ARTIFACTS.mkdir(exist_ok=True)
+    log_in(page, base)
+
+
 def test_an_operator_starts_a_run_watches_it_finish_and_recovers_a_failed_one(
     live_server, browser_page, csp_watch, cluster, settings, admin_env, capsys,
 ):
-    settings.SESSION_COOKIE_SECURE = settings.CSRF_COOKIE_SECURE = False
-    seed_demo(products=1, subscriptions=0, customers=60, events=0)
-    User.objects.create_superuser("ops", "ops@example.com", "browser-test-password")
     page, base = browser_page, live_server.url
-    ARTIFACTS.mkdir(exist_ok=True)
-
-    log_in(page, base)
+    signed_in(page, base, settings, customers=60)
 
     # A clean run: the bar fills and the status changes while the page stays loaded, under the CSP.
     job_page = start_invoices(page, base, period="2026-11", work_ms=150, fail_rate=0, max_parallel=1)
@@ -167,12 +171,8 @@ def wait_for_leases(page, text: str) -> None:
 def test_the_whole_job_page_moves_without_a_reload_and_the_knob_changes_the_leases_in_flight(
     live_server, browser_page, csp_watch, cluster, settings, admin_env,
 ):
-    settings.SESSION_COOKIE_SECURE = settings.CSRF_COOKIE_SECURE = False
-    seed_demo(products=1, subscriptions=0, customers=400, events=0)
-    User.objects.create_superuser("ops", "ops@example.com", "browser-test-password")
     page, base = browser_page, live_server.url
-    ARTIFACTS.mkdir(exist_ok=True)
-    log_in(page, base)
+    signed_in(page, base, settings, customers=400)
 
     start_invoices(page, base, period="2027-01", work_ms=250, fail_rate=0, max_parallel=1)
     job = Job.objects.order_by("-id").first()

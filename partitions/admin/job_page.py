@@ -37,8 +37,11 @@ PARTITIONS_PER_PAGE = 50
 SUBJOBS_PER_PAGE = 25
 EVENTS_PER_PAGE = 50
 DELIVERIES_SHOWN = 50
-#: What the live poll re-renders: templates under admin/partitions/job/sections/.
-SECTIONS = ("facts", "chart", "partitions", "failed", "timeline", "notifications", "statistics")
+#: The page's sections below the header, in order, with their anchors; templates under
+#: admin/partitions/job/sections/. The live poll re-renders these and the facts.
+PAGE_SECTIONS = (("chart", "pj-throughput"), ("partitions", "pj-partitions"), ("failed", "pj-failed-subjobs"),
+                 ("timeline", "pj-timeline"), ("notifications", "pj-notifications"), ("statistics", "pj-statistics"))
+SECTIONS = ("facts", *(name for name, _ in PAGE_SECTIONS))
 
 
 def _seconds(later, earlier) -> float | None:
@@ -142,6 +145,7 @@ def job_page_view(model_admin, request, object_id):
         **model_admin.admin_site.each_context(request),
         **job_context(model_admin, request, job),
         "title": f"Job #{job.pk}: {job.type_name}",
+        "page_sections": PAGE_SECTIONS,
     }
     request.current_app = model_admin.admin_site.name
     return TemplateResponse(request, "admin/partitions/job/job_page.html", context)
