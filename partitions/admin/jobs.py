@@ -197,7 +197,8 @@ class JobAdmin(EngineAdmin):
             hidden = [("confirm", "yes")]
             form_url = reverse("admin:partitions_job_action", args=[job.pk, action.name])
             back_url = job_url(job.pk)
-        question = f"{action.confirm} {'these jobs' if bulk else 'this job'}?"
+        # With "select all N matching the filter" the count is the whole filtered list, not the page.
+        question = f"{action.confirm} {f'these {jobs.count():,} jobs' if bulk else 'this job'}?"
         return confirm_response(self, request, label=action.label, question=question, items=items, hidden=hidden,
                                 form_url=form_url, back_url=back_url, asks_reason=action.asks_reason,
                                 danger=action.danger)
