@@ -13,7 +13,7 @@ from opsapp.billing.models import Invoice
 from opsapp.billing.seeding import seed_demo
 from partitions import services
 from partitions.models import Job
-from tests.support import Cluster
+from tests.support import Cluster, wait_for
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
@@ -74,7 +74,8 @@ def assert_nonced_under_csp(page, response) -> None:
 @pytest.fixture
 def cluster(db_url, tmp_path):
     connections.close_all()
-    running = Cluster(db_url, tmp_path / "qcluster.log", EMAIL_BACKEND="django.core.mail.backends.locmem.EmailBackend")
+    running = Cluster(db_url, tmp_path / "qcluster.log", EMAIL_BACKEND="django.core.mail.backends.locmem.EmailBackend",
+                      PARTITIONS_NOTIFY='{"email": ["ops@example.com"]}')
     yield running
     running.stop()
 
@@ -141,6 +142,11 @@ def test_an_operator_starts_a_run_watches_it_finish_and_recovers_a_failed_one(
     job = Job.objects.order_by("-id").first()
     assert job.status == "succeeded"
     page.wait_for_selector("#pj-summary")
+    # Every step was notified (by e-mail here, through the outbox); polling stopped at the end, so reload.
+    wait_for(lambda: job.deliveries.filter(kind="job_succeeded", status="sent").exists(), timeout=60,
+             what="the job_succeeded notification", clusters=[cluster])
+    page.reload()
+    assert page.locator("[data-pj-section=notifications] .pj-delivery-sent").count() == 7
     page.screenshot(path=ARTIFACTS / "job-page.png", full_page=True)
 
     # A run with failures, recovered with one button (and its confirmation step).
