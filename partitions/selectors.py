@@ -215,11 +215,21 @@ class ThroughputPoint:
     live_leases: int
 
 
-def job_throughput_series(job_id: int, *, max_points: int = 120) -> list[ThroughputPoint]:
-    """Items/s between consecutive (thinned) JobSample rows, for the job page chart."""
+Reading = tuple[datetime, int, int]  # (when, items handled, live leases)
+
+
+def job_throughput_series(job_id: int, *, max_points: int = 120, start: Reading | None = None,
+                          end: Reading | None = None) -> list[ThroughputPoint]:
+    """Items/s between consecutive (thinned) JobSample rows, for the job page chart; `start` (the job's planning,
+    nothing handled) and `end` (its counters now, or at its end) frame the samples, so a job that ran only a
+    few seconds still has a line."""
     with connection.cursor() as cursor:
         cursor.execute(SQL_JOB_SAMPLES_THINNED, {"job_id": job_id, "points": max_points})
         rows = cursor.fetchall()
+    if start is not None and (not rows or start[0] < rows[0][0]):
+        rows.insert(0, start)
+    if end is not None and (not rows or end[0] > rows[-1][0]):
+        rows.append(end)
     points = []
     for (t0, h0, _), (t1, h1, live) in pairwise(rows):
         seconds = (t1 - t0).total_seconds()

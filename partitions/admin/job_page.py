@@ -29,7 +29,7 @@ from partitions.selectors import (
     job_stats,
     job_throughput_series,
 )
-from partitions.states import PartitionStatus
+from partitions.states import JobStatus, PartitionStatus
 from partitions.statistics import job_run_statistics
 from partitions.validation import parse_id
 
@@ -97,7 +97,10 @@ def job_context(model_admin, request, job: Job) -> dict:
     events = [{"e": e, "data": short(as_json(e.data).replace("\n", " "), 200) if e.data else ""}
               for e in events[:EVENTS_PER_PAGE]]
 
-    points = job_throughput_series(job.pk)
+    ended = job.finished_at or (job.paused_at if job.status == JobStatus.PAUSED else None) or stats.now
+    points = job_throughput_series(
+        job.pk, start=(job.planned_at, 0, 0) if job.planned_at else None,
+        end=(ended, stats.handled, stats.progress.live_leases) if job.planned_at else None)
     return {
         "opts": model_admin.opts,
         "job": job,
