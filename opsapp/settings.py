@@ -178,6 +178,9 @@ PARTITIONS_MAX_TRANSACTION_AGE_SECONDS = env.float("PARTITIONS_MAX_TRANSACTION_A
 # Idle workers split the running partition with the most work left (at least this many batches left).
 PARTITIONS_SPLIT_RUNNING = env.bool("PARTITIONS_SPLIT_RUNNING", default=True)
 PARTITIONS_SPLIT_MIN_BATCHES = env.int("PARTITIONS_SPLIT_MIN_BATCHES", default=4)
+# Step notifications (partitions.notify.config), as JSON: {"email": [...], "webhooks": {"NAME": {"url": ...,
+# "secret": ...}}, "events": [...], "partitions_failed_threshold": N}. Empty: none.
+PARTITIONS_NOTIFY = env.json("PARTITIONS_NOTIFY", default={})
 # Extra modules that register job types (besides every installed app's `jobs` module).
 PARTITIONS_JOB_MODULES = env.list("PARTITIONS_JOB_MODULES", default=[])
 

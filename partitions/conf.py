@@ -29,6 +29,13 @@ DEFAULTS = {
     "SPLIT_MIN_BATCHES": 4,
     # "django_q": engine notifications become django-q2 tasks; None: nothing is enqueued (drive workers yourself).
     "DISPATCHER": "django_q",
+    # Seconds between two throughput samples of a running job (taken by its workers; tick is the fallback).
+    "SAMPLE_SECONDS": 2.0,
+    # Notifications (see partitions.notify.config): channels and events; first retry after NOTIFY_BACKOFF s,
+    # doubling; a delivery is given up after NOTIFY_MAX_ATTEMPTS.
+    "NOTIFY": {},
+    "NOTIFY_BACKOFF": 5.0,
+    "NOTIFY_MAX_ATTEMPTS": 10,
     # Dotted modules imported at startup to register job types (apps' `jobs` modules are found anyway).
     "JOB_MODULES": [],
 }

@@ -15,6 +15,7 @@ class Dispatcher(Protocol):
     def work_available(self) -> None: ...
     def job_drained(self, job_id: int) -> None: ...
     def work_claimed(self) -> None: ...
+    def notifications_due(self) -> None: ...
 
 
 _dispatcher: Dispatcher | None = None
@@ -52,3 +53,9 @@ def job_drained(job_id: int) -> None:
     """The last partition of a job finished: finalize it."""
     if _dispatcher:
         _dispatcher.job_drained(job_id)
+
+
+def notifications_due() -> None:
+    """Job events that notify were logged (a step began or ended, a job ended): relay and send them."""
+    if _dispatcher:
+        _dispatcher.notifications_due()

@@ -59,6 +59,7 @@ class Job(models.Model):
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     error = models.TextField(blank=True)
     stats = _json(default=dict, blank=True, help_text="Summary written by finalize.")
+    notify = _json(null=True, blank=True, help_text="This run's notification channels (None: the defaults).")
     # Lease of the singleton steps (plan, finalize): claimed like partitions.
     step_owner = models.CharField(max_length=200, blank=True)
     step_token = models.BigIntegerField(default=0)
@@ -232,12 +233,14 @@ class JobEvent(models.Model):
 
 
 class JobSample(models.Model):
-    """A throughput sample per running job, taken by `tick`: drives charts and ETA."""
+    """A throughput sample of a running job, taken by its workers every few seconds (and by `tick`): drives
+    the chart, the rate and so the ETA (see `partitions.sampling`)."""
 
     job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="samples")
     taken_at = models.DateTimeField(db_default=Now())
     done_items = models.BigIntegerField()
     failed_items = models.BigIntegerField()
+    skipped_items = models.BigIntegerField(default=0, db_default=0)
     live_leases = models.PositiveIntegerField()
 
     class Meta:
@@ -246,3 +249,46 @@ class JobSample(models.Model):
 
     def __str__(self) -> str:
         return f"job {self.job_id} at {self.taken_at}: {self.done_items} done"
+
+
+class Delivery(models.Model):
+    """One notification to one channel: the durable outbox, sent at least once (see `partitions.notify`)."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        SENT = "sent"
+        FAILED = "failed"  # gave up after PARTITIONS_NOTIFY_MAX_ATTEMPTS
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="deliveries")
+    event = models.ForeignKey(JobEvent, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    kind = models.CharField(max_length=64, help_text="step_started, step_finished, job_succeeded, …")
+    step = models.CharField(max_length=16, blank=True, help_text="prepare, process or finalize (step events).")
+    channel = models.CharField(max_length=200, help_text="email, or webhook:<name>")
+    idempotency_key = models.CharField(max_length=200, unique=True)
+    payload = _json(default=dict, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(db_default=Now())
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(db_default=Now())
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        verbose_name_plural = "deliveries"
+        indexes = [
+            models.Index(fields=["job", "channel", "id"], condition=Q(status="pending"), name="delivery_pending_idx"),
+            models.Index(fields=["job", "id"], name="delivery_job_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.step} to {self.channel} ({self.status})"
+
+
+class OutboxCursor(models.Model):
+    """How far the notification relay has read the job events (one row)."""
+
+    last_event_id = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"events relayed up to {self.last_event_id}"

@@ -10,11 +10,11 @@ from datetime import datetime, timedelta
 from itertools import pairwise
 
 from django.db import connection
-from django.db.models import Case, Count, Max, OuterRef, QuerySet, Subquery, Sum, When
-from django.db.models.functions import Coalesce, Now
+from django.db.models import Case, Count, F, Max, OuterRef, QuerySet, Subquery, Sum, When
+from django.db.models.functions import Coalesce, Greatest, Now
 
 from partitions.claiming import live_lease_q
-from partitions.models import Job, JobEvent, Partition, SubJob
+from partitions.models import Delivery, Job, JobEvent, Partition, SubJob
 from partitions.sql import SQL_JOB_SAMPLES_THINNED, SQL_JOBS_SAMPLE_WINDOW
 from partitions.states import JobStatus, PartitionStatus, SubJobStatus
 
@@ -40,7 +40,7 @@ class Progress:
             terminal = self.partitions_total - self.partitions.get("pending", 0) - self.partitions.get("running", 0)
             return 100.0 * terminal / self.partitions_total if self.partitions_total else 0.0
         handled = self.items_done + self.items_failed + self.items_skipped
-        return min(100.0, 100.0 * handled / self.items_total)
+        return 100.0 * handled / self.items_total  # never above 100: items_total counts what was handled
 
     def as_dict(self) -> dict:
         return {
@@ -51,11 +51,16 @@ class Progress:
 
 
 def jobs_progress(job_ids: list[int]) -> dict[int, Progress]:
-    """Progress of many jobs with two grouped queries."""
+    """Progress of many jobs with one grouped query.
+
+    A partition's items are its estimate or what it handled, whichever is more: an estimate taken at planning
+    may fall short (rows added since), and progress must never pass 100% nor count another job's work.
+    """
     result: dict[int, Progress] = defaultdict(Progress)
+    handled = F("done_items") + F("failed_items") + F("skipped_items")
     rows = (
         Partition.objects.filter(job_id__in=job_ids).values("job_id", "status")
-        .annotate(n=Count("id"), est=Sum("estimated_items"), done=Sum("done_items"),
+        .annotate(n=Count("id"), est=Sum(Greatest("estimated_items", handled)), done=Sum("done_items"),
                   failed=Sum("failed_items"), skipped=Sum("skipped_items"),
                   live=Count("id", filter=live_lease_q()))
         .order_by()
@@ -155,6 +160,22 @@ class JobStats:
             return None
         return max(1, math.ceil(self.remaining_items / (per_worker * left)))
 
+    def figures(self) -> dict:
+        """The figures every surface shows (job page, job list, progress JSON, `jobs status --json`, the deadline
+        warning), all from this one computation, so no two of them can disagree."""
+        return {
+            "percent": round(self.progress.percent, 2),
+            "items_per_second": round(self.rate or 0.0, 2),
+            "rate_source": self.rate_source,
+            "eta_seconds": None if self.eta_seconds is None else round(self.eta_seconds, 1),
+            "eta": self.projected_finish,
+            "deadline": self.job.deadline,
+            "meets_deadline": self.meets_deadline,
+            "workers_needed": self.workers_needed,
+            "per_worker_rate": None if self.per_worker_rate is None else round(self.per_worker_rate, 3),
+            "live_leases": self.progress.live_leases,
+        }
+
 
 def jobs_stats(jobs: Sequence[Job], *, window_seconds: float = RATE_WINDOW_SECONDS) -> dict[int, JobStats]:
     """Progress, throughput and ETA of many jobs with three queries (progress, samples window, clock)."""
@@ -194,11 +215,21 @@ class ThroughputPoint:
     live_leases: int
 
 
-def job_throughput_series(job_id: int, *, max_points: int = 120) -> list[ThroughputPoint]:
-    """Items/s between consecutive (thinned) JobSample rows, for the job page chart."""
+Reading = tuple[datetime, int, int]  # (when, items handled, live leases)
+
+
+def job_throughput_series(job_id: int, *, max_points: int = 120, start: Reading | None = None,
+                          end: Reading | None = None) -> list[ThroughputPoint]:
+    """Items/s between consecutive (thinned) JobSample rows, for the job page chart; `start` (the job's planning,
+    nothing handled) and `end` (its counters now, or at its end) frame the samples, so a job that ran only a
+    few seconds still has a line."""
     with connection.cursor() as cursor:
         cursor.execute(SQL_JOB_SAMPLES_THINNED, {"job_id": job_id, "points": max_points})
         rows = cursor.fetchall()
+    if start is not None and (not rows or start[0] < rows[0][0]):
+        rows.insert(0, start)
+    if end is not None and (not rows or end[0] > rows[-1][0]):
+        rows.append(end)
     points = []
     for (t0, h0, _), (t1, h1, live) in pairwise(rows):
         seconds = (t1 - t0).total_seconds()
@@ -246,6 +277,11 @@ def job_events(job_id: int, *, before_id: int | None = None, limit: int = 50) ->
     if before_id:
         qs = qs.filter(id__lt=before_id)
     return list(qs[: limit + 1])
+
+
+def job_deliveries(job_id: int, *, limit: int = 50) -> list[Delivery]:
+    """A job's newest notifications and their delivery status (index delivery_job_idx)."""
+    return list(Delivery.objects.filter(job_id=job_id).defer("payload").order_by("-id")[:limit])
 
 
 def leases_live(*, limit: int = 500) -> QuerySet[Partition]:

@@ -17,6 +17,7 @@ from partitions import dispatch, registry, throttling, validation
 from partitions.exceptions import DuplicateJob, InvalidParams, InvalidTransition
 from partitions.lifecycle import Actor, event, job_pending_work_cancel, transition, transition_many
 from partitions.models import Job, Partition, SubJob
+from partitions.notify.config import notify_choice
 from partitions.selectors import job_get
 from partitions.splits import PartitionPlan, plan_splits
 from partitions.states import JOB_TERMINAL, JobStatus, PartitionStatus, SubJobStatus
@@ -31,10 +32,11 @@ class DEFAULT:
 def job_start(type_name: str, params: dict[str, Any] | None = None, *, actor: Any, max_parallel: int = 0,
               priority: int = 0, deadline: datetime | None = None, dedupe_key: str | None = None,
               allow_past_deadline: bool = False, rate_limit: float | type[DEFAULT] | None = DEFAULT,
-              pause_ms: int | type[DEFAULT] = DEFAULT) -> tuple[Job, bool]:
+              pause_ms: int | type[DEFAULT] = DEFAULT, notify: list[str] | None = None) -> tuple[Job, bool]:
     """Validate and create a pending job; with a dedupe key, return the active job instead if one exists.
 
-    The throttle (rate_limit, pause_ms) defaults to the job type's. Raises InvalidParams for bad params or
+    The throttle (rate_limit, pause_ms) defaults to the job type's. `notify` is the run's own channels
+    (`email:ADDRESS`, `webhook:NAME`, `none`); None: the defaults. Raises InvalidParams for bad params or
     run options (nothing is written then).
     """
     job_type = registry.get(type_name)
@@ -44,13 +46,14 @@ def job_start(type_name: str, params: dict[str, Any] | None = None, *, actor: An
         allow_past_deadline=allow_past_deadline,
         rate_limit=job_type.rate_limit if rate_limit is DEFAULT else rate_limit,
         pause_ms=job_type.pause_ms if pause_ms is DEFAULT else pause_ms)
+    channels = notify_choice(notify or [])
     actor = Actor.of(actor)
     try:
         with transaction.atomic():
             job = Job.objects.create(type_name=type_name, params=cleaned, max_parallel=options.max_parallel,
                                      priority=options.priority, deadline=options.deadline,
                                      dedupe_key=options.dedupe_key, created_by_id=actor.user_id,
-                                     rate_limit=options.rate_limit, pause_ms=options.pause_ms)
+                                     rate_limit=options.rate_limit, pause_ms=options.pause_ms, notify=channels)
             event(job.pk, "job_created", actor, {"params": cleaned, "max_parallel": options.max_parallel,
                                                  **_throttle_data(job)})
     except IntegrityError as exc:
@@ -110,6 +113,7 @@ def job_cancel(job_id: int, *, actor: Any, reason: str = "") -> Job:
         job = transition(Job, job_id, JobStatus.CANCELLED, actor=actor, event_type="job_cancelled",
                          data={"reason": reason}, updates={"error": reason})
         job_pending_work_cancel(job_id, actor=actor)
+    transaction.on_commit(dispatch.notifications_due)
     return job
 
 

@@ -7,7 +7,7 @@ each named and described once. The key-range planner's recursive keyset walk is 
 # takes failed items out of them, so they can go down.
 SQL_JOBS_SAMPLE_WINDOW = """
     SELECT j.id, now(), min(s.taken_at),
-           (array_agg(s.done_items + s.failed_items ORDER BY s.taken_at))[1], avg(s.live_leases)
+           (array_agg(s.done_items + s.failed_items + s.skipped_items ORDER BY s.taken_at))[1], avg(s.live_leases)
     FROM unnest(%(ids)s::bigint[]) AS j(id)
     LEFT JOIN partitions_jobsample s
            ON s.job_id = j.id AND s.taken_at >= now() - make_interval(secs => %(window)s)
@@ -17,7 +17,7 @@ SQL_JOBS_SAMPLE_WINDOW = """
 # Every k-th sample of a job (plus the last), so a chart of a week-long job stays ~max_points wide.
 SQL_JOB_SAMPLES_THINNED = """
     WITH s AS (
-        SELECT taken_at, done_items + failed_items AS handled, live_leases,
+        SELECT taken_at, done_items + failed_items + skipped_items AS handled, live_leases,
                row_number() OVER (ORDER BY taken_at) AS rn, count(*) OVER () AS n
         FROM partitions_jobsample WHERE job_id = %(job_id)s
     )
@@ -43,4 +43,46 @@ SQL_ASYNC_COMMIT = "SET LOCAL synchronous_commit = off"
 
 SQL_SUBJOBS_COPY = """
     COPY partitions_subjob (job_id, partition_id, seq, key, payload, ordering_key, status, attempts, error) FROM STDIN
+"""
+
+# One sampler per job at a time, fleet-wide: a worker that does not get it leaves the sample to the holder.
+SQL_JOB_SAMPLE_TRY_LOCK = """
+    SELECT pg_try_advisory_xact_lock(hashtext('partitions.sample'), (%(job_id)s::bigint %% 2147483647)::int)
+"""
+
+# Claim the due deliveries that head their (job, channel) queue, so each channel gets a job's notifications in
+# order (a later one waits while an earlier one is retried). The claim is a lease: next_attempt_at moves
+# %(lease)s s ahead, so a sender that dies mid-send leaves the delivery to be sent again (at least once).
+SQL_DELIVERIES_CLAIM_DUE = """
+    WITH heads AS (
+        SELECT DISTINCT ON (job_id, channel) id FROM partitions_delivery
+        WHERE status = 'pending' ORDER BY job_id, channel, id
+    ), picked AS (
+        SELECT d.id FROM partitions_delivery d JOIN heads h ON h.id = d.id
+        WHERE d.next_attempt_at <= statement_timestamp() AND (%(job_id)s::bigint IS NULL OR d.job_id = %(job_id)s)
+        ORDER BY d.id LIMIT %(limit)s
+        FOR UPDATE OF d SKIP LOCKED
+    )
+    UPDATE partitions_delivery d
+    SET attempts = d.attempts + 1, next_attempt_at = statement_timestamp() + make_interval(secs => %(lease)s)
+    FROM picked WHERE d.id = picked.id
+    RETURNING d.id
+"""
+
+# Sub-job durations of a job (finished ones): percentiles and max, in one pass over index subjob_job_status_idx.
+SQL_SUBJOB_DURATIONS = """
+    SELECT count(*), percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY duration_ms), max(duration_ms),
+           coalesce(sum(attempts), 0), count(*) FILTER (WHERE attempts > 1)
+    FROM partitions_subjob
+    WHERE job_id = %(job_id)s AND status IN ('succeeded', 'failed', 'skipped') AND duration_ms IS NOT NULL
+"""
+
+# Failures of a job grouped by error class (the text before the first ':' of the one-line error), with a count
+# and one example each, from failed sub-jobs and failed partitions.
+SQL_JOB_FAILURES_BY_CLASS = """
+    SELECT split_part(error, ':', 1) AS class, count(*), min(error) FROM (
+        SELECT error FROM partitions_subjob WHERE job_id = %(job_id)s AND status = 'failed' AND error <> ''
+        UNION ALL
+        SELECT last_error FROM partitions_partition WHERE job_id = %(job_id)s AND status = 'failed' AND last_error <> ''
+    ) e GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT %(limit)s
 """

@@ -24,6 +24,7 @@ from django_q.status import Stat
 from django_q.tasks import async_task
 
 from partitions import claiming, conf, dispatch, registry, services, worker
+from partitions.notify import outbox, relay
 from partitions.worker import maintenance, steps
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,7 @@ def _clean_connections(task):
 @_clean_connections
 def plan(job_id: int) -> str:
     job = steps.job_plan(job_id, worker_id=worker.worker_id())
+    dispatch.notifications_due()  # planning started and ended (or failed)
     return f"job {job_id}: " + ("planned" if job else "already planned elsewhere")
 
 
@@ -66,6 +68,12 @@ def drain(job_id: int | None = None) -> dict[str, Any]:
 def finalize(job_id: int) -> str:
     job = steps.job_finalize(job_id, worker_id=worker.worker_id())
     return f"job {job_id}: " + (job.status if job else "not finalizable now")
+
+
+@_clean_connections
+def notify() -> dict[str, int]:
+    """Relay new job events to the outbox and send what is due (at least once; see partitions.notify)."""
+    return {**relay.notifications_relay(), **outbox.deliveries_send()}
 
 
 @_clean_connections
@@ -123,6 +131,9 @@ class QDispatcher:
             self._last_claim_check = now
             spare_drains_ensure()
 
+    def notifications_due(self) -> None:
+        async_task("partitions.tasks.notify")
+
     def job_drained(self, job_id: int) -> None:
         # Called on the worker that finished the last partition (or in tick): finalize right here instead of
         # queueing a task behind a poll; the step is claimed, so a racing finalizer simply gets None.
@@ -130,6 +141,7 @@ class QDispatcher:
             steps.job_finalize(job_id, worker_id=worker.worker_id())
         except Exception:  # its step lease runs out and tick restarts it; the drain goes on meanwhile
             log.exception("finalizing job %s failed", job_id)
+        self.notifications_due()
 
 
 TICK_SCHEDULE = "partitions.tick"

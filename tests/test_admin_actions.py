@@ -309,6 +309,7 @@ def test_bulk_action_on_all_filtered_jobs_confirms_then_applies_to_the_same_filt
     hidden = confirm.context["hidden"]
     assert ("select_across", "1") in hidden and ("post", "yes") in hidden
     assert len(confirm.context["items"]) == 3
+    assert confirm.context["question"].endswith("these 3 jobs?"), "the count of everything the filter matches"
     assert confirm.context["form_url"] == url
     replay: dict[str, list] = {}
     for name, value in hidden:

@@ -11,8 +11,9 @@ from django.urls import reverse
 
 from opsapp.billing.models import Invoice
 from opsapp.billing.seeding import seed_demo
+from partitions import services
 from partitions.models import Job
-from tests.support import Cluster
+from tests.support import Cluster, wait_for
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
@@ -73,7 +74,8 @@ def assert_nonced_under_csp(page, response) -> None:
 @pytest.fixture
 def cluster(db_url, tmp_path):
     connections.close_all()
-    running = Cluster(db_url, tmp_path / "qcluster.log", EMAIL_BACKEND="django.core.mail.backends.locmem.EmailBackend")
+    running = Cluster(db_url, tmp_path / "qcluster.log", EMAIL_BACKEND="django.core.mail.backends.locmem.EmailBackend",
+                      PARTITIONS_NOTIFY='{"email": ["ops@example.com"]}')
     yield running
     running.stop()
 
@@ -95,6 +97,14 @@ def start_invoices(page, base: str, *, period: str, work_ms: int, fail_rate: flo
     return landed.value
 
 
+def log_in(page, base: str) -> None:
+    page.goto(base + "/admin/login/")
+    page.fill("#id_username", "ops")
+    page.fill("#id_password", "browser-test-password")
+    page.click("input[type=submit]")
+    page.wait_for_selector("#user-tools")
+
+
 def wait_for_status(page, status: str) -> None:
     page.wait_for_function(
         "s => [...document.querySelectorAll('[data-job-status]')].some(e => e.textContent.trim() === s)",
@@ -102,20 +112,20 @@ def wait_for_status(page, status: str) -> None:
     )
 
 
+def signed_in(page, base: str, settings, *, customers: int) -> None:
+    """Demo customers, and an operator signed in over plain HTTP."""
+    settings.SESSION_COOKIE_SECURE = settings.CSRF_COOKIE_SECURE = False
+    seed_demo(products=1, subscriptions=0, customers=customers, events=0)
+    User.objects.create_superuser("ops", "ops@example.com", "browser-test-password")
+    ARTIFACTS.mkdir(exist_ok=True)
+    log_in(page, base)
+
+
 def test_an_operator_starts_a_run_watches_it_finish_and_recovers_a_failed_one(
     live_server, browser_page, csp_watch, cluster, settings, admin_env, capsys,
 ):
-    settings.SESSION_COOKIE_SECURE = settings.CSRF_COOKIE_SECURE = False
-    seed_demo(products=1, subscriptions=0, customers=60, events=0)
-    User.objects.create_superuser("ops", "ops@example.com", "browser-test-password")
     page, base = browser_page, live_server.url
-    ARTIFACTS.mkdir(exist_ok=True)
-
-    page.goto(base + "/admin/login/")
-    page.fill("#id_username", "ops")
-    page.fill("#id_password", "browser-test-password")
-    page.click("input[type=submit]")
-    page.wait_for_selector("#user-tools")
+    signed_in(page, base, settings, customers=60)
 
     # A clean run: the bar fills and the status changes while the page stays loaded, under the CSP.
     job_page = start_invoices(page, base, period="2026-11", work_ms=150, fail_rate=0, max_parallel=1)
@@ -131,8 +141,12 @@ def test_an_operator_starts_a_run_watches_it_finish_and_recovers_a_failed_one(
     assert first_percent != "100.0%", "the run should still be going when the page first loads"
     job = Job.objects.order_by("-id").first()
     assert job.status == "succeeded"
-    page.reload()  # the live region is the header; a reload shows partitions and timeline as they ended
     page.wait_for_selector("#pj-summary")
+    # Every step was notified (by e-mail here, through the outbox); polling stopped at the end, so reload.
+    wait_for(lambda: job.deliveries.filter(kind="job_succeeded", status="sent").exists(), timeout=60,
+             what="the job_succeeded notification", clusters=[cluster])
+    page.reload()
+    assert page.locator("[data-pj-section=notifications] .pj-delivery-sent").count() == 7
     page.screenshot(path=ARTIFACTS / "job-page.png", full_page=True)
 
     # A run with failures, recovered with one button (and its confirmation step).
@@ -149,3 +163,48 @@ def test_an_operator_starts_a_run_watches_it_finish_and_recovers_a_failed_one(
     assert csp_watch() == [], "the Content-Security-Policy blocked something"
     with capsys.disabled():
         print(f"\nscreenshots: {ARTIFACTS / 'job-list.png'} {ARTIFACTS / 'job-page.png'}")
+
+
+def live_leases(page) -> str:
+    return page.locator('[data-job-field="live_leases"]').first.inner_text().strip()
+
+
+def wait_for_leases(page, text: str) -> None:
+    page.wait_for_function("n => document.querySelector('[data-job-field=\"live_leases\"]').textContent.trim() === n",
+                           arg=text)
+
+
+def test_the_whole_job_page_moves_without_a_reload_and_the_knob_changes_the_leases_in_flight(
+    live_server, browser_page, csp_watch, cluster, settings, admin_env,
+):
+    page, base = browser_page, live_server.url
+    signed_in(page, base, settings, customers=400)
+
+    start_invoices(page, base, period="2027-01", work_ms=250, fail_rate=0, max_parallel=1)
+    job = Job.objects.order_by("-id").first()
+    page.evaluate("window.__loadedOnce = true")
+    timeline_rows = page.locator("[data-pj-section=timeline] tbody tr").count()
+
+    # Partitions, timeline and chart change in place, from the same poll as the header.
+    page.wait_for_selector("[data-pj-section=partitions] .pj-status-succeeded")
+    page.wait_for_function("n => document.querySelectorAll('[data-pj-section=timeline] tbody tr').length > n",
+                           arg=timeline_rows)
+    page.wait_for_selector("[data-pj-section=chart] svg.pj-chart polyline", timeout=30_000)
+    assert page.evaluate("window.__loadedOnce === true"), "the page reloaded instead of refreshing in place"
+    assert page.locator("[data-pj-section=facts]").inner_text().count("\u2014") <= 2, "started, duration …"
+
+    # The time/cost knob: two partitions in flight, then one again (at the next batch of the other).
+    assert live_leases(page) == "1"
+    page.fill("#id_max_parallel", "2")
+    page.click("#pj-knob-submit")
+    wait_for_leases(page, "2")
+    assert "max parallel 2" in page.locator(".messagelist").inner_text()
+    page.screenshot(path=ARTIFACTS / "job-page-live.png", full_page=True)
+    page.fill("#id_max_parallel", "1")
+    page.click("#pj-knob-submit")
+    wait_for_leases(page, "1")
+    changes = [e.data["max_parallel"] for e in job.events.filter(type="job_settings_changed").order_by("id")]
+    assert changes == [[1, 2], [2, 1]]
+    assert csp_watch() == [], "the Content-Security-Policy blocked something"
+    services.job_cancel(job.pk, actor="test", reason="seen enough")
+    wait_for_status(page, "Cancelled")

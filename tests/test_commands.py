@@ -42,7 +42,8 @@ REPO = Path(__file__).resolve().parent.parent
 SUMMARY_KEYS = {
     "id", "type", "status", "params", "error", "created_at", "finished_at", "max_parallel", "deadline",
     "partitions", "partitions_total", "items_total", "items_done", "items_failed", "items_skipped", "live_leases",
-    "percent", "items_per_second", "eta", "workers_needed", "throttle", "splits",
+    "percent", "items_per_second", "eta", "workers_needed", "rate_source", "eta_seconds", "meets_deadline",
+    "per_worker_rate", "throttle", "splits",
 }
 
 
@@ -331,7 +332,8 @@ def test_status_json_of_a_finished_job_counts_partitions_and_items_and_has_no_et
     seed(subscriptions=80)
     job = succeeded_job(partitions=4)
     summary = jobs_json("status", str(job.pk))
-    assert set(summary) == SUMMARY_KEYS
+    assert set(summary) == SUMMARY_KEYS | {"statistics"}
+    assert summary["statistics"]["partitions"]["count"] == 4 and summary["statistics"]["items_handled"] == 80
     assert (summary["id"], summary["status"], summary["error"]) == (job.pk, "succeeded", "")
     assert summary["partitions"] == {"succeeded": 4} and summary["partitions_total"] == 4
     assert (summary["items_total"], summary["items_done"], summary["items_failed"]) == (80, 80, 0)

@@ -100,14 +100,17 @@ class DispatchEvents(JobType):
         return params["concurrency"]
 
     def split(self, job, params):
-        return Modulo(Event.objects.filter(status=Event.Status.PENDING), "id", buckets=params["buckets"])
+        # The events pending when the job was planned, and only those: events sent by an earlier run are not
+        # this job's work (its progress counts what it did), and events added meanwhile are the next run's.
+        upto = Event.objects.filter(status=Event.Status.PENDING).aggregate(m=Max("id"))["m"] or 0
+        return Modulo(self.queryset(job, params, {"upto": upto}), "id", buckets=params["buckets"],
+                      scope={"upto": upto})
 
     def queryset(self, job, params, scope):
-        return Event.objects.all()
+        # Still pending: an event this job marked sent at a checkpoint is never fetched again.
+        return Event.objects.filter(status=Event.Status.PENDING, id__lte=scope["upto"])
 
     def process_item(self, ctx, item):
-        if item.status == Event.Status.SENT:
-            return None  # sent by an earlier attempt or run: marked already, nothing to publish
         return broker.publish(ctx.idempotency_key(item), {"kind": item.kind, **item.payload},
                               confirm_ms=ctx.params["confirm_ms"])
 

@@ -203,36 +203,45 @@ def progress_bar(stats: JobStats) -> SafeString:
 
 
 def throughput_svg(points: Sequence[ThroughputPoint], *, width: int = 760, height: int = 180) -> SafeString:
-    """Items/s over time as an inline SVG line chart (no JavaScript, no external assets)."""
+    """Items/s (line and area, left axis) and partitions in flight (dashed, right axis) over time, as an inline
+    SVG (no JavaScript, no external assets)."""
     if len(points) < 2:
         return format_html('<p class="pj-muted">{}</p>',
-                           "Not enough throughput samples yet (tick samples running jobs).")
-    left, right, top, bottom = 64, 12, 12, 26
+                           "No throughput samples yet (workers take one every few seconds while they run).")
+    left, right, top, bottom = 64, 40, 12, 26
     plot_w, plot_h = width - left - right, height - top - bottom
     t0, t1 = points[0].taken_at, points[-1].taken_at
     span = max((t1 - t0).total_seconds(), 1e-9)
     peak = max(p.rate for p in points) or 1.0
+    peak_leases = max(p.live_leases for p in points) or 1
 
-    def xy(p: ThroughputPoint) -> str:
+    def xy(p: ThroughputPoint, value: float, top_value: float) -> str:
         x = left + plot_w * (p.taken_at - t0).total_seconds() / span
-        y = top + plot_h * (1 - p.rate / peak)
+        y = top + plot_h * (1 - value / top_value)
         return f"{x:.1f},{y:.1f}"
 
-    line = " ".join(xy(p) for p in points)
+    line = " ".join(xy(p, p.rate, peak) for p in points)
+    leases = " ".join(xy(p, p.live_leases, peak_leases) for p in points)
     base = top + plot_h
     area = f"{left:.1f},{base:.1f} {line} {left + plot_w:.1f},{base:.1f}"
     grid = format_html_join("", '<line x1="{}" x2="{}" y1="{}" y2="{}" class="pj-grid"/>'
-                                '<text x="{}" y="{}" class="pj-axis" text-anchor="end">{}</text>',
+                                '<text x="{}" y="{}" class="pj-axis" text-anchor="end">{}</text>'
+                                '<text x="{}" y="{}" class="pj-axis">{}</text>',
                             ((left, left + plot_w, top + plot_h * f, top + plot_h * f, left - 6,
-                              top + plot_h * f + 4, fmt_rate(peak * (1 - f)).replace(" items/s", ""))
+                              top + plot_h * f + 4, fmt_rate(peak * (1 - f)).replace(" items/s", ""),
+                              left + plot_w + 6, top + plot_h * f + 4, f"{peak_leases * (1 - f):.0f}")
                              for f in (0.0, 0.5, 1.0)))
     return format_html(
         '<svg class="pj-chart" viewBox="0 0 {w} {h}" width="100%" role="img" aria-label="{aria}">'
         "<title>{aria}</title>{grid}"
         '<polygon points="{area}" class="pj-chart-area"/><polyline points="{line}" class="pj-chart-line"/>'
+        '<polyline points="{leases}" class="pj-chart-leases"/>'
         '<text x="{left}" y="{ty}" class="pj-axis">{start}</text>'
-        '<text x="{right}" y="{ty}" class="pj-axis" text-anchor="end">{end}</text></svg>',
-        w=width, h=height, grid=grid, area=area, line=line, left=left, right=left + plot_w, ty=height - 6,
-        start=fmt_dt(t0), end=fmt_dt(t1),
-        aria=f"Throughput over time, peak {fmt_rate(peak)}, {len(points)} samples",
+        '<text x="{right}" y="{ty}" class="pj-axis" text-anchor="end">{end}</text>'
+        '<text x="{mid}" y="{ty}" class="pj-axis pj-legend-rate" text-anchor="end">— items/s</text>'
+        '<text x="{mid2}" y="{ty}" class="pj-axis pj-legend-leases">- - partitions in flight</text></svg>',
+        w=width, h=height, grid=grid, area=area, line=line, leases=leases, left=left, right=left + plot_w,
+        ty=height - 6, start=fmt_dt(t0), end=fmt_dt(t1), mid=left + plot_w / 2 - 4, mid2=left + plot_w / 2 + 4,
+        aria=f"Throughput over time, peak {fmt_rate(peak)}, at most {peak_leases} partitions in flight, "
+             f"{len(points)} samples",
     )

@@ -1,4 +1,5 @@
-"""The job page: header with progress/ETA/deadline, throughput chart, partitions, failed sub-jobs, timeline.
+"""The job page: header with progress/ETA/deadline, throughput chart, partitions, failed sub-jobs, timeline;
+and its live poll, which re-renders every section from the same context.
 
 Bounded work whatever the job's size: one aggregate for progress, the partition
 page's total taken from that aggregate, keyset pagination for the timeline, and
@@ -10,14 +11,18 @@ from __future__ import annotations
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.http import HttpResponseNotAllowed
+from django.http import Http404, HttpResponseNotAllowed, JsonResponse
+from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 
 from partitions.admin import display
 from partitions.admin.actions import OPERATE, visible_actions
 from partitions.admin.base import KnownCountPaginator, as_json, changelist_url, short
+from partitions.admin.knob import knob_allowed, knob_form_for
+from partitions.knob import ADJUSTABLE
 from partitions.models import Job
 from partitions.selectors import (
+    job_deliveries,
     job_events,
     job_failed_subjobs,
     job_partitions,
@@ -25,12 +30,19 @@ from partitions.selectors import (
     job_stats,
     job_throughput_series,
 )
-from partitions.states import PartitionStatus
+from partitions.states import JobStatus, PartitionStatus
+from partitions.statistics import job_run_statistics
 from partitions.validation import parse_id
 
 PARTITIONS_PER_PAGE = 50
 SUBJOBS_PER_PAGE = 25
 EVENTS_PER_PAGE = 50
+DELIVERIES_SHOWN = 50
+#: The page's sections below the header, in order, with their anchors; templates under
+#: admin/partitions/job/sections/. The live poll re-renders these and the facts.
+PAGE_SECTIONS = (("chart", "pj-throughput"), ("partitions", "pj-partitions"), ("failed", "pj-failed-subjobs"),
+                 ("timeline", "pj-timeline"), ("notifications", "pj-notifications"), ("statistics", "pj-statistics"))
+SECTIONS = ("facts", *(name for name, _ in PAGE_SECTIONS))
 
 
 def _seconds(later, earlier) -> float | None:
@@ -60,15 +72,15 @@ def _partition_rows(page) -> list[dict]:
     return rows
 
 
-def job_page_view(model_admin, request, object_id):
-    """GET only: the page watches and links to the actions; it never writes."""
-    if request.method not in ("GET", "HEAD"):
-        return HttpResponseNotAllowed(["GET", "HEAD"])
+def _job_for(model_admin, request, object_id) -> Job | None:
     job = Job.objects.select_related("created_by").filter(pk=parse_id(unquote(object_id)) or 0).first()
-    if job is None:
-        return model_admin._get_obj_does_not_exist_redirect(request, model_admin.opts, object_id)
-    if not model_admin.has_view_permission(request, job):
+    if job is not None and not model_admin.has_view_permission(request, job):
         raise PermissionDenied
+    return job
+
+
+def job_context(model_admin, request, job: Job) -> dict:
+    """Everything the page and its live poll show, from one read of the job's stats (bounded queries)."""
     stats = job_stats(job)
     counts = stats.progress.partitions
 
@@ -86,16 +98,18 @@ def job_page_view(model_admin, request, object_id):
     events = [{"e": e, "data": short(as_json(e.data).replace("\n", " "), 200) if e.data else ""}
               for e in events[:EVENTS_PER_PAGE]]
 
-    context = {
-        **model_admin.admin_site.each_context(request),
+    ended = job.finished_at or (job.paused_at if job.status == JobStatus.PAUSED else None) or stats.now
+    points = job_throughput_series(
+        job.pk, start=(job.planned_at, 0, 0) if job.planned_at else None,
+        end=(ended, stats.handled, stats.progress.live_leases) if job.planned_at else None)
+    return {
         "opts": model_admin.opts,
-        "title": f"Job #{job.pk}: {job.type_name}",
         "job": job,
         "stats": stats,
         "fields": display.live_fields(stats),
         "status_badge": display.status_badge(job.pk, job.status, job.get_status_display()),
         "progress_bar": display.progress_bar(stats),
-        "chart": display.throughput_svg(job_throughput_series(job.pk)),
+        "chart": display.throughput_svg(points),
         "started": display.fmt_dt(job.started_at),
         "created": display.fmt_dt(job.created_at),
         "deadline": display.fmt_dt(job.deadline) if job.deadline else "",
@@ -105,6 +119,8 @@ def job_page_view(model_admin, request, object_id):
         "actions": visible_actions(request.user, job),
         "can_throttle": request.user.has_perm(OPERATE) and not job.is_terminal,
         "splits": job_splits(job.pk),
+        "knob_form": knob_form_for(job) if knob_allowed(request.user, job) else None,
+        "knob_states": " ".join(sorted(ADJUSTABLE)),
         "status_filter": status,
         "status_choices": [(s, counts.get(s, 0)) for s in display.PARTITION_ORDER],
         "partitions_total": stats.progress.partitions_total,
@@ -114,12 +130,43 @@ def job_page_view(model_admin, request, object_id):
         "events": events,
         "events_older": older,
         "events_newest": before is not None,
+        "deliveries": job_deliveries(job.pk, limit=DELIVERIES_SHOWN),
+        "run": job_run_statistics(job, points=points),
         "links": {
             "partitions": changelist_url("partition", job=job.pk),
             "failed_subjobs": changelist_url("subjob", job=job.pk, status__exact="failed"),
             "events": changelist_url("jobevent", job=job.pk),
         },
     }
+
+
+def job_page_view(model_admin, request, object_id):
+    """GET only: the page watches and links to the actions; it never writes."""
+    if request.method not in ("GET", "HEAD"):
+        return HttpResponseNotAllowed(["GET", "HEAD"])
+    job = _job_for(model_admin, request, object_id)
+    if job is None:
+        return model_admin._get_obj_does_not_exist_redirect(request, model_admin.opts, object_id)
+    context = {
+        **model_admin.admin_site.each_context(request),
+        **job_context(model_admin, request, job),
+        "title": f"Job #{job.pk}: {job.type_name}",
+        "page_sections": PAGE_SECTIONS,
+    }
     request.current_app = model_admin.admin_site.name
     return TemplateResponse(request, "admin/partitions/job/job_page.html", context)
 
+
+def job_live_view(model_admin, request, object_id):
+    """The job page's poll: its live fields and every section, rendered from the same context as the page (same
+    query string: the partition filter and the pages the operator is on)."""
+    if request.method not in ("GET", "HEAD"):
+        return HttpResponseNotAllowed(["GET", "HEAD"])
+    job = _job_for(model_admin, request, object_id)
+    if job is None:
+        raise Http404("no such job")
+    context = job_context(model_admin, request, job)
+    request.current_app = model_admin.admin_site.name
+    sections = {name: render_to_string(f"admin/partitions/job/sections/{name}.html", context, request)
+                for name in SECTIONS}
+    return JsonResponse({"job": display.live_payload(context["stats"]), "sections": sections})

@@ -9,7 +9,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponseNotAllowed, HttpResponseRedirect, JsonResponse
 from django.urls import path, reverse
 
-from partitions.admin import display, job_page, start, throttle, workers
+from partitions.admin import display, job_page, knob, start, throttle, workers
 from partitions.admin.actions import ACTIONS, JobAction, perform
 from partitions.admin.base import (
     EngineAdmin,
@@ -115,6 +115,8 @@ class JobAdmin(EngineAdmin):
             path("progress.json", wrap(self.progress_view), name="partitions_job_progress"),
             path("<path:object_id>/action/<slug:action_name>/", wrap(self.action_view), name="partitions_job_action"),
             path("<path:object_id>/throttle/", wrap(self.throttle_view), name="partitions_job_throttle"),
+            path("<path:object_id>/live.json", wrap(self.live_view), name="partitions_job_live"),
+            path("<path:object_id>/settings/", wrap(self.knob_view), name="partitions_job_knob"),
             *super().get_urls(),
         ]
 
@@ -125,6 +127,12 @@ class JobAdmin(EngineAdmin):
     def change_view(self, request, object_id, form_url="", extra_context=None):
         """The job page replaces the generic form: there is nothing to edit, everything to watch."""
         return job_page.job_page_view(self, request, object_id)
+
+    def live_view(self, request, object_id):
+        return job_page.job_live_view(self, request, object_id)
+
+    def knob_view(self, request, object_id):
+        return knob.knob_view(self, request, object_id)
 
     def start_view(self, request):
         return start.start_view(self, request)
@@ -193,7 +201,8 @@ class JobAdmin(EngineAdmin):
             hidden = [("confirm", "yes")]
             form_url = reverse("admin:partitions_job_action", args=[job.pk, action.name])
             back_url = job_url(job.pk)
-        question = f"{action.confirm} {'these jobs' if bulk else 'this job'}?"
+        # With "select all N matching the filter" the count is the whole filtered list, not the page.
+        question = f"{action.confirm} {f'these {jobs.count():,} jobs' if bulk else 'this job'}?"
         return confirm_response(self, request, label=action.label, question=question, items=items, hidden=hidden,
                                 form_url=form_url, back_url=back_url, asks_reason=action.asks_reason,
                                 danger=action.danger)

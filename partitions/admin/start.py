@@ -16,6 +16,7 @@ from partitions.admin.base import job_url
 from partitions.admin.throttle import ThrottleFields
 from partitions.exceptions import InvalidParams, JobTypeNotFound, PartitionsError, error_line
 from partitions.models import Partition
+from partitions.notify.config import notify_choice
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +29,7 @@ PREVIEW_ROWS = 200
 class StartOptionsForm(ThrottleFields):
     """Run options that are not the job type's params (an empty throttle field: the job type's default)."""
 
-    field_order = ["max_parallel", "deadline", "rate_limit", "pause_ms"]
+    field_order = ["max_parallel", "deadline", "rate_limit", "pause_ms", "notify"]
 
     max_parallel = forms.IntegerField(
         min_value=0, max_value=validation.MAX_PARALLEL_LIMIT, required=False, initial=0, label="Max parallel",
@@ -37,6 +38,10 @@ class StartOptionsForm(ThrottleFields):
     deadline = forms.DateTimeField(
         required=False, widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
         help_text="Optional; the job page then projects the finish against it.",
+    )
+    notify = forms.CharField(
+        required=False, max_length=2000, label="Notify",
+        help_text="This run's channels, comma-separated: email:ADDRESS, webhook:NAME, or none. Empty: the defaults.",
     )
 
     def __init__(self, *args, **kwargs):
@@ -51,12 +56,16 @@ class StartOptionsForm(ThrottleFields):
         try:
             options = validation.run_options(max_parallel=cleaned.get("max_parallel") or 0,
                                              deadline=cleaned.get("deadline"))
+            notify_choice(self.notify_values())
         except InvalidParams as exc:
             for field, errors in exc.errors.items():
                 for error in errors:
                     self.add_error(field if field in self.fields else None, error)
             return cleaned
         return {**cleaned, "max_parallel": options.max_parallel, "deadline": options.deadline}
+
+    def notify_values(self) -> list[str]:
+        return [v for v in (self.cleaned_data.get("notify") or "").split(",") if v.strip()]
 
 
 def _params_data(form: forms.Form) -> dict[str, Any]:
@@ -183,7 +192,8 @@ def _start(request, type_name: str, data: dict[str, Any], params_form, options):
     job, created = services.job_start(
         type_name, data, actor=request.user, max_parallel=chosen["max_parallel"] or 0, deadline=chosen["deadline"],
         rate_limit=services.DEFAULT if chosen.get("rate_limit") is None else chosen["rate_limit"],
-        pause_ms=services.DEFAULT if chosen.get("pause_ms") is None else chosen["pause_ms"])
+        pause_ms=services.DEFAULT if chosen.get("pause_ms") is None else chosen["pause_ms"],
+        notify=options.notify_values())
     verb = "Started" if created else "An identical job is already active:"
     messages.success(request, f"{verb} job #{job.pk} ({type_name}).")
     return HttpResponseRedirect(job_url(job.pk))

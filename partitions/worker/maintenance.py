@@ -7,10 +7,11 @@ from datetime import timedelta
 
 from django.db.models.functions import Now
 
-from partitions import claiming, dispatch
+from partitions import claiming, dispatch, sampling
 from partitions.lifecycle import SYSTEM, event
-from partitions.models import Job, JobEvent, JobSample
-from partitions.selectors import jobs_progress, jobs_stats
+from partitions.models import Job, JobEvent
+from partitions.notify import outbox, relay
+from partitions.selectors import jobs_stats
 from partitions.states import JobStatus
 from partitions.worker import splitting, steps
 
@@ -70,14 +71,9 @@ def top_up_drains() -> dict[str, int]:
 
 
 def sample_throughput() -> dict[str, int]:
-    """One JobSample per running job: the charts and the ETA read these."""
+    """A JobSample of each running job its workers have not sampled lately (the charts and the ETA read these)."""
     job_ids = list(Job.objects.filter(status=JobStatus.RUNNING).values_list("pk", flat=True))
-    progress = jobs_progress(job_ids)
-    JobSample.objects.bulk_create([
-        JobSample(job_id=job_id, done_items=p.items_done, failed_items=p.items_failed, live_leases=p.live_leases)
-        for job_id, p in progress.items()
-    ])
-    return {"sampled": len(job_ids)}
+    return {"sampled": sum(sampling.job_sample_take(job_id) for job_id in job_ids)}
 
 
 def warn_deadlines() -> dict[str, int]:
@@ -92,18 +88,28 @@ def warn_deadlines() -> dict[str, int]:
                                          created_at__gt=stats.now - DEADLINE_WARNING_EVERY)
         if recent.exists():
             continue
-        finish = stats.projected_finish
+        figures = stats.figures()  # the job page's own figures
+        finish = figures["eta"]
         event(stats.job.pk, "deadline_at_risk", SYSTEM, {
             "deadline": stats.job.deadline.isoformat(), "projected_finish": finish.isoformat() if finish else None,
-            "items_remaining": stats.remaining_items, "items_per_second": round(stats.rate or 0.0, 2),
-            "workers_needed": stats.workers_needed,
+            "items_remaining": stats.remaining_items, "items_per_second": figures["items_per_second"],
+            "workers_needed": figures["workers_needed"], "per_worker_rate": figures["per_worker_rate"],
         })
         warned += 1
     return {"deadline_warnings": warned}
 
 
+def relay_notifications() -> dict[str, int]:
+    """Job events to the outbox (a lost relay, the deadline warnings above), and a sender when some are due."""
+    counts = relay.notifications_relay()
+    if outbox.deliveries_due():
+        dispatch.notifications_due()
+        counts["senders_dispatched"] = 1
+    return counts
+
+
 DUTIES = [reap_expired_leases, finalize_finished_jobs, restart_lost_steps, top_up_drains, sample_throughput,
-          warn_deadlines]
+          warn_deadlines, relay_notifications]
 
 
 def run_once() -> dict[str, dict[str, int]]:

@@ -17,6 +17,7 @@ from partitions.lifecycle import Actor, event, subjobs_finish
 from partitions.models import JobEvent, Partition, SubJob
 from partitions.states import JobStatus, SubJobStatus
 from partitions.throttling import JobControls
+from partitions.worker import pulse
 from partitions.worker.concurrency import ItemPool, ItemResult
 from partitions.worker.context import Context, JobSetup, job_setup
 from partitions.worker.feeding import feed_items, first_control
@@ -162,6 +163,8 @@ class PartitionRun:
             raise LeaseLost(self.partition.pk, self.token)
         if self.deadline is not None and time.monotonic() >= self.deadline:
             return Outcome("released", "drain budget spent", stats=self.stats)
+        if pulse.should_yield(self.job.pk, self.partition.pk):  # throughput sample; the time/cost knob
+            return Outcome("released", "max_parallel lowered", stats=self.stats)
         return None
 
     def _run_batch(self, items: list) -> None:

@@ -16,6 +16,7 @@ from partitions.selectors import job_progress
 from partitions.splits import PartitionPlan, plan_splits
 from partitions.sql import SQL_ASYNC_COMMIT, SQL_SUBJOBS_COPY
 from partitions.states import JobStatus, PartitionStatus, SubJobStatus
+from partitions.statistics import job_run_statistics
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ def job_finalize(job_id: int, *, worker_id: str) -> Job | None:
     job = Job.objects.get(pk=job_id)
     job_type = registry.get(job.type_name)
     progress = job_progress(job_id)
-    stats = {**job.stats, **progress.as_dict()}
+    stats = {**job.stats, **progress.as_dict(), "run": job_run_statistics(job)}
     failed = progress.partitions.get(PartitionStatus.FAILED, 0)
     failed_items = SubJob.objects.filter(job_id=job_id, status=SubJobStatus.FAILED).count()
     try:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -15,12 +17,13 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from partitions import registry, services, validation
+from partitions import knob, registry, services, validation
 from partitions.encoding import dumps
 from partitions.exceptions import PartitionsError, error_line
 from partitions.models import Job, JobEvent, Partition
 from partitions.selectors import job_get, job_splits, job_stats
 from partitions.states import JOB_TERMINAL, JobStatus, PartitionStatus
+from partitions.statistics import job_run_statistics
 
 ACTOR = "cli"
 
@@ -82,8 +85,7 @@ def job_summary(job: Job) -> dict[str, Any]:
     return {
         "id": job.pk, "type": job.type_name, "status": job.status, "params": job.params, "error": job.error,
         "created_at": job.created_at, "finished_at": job.finished_at, "max_parallel": job.max_parallel,
-        "deadline": job.deadline, **stats.progress.as_dict(), "items_per_second": round(stats.rate or 0.0, 2),
-        "eta": stats.projected_finish, "workers_needed": stats.workers_needed, "throttle": throttle_summary(job),
+        **stats.progress.as_dict(), **stats.figures(), "throttle": throttle_summary(job),
         "splits": job_splits(job.pk),
     }
 
@@ -108,15 +110,31 @@ def throttle_line(summary: dict[str, Any]) -> str:
     return "  " + "; ".join(parts) if parts else ""
 
 
-def progress_line(summary: dict[str, Any], rate: float) -> str:
+def progress_line(summary: dict[str, Any]) -> str:
+    """One line from the summary's own figures (the same computation as the admin's)."""
     width = 30
     filled = int(width * summary["percent"] / 100)
     handled = summary["items_done"] + summary["items_failed"] + summary["items_skipped"]
-    remaining = max(0, summary["items_total"] - handled)
-    eta_text = f"{remaining / rate:,.0f}s" if rate > 0 else "?"
+    eta = summary["eta_seconds"]
+    eta_text = "?" if eta is None else f"{eta:,.0f}s"
     return (f"[{'#' * filled}{'.' * (width - filled)}] {summary['percent']:5.1f}%  "
-            f"{handled:,}/{summary['items_total']:,} items  {rate:,.0f}/s  ETA {eta_text}  "
+            f"{handled:,}/{summary['items_total']:,} items  {summary['items_per_second']:,.0f}/s  ETA {eta_text}  "
             f"{summary['status']}, {summary['live_leases']} leases, {summary['items_failed']} failed")
+
+
+@contextmanager
+def quiet_logs(verbosity: int) -> Iterator[None]:
+    """Below `-v 2`, log records under WARNING (django-q2's "Enqueued …", the engine's INFO) are dropped while
+    the command runs, so its output is only its own; logs go to stderr in any case (the root handler)."""
+    if verbosity >= 2:
+        yield
+        return
+    previous = logging.root.manager.disable
+    logging.disable(logging.INFO)
+    try:
+        yield
+    finally:
+        logging.disable(previous)
 
 
 class Command(BaseCommand):
@@ -144,6 +162,8 @@ class Command(BaseCommand):
                            help="items/s across the fleet, or none (default: the job type's)")
         start.add_argument("--pause-ms", type=whole_number, default=services.DEFAULT,
                            help="pause after each batch (default: the job type's)")
+        start.add_argument("--notify", action="append", default=[], metavar="CHANNEL",
+                           help="this run's channels instead of the defaults: email:ADDRESS, webhook:NAME or none")
         start.add_argument("--dry-run", action="store_true", help="print the planned partitions, write nothing")
         start.add_argument("--wait", action="store_true", help="show progress until the job ends")
         listing = add("list", "recent jobs")
@@ -167,13 +187,17 @@ class Command(BaseCommand):
         add("cancel", "cancel a job", job_id=True)
         add("pause", "pause a job (running partitions stop at their next batch)", job_id=True)
         add("resume", "resume a paused job", job_id=True)
+        knob = add("set", "change a live job's max parallel (the time/cost knob) or deadline", job_id=True)
+        knob.add_argument("--max-parallel", type=whole_number, help="partitions in flight at most (0 = no cap)")
+        knob.add_argument("--deadline", help="ISO 8601 date-time, or 'none' to clear it")
         events = add("events", "a job's event timeline", job_id=True)
         events.add_argument("--limit", type=list_limit, default=50)
 
     def handle(self, *args, action: str, **options):
         self.as_json = options["json"]
         try:
-            getattr(self, f"do_{action}")(**options)
+            with quiet_logs(options.get("verbosity", 1)):
+                getattr(self, f"do_{action}")(**options)
         except PartitionsError as exc:
             raise CommandError(str(exc)) from exc
 
@@ -189,7 +213,8 @@ class Command(BaseCommand):
         self.emit(types, "\n".join(lines))
 
     def do_start(self, *, type_name: str, param: list[str], max_parallel: int, priority: int, deadline: str | None,
-                 dedupe_key: str | None, dry_run: bool, wait: bool, rate, pause_ms, **options):
+                 dedupe_key: str | None, dry_run: bool, wait: bool, rate, pause_ms, notify: list[str],
+                 **options):
         params = parse_params(param)
         unknown = sorted(set(params) - set(registry.get(type_name).Params.base_fields))
         if unknown:
@@ -214,7 +239,8 @@ class Command(BaseCommand):
             self.emit({"dry_run": True, "partitions": rows}, text)
             return
         job, created = services.job_start(type_name, params, actor=ACTOR, max_parallel=max_parallel,
-                                          priority=priority, deadline=when, dedupe_key=dedupe_key, **throttle)
+                                          priority=priority, deadline=when, dedupe_key=dedupe_key, notify=notify,
+                                          **throttle)
         if not wait:
             verb = "started" if created else "already active (dedupe key)"
             self.emit({**job_summary(job), "created": created}, f"job {job.pk} {verb}: {job.type_name}")
@@ -237,7 +263,7 @@ class Command(BaseCommand):
             self.follow(job.pk)
             return
         summary = job_summary(job)
-        self.emit(summary, progress_line(summary, summary["items_per_second"]) + throttle_line(summary))
+        self.emit({**summary, "statistics": job_run_statistics(job)}, progress_line(summary) + throttle_line(summary))
 
     def do_throttle(self, *, job_id: int, rate, pause_ms, ignore_health: bool | None, **options):
         job = services.job_throttle(job_id, actor=ACTOR, rate_limit=rate, pause_ms=pause_ms,
@@ -284,6 +310,20 @@ class Command(BaseCommand):
             raise CommandError(f"job {job_id} is {job.status}, not paused: nothing to resume")
         self.emit(job_summary(services.job_resume(job_id, actor=ACTOR)), f"job {job_id} resumed")
 
+    def do_set(self, *, job_id: int, max_parallel: int | None, deadline: str | None, **options):
+        job_get(job_id)
+        changes: dict[str, Any] = {}
+        if max_parallel is not None:
+            changes["max_parallel"] = max_parallel
+        if deadline is not None:
+            changes["deadline"] = None if deadline.strip().lower() == "none" else self.parse_deadline(deadline)
+        if not changes:
+            raise CommandError("nothing to change: give --max-parallel and/or --deadline")
+        job = knob.job_set(job_id, actor=ACTOR, **changes)
+        shown = ", ".join(f"{name} {getattr(job, name) if getattr(job, name) is not None else 'none'}"
+                          for name in changes)
+        self.emit(job_summary(job), f"job {job_id}: {shown}")
+
     def do_events(self, *, job_id: int, limit: int, **options):
         job = job_get(job_id)
         events = list(JobEvent.objects.filter(job=job).order_by("-id")[:limit])[::-1]
@@ -317,16 +357,11 @@ class Command(BaseCommand):
 
     def follow(self, job_id: int, interval: float = 1.0) -> None:
         """Redraw a progress line until the job ends; exit 1 if it ended failed or cancelled."""
-        last = None
         interactive = self.stderr.isatty()  # the command's stream (call_command may redirect it), not sys.stderr
         while True:
             job = Job.objects.get(pk=job_id)
             summary = job_summary(job)
-            now = time.monotonic()
-            done = summary["items_done"] + summary["items_failed"] + summary["items_skipped"]
-            rate = (done - last[1]) / (now - last[0]) if last and now > last[0] else summary["items_per_second"]
-            last = (now, done)
-            line = progress_line(summary, max(rate, 0))
+            line = progress_line(summary)
             self.stderr.write(("\r" + line) if interactive else line, ending="" if interactive else "\n")
             if job.status in JOB_TERMINAL:
                 break

@@ -1,8 +1,11 @@
-// Live job progress for the admin: while any job on the page is active, poll the
-// progress JSON and copy its pre-formatted texts into the page. No dependencies.
+// Live job progress for the admin: while any job on the page is active, poll the progress JSON (job list)
+// or the job's live JSON (job page) and copy its pre-formatted texts and sections into the page.
+// No dependencies.
 //
 // Markup it reads (rendered by partitions/admin/display.py and the templates):
 //   [data-pj-progress-url]                      where to poll (+ data-pj-interval in ms)
+//   [data-pj-live-url]                          the job page's live JSON (fields + sections)
+//   [data-pj-section=name]                      replaced by sections[name] (job page)
 //   .pj-progress[data-job-id][data-job-active]  the bar; rect[data-seg] segments
 //   [data-job-id][data-job-field=name]          text replaced by job.fields[name]
 //   [data-job-id][data-job-status]              the status badge
@@ -53,40 +56,62 @@
     });
   }
 
+  // The job page polls its own live endpoint, with the page's query string (partition filter, pages), and
+  // replaces every [data-pj-section] with the server's rendering, so the whole page moves together.
+  function applySections(sections) {
+    each("[data-pj-section]", function (el) {
+      const html = sections[el.getAttribute("data-pj-section")];
+      if (html !== undefined) el.innerHTML = html;
+    });
+  }
+
   function init() {
     const root = document.querySelector("[data-pj-progress-url]");
     if (!root) return;
-    const url = root.getAttribute("data-pj-progress-url");
+    const liveUrl = root.getAttribute("data-pj-live-url");
     const interval = parseInt(root.getAttribute("data-pj-interval") || "2000", 10);
     const ids = [];
     each(".pj-progress[data-job-id]", function (el) {
       const id = el.getAttribute("data-job-id");
       if (ids.indexOf(id) < 0) ids.push(id);
     });
+    const url = liveUrl ? liveUrl + window.location.search
+      : root.getAttribute("data-pj-progress-url") + "?ids=" + ids.join(",");
     let failures = 0;
+    let timer = null;
 
     function anyActive() {
       return document.querySelector('.pj-progress[data-job-active="1"]') !== null;
     }
 
+    // Polling stops once every job shown is terminal; a hidden tab polls five times less often.
     function schedule() {
+      window.clearTimeout(timer);
+      timer = null;
       if (ids.length && anyActive() && failures < 20) {
-        window.setTimeout(poll, interval * Math.min(1 + failures, 5));
+        const slow = document.hidden ? 5 : 1;
+        timer = window.setTimeout(poll, interval * slow * Math.min(1 + failures, 5));
+      }
+    }
+
+    function apply_(data) {
+      if (liveUrl) {
+        applySections(data.sections);
+        apply(ids[0], data.job);
+      } else {
+        Object.keys(data.jobs).forEach(function (id) { apply(id, data.jobs[id]); });
       }
     }
 
     function poll() {
-      if (document.hidden) {
-        schedule();
-        return;
-      }
-      fetch(url + "?ids=" + ids.join(","), {credentials: "same-origin", headers: {Accept: "application/json"}})
+      fetch(url, {credentials: "same-origin", headers: {Accept: "application/json"}})
         .then(function (response) {
           if (!response.ok) throw new Error("HTTP " + response.status);
           return response.json();
         })
         .then(function (data) {
-          Object.keys(data.jobs).forEach(function (id) { apply(id, data.jobs[id]); });
+          apply_(data);
+          root.setAttribute("data-pj-polls", String(parseInt(root.getAttribute("data-pj-polls") || "0", 10) + 1));
           failures = 0;
           schedule();
         })
@@ -96,6 +121,12 @@
         });
     }
 
+    document.addEventListener("visibilitychange", function () {
+      if (!document.hidden && timer !== null) {  // back in view: refresh now, then at the normal pace
+        window.clearTimeout(timer);
+        poll();
+      }
+    });
     schedule();
   }
 

@@ -1,0 +1,76 @@
+"""The job page's time/cost knob: a POST form that changes max_parallel (and the deadline) of a live job."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import messages
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
+from django.http import HttpResponseNotAllowed, HttpResponseRedirect
+
+from partitions import knob, validation
+from partitions.admin.actions import OPERATE, Outcome, guarded
+from partitions.admin.base import job_url
+from partitions.models import Job
+
+
+class KnobForm(forms.Form):
+    """What the operator typed; the service validates again (the last line) and writes."""
+
+    max_parallel = forms.IntegerField(required=False, min_value=0, max_value=validation.MAX_PARALLEL_LIMIT,
+                                      help_text="Partitions in flight at most; 0 = no cap.")
+    deadline = forms.DateTimeField(required=False, help_text="Leave empty to keep it.")
+    clear_deadline = forms.BooleanField(required=False, label="No deadline")
+
+
+def knob_form_for(job: Job) -> KnobForm:
+    return KnobForm(initial={"max_parallel": job.max_parallel})
+
+
+def knob_allowed(user, job: Job) -> bool:
+    return user.is_active and user.has_perm(OPERATE) and job.status in knob.ADJUSTABLE
+
+
+def _changes(form: KnobForm) -> dict:
+    data = form.cleaned_data
+    changes = {}
+    if data["max_parallel"] is not None:
+        changes["max_parallel"] = data["max_parallel"]
+    if data["clear_deadline"]:
+        changes["deadline"] = None
+    elif data["deadline"] is not None:
+        changes["deadline"] = data["deadline"]
+    return changes
+
+
+def _first_error(form: KnobForm) -> str:
+    name, errors = next(iter(form.errors.items()))
+    label = form.fields[name].label or name.replace("_", " ") if name in form.fields else ""
+    return f"{label.capitalize()}: {errors[0]}" if label else errors[0]
+
+
+def knob_view(model_admin, request, object_id):
+    """POST only (CSRF-checked by the admin): change the knob, message the outcome, go back to the job page."""
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    job = model_admin.get_object(request, unquote(object_id))
+    if job is None:
+        return model_admin._get_obj_does_not_exist_redirect(request, model_admin.opts, object_id)
+    if not (model_admin.has_view_permission(request, job) and request.user.has_perm(OPERATE)):
+        raise PermissionDenied
+    form = KnobForm(request.POST)
+    if not form.is_valid():
+        model_admin.message_user(request, f"Nothing changed for job #{job.pk}. {_first_error(form)}", messages.ERROR)
+        return HttpResponseRedirect(job_url(job.pk))
+
+    def change() -> Outcome:
+        changes = _changes(form)
+        if not changes:
+            return Outcome(f"Nothing changed for job #{job.pk}: enter a max parallel or a deadline.", messages.WARNING)
+        updated = knob.job_set(job.pk, actor=request.user, **changes)
+        cap = updated.max_parallel or "unlimited"
+        return Outcome(f"Job #{job.pk}: max parallel {cap}, deadline {updated.deadline or 'none'}.")
+
+    outcome = guarded("change the settings of", job.pk, change)
+    model_admin.message_user(request, outcome.message, outcome.level)
+    return HttpResponseRedirect(job_url(job.pk))
