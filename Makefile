@@ -11,13 +11,14 @@ FIND_PYTHON := for p in python3.13 python3.12 python3 python; do \
 	done; exit 1
 
 CHROMIUM ?= /usr/bin/chromium
+PGBOUNCER ?= /usr/sbin/pgbouncer
 
-.PHONY: run test lint stop-db bootstrap browser bench
+.PHONY: run test lint stop-db bootstrap browser pgbouncer bench
 
 run: bootstrap
 	$(PY) manage.py runstack --port $(PORT)
 
-test: bootstrap browser
+test: bootstrap browser pgbouncer
 	$(PY) manage.py devdb start
 	$(VENV)/bin/ruff check .
 	$(PY) manage.py makemigrations --check --dry-run
@@ -51,6 +52,17 @@ browser:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else \
 	    echo "note: $(CHROMIUM) is missing and we are not root: the browser tests will be skipped"; \
+	  fi; \
+	fi
+
+# The PgBouncer test runs Debian's pgbouncer in front of the embedded PostgreSQL; installed when we are root.
+pgbouncer:
+	@if [ ! -x $(PGBOUNCER) ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Debian's pgbouncer for the PgBouncer test"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer >/dev/null; \
+	  else \
+	    echo "note: $(PGBOUNCER) is missing and we are not root: the PgBouncer test will be skipped"; \
 	  fi; \
 	fi
 
