@@ -44,3 +44,9 @@ SQL_ASYNC_COMMIT = "SET LOCAL synchronous_commit = off"
 SQL_SUBJOBS_COPY = """
     COPY partitions_subjob (job_id, partition_id, seq, key, payload, ordering_key, status, attempts, error) FROM STDIN
 """
+
+# /metrics: seconds since the longest-running partition was first claimed, on the database clock.
+SQL_OLDEST_RUNNING_PARTITION_SECONDS = """
+    SELECT EXTRACT(EPOCH FROM statement_timestamp() - min(started_at)) FROM partitions_partition
+    WHERE status = 'running'
+"""
