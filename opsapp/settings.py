@@ -164,11 +164,23 @@ SECURE_CSP = {
 }
 
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()
+# LOG_FORMAT=json: one JSON object per line (python-json-logger), with the engine's job, partition,
+# lease_token and worker fields on every line (null where they do not apply); plain text by default.
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain")
+if LOG_FORMAT not in {"plain", "json"}:
+    raise ImproperlyConfigured(f"LOG_FORMAT must be 'plain' or 'json', not {LOG_FORMAT!r}.")
+_LOG_LINE = "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"engine": {"()": "partitions.logs.EngineContext"}},
+    "formatters": {
+        "plain": {"format": _LOG_LINE},
+        "json": {"()": "pythonjsonlogger.json.JsonFormatter",
+                 "format": f"{_LOG_LINE} %(job)s %(partition)s %(lease_token)s %(worker)s",
+                 "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"}},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["engine"]}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from datetime import timedelta
@@ -308,3 +309,14 @@ class CountsSplits(BumpRange):
     def split(self, job, params):
         SPLITS_BUILT["n"] += 1
         return super().split(job, params)
+
+
+@register
+class LoggedItems(ConcurrentItems):
+    """Concurrent items that each log one line from their item thread (tests.logs reads them back)."""
+
+    name = "tests.items_logged"
+
+    def process_item(self, ctx, item):
+        logging.getLogger("tests.jobtypes").info("processing %s", item.key)
+        return super().process_item(ctx, item)
