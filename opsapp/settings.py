@@ -193,6 +193,8 @@ PARTITIONS_CLAIM_BATCH = env.int("PARTITIONS_CLAIM_BATCH", default=50)
 PARTITIONS_SPARE_DRAINS = env.int("PARTITIONS_SPARE_DRAINS", default=4)
 # Off behind a transaction-mode pooler (PgBouncer): a pooled backend does not belong to one worker.
 PARTITIONS_DETECT_DEAD_BACKENDS = env.bool("PARTITIONS_DETECT_DEAD_BACKENDS", default=not DATABASE_POOLING)
+# Days after which tick deletes a finished job's history (partition events, samples, sub-jobs); 0 keeps it.
+PARTITIONS_RETENTION_DAYS = env.int("PARTITIONS_RETENTION_DAYS", default=30)
 # Extra modules that register job types (besides every installed app's `jobs` module).
 PARTITIONS_JOB_MODULES = env.list("PARTITIONS_JOB_MODULES", default=[])
 

@@ -7,9 +7,10 @@ from datetime import timedelta
 
 from django.db.models.functions import Now
 
-from partitions import claiming, dispatch
+from partitions import claiming, conf, dispatch
 from partitions.lifecycle import SYSTEM, event
 from partitions.models import Job, JobEvent, JobSample
+from partitions.retention import history_prune
 from partitions.selectors import jobs_progress, jobs_stats
 from partitions.states import JobStatus
 from partitions.worker import steps
@@ -92,8 +93,17 @@ def warn_deadlines() -> dict[str, int]:
     return {"deadline_warnings": warned}
 
 
+def prune_history() -> dict[str, int]:
+    """Finished jobs past PARTITIONS_RETENTION_DAYS lose their history, a bounded share per tick."""
+    days = conf.get("RETENTION_DAYS")
+    if not days:
+        return {"jobs": 0}
+    return history_prune(older_than=timedelta(days=days), batch_size=conf.get("PRUNE_BATCH"),
+                         max_batches=conf.get("PRUNE_BATCHES_PER_TICK")).as_dict()
+
+
 DUTIES = [reap_expired_leases, finalize_finished_jobs, restart_lost_steps, top_up_drains, sample_throughput,
-          warn_deadlines]
+          warn_deadlines, prune_history]
 
 
 def run_once() -> dict[str, dict[str, int]]:
