@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from opsapp.bench import claim, deadline, failover, harness, io_bound, migrate, plan, scale, subjobs
+from opsapp.bench import capacity, claim, deadline, failover, harness, io_bound, migrate, plan, scale, subjobs
 
 SCENARIOS: dict[str, Callable[[harness.Options], harness.Result]] = {
     "claim": claim.run,
@@ -20,6 +20,7 @@ SCENARIOS: dict[str, Callable[[harness.Options], harness.Result]] = {
     "failover": failover.run,
     "scale": scale.run,
     "deadline": deadline.run,
+    "capacity": capacity.run,
 }
 
 
