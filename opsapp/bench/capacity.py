@@ -24,6 +24,8 @@ from partitions.models import Job, JobEvent, Partition
 
 FINISHED, QUICK_FINISHED = 1_000_000, 20_000
 CLAIM_BATCH = 50
+#: Seconds a fresh fleet (or the server after the claim runs) is left alone before its load is measured.
+SETTLE_SECONDS, QUICK_SETTLE_SECONDS = 5.0, 0.5
 #: Seconds each load is measured over.
 WINDOW_SECONDS, QUICK_WINDOW_SECONDS = 10.0, 1.0
 #: Statements per partition of an items job outside its batches (model: 2 to claim, 2 to complete, 1 fetch
@@ -125,17 +127,23 @@ def _busy(fleet: scale.Fleet, items: int, window: float) -> tuple[float, float]:
 
 def _loads(result: harness.Result, opts: harness.Options) -> None:
     window = QUICK_WINDOW_SECONDS if opts.quick else WINDOW_SECONDS
+    settle = QUICK_SETTLE_SECONDS if opts.quick else SETTLE_SECONDS
     w = opts.workers
     idle_model = result.baseline("idle_predicted", "idle qcluster, model (2 per poll + 3 per guard cycle)",
                                  PER_POLL / Conf.POLL + PER_STATS_SAVE / Conf.GUARD_CYCLE, "xact/s")
+    # What the server does without any cluster (autovacuum after the claim runs, other sessions): subtracted.
+    time.sleep(settle)
+    background = scale.idle_transactions_per_second(window)
+    result.params["background_xact_s"] = round(background, 1)
     with harness.engine_for_bench(sleep_items.SleepItems, dispatcher=tasks.QDispatcher()):
         for workers in (w, 2 * w):
             with scale.fleet(workers) as fleet:
                 fleet.grow_to(1)
+                time.sleep(settle)  # past the start-up ticks of every spawned worker
                 opts.log(f"capacity: idle qcluster of {workers} workers, {window} s")
-                idle = scale.idle_transactions_per_second(window)
-                result.figure(f"idle_{workers}", f"idle qcluster of {workers} workers, measured", idle, "xact/s",
-                              vs=(idle_model,))
+                idle = scale.idle_transactions_per_second(window) - background
+                result.figure(f"idle_{workers}", f"idle qcluster of {workers} workers, measured (- background)",
+                              idle, "xact/s", vs=(idle_model,))
                 if workers != w:
                     continue
                 items = opts.pick(default=4_800, quick=400)
@@ -148,8 +156,8 @@ def _loads(result: harness.Result, opts: harness.Options) -> None:
                       ) / w
         model = result.baseline("busy_predicted", f"busy worker, model at the measured {rate:.0f} items/s",
                                 per_worker, "xact/s")
-        result.figure("busy_per_worker", "busy worker, measured ((cluster - stats heartbeat) / W)",
-                      (busy - PER_STATS_SAVE / Conf.GUARD_CYCLE) / w, "xact/s", vs=(model,))
+        result.figure("busy_per_worker", "busy worker, measured ((cluster - background - stats heartbeat) / W)",
+                      (busy - background - PER_STATS_SAVE / Conf.GUARD_CYCLE) / w, "xact/s", vs=(model,))
         result.params.update(q_workers=w, items_per_partition=chunk, batch_size=batch, window_s=window,
                              item_concurrency=scale.ITEM_CONCURRENCY, work_ms=scale.WORK_MS,
                              partitions_per_s=round(claims, 2), batches_per_partition=math.ceil(chunk / batch))
