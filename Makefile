@@ -11,13 +11,14 @@ FIND_PYTHON := for p in python3.13 python3.12 python3 python; do \
 	done; exit 1
 
 CHROMIUM ?= /usr/bin/chromium
+PGBOUNCER ?= /usr/sbin/pgbouncer
 
-.PHONY: run test lint stop-db bootstrap browser bench
+.PHONY: run test lint stop-db bootstrap browser pgbouncer bench
 
 run: bootstrap
 	$(PY) manage.py runstack --port $(PORT)
 
-test: bootstrap browser
+test: bootstrap browser pgbouncer
 	$(PY) manage.py devdb start
 	$(VENV)/bin/ruff check .
 	$(PY) manage.py makemigrations --check --dry-run
@@ -43,16 +44,25 @@ $(STAMP): requirements.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	touch $(STAMP)
 
-# The browser tests drive Debian's Chromium (no browser downloads); installed when we are root.
-browser:
-	@if [ ! -x $(CHROMIUM) ]; then \
+# Debian packages some tests need, installed when we are root: $(call apt-install,BINARY,PACKAGE,WHAT FOR).
+define apt-install
+	@if [ ! -x $(1) ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing Debian's chromium for the browser tests"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	    echo "installing Debian's $(2) for $(3)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(2) >/dev/null; \
 	  else \
-	    echo "note: $(CHROMIUM) is missing and we are not root: the browser tests will be skipped"; \
+	    echo "note: $(1) is missing and we are not root: $(3) will be skipped"; \
 	  fi; \
 	fi
+endef
+
+# The browser tests drive Debian's Chromium (no browser downloads).
+browser:
+	$(call apt-install,$(CHROMIUM),chromium,the browser tests)
+
+# The PgBouncer test runs Debian's pgbouncer in front of the embedded PostgreSQL.
+pgbouncer:
+	$(call apt-install,$(PGBOUNCER),pgbouncer,the PgBouncer test)
 
 # A local development .env with a random SECRET_KEY, made once; never committed.
 .env:

@@ -98,10 +98,22 @@ def _server_user() -> str | None:
     return os.environ.get("DEVDB_USER", "nobody")
 
 
-def _run(args: list[str], *, check: bool = True) -> subprocess.CompletedProcess:
+def as_server_user(args: list[str]) -> list[str]:
+    """The command line that runs `args` as the server's user (through runuser when we are root)."""
     user = _server_user()
-    cmd = ["runuser", "-u", user, "--", *args] if user else args
-    proc = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    return ["runuser", "-u", user, "--", *args] if user else args
+
+
+def server_owned(path: Path) -> Path:
+    """Give `path` to the server's user (when we are root), so servers run as that user can use it."""
+    if user := _server_user():
+        entry = pwd.getpwnam(user)
+        os.chown(path, entry.pw_uid, entry.pw_gid)
+    return path
+
+
+def _run(args: list[str], *, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(as_server_user(args), capture_output=True, text=True, stdin=subprocess.DEVNULL)
     if check and proc.returncode != 0:
         output = proc.stderr.strip() or proc.stdout.strip()
         raise DevDBError(f"{Path(args[0]).name} failed ({proc.returncode}): {output}")
@@ -130,11 +142,7 @@ def _extract_binaries(lay: Layout) -> None:
 
 def _prepare_base(lay: Layout) -> None:
     lay.base.mkdir(parents=True, exist_ok=True)
-    user = _server_user()
-    if user:
-        entry = pwd.getpwnam(user)
-        os.chown(lay.base, entry.pw_uid, entry.pw_gid)
-    lay.base.chmod(0o755)
+    server_owned(lay.base).chmod(0o755)
 
 
 def _initdb(lay: Layout) -> None:

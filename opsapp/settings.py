@@ -88,6 +88,16 @@ else:
 # (reconnecting per call costs ~20x throughput) and health-check them on reuse.
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=300))
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# DATABASE_POOLING=transaction: DATABASE_URL points at PgBouncer in transaction-pooling mode, where a client
+# keeps a server connection only for one transaction. Nothing may then live across transactions: no
+# server-side (WITH HOLD) cursors for .iterator(), and no prepared statements (Django's psycopg default, kept
+# explicit here). The engine's fast dead-worker detection goes off too (PARTITIONS_DETECT_DEAD_BACKENDS below).
+DATABASE_POOLING = env.str("DATABASE_POOLING", default="")
+if DATABASE_POOLING not in {"", "transaction"}:
+    raise ImproperlyConfigured(f"DATABASE_POOLING must be empty or 'transaction', not {DATABASE_POOLING!r}.")
+if DATABASE_POOLING:
+    DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
+    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = None
 if test_name := env.str("TEST_DATABASE_NAME", default=""):
     DATABASES["default"]["TEST"] = {"NAME": test_name}
 
@@ -154,11 +164,23 @@ SECURE_CSP = {
 }
 
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()
+# LOG_FORMAT=json: one JSON object per line (python-json-logger), with the engine's job, partition,
+# lease_token and worker fields on every line (null where they do not apply); plain text by default.
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain")
+if LOG_FORMAT not in {"plain", "json"}:
+    raise ImproperlyConfigured(f"LOG_FORMAT must be 'plain' or 'json', not {LOG_FORMAT!r}.")
+_LOG_LINE = "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"engine": {"()": "partitions.logs.EngineContext"}},
+    "formatters": {
+        "plain": {"format": _LOG_LINE},
+        "json": {"()": "pythonjsonlogger.json.JsonFormatter",
+                 "format": f"{_LOG_LINE} %(job)s %(partition)s %(lease_token)s %(worker)s",
+                 "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"}},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["engine"]}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }
@@ -170,7 +192,9 @@ PARTITIONS_FAILURE_RATIO = env.float("PARTITIONS_FAILURE_RATIO", default=0.5)
 PARTITIONS_CLAIM_BATCH = env.int("PARTITIONS_CLAIM_BATCH", default=50)
 PARTITIONS_SPARE_DRAINS = env.int("PARTITIONS_SPARE_DRAINS", default=4)
 # Off behind a transaction-mode pooler (PgBouncer): a pooled backend does not belong to one worker.
-PARTITIONS_DETECT_DEAD_BACKENDS = env.bool("PARTITIONS_DETECT_DEAD_BACKENDS", default=True)
+PARTITIONS_DETECT_DEAD_BACKENDS = env.bool("PARTITIONS_DETECT_DEAD_BACKENDS", default=not DATABASE_POOLING)
+# Days after which tick deletes a finished job's history (partition events, samples, sub-jobs); 0 keeps it.
+PARTITIONS_RETENTION_DAYS = env.int("PARTITIONS_RETENTION_DAYS", default=30)
 # Health checks between batches (partitions.health): cache seconds and thresholds; 0 turns a check off.
 PARTITIONS_HEALTH_CHECK_SECONDS = env.float("PARTITIONS_HEALTH_CHECK_SECONDS", default=5.0)
 PARTITIONS_MAX_REPLICATION_LAG_SECONDS = env.float("PARTITIONS_MAX_REPLICATION_LAG_SECONDS", default=60.0) or None

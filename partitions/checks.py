@@ -25,3 +25,18 @@ def check_drain_budget_fits_task_timeout(app_configs=None, **kwargs) -> list[che
             hint="See the comment on Q_CLUSTER in settings.", id="partitions.E002",
         ))
     return errors
+
+
+@checks.register(checks.Tags.database)
+def check_dead_backend_detection_behind_a_pooler(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
+    """Behind a transaction-mode pooler a server backend is not one worker's: its exit says nothing."""
+    pooled = [alias for alias, db in settings.DATABASES.items() if db.get("DISABLE_SERVER_SIDE_CURSORS")]
+    if pooled and conf.get("DETECT_DEAD_BACKENDS"):
+        return [checks.Warning(
+            f"Database(s) {', '.join(pooled)} look pooled (DISABLE_SERVER_SIDE_CURSORS) but "
+            "PARTITIONS_DETECT_DEAD_BACKENDS is on.",
+            hint="Behind PgBouncer in transaction mode set PARTITIONS_DETECT_DEAD_BACKENDS=false (DATABASE_POOLING="
+                 "transaction does): a pooled backend outlives its worker, and the standby's session lock leaks.",
+            id="partitions.W001",
+        )]
+    return []

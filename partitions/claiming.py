@@ -161,6 +161,12 @@ SQL_SECONDS_UNTIL_CLAIMABLE = f"""
       AND (%(job_id)s::bigint IS NULL OR p.job_id = %(job_id)s::bigint)
 """
 
+# Partitions of running jobs claimable now, fleet-wide (what /metrics reports).
+SQL_PARTITIONS_CLAIMABLE_COUNT = f"""
+    SELECT count(*) FROM partitions_partition p JOIN partitions_job j ON j.id = p.job_id
+    WHERE j.status = 'running' AND {claimable()}
+"""
+
 # One drain in the whole fleet may stand by, watching for a lease that lapses (session lock: it goes away
 # with the backend, so a dead watcher frees it at once).
 SQL_STANDBY_TRY_LOCK = "SELECT pg_try_advisory_lock(hashtext('partitions.standby'))"
@@ -326,6 +332,13 @@ def claimable_slots(*, cap: int = 1000) -> int:
     """Partitions that could start now across every running job (claimable, within max_parallel)."""
     with connection.cursor() as cursor:
         cursor.execute(SQL_CLAIMABLE_SLOTS, {"cap": cap})
+        return int(cursor.fetchone()[0])
+
+
+def partitions_claimable_count() -> int:
+    """Partitions of running jobs that could be claimed now (max_parallel aside)."""
+    with connection.cursor() as cursor:
+        cursor.execute(SQL_PARTITIONS_CLAIMABLE_COUNT)
         return int(cursor.fetchone()[0])
 
 

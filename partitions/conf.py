@@ -36,6 +36,12 @@ DEFAULTS = {
     "NOTIFY": {},
     "NOTIFY_BACKOFF": 5.0,
     "NOTIFY_MAX_ATTEMPTS": 10,
+    # Days after which a finished job's history (partition events, samples, sub-jobs) is deleted by tick;
+    # None keeps it forever. The job row, its partitions, its job-level events and final stats stay.
+    "RETENTION_DAYS": 30,
+    # Rows one retention DELETE removes at most, and DELETEs one tick runs at most (the rest waits a minute).
+    "PRUNE_BATCH": 5000,
+    "PRUNE_BATCHES_PER_TICK": 20,
     # Dotted modules imported at startup to register job types (apps' `jobs` modules are found anyway).
     "JOB_MODULES": [],
 }

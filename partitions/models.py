@@ -69,6 +69,9 @@ class Job(models.Model):
     planned_at = models.DateTimeField(null=True, blank=True)
     paused_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # When retention deleted this finished job's history (partition events, samples, sub-jobs); the row,
+    # its partitions and its final stats stay.
+    pruned_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-id"]

@@ -2,6 +2,10 @@
 each named and described once. The key-range planner's recursive keyset walk is built per queryset in
 `splits.KeyRange.boundaries_sql`, from the queryset's own compiled SQL."""
 
+from partitions.states import JOB_TERMINAL
+
+_TERMINAL = ", ".join(f"'{s}'" for s in sorted(JOB_TERMINAL))
+
 # One row per requested job (LEFT JOIN), with the database clock: the first sample of the
 # window and the average live leases over it. Not min() of the counters: a sub-job retry
 # takes failed items out of them, so they can go down.
@@ -86,3 +90,31 @@ SQL_JOB_FAILURES_BY_CLASS = """
         SELECT last_error FROM partitions_partition WHERE job_id = %(job_id)s AND status = 'failed' AND last_error <> ''
     ) e GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT %(limit)s
 """
+# /metrics: seconds since the longest-running partition was first claimed, on the database clock.
+SQL_OLDEST_RUNNING_PARTITION_SECONDS = """
+    SELECT EXTRACT(EPOCH FROM statement_timestamp() - min(started_at)) FROM partitions_partition
+    WHERE status = 'running'
+"""
+
+# Retention: finished jobs whose history is due for deletion (finished before the cut-off, not pruned since
+# they last finished), oldest first.
+SQL_JOBS_HISTORY_DUE = f"""
+    SELECT id FROM partitions_job
+    WHERE status IN ({_TERMINAL}) AND finished_at < statement_timestamp() - make_interval(secs => %(age)s)
+      AND (pruned_at IS NULL OR pruned_at < finished_at)
+    ORDER BY finished_at LIMIT %(jobs)s
+"""
+
+# Retention: delete at most %(n)s history rows of these jobs from {table} (a short statement, never one huge
+# DELETE), re-checking that each job is still finished before the cut-off (an operator retry reopens a job).
+# {only} narrows the rows (events: those of a partition or sub-job; job-level events stay as the audit trail).
+SQL_HISTORY_DELETE_BATCH = f"""
+    DELETE FROM {{table}} WHERE id IN (
+        SELECT t.id FROM {{table}} t JOIN partitions_job j ON j.id = t.job_id
+        WHERE t.job_id = ANY(%(job_ids)s) AND {{only}}
+          AND j.status IN ({_TERMINAL}) AND j.finished_at < statement_timestamp() - make_interval(secs => %(age)s)
+        LIMIT %(n)s)
+"""
+
+# Retention: these jobs' history is gone (until they finish again).
+SQL_JOBS_MARK_PRUNED = "UPDATE partitions_job SET pruned_at = statement_timestamp() WHERE id = ANY(%(job_ids)s)"

@@ -24,6 +24,7 @@ from django_q.status import Stat
 from django_q.tasks import async_task
 
 from partitions import claiming, conf, dispatch, registry, services, worker
+from partitions.logs import log_context
 from partitions.notify import outbox, relay
 from partitions.worker import maintenance, steps
 
@@ -33,13 +34,15 @@ DRAIN = "partitions.tasks.drain"
 
 
 def _clean_connections(task):
-    """Forked workers must never reuse a broken or foreign connection: clean before and after."""
+    """Forked workers must never reuse a broken or foreign connection: clean before and after. Every line
+    a task logs names its worker."""
 
     @functools.wraps(task)
     def wrapper(*args, **kwargs):
         close_old_connections()
         try:
-            return task(*args, **kwargs)
+            with log_context(worker=worker.worker_id()):
+                return task(*args, **kwargs)
         finally:
             close_old_connections()
 
@@ -48,7 +51,8 @@ def _clean_connections(task):
 
 @_clean_connections
 def plan(job_id: int) -> str:
-    job = steps.job_plan(job_id, worker_id=worker.worker_id())
+    with log_context(job=job_id):
+        job = steps.job_plan(job_id, worker_id=worker.worker_id())
     dispatch.notifications_due()  # planning started and ended (or failed)
     return f"job {job_id}: " + ("planned" if job else "already planned elsewhere")
 
@@ -66,7 +70,8 @@ def drain(job_id: int | None = None) -> dict[str, Any]:
 
 @_clean_connections
 def finalize(job_id: int) -> str:
-    job = steps.job_finalize(job_id, worker_id=worker.worker_id())
+    with log_context(job=job_id):
+        job = steps.job_finalize(job_id, worker_id=worker.worker_id())
     return f"job {job_id}: " + (job.status if job else "not finalizable now")
 
 
@@ -138,7 +143,8 @@ class QDispatcher:
         # Called on the worker that finished the last partition (or in tick): finalize right here instead of
         # queueing a task behind a poll; the step is claimed, so a racing finalizer simply gets None.
         try:
-            steps.job_finalize(job_id, worker_id=worker.worker_id())
+            with log_context(job=job_id, partition=None, lease_token=None):
+                steps.job_finalize(job_id, worker_id=worker.worker_id())
         except Exception:  # its step lease runs out and tick restarts it; the drain goes on meanwhile
             log.exception("finalizing job %s failed", job_id)
         self.notifications_due()

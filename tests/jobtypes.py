@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from datetime import timedelta
@@ -495,3 +496,12 @@ class TooBigPartition(BumpRange):
             cursor.execute("SET LOCAL statement_timeout = '100ms'")
             if ctx.partition.estimated_items > ctx.params["max_rows"]:
                 cursor.execute("SELECT pg_sleep(2)")
+@register
+class LoggedItems(ConcurrentItems):
+    """Concurrent items that each log one line from their item thread (tests.logs reads them back)."""
+
+    name = "tests.items_logged"
+
+    def process_item(self, ctx, item):
+        logging.getLogger("tests.jobtypes").info("processing %s", item.key)
+        return super().process_item(ctx, item)

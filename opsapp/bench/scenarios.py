@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from opsapp.bench import claim, deadline, failover, harness, io_bound, migrate, plan, scale, subjobs, tail
+from opsapp.bench import capacity, claim, deadline, failover, harness, io_bound, migrate, plan, scale, subjobs, tail
 
 SCENARIOS: dict[str, Callable[[harness.Options], harness.Result]] = {
     "claim": claim.run,
@@ -21,6 +21,7 @@ SCENARIOS: dict[str, Callable[[harness.Options], harness.Result]] = {
     "scale": scale.run,
     "deadline": deadline.run,
     "tail": tail.run,
+    "capacity": capacity.run,
 }
 
 

@@ -14,6 +14,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextvars import copy_context
 from dataclasses import dataclass
 from typing import Any
 
@@ -122,7 +123,8 @@ class ItemFlow:
             _, item = queue.popleft()
             if not queue:
                 del self._waiting[key]
-            self._in_flight[self._executor.submit(self._fn, item)] = (index, item, key)
+            # The item thread logs with this partition's context (job, partition, lease_token, worker).
+            self._in_flight[self._executor.submit(copy_context().run, self._fn, item)] = (index, item, key)
             self._highest_started = max(self._highest_started, index)
             self.unstarted -= 1
         return bool(self._in_flight)

@@ -10,6 +10,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from partitions import claiming, conf, dispatch
+from partitions.logs import log_context, partition_fields
 from partitions.worker import splitting
 from partitions.worker.outcomes import apply_outcomes
 from partitions.worker.renewer import renewer
@@ -58,7 +59,7 @@ def drain(*, budget_seconds: float | None = None, job_id: int | None = None, wor
     budget = conf.get("DRAIN_BUDGET_SECONDS") if budget_seconds is None else budget_seconds
     run = _Drain(worker or worker_id(), time.monotonic() + budget, job_id, standby)
     try:
-        with renewer().session():
+        with renewer().session(), log_context(worker=run.worker):
             run.loop(claim_batch or conf.get("CLAIM_BATCH"))
     finally:
         if run.standby_until is not None:
@@ -139,7 +140,8 @@ class _Drain:
                     claiming.partition_release(rest.pk, rest.lease_token, actor=self.worker, reason=reason)
                 break
             started = time.monotonic()
-            outcome = run_partition(partition, worker_id=self.worker, deadline=self.deadline, cache=self.setups)
+            with log_context(**partition_fields(partition)):
+                outcome = run_partition(partition, worker_id=self.worker, deadline=self.deadline, cache=self.setups)
             slow = time.monotonic() - started > HOLD_SECONDS
             ran += 1
             self.report.partitions += 1

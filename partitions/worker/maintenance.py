@@ -7,10 +7,11 @@ from datetime import timedelta
 
 from django.db.models.functions import Now
 
-from partitions import claiming, dispatch, sampling
+from partitions import claiming, conf, dispatch, sampling
 from partitions.lifecycle import SYSTEM, event
 from partitions.models import Job, JobEvent
 from partitions.notify import outbox, relay
+from partitions.retention import history_prune
 from partitions.selectors import jobs_stats
 from partitions.states import JobStatus
 from partitions.worker import splitting, steps
@@ -108,8 +109,17 @@ def relay_notifications() -> dict[str, int]:
     return counts
 
 
+def prune_history() -> dict[str, int]:
+    """Finished jobs past PARTITIONS_RETENTION_DAYS lose their history, a bounded share per tick."""
+    days = conf.get("RETENTION_DAYS")
+    if not days:
+        return {"jobs": 0}
+    return history_prune(older_than=timedelta(days=days), batch_size=conf.get("PRUNE_BATCH"),
+                         max_batches=conf.get("PRUNE_BATCHES_PER_TICK")).as_dict()
+
+
 DUTIES = [reap_expired_leases, finalize_finished_jobs, restart_lost_steps, top_up_drains, sample_throughput,
-          warn_deadlines, relay_notifications]
+          warn_deadlines, relay_notifications, prune_history]
 
 
 def run_once() -> dict[str, dict[str, int]]:

@@ -6,6 +6,7 @@ import logging
 
 from partitions import claiming, services
 from partitions.exceptions import LeaseLost, error_line
+from partitions.logs import partition_fields
 from partitions.models import Partition
 from partitions.states import PartitionStatus
 from partitions.worker import splitting, steps
@@ -50,7 +51,7 @@ def apply_outcomes(finished: list[tuple[Partition, Outcome]], *, worker_id: str,
     for partition, outcome in done:
         _log(partition, outcome)
         if partition.pk not in completed:
-            log.warning("partition %s: lease lost before recording %s", partition.pk, outcome.kind)
+            _lease_lost(partition, outcome)
     for partition, outcome in finished:
         if outcome.kind != "succeeded" and apply_outcome(partition, outcome, worker_id=worker_id, cache=cache):
             jobs.add(partition.job_id)
@@ -59,7 +60,12 @@ def apply_outcomes(finished: list[tuple[Partition, Outcome]], *, worker_id: str,
 
 def _log(partition: Partition, outcome: Outcome) -> None:
     log.info("partition %s of job %s (token %s): %s %s", partition.pk, partition.job_id, partition.lease_token,
-             outcome.kind, outcome.reason)
+             outcome.kind, outcome.reason, extra={**partition_fields(partition), "outcome": outcome.kind})
+
+
+def _lease_lost(partition: Partition, outcome: Outcome) -> None:
+    log.warning("partition %s: lease lost before recording %s", partition.pk, outcome.kind,
+                extra=partition_fields(partition))
 
 
 def apply_outcome(partition: Partition, outcome: Outcome, *, worker_id: str,
@@ -74,5 +80,5 @@ def apply_outcome(partition: Partition, outcome: Outcome, *, worker_id: str,
         job_type = job_setup(partition.job_id, cache).job_type
         return _finishes(partition, partition.lease_token, outcome, worker_id, job_type)
     except LeaseLost:
-        log.warning("partition %s: lease lost before recording %s", partition.pk, outcome.kind)
+        _lease_lost(partition, outcome)
         return False

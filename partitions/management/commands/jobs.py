@@ -7,20 +7,22 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from partitions import knob, registry, services, validation
+from partitions import conf, knob, registry, services, validation
 from partitions.encoding import dumps
 from partitions.exceptions import PartitionsError, error_line
 from partitions.models import Job, JobEvent, Partition
+from partitions.retention import history_prune
 from partitions.selectors import job_get, job_splits, job_stats
 from partitions.states import JOB_TERMINAL, JobStatus, PartitionStatus
 from partitions.statistics import job_run_statistics
@@ -77,6 +79,17 @@ def rate_arg(value: str) -> float | None:
     if rate != rate or rate in {float("inf"), float("-inf")}:
         raise argparse.ArgumentTypeError(f"not a finite rate: {value!r}")
     return rate
+
+
+AGE_UNITS = {"d": "days", "h": "hours", "m": "minutes"}
+
+
+def age_arg(value: str) -> timedelta:
+    """argparse type for --older-than: a whole number of days, hours or minutes (`30d`, `12h`, `90m`)."""
+    match = re.fullmatch(r"([0-9]{1,6})([dhm])", value)
+    if not match or (age := timedelta(**{AGE_UNITS[match[2]]: int(match[1])})) > timedelta(days=100_000):
+        raise argparse.ArgumentTypeError(f"expected an age such as 30d, 12h or 90m, got {value!r}")
+    return age
 
 
 def job_summary(job: Job) -> dict[str, Any]:
@@ -192,6 +205,9 @@ class Command(BaseCommand):
         knob.add_argument("--deadline", help="ISO 8601 date-time, or 'none' to clear it")
         events = add("events", "a job's event timeline", job_id=True)
         events.add_argument("--limit", type=list_limit, default=50)
+        prune = add("prune", "delete finished jobs' history (partition events, samples, sub-jobs) past an age")
+        prune.add_argument("--older-than", type=age_arg, help="e.g. 30d (default: PARTITIONS_RETENTION_DAYS)")
+        prune.add_argument("--batch-size", type=list_limit, default=None, help="rows per DELETE")
 
     def handle(self, *args, action: str, **options):
         self.as_json = options["json"]
@@ -333,6 +349,15 @@ class Command(BaseCommand):
                  f"{'p' + str(e.partition_id) if e.partition_id else '':7} {dumps(e.data)}"
                  for e in events]
         self.emit(rows, "\n".join(lines))
+
+    def do_prune(self, *, older_than: timedelta | None, batch_size: int | None, **options):
+        if older_than is None:
+            if not conf.get("RETENTION_DAYS"):
+                raise CommandError("PARTITIONS_RETENTION_DAYS is off: give --older-than")
+            older_than = timedelta(days=conf.get("RETENTION_DAYS"))
+        report = history_prune(older_than=older_than, batch_size=batch_size or conf.get("PRUNE_BATCH"))
+        self.emit(report.as_dict(), f"pruned {report.jobs} job(s): {report.events} events, {report.samples} "
+                                    f"samples, {report.subjobs} sub-jobs in {report.statements} statements")
 
     # helpers ----------------------------------------------------------------------------
 

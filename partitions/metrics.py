@@ -1,0 +1,91 @@
+"""Prometheus metrics read from the database at scrape time, by a custom collector in a private registry.
+
+Every figure comes from the tables (and django-q2's broker table), so any process (a gunicorn worker, a
+sidecar) answers with the fleet's state and nothing needs prometheus_client's multiprocess mode. The
+`_total` counters are sums over partition counters, so they only grow (a sub-job retry takes failed items
+out again: Prometheus reads that as a counter reset). Label values are escaped by the library.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from django.db import connection
+from django.db.models import Count, Sum
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from partitions import tasks
+from partitions.claiming import lapsed_lease_q, live_lease_q, partitions_claimable_count
+from partitions.models import Job, Partition
+from partitions.sql import SQL_OLDEST_RUNNING_PARTITION_SECONDS
+from partitions.states import JOB_TERMINAL, PARTITION_TERMINAL, JobStatus
+
+ACTIVE = sorted(set(JobStatus) - JOB_TERMINAL - {JobStatus.PENDING})
+
+
+def _scalar(sql: str) -> float:
+    with connection.cursor() as cursor:
+        cursor.execute(sql)
+        (value,) = cursor.fetchone()
+    return float(value or 0)
+
+
+def _gauge(name: str, documentation: str, labels: list[str], rows) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(name, documentation, labels=labels)
+    for *values, value in rows:
+        family.add_metric([str(v) for v in values], value or 0)
+    return family
+
+
+class EngineCollector(Collector):
+    """Jobs, partitions, items, leases and the broker queue, one grouped query per family."""
+
+    def collect(self) -> Iterator[Metric]:
+        yield _gauge("partitions_jobs", "Jobs by status and type.", ["status", "type"],
+                     Job.objects.values_list("status", "type_name").annotate(n=Count("id")).order_by())
+        active = Partition.objects.filter(job__status__in=ACTIVE)
+        yield _gauge("partitions_active_partitions", "Partitions of active jobs by status.", ["status"],
+                     active.values_list("status").annotate(n=Count("id")).order_by())
+        items = list(active.values_list("job__type_name").annotate(
+            total=Sum("estimated_items"), done=Sum("done_items"), failed=Sum("failed_items")).order_by())
+        for column, what in enumerate(["estimated", "done", "failed"], start=1):
+            yield _gauge(f"partitions_active_items_{what}", f"Items {what} in active jobs, by type.", ["type"],
+                         [(row[0], row[column]) for row in items])
+        yield _gauge("partitions_live_leases", "Partitions held by a live lease.", [],
+                     [(Partition.objects.filter(live_lease_q()).count(),)])
+        yield _gauge("partitions_expired_leases", "Running partitions whose lease lapsed (taken over by the next "
+                     "claim, or reaped by tick).", [], [(Partition.objects.filter(lapsed_lease_q()).count(),)])
+        yield _gauge("partitions_claimable_partitions", "Partitions of running jobs that a worker could claim now.",
+                     [], [(partitions_claimable_count(),)])
+        yield _gauge("partitions_oldest_running_partition_seconds", "Seconds since the longest-running partition "
+                     "was first claimed (database clock); 0 when none runs.", [],
+                     [(_scalar(SQL_OLDEST_RUNNING_PARTITION_SECONDS),)])
+        yield _gauge("django_q_queued_tasks", "Tasks in the django-q2 ORM broker.", [], [(tasks.queued_tasks(),)])
+        yield from self._counters()
+
+    def _counters(self) -> Iterator[Metric]:
+        by_type = list(Partition.objects.values_list("job__type_name").annotate(
+            done=Sum("done_items"), failed=Sum("failed_items"), skipped=Sum("skipped_items")).order_by())
+        items = CounterMetricFamily("partitions_items", "Items processed, by job type and outcome.",
+                                    labels=["type", "outcome"])
+        for type_name, *counts in by_type:
+            for outcome, n in zip(["done", "failed", "skipped"], counts, strict=True):
+                items.add_metric([type_name, outcome], n or 0)
+        yield items
+        finished = CounterMetricFamily("partitions_partitions_finished", "Partitions that reached a terminal "
+                                       "status, by job type and status.", labels=["type", "status"])
+        for type_name, status, n in (Partition.objects.filter(status__in=sorted(PARTITION_TERMINAL))
+                                     .values_list("job__type_name", "status").annotate(n=Count("id")).order_by()):
+            finished.add_metric([type_name, status], n)
+        yield finished
+
+
+REGISTRY = CollectorRegistry(auto_describe=False)
+REGISTRY.register(EngineCollector())
+
+
+def metrics_text() -> bytes:
+    """The Prometheus text exposition of the engine's registry (the database is read now)."""
+    return generate_latest(REGISTRY)

@@ -1,0 +1,74 @@
+"""Retention: the history of jobs finished long ago is deleted in bounded batches; the job stays.
+
+What goes: a finished job's partition and sub-job events (the bulk: one claimed and one finished event per
+partition attempt), its throughput samples and its sub-jobs. What stays: the job row with its final stats,
+its partitions (their counters feed the `_total` metrics) and its job-level events (created, steps,
+operator actions: the audit trail). Every DELETE removes at most `batch_size` rows, so no statement holds
+locks or bloats WAL for long, and a run stops after `max_batches` statements (tick's share per minute).
+Sub-job events go before the sub-jobs they point at.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import timedelta
+
+from django.db import connection
+
+from partitions.sql import SQL_HISTORY_DELETE_BATCH, SQL_JOBS_HISTORY_DUE, SQL_JOBS_MARK_PRUNED
+
+#: (report field, table, which rows of a due job go), in deletion order.
+HISTORY = [
+    ("events", "partitions_jobevent", "(t.partition_id IS NOT NULL OR t.subjob_id IS NOT NULL)"),
+    ("samples", "partitions_jobsample", "true"),
+    ("subjobs", "partitions_subjob", "true"),
+]
+#: Jobs taken per round: their history is deleted together, batch by batch.
+JOBS_PER_ROUND = 50
+
+
+@dataclass
+class PruneReport:
+    jobs: int = 0
+    events: int = 0
+    samples: int = 0
+    subjobs: int = 0
+    statements: int = 0
+    #: False when the run stopped at max_batches with history still due.
+    complete: bool = True
+
+    def as_dict(self) -> dict[str, int]:
+        return {k: int(v) for k, v in asdict(self).items()}
+
+
+def history_prune(*, older_than: timedelta, batch_size: int = 5000, max_batches: int | None = None) -> PruneReport:
+    """Delete the history of jobs finished more than `older_than` ago (database clock), in batches."""
+    report = PruneReport()
+    age = older_than.total_seconds()
+    while True:
+        with connection.cursor() as cursor:
+            cursor.execute(SQL_JOBS_HISTORY_DUE, {"age": age, "jobs": JOBS_PER_ROUND})
+            job_ids = [row[0] for row in cursor.fetchall()]
+        if not job_ids:
+            return report
+        for field, table, only in HISTORY:
+            if not _delete_all(report, field, SQL_HISTORY_DELETE_BATCH.format(table=table, only=only),
+                               {"job_ids": job_ids, "age": age, "n": batch_size}, max_batches):
+                report.complete = False
+                return report
+        with connection.cursor() as cursor:
+            cursor.execute(SQL_JOBS_MARK_PRUNED, {"job_ids": job_ids})
+        report.jobs += len(job_ids)
+
+
+def _delete_all(report: PruneReport, field: str, sql: str, params: dict, max_batches: int | None) -> bool:
+    """Run one batch DELETE until it removes less than a batch; False when the statement budget ran out first."""
+    while max_batches is None or report.statements < max_batches:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            deleted = cursor.rowcount
+        report.statements += 1
+        setattr(report, field, getattr(report, field) + deleted)
+        if deleted < params["n"]:
+            return True
+    return False
