@@ -62,6 +62,9 @@ class EngineCollector(Collector):
         yield _gauge("partitions_oldest_running_partition_seconds", "Seconds since the longest-running partition "
                      "was first claimed (database clock); 0 when none runs.", [],
                      [(_scalar(SQL_OLDEST_RUNNING_PARTITION_SECONDS),)])
+        yield _gauge("partitions_throttled_jobs", "Running jobs a health check holds (partitions.health), by type.",
+                     ["type"], Job.objects.filter(status="running", throttled_since__isnull=False)
+                     .values_list("type_name").annotate(n=Count("id")).order_by())
         yield _gauge("django_q_queued_tasks", "Tasks in the django-q2 ORM broker.", [], [(tasks.queued_tasks(),)])
         yield from self._counters()
 

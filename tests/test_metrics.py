@@ -130,3 +130,11 @@ def test_metrics_cost_a_fixed_number_of_queries_whatever_the_number_of_jobs(toke
     Partition.objects.update(done_items=1)
     with django_assert_max_num_queries(12):
         scrape()
+
+
+def test_metrics_count_jobs_a_health_check_holds_by_type(token):
+    held = make_job(status="running", type_name="tests.held", throttled_since=timezone.now(),
+                    throttled_reason="a transaction has been open 400s > 300s")
+    make_job(status="running", type_name="tests.free")
+    make_job(status="succeeded", type_name="tests.held", throttled_since=held.throttled_since)
+    assert scrape()["partitions_throttled_jobs"] == {(("type", "tests.held"),): 1}
