@@ -19,10 +19,13 @@ from prometheus_client.registry import Collector
 from partitions import tasks
 from partitions.claiming import lapsed_lease_q, live_lease_q, partitions_claimable_count
 from partitions.models import Job, Partition
+from partitions.selectors import jobs_stats
 from partitions.sql import SQL_OLDEST_RUNNING_PARTITION_SECONDS
 from partitions.states import JOB_TERMINAL, PARTITION_TERMINAL, JobStatus
 
 ACTIVE = sorted(set(JobStatus) - JOB_TERMINAL - {JobStatus.PENDING})
+#: Running jobs given per-job series at most (the oldest first), so a runaway fleet cannot explode cardinality.
+RUNNING_JOBS_SHOWN = 100
 
 
 def _scalar(sql: str) -> float:
@@ -65,8 +68,23 @@ class EngineCollector(Collector):
         yield _gauge("partitions_throttled_jobs", "Running jobs a health check holds (partitions.health), by type.",
                      ["type"], Job.objects.filter(status="running", throttled_since__isnull=False)
                      .values_list("type_name").annotate(n=Count("id")).order_by())
+        yield from self._running_jobs()
         yield _gauge("django_q_queued_tasks", "Tasks in the django-q2 ORM broker.", [], [(tasks.queued_tasks(),)])
         yield from self._counters()
+
+    def _running_jobs(self) -> Iterator[Metric]:
+        """Rate, ETA and workers needed of each running job: `JobStats.figures()`, the computation the job page,
+        the CLI and the deadline warning show (labels: job id and type; only running jobs, so few series)."""
+        stats = jobs_stats(list(Job.objects.filter(status=JobStatus.RUNNING).order_by("id")[:RUNNING_JOBS_SHOWN]))
+        figures = [(str(pk), s.job.type_name, s.figures()) for pk, s in stats.items()]
+        for name, key, doc in [
+            ("partitions_job_items_per_second", "items_per_second", "Current throughput of a running job."),
+            ("partitions_job_eta_seconds", "eta_seconds", "Seconds a running job needs at its current rate."),
+            ("partitions_job_workers_needed", "workers_needed", "Parallel workers a running job needs to meet "
+             "its deadline (0 without one)."),
+        ]:
+            yield _gauge(name, doc, ["job", "type"], [(pk, type_name, f[key]) for pk, type_name, f in figures
+                                                      if f[key] is not None])
 
     def _counters(self) -> Iterator[Metric]:
         by_type = list(Partition.objects.values_list("job__type_name").annotate(

@@ -51,7 +51,7 @@ def job_at_known_progress() -> Job:
 
 
 @pytest.mark.django_db
-def test_page_list_progress_json_cli_and_deadline_warning_agree_on_every_figure(viewer):
+def test_page_list_progress_json_cli_metrics_and_deadline_warning_agree_on_every_figure(viewer, settings):
     job = job_at_known_progress()
     figures = job_stats(job).figures()
     assert figures["items_per_second"] == pytest.approx(10.0, rel=0.01)
@@ -82,6 +82,15 @@ def test_page_list_progress_json_cli_and_deadline_warning_agree_on_every_figure(
     for name in ("items_per_second", "per_worker_rate", "eta_seconds"):
         assert summary[name] == pytest.approx(figures[name], rel=0.01), name
     assert (summary["workers_needed"], summary["meets_deadline"]) == (6, False)
+
+    from tests.test_metrics import scrape
+
+    settings.METRICS_TOKEN = "t"
+    metrics = scrape()
+    series = (("job", str(job.pk)), ("type", job.type_name))
+    assert metrics["partitions_job_items_per_second"][series] == pytest.approx(figures["items_per_second"])
+    assert metrics["partitions_job_eta_seconds"][series] == pytest.approx(figures["eta_seconds"], rel=0.01)
+    assert metrics["partitions_job_workers_needed"][series] == 6
 
     assert maintenance.warn_deadlines() == {"deadline_warnings": 1}
     warning = JobEvent.objects.get(job=job, type="deadline_at_risk").data
