@@ -419,7 +419,7 @@ class Skewed(BumpRange):
         return KeyRange(Subscription.objects.all(), ("id",), partitions=params["partitions"])
 
     def process_batch(self, ctx, items):
-        Subscription.objects.filter(pk__in=[s.pk for s in items]).update(product_version=F("product_version") + 1)
+        super().process_batch(ctx, items)
         slow = items[0].pk < ctx.params["slow_below"]
         time.sleep((ctx.params["slow_ms"] if slow else ctx.params["fast_ms"]) / 1000)
 
@@ -464,7 +464,7 @@ class SplitsMidBatch(BumpRange):
         return KeyRange(Subscription.objects.all(), ("id",), partitions=1)
 
     def process_batch(self, ctx, items):
-        Subscription.objects.filter(pk__in=[s.pk for s in items]).update(product_version=F("product_version") + 1)
+        super().process_batch(ctx, items)
         batch = MID_BATCH.setdefault("batches", [])
         batch.append(len(items))
         if len(batch) == MID_BATCH["plan_at"]:
