@@ -160,6 +160,9 @@ def test_an_operator_starts_a_run_watches_it_finish_and_recovers_a_failed_one(
     page.goto(base + reverse("admin:partitions_job_changelist"))
     page.wait_for_selector(".pj-progress")
     page.screenshot(path=ARTIFACTS / "job-list.png", full_page=True)
+    page.set_viewport_size({"width": 1280, "height": 900})
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1280, "the job list scrolls sideways at 1280 px"
+    page.set_viewport_size({"width": 1440, "height": 1000})
     assert csp_watch() == [], "the Content-Security-Policy blocked something"
     with capsys.disabled():
         print(f"\nscreenshots: {ARTIFACTS / 'job-list.png'} {ARTIFACTS / 'job-page.png'}")
