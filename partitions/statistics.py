@@ -37,7 +37,7 @@ def _durations(job_id: int) -> dict:
     with connection.cursor() as cursor:
         cursor.execute(SQL_SUBJOB_DURATIONS, {"job_id": job_id})
         n, percentiles, longest, attempts, retried = cursor.fetchone()
-    p50, p95, p99 = percentiles or (None, None, None)
+    p50, p95, p99 = (None if p is None else round(p, 1) for p in percentiles or (None, None, None))
     return {"count": n, "p50_ms": p50, "p95_ms": p95, "p99_ms": p99, "max_ms": longest,
             "attempts": int(attempts), "retried": retried}
 
