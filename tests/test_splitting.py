@@ -183,7 +183,7 @@ def test_a_partition_that_times_out_is_halved_until_it_fits_and_the_job_succeeds
 
 # Real workers --------------------------------------------------------------------------------------------------------
 
-SKEW = {"partitions": 4, "slow_ms": 150, "fast_ms": 2}
+SKEW = {"partitions": 4, "slow_ms": 400, "fast_ms": 2}  # the slow quarter: 8 s of work, split for long
 
 
 def test_idle_workers_split_the_slow_partition_and_every_worker_holds_a_lease_again(clusters):
