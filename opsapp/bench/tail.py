@@ -33,10 +33,7 @@ class SkewedRows(JobType):
 
     name = "bench.skewed_rows"
     Params = SkewedParams
-    # Adaptive: fast rows in big batches (little per-batch overhead), slow rows in small ones (fine splits).
     batch_size = 20
-    target_batch_seconds = 0.1
-    min_batch_size, max_batch_size = 2, 400
 
     def split(self, job, params):
         return KeyRange(Subscription.objects.all(), ("id",), partitions=PARTITIONS)
