@@ -234,3 +234,23 @@ def test_interleaved_ordering_keys_are_never_torn_apart_so_such_a_partition_is_n
     holder = claimed(job)
     assert split_now(holder) is None  # every key has an item before any cut
     assert SubJob.objects.filter(job=job).exclude(partition_id=holder.pk).count() == 0
+
+
+def test_tick_halves_a_partition_whose_lease_lapsed_on_a_second_attempt():
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from partitions.worker import maintenance
+
+    seed(1000)
+    job = planned_job("tests.bump_range", {"partitions": 1})
+    holder = claimed(job)
+    Partition.objects.filter(pk=holder.pk).update(attempts=2, lease_expires_at=timezone.now() - timedelta(seconds=1))
+    reaped = maintenance.reap_expired_leases()
+    assert reaped["requeued"] == 1 and reaped["halved"] == 1
+    split = JobEvent.objects.get(job=job, type="partition_split")
+    assert split.data["why"] == "its lease lapsed again" and total_estimate(job) == 1000
+    assert set(Partition.objects.filter(job=job).values_list("status", flat=True)) == {"pending"}
+    assert run_to_end(job).status == "succeeded"
+    assert_every_subscription_bumped_exactly_once(1000)
