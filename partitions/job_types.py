@@ -28,7 +28,7 @@ from partitions.encoding import to_json
 from partitions.exceptions import InvalidParams, JobCodeError
 from partitions.health import HealthVerdict
 from partitions.splits import Split
-from partitions.validation import unstorable_values
+from partitions.validation import throttle_errors, unstorable_values
 
 
 class NoParams(forms.Form):
@@ -162,6 +162,13 @@ class JobType:
                                "one transaction; set atomic = False")
         if cls.item_concurrency > 1 and not cls.processes_items_one_by_one():
             raise JobCodeError(f"{cls.name}: item_concurrency > 1 needs process_item, not process_batch")
+        if not issubclass(cls.Params, forms.BaseForm):
+            raise JobCodeError(f"{cls.name}: Params must be a django.forms.Form")
+        cls._check_pacing()
+
+    @classmethod
+    def _check_pacing(cls) -> None:
+        """The adaptive batch size, the throttle defaults and the split floor."""
         if cls.target_batch_seconds is not None:
             if not cls.target_batch_seconds > 0:
                 raise JobCodeError(f"{cls.name}: target_batch_seconds must be > 0")
@@ -170,6 +177,8 @@ class JobType:
             if cls.item_concurrency > 1:
                 raise JobCodeError(f"{cls.name}: target_batch_seconds sizes a batch's transaction; items in flight "
                                    "across batches (item_concurrency > 1) have none: leave it unset")
-        if not issubclass(cls.Params, forms.BaseForm):
-            raise JobCodeError(f"{cls.name}: Params must be a django.forms.Form")
+        if problems := throttle_errors(cls.rate_limit, cls.pause_ms):
+            raise JobCodeError(f"{cls.name}: " + "; ".join(f"{k}: {' '.join(v)}" for k, v in problems.items()))
+        if cls.min_split_items < 0:
+            raise JobCodeError(f"{cls.name}: min_split_items must be >= 0")
 

@@ -268,6 +268,8 @@ def test_replication_lag_above_its_threshold_is_unhealthy_and_zero_turns_a_check
     ({"target_batch_seconds": 0}, "target_batch_seconds must be > 0"),
     ({"target_batch_seconds": 1, "min_batch_size": 500}, "min_batch_size <= batch_size"),
     ({"target_batch_seconds": 1, "item_concurrency": 4, "atomic": False}, "leave it unset"),
+    ({"rate_limit": -1.0}, "rate_limit: Enter items per second"),
+    ({"pause_ms": 10**9}, "pause_ms: Enter milliseconds"),
 ])
 def test_an_adaptive_job_type_that_cannot_work_is_refused_at_registration(attrs, message):
     from partitions.exceptions import JobCodeError
