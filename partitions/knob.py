@@ -22,15 +22,10 @@ from partitions.states import JobStatus
 ADJUSTABLE = frozenset({JobStatus.PENDING, JobStatus.PLANNING, JobStatus.RUNNING, JobStatus.PAUSED})
 
 
-class _Keep:
-    def __repr__(self) -> str:
-        return "KEEP"
-
-
 NOTHING_TO_CHANGE = "Nothing to change: give max_parallel or a deadline."
 
 #: "Leave this setting as it is" (None means "no deadline").
-KEEP: Any = _Keep()
+KEEP = validation.UNSET
 
 
 def job_set(job_id: int, *, actor: Any, max_parallel: int | Any = KEEP,

@@ -21,18 +21,15 @@ from partitions.notify.config import notify_choice
 from partitions.selectors import job_get
 from partitions.splits import PartitionPlan, plan_splits
 from partitions.states import JOB_TERMINAL, JobStatus, PartitionStatus, SubJobStatus
+from partitions.validation import UNSET
 
 log = logging.getLogger(__name__)
 
 
-class DEFAULT:
-    """Marks an argument left out (None means something: no rate limit)."""
-
-
 def job_start(type_name: str, params: dict[str, Any] | None = None, *, actor: Any, max_parallel: int = 0,
               priority: int = 0, deadline: datetime | None = None, dedupe_key: str | None = None,
-              allow_past_deadline: bool = False, rate_limit: float | type[DEFAULT] | None = DEFAULT,
-              pause_ms: int | type[DEFAULT] = DEFAULT, notify: list[str] | None = None) -> tuple[Job, bool]:
+              allow_past_deadline: bool = False, rate_limit: float | Any | None = UNSET,
+              pause_ms: int | Any = UNSET, notify: list[str] | None = None) -> tuple[Job, bool]:
     """Validate and create a pending job; with a dedupe key, return the active job instead if one exists.
 
     The throttle (rate_limit, pause_ms) defaults to the job type's. `notify` is the run's own channels
@@ -44,8 +41,8 @@ def job_start(type_name: str, params: dict[str, Any] | None = None, *, actor: An
     options = validation.run_options(
         max_parallel=max_parallel, priority=priority, deadline=deadline, dedupe_key=dedupe_key,
         allow_past_deadline=allow_past_deadline,
-        rate_limit=job_type.rate_limit if rate_limit is DEFAULT else rate_limit,
-        pause_ms=job_type.pause_ms if pause_ms is DEFAULT else pause_ms)
+        rate_limit=job_type.rate_limit if rate_limit is UNSET else rate_limit,
+        pause_ms=job_type.pause_ms if pause_ms is UNSET else pause_ms)
     channels = notify_choice(notify or [])
     actor = Actor.of(actor)
     try:
@@ -72,8 +69,8 @@ def job_preview(type_name: str, params: dict[str, Any] | None = None) -> list[Pa
     return plan_splits(job_type.split(Job(type_name=type_name, params=cleaned), cleaned))
 
 
-def job_throttle(job_id: int, *, actor: Any, rate_limit: float | type[DEFAULT] | None = DEFAULT,
-                 pause_ms: int | type[DEFAULT] = DEFAULT, ignore_health: bool | None = None) -> Job:
+def job_throttle(job_id: int, *, actor: Any, rate_limit: float | Any | None = UNSET,
+                 pause_ms: int | Any = UNSET, ignore_health: bool | None = None) -> Job:
     """Change a job's throttle while it runs (or before): its rate limit (None: none), its pause after each
     batch, and whether health checks hold it. Running partitions obey at their next batch."""
     with transaction.atomic():
@@ -82,8 +79,8 @@ def job_throttle(job_id: int, *, actor: Any, rate_limit: float | type[DEFAULT] |
             job_get(job_id)  # raises JobNotFound
         if job.is_terminal:
             raise InvalidTransition("Job", job_id, job.status, "throttle")
-        changes = {"rate_limit": job.rate_limit if rate_limit is DEFAULT else rate_limit,
-                   "pause_ms": job.pause_ms if pause_ms is DEFAULT else pause_ms}
+        changes = {"rate_limit": job.rate_limit if rate_limit is UNSET else rate_limit,
+                   "pause_ms": job.pause_ms if pause_ms is UNSET else pause_ms}
         if errors := validation.throttle_errors(changes["rate_limit"], changes["pause_ms"]):
             raise InvalidParams(validation.RUN_OPTIONS, errors)
         if changes["rate_limit"] is not None:

@@ -43,6 +43,16 @@ PAUSE_MS_MAX = 60_000
 RUN_OPTIONS = "run options"
 
 
+class _Unset:
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+#: An argument left out: "leave this setting as it is" (or, when starting a job, "the job type's default"),
+#: where None means something (no rate limit, no deadline).
+UNSET: Any = _Unset()
+
+
 def parse_id(value: Any) -> int | None:
     """A non-negative id from a URL or query string: ASCII digits that fit a bigint, else None."""
     text = str(value if value is not None else "").strip()

@@ -191,8 +191,8 @@ def _start(request, type_name: str, data: dict[str, Any], params_form, options):
     chosen = options.cleaned_data
     job, created = services.job_start(
         type_name, data, actor=request.user, max_parallel=chosen["max_parallel"] or 0, deadline=chosen["deadline"],
-        rate_limit=services.DEFAULT if chosen.get("rate_limit") is None else chosen["rate_limit"],
-        pause_ms=services.DEFAULT if chosen.get("pause_ms") is None else chosen["pause_ms"],
+        rate_limit=validation.UNSET if chosen.get("rate_limit") is None else chosen["rate_limit"],
+        pause_ms=validation.UNSET if chosen.get("pause_ms") is None else chosen["pause_ms"],
         notify=options.notify_values())
     verb = "Started" if created else "An identical job is already active:"
     messages.success(request, f"{verb} job #{job.pk} ({type_name}).")

@@ -171,9 +171,9 @@ class Command(BaseCommand):
         start.add_argument("--priority", type=whole_number, default=0)
         start.add_argument("--deadline", help="ISO 8601 date-time")
         start.add_argument("--dedupe-key")
-        start.add_argument("--rate", type=rate_arg, default=services.DEFAULT,
+        start.add_argument("--rate", type=rate_arg, default=validation.UNSET,
                            help="items/s across the fleet, or none (default: the job type's)")
-        start.add_argument("--pause-ms", type=whole_number, default=services.DEFAULT,
+        start.add_argument("--pause-ms", type=whole_number, default=validation.UNSET,
                            help="pause after each batch (default: the job type's)")
         start.add_argument("--notify", action="append", default=[], metavar="CHANNEL",
                            help="this run's channels instead of the defaults: email:ADDRESS, webhook:NAME or none")
@@ -187,8 +187,8 @@ class Command(BaseCommand):
         retry = add("retry", "retry failed partitions (or --subjobs: failed sub-jobs)", job_id=True)
         retry.add_argument("--subjobs", action="store_true")
         throttle = add("throttle", "change a job's rate limit, pause or health override while it runs", job_id=True)
-        throttle.add_argument("--rate", type=rate_arg, default=services.DEFAULT, help="items/s, or none")
-        throttle.add_argument("--pause-ms", type=whole_number, default=services.DEFAULT)
+        throttle.add_argument("--rate", type=rate_arg, default=validation.UNSET, help="items/s, or none")
+        throttle.add_argument("--pause-ms", type=whole_number, default=validation.UNSET)
         health = throttle.add_mutually_exclusive_group()
         health.add_argument("--ignore-health", dest="ignore_health", action="store_true", default=None,
                             help="run even when a health check fails")
@@ -239,7 +239,7 @@ class Command(BaseCommand):
         throttle = {"rate_limit": rate, "pause_ms": pause_ms}
         if dry_run:
             validation.run_options(max_parallel=max_parallel, priority=priority, deadline=when, dedupe_key=dedupe_key,
-                                   **{k: v for k, v in throttle.items() if v is not services.DEFAULT})
+                                   **{k: v for k, v in throttle.items() if v is not validation.UNSET})
             try:
                 plans = services.job_preview(type_name, params)
             except PartitionsError:
