@@ -3,6 +3,7 @@ and a fire claimed once under concurrent firers (real PostgreSQL; the real-clust
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -14,7 +15,7 @@ from partitions import registry, schedules
 from partitions.cadence import CRON, DAYS, MINUTES, MONTHLY, Cadence, cadence_errors, next_fire, parse_offset
 from partitions.exceptions import InvalidParams, InvalidSchedule, JobTypeNotFound, ScheduleNameTaken
 from partitions.models import Job, JobSchedule, ScheduleEvent
-from tests import jobtypes  # noqa: F401 - registers the test job types
+from tests.support import cli
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_dispatcher")]
 
@@ -208,3 +209,30 @@ def test_concurrent_firers_start_one_job_per_fire(children):
     assert sum(started) == 1
     assert Job.objects.count() == 1
     assert ScheduleEvent.objects.filter(type="fire_started").count() == 1
+
+
+# The CLI ----------------------------------------------------------------------------------------------------
+
+def test_the_schedule_commands_create_list_run_pause_resume_show_and_delete_with_json():
+    code, out, err = cli("schedule", "billing.send_invoices", "--param", "period=2026-11", "--cron", "0 2 * * *",
+                         "--tz", "Europe/Madrid", "--deadline", "+90m", "--max-parallel", "4", "--name",
+                         "nightly-invoices", "--json")
+    assert code == 0, err
+    created = json.loads(out)
+    assert created["cadence"] == "cron 0 2 * * * (Europe/Madrid)" and created["deadline"] == "+90m"
+    assert created["params"]["period"] == "2026-11" and created["max_parallel"] == 4
+    listed = json.loads(cli("schedules", "--json")[1])
+    assert [s["name"] for s in listed] == ["nightly-invoices"]
+    ran = json.loads(cli("schedule-run", "nightly-invoices", "--json")[1])
+    assert ran["outcome"] == "fire_started"
+    job = Job.objects.get(pk=ran["job"])
+    assert job.max_parallel == 4 and job.deadline is not None and job.dedupe_key == "schedule:nightly-invoices"
+    again = json.loads(cli("schedule-run", "nightly-invoices", "--json")[1])
+    assert again["outcome"] == "fire_skipped" and again["job"] == job.pk
+    assert "paused" in cli("schedule-pause", "nightly-invoices")[1]
+    assert json.loads(cli("schedules", "--json")[1])[0]["enabled"] is False
+    assert "resumed" in cli("schedule-resume", "nightly-invoices")[1]
+    shown = json.loads(cli("schedule-show", "nightly-invoices", "--json")[1])
+    assert [h["type"] for h in shown["history"]][:3] == ["schedule_resumed", "schedule_paused", "fire_skipped"]
+    assert "deleted" in cli("unschedule", "nightly-invoices")[1]
+    assert cli("schedules")[1].strip() == "no schedules"
