@@ -131,7 +131,9 @@ def start_view(model_admin, request):
     if request.method == "POST":
         params_form = job_type.Params(data=request.POST, prefix=PARAMS_PREFIX)
         options = StartOptionsForm(data=request.POST)
-        schedule_form = ScheduleForm(data=request.POST, prefix=SCHEDULE_PREFIX)
+        # Bound (and so checked) only when scheduling: a preview or a run now says nothing about a schedule.
+        schedule_form = ScheduleForm(data=request.POST if "_schedule" in request.POST else None,
+                                     prefix=SCHEDULE_PREFIX)
         response = _submit(request, type_name, params_form, options, context, schedule_form)
         if response is not None:
             return response
