@@ -13,7 +13,7 @@ from typing import Any
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpResponseNotAllowed, HttpResponseRedirect
+from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
@@ -22,7 +22,15 @@ from partitions import cadence as cadences
 from partitions import schedules
 from partitions.admin import display
 from partitions.admin.actions import OPERATE, START, Outcome
-from partitions.admin.base import EngineAdmin, confirm_response, job_link, report, selection_hidden, selection_items
+from partitions.admin.base import (
+    EngineAdmin,
+    action_target,
+    confirm_response,
+    job_link,
+    report,
+    selection_hidden,
+    selection_items,
+)
 from partitions.exceptions import InvalidParams, PartitionsError, ScheduleNotFound
 from partitions.models import JobSchedule, ScheduleEvent
 
@@ -159,16 +167,9 @@ class ScheduleAdmin(EngineAdmin):
 
     def action_view(self, request, object_id, action_name):
         """GET (or POST without `confirm`) asks; POST with `confirm=yes` acts."""
-        action = ACTIONS.get(action_name)
+        action, schedule = action_target(self, request, object_id, ACTIONS, action_name)
         if action is None:
-            raise Http404(f"no action {action_name!r}")
-        if request.method not in ("GET", "HEAD", "POST"):
-            return HttpResponseNotAllowed(["GET", "HEAD", "POST"])
-        schedule = self.get_object(request, unquote(object_id))
-        if schedule is None:
-            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
-        if not (self.has_view_permission(request, schedule) and action.allowed_for(request.user)):
-            raise PermissionDenied
+            return schedule  # the refusal
         if request.method == "POST" and request.POST.get("confirm") == "yes":
             outcome = perform(action, schedule, request.user)
             self.message_user(request, outcome.message, outcome.level)
