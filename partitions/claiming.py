@@ -25,7 +25,7 @@ from partitions import conf
 from partitions.encoding import dumps
 from partitions.exceptions import BoundsMoved, LeaseLost
 from partitions.lifecycle import Actor, transition, transition_many
-from partitions.models import Job, Partition
+from partitions.models import Job, JobSchedule, Partition
 from partitions.states import (
     JOB_TERMINAL,
     JOB_TRANSITIONS,
@@ -537,3 +537,35 @@ def job_step_finish(job_id: int, token: int, target: str, *, actor: Any, event_t
     return transition(Job, job_id, target, actor=actor, event_type=event_type, data=data,
                       guard={"step_token": token}, updates={"step_expires_at": None, **(updates or {})})
 
+
+
+# Schedules --------------------------------------------------------------------------------------------------
+
+# The most overdue enabled schedule, locked; skipped when another process holds it. A process that locks a row
+# another one has just fired re-checks the WHERE against the committed row (READ COMMITTED), so a fire is
+# claimed once across every cluster. Returns the database clock too: fires are computed from it.
+SQL_SCHEDULE_CLAIM_DUE = """
+    SELECT s.id, statement_timestamp() FROM partitions_jobschedule s
+    WHERE s.enabled AND s.next_run_at <= statement_timestamp()
+    ORDER BY s.next_run_at, s.id LIMIT 1 FOR UPDATE SKIP LOCKED
+"""
+
+# The database clock, for writes that are computed in Python (a schedule's next fire).
+SQL_DB_NOW = "SELECT statement_timestamp()"
+
+
+def schedule_claim_due():
+    """(the locked due schedule, the database's now), or None; call inside the transaction that fires it."""
+    with connection.cursor() as cursor:
+        cursor.execute(SQL_SCHEDULE_CLAIM_DUE)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    return JobSchedule.objects.get(pk=row[0]), row[1]
+
+
+def db_now():
+    """The database clock (statement_timestamp())."""
+    with connection.cursor() as cursor:
+        cursor.execute(SQL_DB_NOW)
+        return cursor.fetchone()[0]

@@ -42,6 +42,11 @@ DEFAULTS = {
     # Rows one retention DELETE removes at most, and DELETEs one tick runs at most (the rest waits a minute).
     "PRUNE_BATCH": 5000,
     "PRUNE_BATCHES_PER_TICK": 20,
+    # Schedules (partitions.schedules): a fire later than MISFIRE_GRACE_SECONDS (an outage, every cluster
+    # stopped) is a missed fire; missed fires are never replayed one by one: with CATCH_UP one run makes up
+    # for all of them, without it they are only recorded and the schedule waits for its next fire.
+    "SCHEDULE_CATCH_UP": True,
+    "SCHEDULE_MISFIRE_GRACE_SECONDS": 300.0,
     # Dotted modules imported at startup to register job types (apps' `jobs` modules are found anyway).
     "JOB_MODULES": [],
 }

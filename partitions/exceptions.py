@@ -77,6 +77,27 @@ class InvalidParams(PartitionsError):
         super().__init__(f"invalid params for {job_type}: {self.detail}")
 
 
+class ScheduleNotFound(PartitionsError):
+    def __init__(self, name: object):
+        self.name = name
+        super().__init__(f"schedule {name!r} does not exist")
+
+
+class ScheduleNameTaken(PartitionsError):
+    def __init__(self, name: str):
+        self.name = name
+        super().__init__(f"schedule name {name!r} is already in use")
+
+
+class InvalidSchedule(PartitionsError):
+    """A schedule's name, cadence, time zone or deadline offset did not validate; `errors`: field -> messages."""
+
+    def __init__(self, errors: dict[str, list[str]]):
+        self.errors = errors
+        self.detail = "; ".join(f"{field}: {' '.join(msgs)}" for field, msgs in errors.items())
+        super().__init__(f"invalid schedule: {self.detail}")
+
+
 class JobCodeError(PartitionsError):
     """A job type is declared wrongly (caught at registration, not at run time)."""
 

@@ -295,3 +295,81 @@ class OutboxCursor(models.Model):
 
     def __str__(self) -> str:
         return f"events relayed up to {self.last_event_id}"
+
+
+class JobSchedule(models.Model):
+    """A recurring run: a job type with validated params and run options, started at each fire of its cadence.
+
+    Fires are claimed in `partitions.claiming.schedules_claim_due` (one row lock, database clock), so a fire
+    happens once across every cluster; `partitions.schedules` owns every change of these rows.
+    """
+
+    class Kind(models.TextChoices):
+        CRON = "cron"
+        MINUTES = "minutes", "every N minutes"
+        HOURS = "hours", "every N hours"
+        DAYS = "days", "every N days"
+        MONTHLY = "monthly", "every N months"
+
+    name = models.CharField(max_length=100, unique=True)
+    type_name = models.CharField(max_length=200)
+    params = _json(default=dict, blank=True, help_text="Cleaned by the Params form; checked again at each fire.")
+    # Run options of each job it starts.
+    max_parallel = models.PositiveIntegerField(default=0)
+    priority = models.SmallIntegerField(default=0)
+    deadline_offset = models.DurationField(null=True, blank=True, help_text="Each run's deadline after its fire.")
+    throttle = _json(default=dict, blank=True, help_text="rate_limit / pause_ms overrides; absent: the type's.")
+    notify = _json(null=True, blank=True, help_text="The runs' notification channels (None: the defaults).")
+    # Cadence (partitions.cadence).
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    cron = models.CharField(max_length=100, blank=True)
+    every = models.PositiveIntegerField(default=1)
+    timezone = models.CharField(max_length=64, default="UTC")
+    anchor = models.DateTimeField(null=True, blank=True, help_text="First fire; the phase of intervals.")
+    enabled = models.BooleanField(default=True)
+    paused_reason = models.TextField(blank=True)
+    next_run_at = models.DateTimeField(null=True, blank=True)
+    last_run_at = models.DateTimeField(null=True, blank=True)
+    last_job = models.ForeignKey(Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        ordering = ["name"]
+        indexes = [models.Index(fields=["next_run_at"], condition=Q(enabled=True), name="jobschedule_due_idx")]
+        constraints = [
+            models.CheckConstraint(condition=~Q(enabled=True) | Q(next_run_at__isnull=False),
+                                   name="jobschedule_enabled_has_next_run"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.type_name})"
+
+    @property
+    def dedupe_key(self) -> str:
+        """Every run of this schedule shares it, so a fire while the last run is active starts nothing."""
+        return f"schedule:{self.name}"
+
+
+class ScheduleEvent(models.Model):
+    """Append-only history of a schedule: each fire (started, skipped, missed), operator actions (with the
+    user), automatic pauses. Survives the schedule's deletion (the name stays)."""
+
+    schedule = models.ForeignKey(JobSchedule, null=True, blank=True, on_delete=models.SET_NULL,
+                                 related_name="events")
+    schedule_name = models.CharField(max_length=100)
+    type = models.CharField(max_length=64)
+    job = models.ForeignKey(Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    scheduled_for = models.DateTimeField(null=True, blank=True, help_text="The fire time this event is about.")
+    actor = models.CharField(max_length=200, blank=True)
+    actor_user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    data = _json(default=dict, blank=True)
+    created_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["schedule", "-id"], name="scheduleevent_schedule_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.schedule_name}: {self.type} by {self.actor}"

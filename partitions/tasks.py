@@ -1,6 +1,7 @@
-"""The engine's only adapter to django-q2: its task entry points (plan, drain, finalize, tick, scheduled job
-starts), the dispatcher that turns engine notifications into tasks, the tick schedule, and what the admin and
-/metrics read from django-q2 (cluster stats, queued tasks). Nothing else in `partitions` imports django_q.
+"""The engine's only adapter to django-q2: its task entry points (plan, drain, finalize, tick, the job starts
+of legacy django-q2 schedules), the dispatcher that turns engine notifications into tasks, the tick schedule,
+and what the admin and /metrics read from django-q2 (cluster stats, queued tasks). Nothing else in
+`partitions` imports django_q.
 
 The ORM broker delivers at least once (a task whose `retry` window passes runs
 again), so every task here is short and idempotent: the real leases and
@@ -13,7 +14,6 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from datetime import datetime
 from typing import Any
 
 from django.db import close_old_connections, transaction
@@ -23,7 +23,7 @@ from django_q.models import OrmQ, Schedule
 from django_q.status import Stat
 from django_q.tasks import async_task
 
-from partitions import claiming, conf, dispatch, registry, services, worker
+from partitions import claiming, conf, dispatch, services, worker
 from partitions.logs import log_context
 from partitions.notify import outbox, relay
 from partitions.worker import maintenance, steps
@@ -88,7 +88,8 @@ def tick() -> dict[str, dict[str, int]]:
 
 @_clean_connections
 def start_scheduled(type_name: str, params: dict[str, Any], schedule_name: str) -> str:
-    """Start a recurring job; the dedupe key keeps two runs of one schedule from overlapping."""
+    """Kept for django-q2 Schedules made by the former `job_schedule` helper: start a recurring job with the
+    schedule's dedupe key. New recurring runs are `partitions.schedules` (fired by `tick`)."""
     job, created = services.job_start(type_name, params, actor=f"schedule:{schedule_name}",
                                       dedupe_key=f"schedule:{schedule_name}")
     return f"job {job.pk} {'started' if created else 'still running'}"
@@ -185,19 +186,6 @@ def install() -> None:
 
     dispatch.set_dispatcher(QDispatcher())
     post_spawn.connect(on_worker_spawn, dispatch_uid="partitions.on_worker_spawn")
-
-
-def job_schedule(type_name: str, params: dict[str, Any], *, name: str, schedule_type: str = Schedule.DAILY,
-                 next_run: datetime | None = None, minutes: int | None = None, cron: str | None = None) -> Schedule:
-    """Start `type_name` with `params` on a django-q2 schedule ("every night at 02:00": DAILY + next_run).
-
-    Params are validated now, so a bad schedule fails at creation, not at 2 am.
-    """
-    cleaned = registry.get(type_name).validate_params(params)
-    return Schedule.objects.create(
-        name=f"job:{name}", func="partitions.tasks.start_scheduled", args=repr((type_name, cleaned, name)),
-        schedule_type=schedule_type, next_run=next_run or timezone.now(), minutes=minutes, cron=cron, repeats=-1,
-    )
 
 
 # What the admin and /metrics read from django-q2 ----------------------------------------------------------

@@ -251,3 +251,50 @@ def test_start_is_refused_with_the_previews_message_when_the_split_fails(operato
     assert response.status_code == 200
     assert "Cannot start: the plan cannot be made (RuntimeError: the split cannot run)" in response.content.decode()
     assert row_counts() == (0, 0, 0, 0)
+
+
+# Schedules: invalid cron, unknown type, invalid params, a name in use -----------------------------------------
+
+
+def schedule_rows() -> tuple[int, ...]:
+    from partitions.models import JobSchedule, ScheduleEvent
+
+    return (*row_counts(), JobSchedule.objects.count(), ScheduleEvent.objects.count())
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["billing.send_invoices", "--param", "period=2026-11", "--cron", "0 25 * * *"], "cron: Enter a valid"),
+    (["billing.send_invoices", "--param", "period=2026-11", "--cron", "* * *"], "cron: Enter a valid"),
+    (["billing.nope", "--cron", "0 2 * * *"], "unknown job type 'billing.nope'"),
+    (["billing.send_invoices", "--param", "period=26-11", "--cron", "0 2 * * *"], "period: Enter a month"),
+    (["billing.send_invoices", "--param", "bogus=1", "--every", "5m"], "unknown bogus"),
+    (["billing.send_invoices", "--param", "period=2026-11", "--every", "5m", "--tz", "Mars/Base"], "Unknown time zone"),
+    (["billing.send_invoices", "--param", "period=2026-11", "--every", "5x"], "expected an interval"),
+    (["billing.send_invoices", "--param", "period=2026-11", "--every", "5m", "--deadline", "+0m"], "deadline"),
+    (["billing.send_invoices", "--param", "period=2026-11", "--every", "5m", "--max-parallel", "-3"],
+     "max_parallel"),
+])
+def test_a_bad_schedule_is_refused_by_the_cli_in_one_line_and_writes_nothing(args, expected):
+    before = schedule_rows()
+    code, _, err = cli("schedule", *args, "--name", "nightly")
+    assert_refused_in_one_line(code, err, expected)
+    assert schedule_rows() == before
+
+
+def test_a_schedule_name_in_use_is_refused_by_the_cli_and_the_first_one_stays():
+    assert cli("schedule", "billing.send_invoices", "--param", "period=2026-11", "--cron", "0 2 * * *",
+               "--name", "nightly")[0] == 0
+    before = schedule_rows()
+    code, _, err = cli("schedule", "billing.send_invoices", "--param", "period=2026-12", "--every", "5m",
+                       "--name", "nightly")
+    assert_refused_in_one_line(code, err, "schedule name 'nightly' is already in use")
+    assert schedule_rows() == before
+
+
+@pytest.mark.parametrize("command", ["unschedule", "schedule-run", "schedule-pause", "schedule-resume",
+                                     "schedule-show"])
+def test_an_unknown_schedule_is_one_line(command):
+    before = schedule_rows()
+    code, _, err = cli(command, "nope")
+    assert_refused_in_one_line(code, err, "schedule 'nope' does not exist")
+    assert schedule_rows() == before

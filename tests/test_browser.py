@@ -17,7 +17,7 @@ from tests.support import Cluster, wait_for
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-TIMEOUT_MS = 120_000
+TIMEOUT_MS = int(os.environ.get("BROWSER_TIMEOUT_MS", "120000"))
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -211,3 +211,37 @@ def test_the_whole_job_page_moves_without_a_reload_and_the_knob_changes_the_leas
     assert csp_watch() == [], "the Content-Security-Policy blocked something"
     services.job_cancel(job.pk, actor="test", reason="seen enough")
     wait_for_status(page, "Cancelled")
+
+
+def test_an_operator_schedules_a_run_from_the_start_page_runs_it_now_and_reads_its_history(
+    live_server, browser_page, csp_watch, settings, admin_env,
+):
+    page, base = browser_page, live_server.url
+    signed_in(page, base, settings, customers=5)
+    page.goto(base + reverse("admin:partitions_job_start") + "?type=billing.send_invoices")
+    page.fill("#id_params-period", "2026-11")
+    page.click("#pj-preview")  # the same preview as for a run now
+    page.wait_for_selector("#pj-preview-result")
+    page.click("#pj-schedule summary")
+    page.fill("#id_schedule-name", "nightly-invoices")
+    page.select_option("#id_schedule-kind", "cron")
+    page.fill("#id_schedule-cron", "0 2 * * *")
+    page.fill("#id_schedule-timezone", "Europe/Madrid")
+    page.fill("#id_schedule-deadline_offset", "+90m")
+    page.click("#pj-schedule-submit")
+    page.wait_for_selector("#pj-schedule-facts")
+    assert "cron 0 2 * * * (Europe/Madrid)" in page.inner_text("#pj-schedule-facts")
+
+    page.click("[data-schedule-action=run_now] button")  # POST, then the confirm page
+    page.click("#pj-confirm")
+    page.wait_for_selector("#pj-schedule-history .pj-event-fire_started a")
+    job = Job.objects.get(dedupe_key="schedule:nightly-invoices")
+    history = page.locator("#pj-schedule-history .pj-event-fire_started a").first
+    assert history.get_attribute("href") == reverse("admin:partitions_job_change", args=[job.pk])
+    page.screenshot(path=str(ARTIFACTS / "schedule-page.png"), full_page=True)
+
+    page.goto(base + reverse("admin:partitions_jobschedule_changelist"))
+    row = page.locator("#result_list tbody tr").first
+    assert "nightly-invoices" in row.inner_text() and f"#{job.pk}" in row.inner_text()
+    page.screenshot(path=str(ARTIFACTS / "schedules-list.png"), full_page=True)
+    assert csp_watch() == []

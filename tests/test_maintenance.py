@@ -7,7 +7,6 @@ from django.utils import timezone
 from django_q.models import OrmQ, Schedule
 
 from partitions import tasks
-from partitions.exceptions import InvalidParams
 from partitions.models import Job, JobEvent, JobSample
 from partitions.worker import maintenance
 from tests.support import make_job, make_partition  # also registers the test job types
@@ -77,13 +76,7 @@ def test_run_once_runs_every_duty_and_reports_counts():
     assert all("error" not in counts for counts in results.values())
 
 
-def test_a_recurring_run_is_validated_when_scheduled_and_starts_deduplicated_jobs():
-    with pytest.raises(InvalidParams):
-        tasks.job_schedule("tests.bump_range", {"partitions": 0}, name="nightly")
-    assert not Schedule.objects.filter(name="job:nightly").exists()
-    schedule = tasks.job_schedule("tests.bump_range", {"partitions": 2}, name="nightly",
-                                  schedule_type=Schedule.DAILY)
-    assert schedule.func == "partitions.tasks.start_scheduled"
+def test_a_legacy_django_q2_schedule_still_starts_deduplicated_jobs():
     start = tasks.start_scheduled.__wrapped__  # the task without its connection cleaning (we are in a test txn)
     first = start("tests.bump_range", {"partitions": 2}, "nightly")
     second = start("tests.bump_range", {"partitions": 2}, "nightly")

@@ -5,7 +5,10 @@ from __future__ import annotations
 from urllib.parse import urlencode
 
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
+from django.http import Http404, HttpResponseNotAllowed
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.functional import cached_property
@@ -164,3 +167,20 @@ def selection_items(queryset, *, shown: int = 50, label=str, url=None) -> list[t
     if len(rows) > shown:
         items.append((f"\u2026 and {queryset.count() - shown:,} more", ""))
     return items
+
+
+def action_target(model_admin: admin.ModelAdmin, request, object_id: str, actions: dict, action_name: str):
+    """The (action, object) a per-object action URL names, after its checks: an unknown action is a 404, a
+    method other than GET/POST a 405, a missing object a redirect (returned as the second value with action
+    None), and a user without the view or the action's permission a 403."""
+    action = actions.get(action_name)
+    if action is None:
+        raise Http404(f"no action {action_name!r}")
+    if request.method not in ("GET", "HEAD", "POST"):
+        return None, HttpResponseNotAllowed(["GET", "HEAD", "POST"])
+    obj = model_admin.get_object(request, unquote(object_id))
+    if obj is None:
+        return None, model_admin._get_obj_does_not_exist_redirect(request, model_admin.opts, object_id)
+    if not (model_admin.has_view_permission(request, obj) and action.allowed_for(request.user)):
+        raise PermissionDenied
+    return action, obj

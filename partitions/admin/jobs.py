@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from django.contrib import admin
-from django.contrib.admin.utils import unquote
 from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpResponseNotAllowed, HttpResponseRedirect, JsonResponse
+from django.http import HttpResponseNotAllowed, HttpResponseRedirect, JsonResponse
 from django.urls import path, reverse
 
 from partitions.admin import display, job_page, knob, start, throttle, workers
 from partitions.admin.actions import ACTIONS, JobAction, perform
 from partitions.admin.base import (
     EngineAdmin,
+    action_target,
     confirm_response,
     job_url,
     report,
@@ -162,16 +162,9 @@ class JobAdmin(EngineAdmin):
 
     def action_view(self, request, object_id, action_name):
         """One action on one job: GET (or POST without `confirm`) asks, POST with `confirm=yes` acts."""
-        action = ACTIONS.get(action_name)
+        action, job = action_target(self, request, object_id, ACTIONS, action_name)
         if action is None:
-            raise Http404(f"no action {action_name!r}")
-        if request.method not in ("GET", "HEAD", "POST"):
-            return HttpResponseNotAllowed(["GET", "HEAD", "POST"])
-        job = self.get_object(request, unquote(object_id))
-        if job is None:
-            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
-        if not (self.has_view_permission(request, job) and action.allowed_for(request.user)):
-            raise PermissionDenied
+            return job  # the refusal
         if request.method == "POST" and request.POST.get("confirm") == "yes":
             outcome = perform(action, job, request.user, reason=request.POST.get("reason", ""))
             self.message_user(request, outcome.message, outcome.level)

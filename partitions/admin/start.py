@@ -13,6 +13,8 @@ from django.template.response import TemplateResponse
 
 from partitions import registry, services, validation
 from partitions.admin.base import job_url
+from partitions.admin.schedule_form import PREFIX as SCHEDULE_PREFIX
+from partitions.admin.schedule_form import ScheduleForm, schedule_submit
 from partitions.admin.throttle import ThrottleFields
 from partitions.exceptions import InvalidParams, JobTypeNotFound, PartitionsError, error_line
 from partitions.models import Partition
@@ -129,24 +131,31 @@ def start_view(model_admin, request):
     if request.method == "POST":
         params_form = job_type.Params(data=request.POST, prefix=PARAMS_PREFIX)
         options = StartOptionsForm(data=request.POST)
-        response = _submit(request, type_name, params_form, options, context)
+        # Bound (and so checked) only when scheduling: a preview or a run now says nothing about a schedule.
+        schedule_form = ScheduleForm(data=request.POST if "_schedule" in request.POST else None,
+                                     prefix=SCHEDULE_PREFIX)
+        response = _submit(request, type_name, params_form, options, context, schedule_form)
         if response is not None:
             return response
     else:
         params_form = job_type.Params(prefix=PARAMS_PREFIX)
         options = StartOptionsForm()
-    context.update(params_form=params_form, options_form=options,
+        schedule_form = ScheduleForm(prefix=SCHEDULE_PREFIX)
+    context.update(params_form=params_form, options_form=options, schedule_form=schedule_form,
+                   scheduling="_schedule" in request.POST,
                    media=model_admin.media + params_form.media + options.media)
     request.current_app = model_admin.admin_site.name
     return TemplateResponse(request, "admin/partitions/job/start.html", context)
 
 
-def _submit(request, type_name, params_form, options, context):
-    """Preview or start through the services; the services validate params, the page shows their errors."""
+def _submit(request, type_name, params_form, options, context, schedule_form):
+    """Preview, start or schedule through the services; they validate params, the page shows their errors."""
     data = _params_data(params_form)
     options.is_valid()  # its errors show on a preview too
     previewing = "_preview" in request.POST
     try:
+        if "_schedule" in request.POST:
+            return schedule_submit(request, type_name, data, params_form, options, schedule_form)
         if previewing:
             context["preview"] = _preview(type_name, data)
             params_form.is_valid()  # the service accepted the params; show the form bound, without errors

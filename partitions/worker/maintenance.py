@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from django.db.models.functions import Now
 
-from partitions import claiming, conf, dispatch, sampling
+from partitions import claiming, conf, dispatch, sampling, schedules
 from partitions.lifecycle import SYSTEM, event
 from partitions.models import Job, JobEvent
 from partitions.notify import outbox, relay
@@ -23,6 +23,11 @@ DEADLINE_WARNING_EVERY = timedelta(minutes=10)
 
 #: A partition whose lease lapsed this many times is halved when it is requeued (it may be too big for a lease).
 HALVE_AFTER_LAPSES = 2
+
+
+def fire_schedules() -> dict[str, int]:
+    """Due schedules start their job (once across every cluster: each fire is claimed on its row)."""
+    return schedules.schedules_fire_due()
 
 
 def reap_expired_leases() -> dict[str, int]:
@@ -118,8 +123,8 @@ def prune_history() -> dict[str, int]:
                          max_batches=conf.get("PRUNE_BATCHES_PER_TICK")).as_dict()
 
 
-DUTIES = [reap_expired_leases, finalize_finished_jobs, restart_lost_steps, top_up_drains, sample_throughput,
-          warn_deadlines, relay_notifications, prune_history]
+DUTIES = [fire_schedules, reap_expired_leases, finalize_finished_jobs, restart_lost_steps, top_up_drains,
+          sample_throughput, warn_deadlines, relay_notifications, prune_history]
 
 
 def run_once() -> dict[str, dict[str, int]]:

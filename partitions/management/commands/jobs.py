@@ -21,6 +21,7 @@ from django.utils.dateparse import parse_datetime
 from partitions import conf, knob, registry, services, validation
 from partitions.encoding import dumps
 from partitions.exceptions import PartitionsError, error_line
+from partitions.management.schedules_cli import ScheduleCommands
 from partitions.models import Job, JobEvent, Partition
 from partitions.retention import history_prune
 from partitions.selectors import job_get, job_splits, job_stats
@@ -150,8 +151,9 @@ def quiet_logs(verbosity: int) -> Iterator[None]:
         logging.disable(previous)
 
 
-class Command(BaseCommand):
-    help = "Start, watch and steer partitioned jobs."
+class Command(ScheduleCommands, BaseCommand):
+    help = "Start, watch, steer and schedule partitioned jobs."
+    ACTOR = ACTOR
 
     def add_arguments(self, parser):
         sub = parser.add_subparsers(dest="action", required=True)
@@ -208,12 +210,13 @@ class Command(BaseCommand):
         prune = add("prune", "delete finished jobs' history (partition events, samples, sub-jobs) past an age")
         prune.add_argument("--older-than", type=age_arg, help="e.g. 30d (default: PARTITIONS_RETENTION_DAYS)")
         prune.add_argument("--batch-size", type=list_limit, default=None, help="rows per DELETE")
+        self.add_schedule_arguments(add, whole_number=whole_number, rate_arg=rate_arg)
 
     def handle(self, *args, action: str, **options):
         self.as_json = options["json"]
         try:
             with quiet_logs(options.get("verbosity", 1)):
-                getattr(self, f"do_{action}")(**options)
+                getattr(self, f"do_{action.replace('-', '_')}")(**options)
         except PartitionsError as exc:
             raise CommandError(str(exc)) from exc
 
@@ -231,10 +234,7 @@ class Command(BaseCommand):
     def do_start(self, *, type_name: str, param: list[str], max_parallel: int, priority: int, deadline: str | None,
                  dedupe_key: str | None, dry_run: bool, wait: bool, rate, pause_ms, notify: list[str],
                  **options):
-        params = parse_params(param)
-        unknown = sorted(set(params) - set(registry.get(type_name).Params.base_fields))
-        if unknown:
-            raise CommandError(f"invalid params for {type_name}: unknown {', '.join(unknown)}")
+        params = self.params_of(type_name, param)
         when = self.parse_deadline(deadline)
         throttle = {"rate_limit": rate, "pause_ms": pause_ms}
         if dry_run:
@@ -360,6 +360,15 @@ class Command(BaseCommand):
                                     f"samples, {report.subjobs} sub-jobs in {report.statements} statements")
 
     # helpers ----------------------------------------------------------------------------
+
+    @staticmethod
+    def params_of(type_name: str, pairs: list[str]) -> dict[str, str]:
+        """--param pairs for `type_name`, refusing names its Params form does not have."""
+        params = parse_params(pairs)
+        unknown = sorted(set(params) - set(registry.get(type_name).Params.base_fields))
+        if unknown:
+            raise CommandError(f"invalid params for {type_name}: unknown {', '.join(unknown)}")
+        return params
 
     def parse_deadline(self, value: str | None) -> datetime | None:
         if value is None:

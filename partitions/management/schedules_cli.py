@@ -1,0 +1,152 @@
+"""`manage.py jobs schedule|schedules|schedule-show|schedule-run|schedule-pause|schedule-resume|unschedule`:
+recurring runs from the CLI, thin over `partitions.schedules` (mixed into the `jobs` command)."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from typing import Any
+
+from django.core.management.base import CommandError
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from partitions import cadence as cadences
+from partitions import schedules, services
+from partitions.cadence import Cadence
+from partitions.models import JobSchedule, ScheduleEvent
+
+EVERY_UNITS = {"m": cadences.MINUTES, "h": cadences.HOURS, "d": cadences.DAYS}
+
+
+def every_arg(value: str) -> tuple[str, int]:
+    """argparse type for --every: `5m`, `2h`, `1d` -> (kind, N)."""
+    match = re.fullmatch(r"([0-9]{1,6})([mhd])", value.strip())
+    if not match:
+        raise argparse.ArgumentTypeError(f"expected an interval such as 5m, 2h or 1d, got {value!r}")
+    return EVERY_UNITS[match[2]], int(match[1])
+
+
+def offset_arg(value: str):
+    """argparse type for a schedule's --deadline: relative to each fire (`+90m`, `+2h`, `+1d`)."""
+    offset = cadences.parse_offset(value)
+    if offset is None:
+        raise argparse.ArgumentTypeError(f"expected a deadline after each fire such as +90m, +2h or +1d "
+                                         f"(at most +366d), got {value!r}")
+    return offset
+
+
+def schedule_summary(schedule: JobSchedule) -> dict[str, Any]:
+    """The machine-readable state of a schedule (what --json prints)."""
+    job = schedule.last_job
+    return {
+        "name": schedule.name, "type": schedule.type_name, "params": schedule.params,
+        "cadence": schedules.cadence_of(schedule).describe(), "kind": schedule.kind, "cron": schedule.cron,
+        "every": schedule.every, "timezone": schedule.timezone, "enabled": schedule.enabled,
+        "paused_reason": schedule.paused_reason, "next_run_at": schedule.next_run_at,
+        "last_run_at": schedule.last_run_at, "last_job": job.pk if job else None,
+        "last_job_status": job.status if job else None, "max_parallel": schedule.max_parallel,
+        "priority": schedule.priority, "deadline": cadences.format_offset(schedule.deadline_offset) or None,
+        "throttle": schedule.throttle, "notify": schedule.notify,
+    }
+
+
+def schedule_line(s: dict[str, Any]) -> str:
+    when = f"next {s['next_run_at']:%Y-%m-%d %H:%M} UTC" if s["next_run_at"] else f"PAUSED: {s['paused_reason']}"
+    last = f"last job #{s['last_job']} {s['last_job_status']}" if s["last_job"] else "no run yet"
+    return f"{s['name']:24} {s['type']:32} {s['cadence']:34} {when}  ({last})"
+
+
+class ScheduleCommands:
+    """The schedule subcommands of `jobs` (it provides `emit`, `ACTOR` and the shared argument types)."""
+
+    def add_schedule_arguments(self, add, *, whole_number, rate_arg) -> None:
+        create = add("schedule", "start a job type on a schedule (cron, --every or --monthly)")
+        create.add_argument("type_name")
+        create.add_argument("--name", required=True, help="unique name of the schedule")
+        create.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
+        cadence = create.add_mutually_exclusive_group(required=True)
+        cadence.add_argument("--cron", help='a five-field cron expression, e.g. "0 2 * * *"')
+        cadence.add_argument("--every", type=every_arg, help="an interval: 5m, 2h or 1d")
+        cadence.add_argument("--monthly", action="store_true", help="every month on --start-at's day and time")
+        create.add_argument("--tz", default="UTC", help="IANA time zone of the cadence (default UTC)")
+        create.add_argument("--start-at", help="ISO 8601: the first fire of --every/--monthly (default: now)")
+        create.add_argument("--deadline", type=offset_arg, help="each run's deadline after its fire: +90m, +2h")
+        create.add_argument("--max-parallel", type=whole_number, default=0)
+        create.add_argument("--priority", type=whole_number, default=0)
+        create.add_argument("--rate", type=rate_arg, default=services.DEFAULT, help="items/s, or none")
+        create.add_argument("--pause-ms", type=whole_number, default=services.DEFAULT)
+        create.add_argument("--notify", action="append", default=[], metavar="CHANNEL")
+        add("schedules", "list schedules: cadence, next and last run, the last job's status")
+        for name, text in [("schedule-show", "one schedule and its history (each run's job)"),
+                           ("schedule-run", "fire a schedule now (skipped while its last run is active)"),
+                           ("schedule-pause", "stop a schedule's fires"),
+                           ("schedule-resume", "fire a paused schedule again from its next fire"),
+                           ("unschedule", "delete a schedule (its jobs and history stay)")]:
+            add(name, text).add_argument("name")
+
+    def do_schedule(self, *, type_name: str, name: str, param: list[str], cron: str | None, every, monthly: bool,
+                    tz: str, start_at: str | None, deadline, max_parallel: int, priority: int, rate, pause_ms,
+                    notify: list[str], **options):
+        params = self.params_of(type_name, param)
+        if cron is not None:
+            cadence = Cadence(kind=cadences.CRON, cron=cron, tz=tz)
+        elif every is not None:
+            cadence = Cadence(kind=every[0], every=every[1], tz=tz)
+        else:
+            cadence = Cadence(kind=cadences.MONTHLY, tz=tz)
+        first = None
+        if start_at is not None:
+            try:
+                first = parse_datetime(start_at)
+            except ValueError:  # well formed but not a real date-time
+                first = None
+            if first is None:
+                raise CommandError(f"--start-at is not an ISO 8601 date-time: {start_at!r}")
+            first = timezone.make_aware(first, cadences.zone(tz) or timezone.get_current_timezone()) \
+                if timezone.is_naive(first) else first
+        schedule = schedules.schedule_create(
+            actor=self.ACTOR, name=name, type_name=type_name, params=params, cadence=cadence, start_at=first,
+            max_parallel=max_parallel, priority=priority, deadline_offset=deadline, rate_limit=rate,
+            pause_ms=pause_ms, notify=notify)
+        summary = schedule_summary(schedule)
+        self.emit(summary, f"schedule {schedule.name} created: {summary['cadence']}, "
+                           f"next {schedule.next_run_at:%Y-%m-%d %H:%M} UTC")
+
+    def do_schedules(self, **options):
+        rows = [schedule_summary(s) for s in JobSchedule.objects.select_related("last_job").order_by("name")]
+        self.emit(rows, "\n".join(schedule_line(r) for r in rows) or "no schedules")
+
+    def do_schedule_show(self, *, name: str, **options):
+        schedule = schedules.schedule_get(name)
+        history = [{"at": e.created_at, "type": e.type, "actor": e.actor, "job": e.job_id,
+                    "scheduled_for": e.scheduled_for, "data": e.data}
+                   for e in ScheduleEvent.objects.filter(schedule=schedule).order_by("-id")[:50]]
+        lines = [schedule_line(schedule_summary(schedule))] + [
+            f"  {h['at']:%Y-%m-%d %H:%M:%S}  {h['type']:22} {h['actor']:28} "
+            f"{'job #' + str(h['job']) if h['job'] else '':10} {h['data'].get('reason', '')}" for h in history]
+        self.emit({**schedule_summary(schedule), "history": history}, "\n".join(lines))
+
+    def do_schedule_run(self, *, name: str, **options):
+        result = schedules.schedule_run_now(name, actor=self.ACTOR)
+        schedule = schedules.schedule_get(name)
+        text = {"fire_started": f"schedule {name}: started job #{result.job.pk if result.job else ''}",
+                "fire_skipped": f"schedule {name}: skipped, {result.detail}",
+                "schedule_auto_paused": f"schedule {name}: {result.detail}"}[result.outcome]
+        self.emit({**schedule_summary(schedule), "outcome": result.outcome, "job": result.job.pk if result.job
+                   else None, "detail": result.detail}, text)
+        if result.outcome == "schedule_auto_paused":
+            raise CommandError(f"schedule {name} paused: its params no longer validate")
+
+    def do_schedule_pause(self, *, name: str, **options):
+        schedule = schedules.schedule_pause(name, actor=self.ACTOR, reason="paused from the CLI")
+        self.emit(schedule_summary(schedule), f"schedule {name} paused")
+
+    def do_schedule_resume(self, *, name: str, **options):
+        schedule = schedules.schedule_resume(name, actor=self.ACTOR)
+        self.emit(schedule_summary(schedule),
+                  f"schedule {name} resumed: next {schedule.next_run_at:%Y-%m-%d %H:%M} UTC")
+
+    def do_unschedule(self, *, name: str, **options):
+        schedules.schedule_delete(name, actor=self.ACTOR)
+        self.emit({"name": name, "deleted": True}, f"schedule {name} deleted")

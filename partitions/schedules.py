@@ -1,0 +1,248 @@
+"""Recurring runs: the operator commands on schedules (`schedule_<verb>`) and the fire duty `tick` runs.
+
+A schedule is our own row (`JobSchedule`), not a django-q2 Schedule: its job type, params and run options are
+validated by the engine when it is created and again at every fire, its fires are claimed with a row lock
+and the database clock (`claiming.schedule_claim_due`), and its history (`ScheduleEvent`) is the engine's.
+django-q2 only drives `tick`, which calls `schedules_fire_due`.
+
+What a fire does, in the one transaction that holds the schedule's row lock:
+- the last run of the schedule is still active (its dedupe key): nothing starts, `fire_skipped` records it;
+- the fire is late by more than PARTITIONS_SCHEDULE_MISFIRE_GRACE_SECONDS (an outage): the missed fires are
+  counted, never replayed one by one; with PARTITIONS_SCHEDULE_CATCH_UP one run makes up for all of them;
+- the params (or the run options) no longer validate, or the job type is gone: the schedule is paused with
+  the reason (`schedule_auto_paused`) instead of failing at every fire;
+- else one job starts (`fire_started`), and the next fire is computed after the database's now.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import IntegrityError, transaction
+
+from partitions import cadence as cadences
+from partitions import claiming, conf, registry, services, validation
+from partitions.cadence import Cadence
+from partitions.exceptions import (
+    InvalidParams,
+    InvalidSchedule,
+    JobTypeNotFound,
+    ScheduleNameTaken,
+    ScheduleNotFound,
+    error_line,
+)
+from partitions.lifecycle import Actor
+from partitions.models import Job, JobSchedule, ScheduleEvent
+from partitions.notify.config import notify_choice
+
+NAME_MAX_LENGTH = 100
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def cadence_of(schedule: JobSchedule) -> Cadence:
+    return Cadence(kind=schedule.kind, cron=schedule.cron, every=schedule.every, tz=schedule.timezone,
+                   anchor=schedule.anchor)
+
+
+def schedule_event(schedule: JobSchedule, type_: str, actor: Any, *, job: Job | None = None,
+                   scheduled_for: datetime | None = None, **data: Any) -> ScheduleEvent:
+    who = Actor.of(actor)
+    return ScheduleEvent.objects.create(schedule=schedule, schedule_name=schedule.name, type=type_, job=job,
+                                        scheduled_for=scheduled_for, actor=who.label, actor_user_id=who.user_id,
+                                        data=data)
+
+
+@dataclass(frozen=True)
+class FireResult:
+    """What one fire did: `outcome` is the ScheduleEvent type it wrote."""
+
+    outcome: str  # fire_started | fire_skipped | fire_missed | schedule_auto_paused
+    job: Job | None = None
+    detail: str = ""
+
+
+# Creating ----------------------------------------------------------------------------------------------
+
+
+def schedule_check(*, name: str, type_name: str, params: dict[str, Any] | None, cadence: Cadence,
+                   max_parallel: int = 0, priority: int = 0, deadline_offset: timedelta | None = None,
+                   rate_limit: Any = services.DEFAULT, pause_ms: Any = services.DEFAULT,
+                   notify: list[str] | None = None) -> dict[str, Any]:
+    """Validate everything a schedule holds; the row's fields, or InvalidSchedule / InvalidParams /
+    JobTypeNotFound (the admin form and the CLI call it before showing anything)."""
+    errors: dict[str, list[str]] = {}
+    name = (name or "").strip()
+    if not (len(name) <= NAME_MAX_LENGTH and NAME_PATTERN.fullmatch(name)):
+        errors["name"] = [f"Use 1 to {NAME_MAX_LENGTH} letters, digits, '.', '_' or '-', starting with a "
+                          "letter or digit."]
+    errors.update(cadences.cadence_errors(cadence))
+    if deadline_offset is not None and not (
+            cadences.DEADLINE_OFFSET_MIN <= deadline_offset <= cadences.DEADLINE_OFFSET_MAX):
+        errors["deadline"] = ["Enter a deadline after the fire such as +90m, +2h or +1d (at most a year)."]
+    if errors:
+        raise InvalidSchedule(errors)
+    job_type = registry.get(type_name)
+    cleaned = job_type.validate_params(params)
+    throttle = {k: v for k, v in {"rate_limit": rate_limit, "pause_ms": pause_ms}.items() if v is not services.DEFAULT}
+    validation.run_options(max_parallel=max_parallel, priority=priority,
+                           **{"rate_limit": job_type.rate_limit, "pause_ms": job_type.pause_ms, **throttle})
+    notify_choice(notify or [])
+    return {"name": name, "type_name": type_name, "params": cleaned, "max_parallel": max_parallel,
+            "priority": priority, "deadline_offset": deadline_offset, "throttle": throttle,
+            "notify": list(notify) if notify else None, "kind": cadence.kind, "cron": cadence.cron.strip(),
+            "every": cadence.every, "timezone": cadence.tz}
+
+
+def schedule_create(*, actor: Any, cadence: Cadence, start_at: datetime | None = None,
+                    **fields: Any) -> JobSchedule:
+    """Validate and create an enabled schedule; its first fire is the cadence's next after now (or `start_at`
+    for interval and monthly cadences, which then repeat from it). Nothing is written on any error."""
+    if start_at is not None and validation.utc_datetime(start_at) is None:
+        raise InvalidSchedule({"start_at": ["Enter a valid date-time."]})
+    row = schedule_check(cadence=cadence, **fields)
+    who = Actor.of(actor)
+    now = claiming.db_now()
+    anchor = None if cadence.kind == cadences.CRON else (start_at or now)
+    first = cadences.next_fire(Cadence(**{**cadence.__dict__, "anchor": anchor}),
+                               now if start_at is None or start_at <= now else start_at - timedelta(microseconds=1))
+    try:
+        with transaction.atomic():
+            schedule = JobSchedule.objects.create(**row, anchor=anchor, next_run_at=first, created_by_id=who.user_id)
+            schedule_event(schedule, "schedule_created", who, scheduled_for=first,
+                           cadence=cadence_of(schedule).describe(), params=row["params"])
+    except IntegrityError as exc:
+        raise ScheduleNameTaken(row["name"]) from exc
+    return schedule
+
+
+def schedule_name_free(name: str) -> None:
+    """ScheduleNameTaken when `name` is in use (checked up front so a form shows it next to the field)."""
+    if JobSchedule.objects.filter(name=(name or "").strip()).exists():
+        raise ScheduleNameTaken(name.strip())
+
+
+# Operator commands ---------------------------------------------------------------------------------------
+
+
+def schedule_get(name_or_id: str | int, *, lock: bool = False) -> JobSchedule:
+    rows = JobSchedule.objects.select_for_update() if lock else JobSchedule.objects.all()
+    found = rows.filter(pk=name_or_id).first() if isinstance(name_or_id, int) else rows.filter(
+        name=str(name_or_id)).first()
+    if found is None:
+        raise ScheduleNotFound(name_or_id)
+    return found
+
+
+def schedule_pause(name_or_id: str | int, *, actor: Any, reason: str = "") -> JobSchedule:
+    """No more fires until resumed (a running job is not touched)."""
+    reason = validation.reason_text(reason)
+    with transaction.atomic():
+        schedule = schedule_get(name_or_id, lock=True)
+        if schedule.enabled:
+            _pause(schedule, reason or f"paused by {Actor.of(actor).label}")
+            schedule_event(schedule, "schedule_paused", actor, reason=schedule.paused_reason)
+    return schedule
+
+
+def schedule_resume(name_or_id: str | int, *, actor: Any) -> JobSchedule:
+    """Fires again from the next one after now (fires missed while paused are not made up). The params are
+    checked first: a schedule paused because they stopped validating stays paused until they do."""
+    with transaction.atomic():
+        schedule = schedule_get(name_or_id, lock=True)
+        if not schedule.enabled:
+            registry.get(schedule.type_name).validate_params(schedule.params)
+            schedule.enabled, schedule.paused_reason = True, ""
+            schedule.next_run_at = cadences.next_fire(cadence_of(schedule), claiming.db_now())
+            schedule.save(update_fields=["enabled", "paused_reason", "next_run_at"])
+            schedule_event(schedule, "schedule_resumed", actor, scheduled_for=schedule.next_run_at)
+    return schedule
+
+
+def schedule_delete(name_or_id: str | int, *, actor: Any) -> str:
+    """Delete a schedule (its jobs and its history stay); returns its name."""
+    with transaction.atomic():
+        schedule = schedule_get(name_or_id, lock=True)
+        schedule_event(schedule, "schedule_deleted", actor)
+        name = schedule.name
+        schedule.delete()
+    return name
+
+
+def schedule_run_now(name_or_id: str | int, *, actor: Any) -> FireResult:
+    """One fire now, by an operator (even while paused); the cadence's next fire does not move."""
+    with transaction.atomic():
+        schedule = schedule_get(name_or_id, lock=True)
+        now = claiming.db_now()
+        result = _fire(schedule, now=now, scheduled_for=now, actor=actor)
+        schedule.last_run_at = now
+        schedule.save(update_fields=["last_run_at", "last_job", "enabled", "paused_reason", "next_run_at"])
+    return result
+
+
+# Firing (tick) --------------------------------------------------------------------------------------------
+
+
+def schedules_fire_due(*, limit: int = 100) -> dict[str, int]:
+    """Fire every due schedule once, each in its own short transaction; counts by outcome."""
+    counts = {"fire_started": 0, "fire_skipped": 0, "fire_missed": 0, "schedule_auto_paused": 0}
+    for _ in range(limit):
+        with transaction.atomic():
+            claimed = claiming.schedule_claim_due()
+            if claimed is None:
+                break
+            schedule, now = claimed
+            counts[schedule_fire_claimed(schedule, now=now).outcome] += 1
+    return counts
+
+
+def schedule_fire_claimed(schedule: JobSchedule, *, now: datetime) -> FireResult:
+    """Fire a due schedule whose row this transaction holds, then move it to its next fire after `now`."""
+    scheduled_for = schedule.next_run_at
+    cadence = cadence_of(schedule)
+    missed = cadences.fires_between(cadence, scheduled_for, now)  # fires after this one that also passed
+    late = (now - scheduled_for).total_seconds() > conf.get("SCHEDULE_MISFIRE_GRACE_SECONDS")
+    actor = f"schedule:{schedule.name}"
+    if late and not conf.get("SCHEDULE_CATCH_UP"):
+        schedule_event(schedule, "fire_missed", actor, scheduled_for=scheduled_for, missed=missed + 1,
+                       late_seconds=round((now - scheduled_for).total_seconds()), caught_up=False)
+        result = FireResult("fire_missed", detail=f"{missed + 1} missed fire(s) not replayed")
+    else:
+        if late:
+            schedule_event(schedule, "fire_missed", actor, scheduled_for=scheduled_for, missed=missed + 1,
+                           late_seconds=round((now - scheduled_for).total_seconds()), caught_up=True)
+        result = _fire(schedule, now=now, scheduled_for=scheduled_for, actor=actor)
+    schedule.last_run_at = now
+    if schedule.enabled:
+        schedule.next_run_at = cadences.next_fire(cadence, now)
+    schedule.save(update_fields=["last_run_at", "last_job", "enabled", "paused_reason", "next_run_at"])
+    return result
+
+
+def _fire(schedule: JobSchedule, *, now: datetime, scheduled_for: datetime, actor: Any) -> FireResult:
+    """Start the schedule's job (validated again), or record why not; the caller saves the row."""
+    deadline = now + schedule.deadline_offset if schedule.deadline_offset else None
+    try:
+        job, created = services.job_start(
+            schedule.type_name, schedule.params, actor=actor, max_parallel=schedule.max_parallel,
+            priority=schedule.priority, deadline=deadline, dedupe_key=schedule.dedupe_key,
+            notify=schedule.notify, **schedule.throttle)
+    except (InvalidParams, JobTypeNotFound) as exc:
+        reason = f"paused at its fire of {scheduled_for:%Y-%m-%d %H:%M} UTC: {error_line(exc)}"
+        _pause(schedule, reason)
+        schedule_event(schedule, "schedule_auto_paused", actor, scheduled_for=scheduled_for, reason=reason)
+        return FireResult("schedule_auto_paused", detail=reason)
+    if not created:
+        schedule_event(schedule, "fire_skipped", actor, job=job, scheduled_for=scheduled_for,
+                       reason=f"job #{job.pk} of this schedule is still {job.status}")
+        return FireResult("fire_skipped", job=job, detail=f"job #{job.pk} is still {job.status}")
+    schedule.last_job = job
+    schedule_event(schedule, "fire_started", actor, job=job, scheduled_for=scheduled_for)
+    return FireResult("fire_started", job=job)
+
+
+def _pause(schedule: JobSchedule, reason: str) -> None:
+    schedule.enabled, schedule.paused_reason, schedule.next_run_at = False, reason, None
+    schedule.save(update_fields=["enabled", "paused_reason", "next_run_at"])

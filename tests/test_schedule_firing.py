@@ -1,0 +1,54 @@
+"""Schedules fire under real qclusters: a cron and an interval schedule each start one job per fire with their
+params, and two clusters racing (every worker ticks at start, several ticks queued at once) never double-fire."""
+
+from datetime import timedelta
+
+import pytest
+from django.db.models.functions import Now
+from django_q.tasks import async_task
+
+from partitions import schedules
+from partitions.cadence import CRON, MINUTES, Cadence
+from partitions.models import Job, JobSchedule, ScheduleEvent
+from tests import jobtypes  # noqa: F401 - registers tests.bump_range here too
+from tests.support import wait_for
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+
+def jobs_of(name: str) -> list[Job]:
+    return list(Job.objects.filter(dedupe_key=f"schedule:{name}").order_by("id"))
+
+
+def all_due() -> None:
+    JobSchedule.objects.update(next_run_at=Now() - timedelta(seconds=1))
+
+
+def test_cron_and_interval_schedules_fire_once_per_fire_under_two_clusters(clusters):
+    for name, cadence in [("every-minute-cron", Cadence(kind=CRON, cron="* * * * *")),
+                          ("every-minute", Cadence(kind=MINUTES, every=1))]:
+        schedules.schedule_create(actor="test", name=name, type_name="tests.bump_range",
+                                  params={"partitions": 1}, cadence=cadence, max_parallel=2)
+    all_due()
+    running = clusters(2)  # each worker ticks as it starts: four firers race on the due rows
+
+    for fire in (1, 2):
+        wait_for(lambda n=fire: all(len(jobs_of(s)) >= n for s in ("every-minute-cron", "every-minute")),
+                 timeout=60, what=f"fire {fire} of both schedules", clusters=running)
+        wait_for(lambda: all(j.is_terminal for j in Job.objects.all()), timeout=60, what="the runs to end",
+                 clusters=running)
+        if fire == 1:  # the next fire, made due now instead of in a minute; several ticks compete for it
+            all_due()
+            for _ in range(4):
+                async_task("partitions.tasks.tick")
+
+    wait_for(lambda: not JobSchedule.objects.filter(next_run_at__lte=Now()).exists(), timeout=30,
+             what="no fire left due", clusters=running)
+    for name in ("every-minute-cron", "every-minute"):
+        runs = jobs_of(name)
+        assert len(runs) == 2, f"{name}: {len(runs)} jobs"
+        assert all(j.params == {"partitions": 1, "sleep_ms": None} and j.max_parallel == 2 for j in runs)
+        assert all(j.status == "succeeded" for j in runs), [j.error for j in runs]
+        assert ScheduleEvent.objects.filter(schedule_name=name, type="fire_started").count() == 2
+        schedule = JobSchedule.objects.get(name=name)
+        assert schedule.last_job == runs[-1] and schedule.next_run_at > schedule.last_run_at
