@@ -69,7 +69,7 @@ class FireResult:
 
 def schedule_check(*, name: str, type_name: str, params: dict[str, Any] | None, cadence: Cadence,
                    max_parallel: int = 0, priority: int = 0, deadline_offset: timedelta | None = None,
-                   rate_limit: Any = services.DEFAULT, pause_ms: Any = services.DEFAULT,
+                   rate_limit: Any = validation.UNSET, pause_ms: Any = validation.UNSET,
                    notify: list[str] | None = None) -> dict[str, Any]:
     """Validate everything a schedule holds; the row's fields, or InvalidSchedule / InvalidParams /
     JobTypeNotFound (the admin form and the CLI call it before showing anything)."""
@@ -86,7 +86,7 @@ def schedule_check(*, name: str, type_name: str, params: dict[str, Any] | None, 
         raise InvalidSchedule(errors)
     job_type = registry.get(type_name)
     cleaned = job_type.validate_params(params)
-    throttle = {k: v for k, v in {"rate_limit": rate_limit, "pause_ms": pause_ms}.items() if v is not services.DEFAULT}
+    throttle = {k: v for k, v in {"rate_limit": rate_limit, "pause_ms": pause_ms}.items() if v is not validation.UNSET}
     validation.run_options(max_parallel=max_parallel, priority=priority,
                            **{"rate_limit": job_type.rate_limit, "pause_ms": job_type.pause_ms, **throttle})
     notify_choice(notify or [])

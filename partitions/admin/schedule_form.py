@@ -12,7 +12,7 @@ from django.http import HttpResponseRedirect
 from django.urls import reverse
 
 from partitions import cadence as cadences
-from partitions import schedules, services
+from partitions import schedules, validation
 from partitions.cadence import Cadence
 from partitions.exceptions import InvalidParams, InvalidSchedule, ScheduleNameTaken
 
@@ -69,8 +69,8 @@ def schedule_submit(request, type_name: str, data: dict, params_form, options, f
             actor=request.user, name=form.cleaned_data["name"], type_name=type_name, params=data,
             cadence=form.cadence(), start_at=form.cleaned_data.get("start_at"),
             max_parallel=chosen["max_parallel"] or 0, deadline_offset=form.cleaned_data["offset"],
-            rate_limit=services.DEFAULT if chosen.get("rate_limit") is None else chosen["rate_limit"],
-            pause_ms=services.DEFAULT if chosen.get("pause_ms") is None else chosen["pause_ms"],
+            rate_limit=validation.UNSET if chosen.get("rate_limit") is None else chosen["rate_limit"],
+            pause_ms=validation.UNSET if chosen.get("pause_ms") is None else chosen["pause_ms"],
             notify=options.notify_values())
     except ScheduleNameTaken as exc:
         form.add_error("name", str(exc).capitalize() + ".")

@@ -12,7 +12,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from partitions import cadence as cadences
-from partitions import schedules, services
+from partitions import schedules, validation
 from partitions.cadence import Cadence
 from partitions.models import JobSchedule, ScheduleEvent
 
@@ -74,8 +74,8 @@ class ScheduleCommands:
         create.add_argument("--deadline", type=offset_arg, help="each run's deadline after its fire: +90m, +2h")
         create.add_argument("--max-parallel", type=whole_number, default=0)
         create.add_argument("--priority", type=whole_number, default=0)
-        create.add_argument("--rate", type=rate_arg, default=services.DEFAULT, help="items/s, or none")
-        create.add_argument("--pause-ms", type=whole_number, default=services.DEFAULT)
+        create.add_argument("--rate", type=rate_arg, default=validation.UNSET, help="items/s, or none")
+        create.add_argument("--pause-ms", type=whole_number, default=validation.UNSET)
         create.add_argument("--notify", action="append", default=[], metavar="CHANNEL")
         add("schedules", "list schedules: cadence, next and last run, the last job's status")
         for name, text in [("schedule-show", "one schedule and its history (each run's job)"),
