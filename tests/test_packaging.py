@@ -193,7 +193,7 @@ def test_the_wheel_metadata_names_the_engine_its_python_and_its_dependencies(whe
     assert fields["Version"] == PYPROJECT["project"]["version"]
     assert fields["Requires-Python"] == ">=3.12"
     declared = {canonicalize_name(Requirement(req).name) for req in fields.get_all("Requires-Dist")}
-    assert declared == {"django", "django-q2", "psycopg", "prometheus-client"}
+    assert declared == {"django", "django-q2", "psycopg", "prometheus-client", "croniter"}
 
 
 def test_the_engine_imports_only_the_standard_library_and_its_declared_dependencies():
