@@ -58,7 +58,7 @@ def _run(slow_from: int, row_ms: float, rows: int, *, split: bool) -> tuple[floa
 
 
 def run(opts: harness.Options) -> harness.Result:
-    per_partition, row_ms = opts.pick(default=400, quick=200), 2.0
+    per_partition, row_ms = opts.pick(default=400, quick=100), 2.0
     rows = per_partition * PARTITIONS
     result = harness.Result("tail", params={"rows": rows, "partitions": PARTITIONS, "workers": WORKERS,
                                             "row_ms": row_ms, "slow_factor": SLOW_FACTOR})
