@@ -17,7 +17,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db.models import F, Q, QuerySet
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Now
 
@@ -569,3 +569,52 @@ def db_now():
     with connection.cursor() as cursor:
         cursor.execute(SQL_DB_NOW)
         return cursor.fetchone()[0]
+
+
+# Row locks outside the partition lifecycle ---------------------------------------------------------------------
+# Every other lock the engine takes is here too, each named once: operator commands that change a job or a
+# schedule in place, a split of a partition, the notification outbox.
+
+# Claim the due deliveries that head their (job, channel) queue, so each channel gets a job's notifications in
+# order (a later one waits while an earlier one is retried). The claim is a lease: next_attempt_at moves
+# %(lease)s s ahead, so a sender that dies mid-send leaves the delivery to be sent again (at least once).
+SQL_DELIVERIES_CLAIM_DUE = """
+    WITH heads AS (
+        SELECT DISTINCT ON (job_id, channel) id FROM partitions_delivery
+        WHERE status = 'pending' ORDER BY job_id, channel, id
+    ), picked AS (
+        SELECT d.id FROM partitions_delivery d JOIN heads h ON h.id = d.id
+        WHERE d.next_attempt_at <= statement_timestamp() AND (%(job_id)s::bigint IS NULL OR d.job_id = %(job_id)s)
+        ORDER BY d.id LIMIT %(limit)s
+        FOR UPDATE OF d SKIP LOCKED
+    )
+    UPDATE partitions_delivery d
+    SET attempts = d.attempts + 1, next_attempt_at = statement_timestamp() + make_interval(secs => %(lease)s)
+    FROM picked WHERE d.id = picked.id
+    RETURNING d.id
+"""
+
+
+def deliveries_claim_due(job_id: int | None, *, limit: int, lease_seconds: float) -> list[int]:
+    """Lease the due deliveries that head their (job, channel) queue; their ids."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(SQL_DELIVERIES_CLAIM_DUE, {"job_id": job_id, "limit": limit, "lease": lease_seconds})
+        return [row[0] for row in cursor.fetchall()]
+
+
+def locked(queryset: QuerySet, *, no_key: bool = False) -> QuerySet:
+    """`queryset`'s rows locked until the end of the current transaction (FOR UPDATE, or FOR NO KEY UPDATE,
+    which does not block inserts of child rows): the engine's one way to take a row lock in the ORM."""
+    return queryset.select_for_update(no_key=no_key)
+
+
+def job_locked(job_id: int, *, no_key: bool = False) -> Job | None:
+    """The job row, locked for an operator command that changes it in place (throttle, knob)."""
+    return locked(Job.objects.filter(pk=job_id), no_key=no_key).first()
+
+
+def partition_locked_for_split(partition_id: int, bounds_version: int) -> Partition | None:
+    """An unfinished partition still at `bounds_version`, locked: its holder's next checkpoint waits for the
+    split's commit, then sees the new version."""
+    return locked(Partition.objects.filter(pk=partition_id, bounds_version=bounds_version,
+                                           status__in=[PartitionStatus.RUNNING, PartitionStatus.PENDING])).first()

@@ -12,7 +12,7 @@ from typing import Any
 
 from django.db import transaction
 
-from partitions import dispatch, validation
+from partitions import claiming, dispatch, validation
 from partitions.exceptions import InvalidParams, InvalidTransition, JobNotFound
 from partitions.lifecycle import Actor, event
 from partitions.models import Job
@@ -35,7 +35,7 @@ def job_set(job_id: int, *, actor: Any, max_parallel: int | Any = KEEP,
     if max_parallel is KEEP and deadline is KEEP:
         raise InvalidParams(validation.RUN_OPTIONS, {"__all__": [NOTHING_TO_CHANGE]})
     with transaction.atomic():
-        job = Job.objects.select_for_update(no_key=True).filter(pk=job_id).first()
+        job = claiming.job_locked(job_id, no_key=True)
         if job is None:
             raise JobNotFound(job_id)
         if job.status not in ADJUSTABLE:

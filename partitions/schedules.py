@@ -128,7 +128,7 @@ def schedule_name_free(name: str) -> None:
 
 
 def schedule_get(name_or_id: str | int, *, lock: bool = False) -> JobSchedule:
-    rows = JobSchedule.objects.select_for_update() if lock else JobSchedule.objects.all()
+    rows = claiming.locked(JobSchedule.objects.all()) if lock else JobSchedule.objects.all()
     found = rows.filter(pk=name_or_id).first() if isinstance(name_or_id, int) else rows.filter(
         name=str(name_or_id)).first()
     if found is None:

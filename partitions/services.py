@@ -13,7 +13,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Max, Q
 from django.db.models.functions import Now
 
-from partitions import dispatch, registry, throttling, validation
+from partitions import claiming, dispatch, registry, throttling, validation
 from partitions.exceptions import DuplicateJob, InvalidParams, InvalidTransition
 from partitions.lifecycle import Actor, event, job_pending_work_cancel, transition, transition_many
 from partitions.models import Job, Partition, SubJob
@@ -74,7 +74,7 @@ def job_throttle(job_id: int, *, actor: Any, rate_limit: float | Any | None = UN
     """Change a job's throttle while it runs (or before): its rate limit (None: none), its pause after each
     batch, and whether health checks hold it. Running partitions obey at their next batch."""
     with transaction.atomic():
-        job = Job.objects.select_for_update().filter(pk=job_id).first()
+        job = claiming.job_locked(job_id)
         if job is None:
             job_get(job_id)  # raises JobNotFound
         if job.is_terminal:

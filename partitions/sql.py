@@ -54,25 +54,6 @@ SQL_JOB_SAMPLE_TRY_LOCK = """
     SELECT pg_try_advisory_xact_lock(hashtext('partitions.sample'), (%(job_id)s::bigint %% 2147483647)::int)
 """
 
-# Claim the due deliveries that head their (job, channel) queue, so each channel gets a job's notifications in
-# order (a later one waits while an earlier one is retried). The claim is a lease: next_attempt_at moves
-# %(lease)s s ahead, so a sender that dies mid-send leaves the delivery to be sent again (at least once).
-SQL_DELIVERIES_CLAIM_DUE = """
-    WITH heads AS (
-        SELECT DISTINCT ON (job_id, channel) id FROM partitions_delivery
-        WHERE status = 'pending' ORDER BY job_id, channel, id
-    ), picked AS (
-        SELECT d.id FROM partitions_delivery d JOIN heads h ON h.id = d.id
-        WHERE d.next_attempt_at <= statement_timestamp() AND (%(job_id)s::bigint IS NULL OR d.job_id = %(job_id)s)
-        ORDER BY d.id LIMIT %(limit)s
-        FOR UPDATE OF d SKIP LOCKED
-    )
-    UPDATE partitions_delivery d
-    SET attempts = d.attempts + 1, next_attempt_at = statement_timestamp() + make_interval(secs => %(lease)s)
-    FROM picked WHERE d.id = picked.id
-    RETURNING d.id
-"""
-
 # Sub-job durations of a job (finished ones): percentiles and max, in one pass over index subjob_job_status_idx.
 SQL_SUBJOB_DURATIONS = """
     SELECT count(*), percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY duration_ms), max(duration_ms),

@@ -8,15 +8,13 @@ import random
 import time
 from datetime import timedelta
 
-from django.db import connection, transaction
 from django.db.models.functions import Now
 
-from partitions import conf, registry
+from partitions import claiming, conf, registry
 from partitions.exceptions import JobTypeNotFound, error_line
 from partitions.models import Delivery
 from partitions.notify import channels
 from partitions.notify.config import Plan, plan_for
-from partitions.sql import SQL_DELIVERIES_CLAIM_DUE
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +32,7 @@ def backoff_seconds(attempt: int) -> float:
 
 
 def _claim(job_id: int | None) -> list[Delivery]:
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(SQL_DELIVERIES_CLAIM_DUE, {"job_id": job_id, "limit": PASS_SIZE, "lease": SEND_LEASE_SECONDS})
-        ids = [row[0] for row in cursor.fetchall()]
+    ids = claiming.deliveries_claim_due(job_id, limit=PASS_SIZE, lease_seconds=SEND_LEASE_SECONDS)
     return list(Delivery.objects.filter(pk__in=ids).select_related("job").order_by("id"))
 
 

@@ -27,7 +27,7 @@ from typing import Any
 from django.db import connection, transaction
 from django.db.models import F, Max
 
-from partitions import conf
+from partitions import claiming, conf
 from partitions.claiming import live_lease_q
 from partitions.encoding import to_json
 from partitions.lifecycle import Actor, event
@@ -117,9 +117,7 @@ def apply(split: SplitPlan, setup: JobSetup, *, actor: Any, why: str) -> Partiti
     """Apply a plan in one transaction; the new partition, or None when the plan no longer holds (the holder
     checkpointed past the cut, another split came first, the partition finished)."""
     with transaction.atomic():
-        old = (Partition.objects.select_for_update()
-               .filter(pk=split.partition_id, status__in=[PartitionStatus.RUNNING, PartitionStatus.PENDING],
-                       bounds_version=split.bounds_version).first())
+        old = claiming.partition_locked_for_split(split.partition_id, split.bounds_version)
         if old is None:
             return None
         before = old.bounds_display
