@@ -228,7 +228,9 @@ class PartitionRun:
         skipped = [(item, r) for item, r in zip(items, results, strict=True) if isinstance(r.error, SkipItem)]
         failed = [(item, r) for item, r in zip(items, results, strict=True)
                   if r.error is not None and not isinstance(r.error, SkipItem)]
-        with transaction.atomic():
+        # Inside an atomic batch this joins the batch's transaction (no savepoint: a refused checkpoint rolls
+        # the whole batch back anyway); otherwise it is the checkpoint's own transaction.
+        with transaction.atomic(savepoint=False):
             if ok:
                 self.job_type.on_checkpoint(self.ctx, [item for item, _ in ok], [r.value for _, r in ok])
             if self.source.subjob_backed:
