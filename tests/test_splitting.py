@@ -155,6 +155,20 @@ def test_a_split_committed_while_the_holder_s_batch_read_past_it_rolls_that_batc
     assert Partition.objects.filter(job=job).count() == 2 and total_estimate(job) == 200
 
 
+def test_a_split_committed_while_the_holder_s_batch_stays_inside_the_new_bounds_costs_that_batch_nothing(
+        settings):
+    settings.PARTITIONS_SPLIT_MIN_BATCHES = 1
+    seed(400)  # the cut lands after 200 rows, past the first batch of 150
+    jobtypes.MID_BATCH.clear()
+    jobtypes.MID_BATCH.update(plan_at=1, apply_at=1)
+    job = run_to_end(planned_job("tests.splits_mid_batch", {}))
+
+    assert job.status == "succeeded" and jobtypes.MID_BATCH["new"] is not None
+    assert jobtypes.MID_BATCH["batches"][:2] == [150, 50]  # committed as read, then up to the new bound
+    assert_every_subscription_bumped_exactly_once(400)
+    assert Partition.objects.filter(job=job).count() == 2 and total_estimate(job) == 400
+
+
 def test_a_split_planned_before_the_holder_checkpointed_past_its_cut_is_refused(settings):
     settings.PARTITIONS_SPLIT_MIN_BATCHES = 1
     seed(200)

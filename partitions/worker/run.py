@@ -237,15 +237,29 @@ class PartitionRun:
                 self._finish_subjobs(ok, SubJobStatus.SUCCEEDED)
             self._record_problems(skipped, SubJobStatus.SKIPPED)
             self._record_problems(failed, SubJobStatus.FAILED)
-            self.pacer.controls = claiming.partition_checkpoint(
-                self.partition.pk, self.token, checkpoint=self.source.checkpoint_of(items[-1]),
-                done=len(ok), failed=len(failed), skipped=len(skipped), lease_seconds=self.lease_seconds,
-                batch_size=self.sizer.size, bounds_version=self.partition.bounds_version,
-            )
+            self.pacer.controls = self._checkpoint(items, done=len(ok), failed=len(failed), skipped=len(skipped))
         self.checkpoint = self.source.checkpoint_of(items[-1])
         self.failed_total += len(failed)
         for name, n in (("done", len(ok)), ("failed", len(failed)), ("skipped", len(skipped))):
             self.stats[name] += n
+
+    def _checkpoint(self, items: list, **counts: int) -> JobControls:
+        """The fenced checkpoint past `items`. When a split moved the bounds since the batch was read, it
+        commits only if every item of the batch is still inside the new bounds (read in this transaction,
+        after the split's commit); a batch that read past them raises BoundsMoved and is run again."""
+        def write() -> JobControls:
+            return claiming.partition_checkpoint(
+                self.partition.pk, self.token, checkpoint=self.source.checkpoint_of(items[-1]),
+                lease_seconds=self.lease_seconds, batch_size=self.sizer.size,
+                bounds_version=self.partition.bounds_version, **counts)
+
+        try:
+            return write()
+        except BoundsMoved:
+            self._reload_bounds()
+            if not self.source.holds(items):
+                raise
+            return write()
 
     def _finish_subjobs(self, pairs: list, status: str) -> None:
         subjobs_finish([

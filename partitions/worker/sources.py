@@ -29,6 +29,10 @@ class ItemSource:
     def ordering_key(self, item) -> str:
         return ""
 
+    def holds(self, items: list) -> bool:
+        """Every one of `items` is (still) inside this source's bounds: one query."""
+        return self.queryset.filter(pk__in=[item.pk for item in items]).count() == len({item.pk for item in items})
+
     def subjob_of(self, item) -> SubJob | None:
         return None
 
@@ -72,6 +76,7 @@ class SubJobSource(ItemSource):
     subjob_backed = True
 
     def __init__(self, partition: Partition):
+        self.partition_id = partition.pk
         self.queryset = SubJob.objects.filter(partition=partition, status=SubJobStatus.PENDING)
 
     def fetch(self, after: Any, limit: int) -> list:
@@ -86,6 +91,11 @@ class SubJobSource(ItemSource):
 
     def subjob_of(self, item) -> SubJob | None:
         return item
+
+    def holds(self, items: list) -> bool:
+        """The batch's sub-jobs all still belong to this partition (whatever their status by now)."""
+        ids = {self.subjob_of(item).pk for item in items}
+        return SubJob.objects.filter(pk__in=ids, partition_id=self.partition_id).count() == len(ids)
 
 
 class RowRetrySource(SubJobSource):

@@ -189,6 +189,8 @@ SQL_SUBJOBS_MOVE_FROM_CUT = """
 
 #: Running partitions considered per idle moment, most work left first.
 CANDIDATES = 5
+#: Looks at the candidates again after a split lost a race (idle workers arriving together), at most.
+RACE_ROUNDS = 3
 
 
 def split_for_idle(*, worker_id: str, job_id: int | None = None, cache: dict | None = None) -> Partition | None:
@@ -196,16 +198,20 @@ def split_for_idle(*, worker_id: str, job_id: int | None = None, cache: dict | N
     run one more partition), so the drain can claim its second half. None when nothing is worth splitting."""
     if not conf.get("SPLIT_RUNNING"):
         return None
-    for partition in _candidates(job_id):
-        try:
-            setup = job_setup(partition.job_id, cache)
-        except Exception:  # unknown type or params: nothing of this job is split
-            continue
-        if not setup.job_type.split_when_idle:
-            continue
-        split = plan(partition, setup)
-        if split is not None and (new := apply(split, setup, actor=worker_id, why="idle workers")) is not None:
-            return new
+    for _ in range(RACE_ROUNDS):
+        raced = False
+        for partition in _candidates(job_id):
+            try:
+                setup = job_setup(partition.job_id, cache)
+            except Exception:  # unknown type or params: nothing of this job is split
+                continue
+            if not setup.job_type.split_when_idle or (split := plan(partition, setup)) is None:
+                continue
+            if (new := apply(split, setup, actor=worker_id, why="idle workers")) is not None:
+                return new
+            raced = True  # another idle worker split it first, or its holder moved on: look again
+        if not raced:
+            return None
     return None
 
 
