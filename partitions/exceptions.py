@@ -40,8 +40,8 @@ class LeaseLost(PartitionsError):
 
 
 class BoundsMoved(PartitionsError):
-    """A checkpoint of a batch read under bounds a split has changed since: nothing was written; the holder
-    (still holding the lease) reads its new bounds and runs the batch again within them."""
+    """A checkpoint of a batch that read past the bounds a split has moved since: nothing was written; the
+    holder (still holding the lease) runs the batch again within its new bounds."""
 
     def __init__(self, partition_id: int, token: int):
         self.partition_id, self.token = partition_id, token

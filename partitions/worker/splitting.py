@@ -13,9 +13,10 @@ bounds version, the cut still ahead of the checkpoint) and writes both halves:
   the cut lies past what the holder may have in flight.
 
 The holder keeps its lease. Each split bumps `bounds_version`; the holder's checkpoint carries the version
-its batch was read under, so a batch read before the split writes nothing (`BoundsMoved`): an atomic batch
-rolls back whole and runs again within the new bounds (exactly once), a non-atomic one keeps its
-at-least-once contract. Estimates move with the work: the job's total never changes.
+its batch was read under. On a mismatch the holder re-reads its bounds: a batch still inside them commits
+as it is, and one that read past them writes nothing (`BoundsMoved`): an atomic batch rolls back whole and
+runs again within the new bounds (exactly once), a non-atomic one keeps its at-least-once contract.
+Estimates move with the work: the job's total never changes.
 """
 
 from __future__ import annotations
