@@ -160,6 +160,14 @@ class JobStats:
             return None
         return max(1, math.ceil(self.remaining_items / (per_worker * left)))
 
+    def throttle(self) -> dict:
+        """The job's throttle as every surface shows it (the job page's line, `jobs status`); `held`: a health
+        check holds it now (an episode left open on a job that has ended is not shown)."""
+        job = self.job
+        return {"rate_limit": job.rate_limit, "pause_ms": job.pause_ms, "ignore_health": job.ignore_health,
+                "throttled_since": job.throttled_since, "throttled_reason": job.throttled_reason,
+                "held": job.throttled_since is not None and not job.is_terminal}
+
     def figures(self) -> dict:
         """The figures every surface shows (job page, job list, progress JSON, `jobs status --json`, the deadline
         warning), all from this one computation, so no two of them can disagree."""

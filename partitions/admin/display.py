@@ -125,15 +125,15 @@ def bar_widths(stats: JobStats) -> dict[str, float]:
 
 def throttle_text(stats: JobStats) -> str:
     """The job's throttle as operators read it: rate against its limit, pause, health ("" when none)."""
-    job = stats.job
+    t = stats.throttle()
     parts = []
-    if job.rate_limit:
-        parts.append(f"{fmt_rate(stats.rate)} of {fmt_rate(job.rate_limit)} allowed")
-    if job.pause_ms:
-        parts.append(f"{job.pause_ms} ms pause after each batch")
-    if job.throttled_since is not None and not job.is_terminal:
-        parts.append(f"held by a health check since {fmt_dt(job.throttled_since)}: {job.throttled_reason}")
-    if job.ignore_health:
+    if t["rate_limit"]:
+        parts.append(f"{fmt_rate(stats.rate)} of {fmt_rate(t['rate_limit'])} allowed")
+    if t["pause_ms"]:
+        parts.append(f"{t['pause_ms']} ms pause after each batch")
+    if t["held"]:
+        parts.append(f"held by a health check since {fmt_dt(t['throttled_since'])}: {t['throttled_reason']}")
+    if t["ignore_health"]:
         parts.append("health checks ignored")
     return "; ".join(parts)
 

@@ -99,14 +99,9 @@ def job_summary(job: Job) -> dict[str, Any]:
     return {
         "id": job.pk, "type": job.type_name, "status": job.status, "params": job.params, "error": job.error,
         "created_at": job.created_at, "finished_at": job.finished_at, "max_parallel": job.max_parallel,
-        **stats.progress.as_dict(), **stats.figures(), "throttle": throttle_summary(job),
+        **stats.progress.as_dict(), **stats.figures(), "throttle": stats.throttle(),
         "splits": job_splits(job.pk),
     }
-
-
-def throttle_summary(job: Job) -> dict[str, Any]:
-    return {"rate_limit": job.rate_limit, "pause_ms": job.pause_ms, "ignore_health": job.ignore_health,
-            "throttled_since": job.throttled_since, "throttled_reason": job.throttled_reason}
 
 
 def throttle_line(summary: dict[str, Any]) -> str:
@@ -117,7 +112,7 @@ def throttle_line(summary: dict[str, Any]) -> str:
         parts.append(f"rate {summary['items_per_second']:,.1f}/{t['rate_limit']:,g} items/s")
     if t["pause_ms"]:
         parts.append(f"pause {t['pause_ms']} ms")
-    if t["throttled_since"]:
+    if t["held"]:
         parts.append(f"THROTTLED since {t['throttled_since']:%H:%M:%S}: {t['throttled_reason']}")
     if t["ignore_health"]:
         parts.append("health checks ignored")
