@@ -279,3 +279,18 @@ def test_an_adaptive_job_type_that_cannot_work_is_refused_at_registration(attrs,
     declared = type("Bad", (JobType,), {"name": "tests.bad_adaptive", "batch_size": 100, **attrs})
     with pytest.raises(JobCodeError, match=message):
         declared.check_declaration()
+
+
+def test_an_episode_left_open_on_an_ended_job_is_not_shown_as_held(admin_env, superuser):
+    from django.test import Client
+    from django.urls import reverse
+
+    job = run_to_end(planned_job("tests.bump_range", {"partitions": 1}))
+    Job.objects.filter(pk=job.pk).update(throttled_since=job.created_at, throttled_reason="replication lag")
+    code, out, _ = cli("status", str(job.pk), "--json")
+    assert code == 0 and __import__("json").loads(out)["throttle"]["held"] is False
+    assert "THROTTLED" not in cli("status", str(job.pk))[1]
+    client = Client()
+    client.force_login(superuser)
+    page = client.get(reverse("admin:partitions_job_change", args=[job.pk])).content.decode()
+    assert "held by a health check" not in page
