@@ -33,7 +33,7 @@ ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[:
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "opsapp.admin_site.ConsoleAdminConfig",  # django.contrib.admin, with the console's index order
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

@@ -1,9 +1,11 @@
 """Operational endpoints."""
 
 import logging
+from pathlib import Path
 
 from django.db import DatabaseError, connection
-from django.http import JsonResponse
+from django.http import HttpResponse, JsonResponse
+from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_safe
 
 logger = logging.getLogger(__name__)
@@ -24,3 +26,13 @@ def healthz(request):
         logger.warning("healthz: database unavailable: %s", str(exc).strip())
         return JsonResponse({"database": "unavailable"}, status=503)
     return JsonResponse({"database": "ok"})
+
+
+FAVICON = Path(__file__).resolve().parent / "static" / "opsapp" / "favicon.ico"
+
+
+@require_safe
+@cache_control(max_age=86400, public=True)
+def favicon(request):
+    """The console's icon at the path browsers ask for on every page (also served as static opsapp/favicon.ico)."""
+    return HttpResponse(FAVICON.read_bytes(), content_type="image/x-icon")
