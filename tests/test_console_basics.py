@@ -1,8 +1,18 @@
 """What every page of the console relies on: the icon browsers ask for, the admin index's order."""
 
+import logging
+import shutil
 import struct
+import subprocess
+import sys
+from pathlib import Path
 
 from django.test import Client
+
+from opsapp.billing.seeding import seed_demo
+from tests.support import planned_job, run_to_end
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def test_favicon_answers_with_an_icon_to_anonymous_callers():
@@ -35,3 +45,28 @@ def test_admin_index_shows_the_engine_first_and_django_q2_last_as_internals(admi
     assert names["partitions"] == "Partitioned jobs"
     body = response.content.decode()
     assert body.index("Partitioned jobs") < body.index("Billing demo") < body.index("(internals)")
+
+
+def test_an_invoice_run_logs_one_line_for_the_terminal_and_mails_to_the_backend(transactional_db, caplog, mailoutbox):
+    seed_demo(products=1, subscriptions=0, customers=30, events=0)
+    job = planned_job("billing.send_invoices", {"period": "2026-11", "work_ms": 0})
+
+    with caplog.at_level(logging.INFO, logger="opsapp.billing"):
+        job = run_to_end(job)
+
+    assert job.status == "succeeded", job.error
+    lines = [r.getMessage() for r in caplog.records if r.name.startswith("opsapp.billing")]
+    assert lines == [f"invoice run 2026-11 (job {job.pk}): 30 invoices mailed, summary mailed to ops@example.com"]
+    assert len(mailoutbox) == 31  # 30 invoices and the summary, in the backend, not in the log
+
+
+def test_make_writes_a_dot_env_that_sends_mail_to_files_not_the_terminal(tmp_path):
+    shutil.copy(REPO / "Makefile", tmp_path / "Makefile")
+
+    subprocess.run(["make", "-s", ".env", f"PY={sys.executable}"], cwd=tmp_path, check=True, capture_output=True)
+
+    settings = dict(line.split("=", 1) for line in (tmp_path / ".env").read_text().splitlines()
+                    if line and not line.startswith("#"))
+    assert settings["EMAIL_BACKEND"] == "django.core.mail.backends.filebased.EmailBackend"
+    assert settings["EMAIL_FILE_PATH"] == "var/mail"
+    assert len(settings["SECRET_KEY"]) > 40

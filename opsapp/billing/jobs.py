@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 
@@ -15,6 +16,8 @@ from django.utils import timezone
 from opsapp.billing import broker
 from opsapp.billing.models import Customer, Event, Invoice, Product, Subscription
 from partitions.api import SYSTEM, Items, ItemSpec, JobType, KeyRange, Modulo, SubJob, event, register
+
+logger = logging.getLogger(__name__)
 
 # 1. Migrate millions of rows ---------------------------------------------------------------
 
@@ -189,4 +192,7 @@ class SendInvoices(JobType):
         send_mail(f"Invoice run {job.params['period']} finished", "\n".join(f"{k}: {v}" for k, v in summary.items()),
                   settings.DEFAULT_FROM_EMAIL, settings.OPS_NOTIFY_EMAILS)
         event(job.pk, "notification_sent", SYSTEM, {"to": settings.OPS_NOTIFY_EMAILS})
+        # One line per run for the terminal (make run); the mails themselves go to the mail backend.
+        logger.info("invoice run %s (job %s): %s invoices mailed, summary mailed to %s", job.params["period"],
+                    job.pk, summary["invoices_mailed"], ", ".join(settings.OPS_NOTIFY_EMAILS))
         return summary
