@@ -28,8 +28,10 @@ MIN_SPAN_SECONDS = 1.0
 #: Measured at or above this share of its rate limit, the limit is what binds.
 BINDING_SHARE = 0.9
 
-# What limits a job (`limited_by`).
+# What limits a job (`limited_by`), and how every surface names it.
 RATE_LIMIT, MAX_PARALLEL, WORKERS, HEALTH, PAUSED = "rate_limit", "max_parallel", "workers", "health", "paused"
+LIMIT_WORDS = {RATE_LIMIT: "limited by the rate limit", MAX_PARALLEL: "limited by max parallel",
+               WORKERS: "limited by the fleet's workers", HEALTH: "held by a health check", PAUSED: "paused"}
 
 
 @dataclass(frozen=True)

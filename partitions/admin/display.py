@@ -96,15 +96,12 @@ def failures_text(stats: JobStats) -> str:
 def limit_text(stats: JobStats) -> str:
     """What limits the job, in words ("" when nothing does)."""
     p, job = stats.projection, stats.job
-    if p.limited_by == projection.RATE_LIMIT:
-        return f"limited by the rate limit of {fmt_rate(job.rate_limit)}"
-    if p.limited_by == projection.MAX_PARALLEL:
-        return f"limited by max parallel ({job.max_parallel})"
-    if p.limited_by == projection.WORKERS:
-        return f"limited by the workers: the fleet has {plural(p.fleet_workers or 0, 'worker')}"
+    detail = {projection.RATE_LIMIT: f" of {fmt_rate(job.rate_limit)}",
+              projection.MAX_PARALLEL: f" ({job.max_parallel})",
+              projection.WORKERS: f": the fleet has {plural(p.fleet_workers or 0, 'worker')}"}
     if p.limited_by == projection.HEALTH:
         return f"held: {p.held}"
-    return "paused" if p.limited_by == projection.PAUSED else ""
+    return "" if p.limited_by is None else projection.LIMIT_WORDS[p.limited_by] + detail.get(p.limited_by, "")
 
 
 def _ended_verdict(stats: JobStats) -> str:
