@@ -56,6 +56,9 @@ class JobFacts:
     samples: Sequence[Sample] = ()
     #: When the job's settings last changed (None: never, or not known).
     settings_changed_at: datetime | None = None
+    #: Seconds after a change during which batches begun under the old settings still commit (one sample
+    #: interval): the rate is measured from the first sample taken after them.
+    settle_seconds: float = 2.0
     #: Seconds the job spent processing, pauses and time spent failed excluded (for the average).
     work_seconds: float | None = None
     rate_limit: float | None = None
@@ -93,11 +96,13 @@ class Projection:
 
 
 def current_rate(facts: JobFacts) -> tuple[float | None, float | None, str]:
-    """(items/s, partitions in flight on average, source): from the first sample taken since the settings last
-    changed to the counters now; the work-time average when no sample was taken and nothing changed since the
-    job's run began; `measuring` when the change is too recent."""
+    """(items/s, partitions in flight on average, source): from the first sample taken once the last change of
+    the job's settings has settled to the counters now; the work-time average when no sample was taken and
+    nothing changed since the job's run began; `measuring` when the change is too recent. So under a new rate
+    limit the rate shown is never above it once one sample interval has passed."""
     since = facts.settings_changed_at
-    points = [s for s in facts.samples if since is None or s.at >= since]
+    settled = None if since is None else since + timedelta(seconds=facts.settle_seconds)
+    points = [s for s in facts.samples if settled is None or s.at >= settled]
     if points and (span := (facts.now - points[0].at).total_seconds()) >= MIN_SPAN_SECONDS:
         live = [s.live for s in points]
         return max(0.0, (facts.handled - points[0].handled) / span), sum(live) / len(live), "samples"

@@ -12,7 +12,7 @@ from django.db import connection
 from django.db.models import Case, Count, F, Max, OuterRef, QuerySet, Subquery, Sum, When
 from django.db.models.functions import Coalesce, Greatest, Now
 
-from partitions import dispatch
+from partitions import conf, dispatch
 from partitions.attempts import Attempt, Mark, active_seconds, attempts_of, work_seconds
 from partitions.claiming import live_lease_q
 from partitions.models import Delivery, Job, JobEvent, Partition, SubJob
@@ -235,6 +235,7 @@ def jobs_stats(jobs: Sequence[Job], *, window_seconds: float = RATE_WINDOW_SECON
         facts = JobFacts(
             status=job.status, now=now, handled=handled, items_total=p.items_total, live_leases=p.live_leases,
             samples=samples[job.pk], settings_changed_at=_settings_changed_at(marks[job.pk]),
+            settle_seconds=conf.get("SAMPLE_SECONDS"),
             work_seconds=(work_seconds(attempts, job.finished_at or now) if attempts
                           else _span(job.planned_at or job.started_at, job, now)),
             rate_limit=job.rate_limit,

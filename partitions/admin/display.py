@@ -172,7 +172,9 @@ def throttle_text(stats: JobStats) -> str:
     """The job's throttle as operators read it: rate against its limit, pause, health ("" when none)."""
     t = stats.throttle()
     parts = []
-    if t["rate_limit"]:
+    if t["rate_limit"] and stats.job.is_terminal:  # an ended job's average is no reading against its limit
+        parts.append(f"rate limit {fmt_rate(t['rate_limit'])}")
+    elif t["rate_limit"]:
         parts.append(f"{rate_text(stats)} of {fmt_rate(t['rate_limit'])} allowed")
     if t["pause_ms"]:
         parts.append(f"{t['pause_ms']} ms pause after each batch")

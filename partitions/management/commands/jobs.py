@@ -109,7 +109,9 @@ def throttle_line(summary: dict[str, Any]) -> str:
     """The throttle part of a status line ("" when nothing throttles the job)."""
     t = summary["throttle"]
     parts = []
-    if t["rate_limit"]:
+    if t["rate_limit"] and summary["status"] in JOB_TERMINAL:  # an ended job's average is no reading of it
+        parts.append(f"rate limit {t['rate_limit']:,g} items/s")
+    elif t["rate_limit"]:
         parts.append(f"rate {summary['items_per_second']:,.1f}/{t['rate_limit']:,g} items/s")
     if t["pause_ms"]:
         parts.append(f"pause {t['pause_ms']} ms")
