@@ -193,8 +193,10 @@ def outcome_text(stats: JobStats) -> str:
     """What ended the job, leading its header: what failed, or who cancelled it and why ("" otherwise)."""
     job = stats.job
     if job.status == JobStatus.FAILED:
-        failures = failures_text(stats)
-        return f"Failed: {failures} failed" if failures != DASH else "Failed"
+        counts = ((stats.progress.partitions.get(PartitionStatus.FAILED, 0), "partition"),
+                  (stats.progress.items_failed, "item"))
+        what = " and ".join(plural(n, word) for n, word in counts if n)
+        return f"Failed: {what} failed" if what else f"Failed: {job.error}" if job.error else "Failed"
     if job.status == JobStatus.CANCELLED:
         who = _who(stats.cancelled_by)
         reason = job.error.strip()
