@@ -126,6 +126,13 @@ def test_after_a_resume_the_rate_is_measured_from_the_resume_on():
     assert project(facts).items_per_second == pytest.approx(4.0, abs=0.01)
 
 
+@pytest.mark.parametrize("status", ["pending", "planning", "finalizing"])
+def test_a_job_not_running_projects_nothing_and_advises_nothing(status):
+    p = project(throttled_mid_run(status=status))
+    assert (p.eta_seconds, p.projected_finish, p.meets_deadline, p.verdict) == (None, None, None, None)
+    assert (p.limited_by, p.workers_needed, p.rate_needed) == (None, None, None)
+
+
 def test_a_health_hold_is_zero_rate_no_eta_and_says_why():
     p = project(throttled_mid_run(held_reason="replica lag 40s > 30s", rate_limit=None))
     assert (p.effective_rate, p.eta_seconds, p.limited_by, p.held) == (0.0, None, "health", "replica lag 40s > 30s")
