@@ -61,6 +61,8 @@ class JobFacts:
     settle_seconds: float = 2.0
     #: Seconds the job spent processing, pauses and time spent failed excluded (for the average).
     work_seconds: float | None = None
+    #: When its current attempt began processing: a change at or before it leaves the average unmixed.
+    run_began_at: datetime | None = None
     rate_limit: float | None = None
     #: Partitions in flight at once; 0 = unlimited.
     max_parallel: int = 0
@@ -106,7 +108,8 @@ def current_rate(facts: JobFacts) -> tuple[float | None, float | None, str]:
     if points and (span := (facts.now - points[0].at).total_seconds()) >= MIN_SPAN_SECONDS:
         live = [s.live for s in points]
         return max(0.0, (facts.handled - points[0].handled) / span), sum(live) / len(live), "samples"
-    if not facts.samples and facts.work_seconds and facts.handled:
+    unmixed = since is None or (facts.run_began_at is not None and since <= facts.run_began_at)
+    if not facts.samples and unmixed and facts.work_seconds and facts.handled:
         return facts.handled / facts.work_seconds, float(facts.live_leases), "average"
     return None, None, "measuring"
 

@@ -238,6 +238,7 @@ def jobs_stats(jobs: Sequence[Job], *, window_seconds: float = RATE_WINDOW_SECON
             settle_seconds=conf.get("SAMPLE_SECONDS"),
             work_seconds=(work_seconds(attempts, job.finished_at or now) if attempts
                           else _span(job.planned_at or job.started_at, job, now)),
+            run_began_at=attempts[-1].process[0] if attempts and attempts[-1].process else None,
             rate_limit=job.rate_limit,
             max_parallel=job.max_parallel, fleet_workers=fleet,
             fleet_free=None if fleet is None else fleet - (busy - p.live_leases), held_reason=held,

@@ -163,6 +163,13 @@ def test_without_samples_and_without_a_change_the_rate_is_the_work_time_average(
     assert (p.items_per_second, p.rate_source, p.eta_seconds) == (3.0, "average", 100.0)
 
 
+def test_without_samples_after_a_change_there_is_no_average_that_mixes_before_and_after():
+    facts = JobFacts(status="running", now=at(100), handled=300, items_total=600, work_seconds=100,
+                     run_began_at=at(0), settings_changed_at=at(60))
+    assert current_rate(facts) == (None, None, "measuring")
+    assert current_rate(JobFacts(**{**facts.__dict__, "settings_changed_at": at(0)}))[2] == "average"
+
+
 def test_a_job_with_nothing_left_has_an_eta_of_zero():
     p = project(throttled_mid_run(handled=12_000))
     assert p.eta_seconds == 0.0 and p.meets_deadline is True and p.rate_needed is None
