@@ -16,6 +16,7 @@ class Dispatcher(Protocol):
     def job_drained(self, job_id: int) -> None: ...
     def work_claimed(self) -> None: ...
     def notifications_due(self) -> None: ...
+    def fleet_workers(self) -> int | None: ...
 
 
 _dispatcher: Dispatcher | None = None
@@ -59,3 +60,9 @@ def notifications_due() -> None:
     """Job events that notify were logged (a step began or ended, a job ended): relay and send them."""
     if _dispatcher:
         _dispatcher.notifications_due()
+
+
+def fleet_workers() -> int | None:
+    """Worker processes of the fleet that runs partitions now (None when unknown: no dispatcher, or no cluster
+    reported); the projection compares it with a job's max parallel."""
+    return _dispatcher.fleet_workers() if _dispatcher else None

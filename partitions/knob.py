@@ -16,11 +16,7 @@ from partitions import claiming, dispatch, validation
 from partitions.exceptions import InvalidParams, InvalidTransition, JobNotFound
 from partitions.lifecycle import Actor, event
 from partitions.models import Job
-from partitions.states import JobStatus
-
-#: Statuses whose knob may change: the job has not reached finalize yet.
-ADJUSTABLE = frozenset({JobStatus.PENDING, JobStatus.PLANNING, JobStatus.RUNNING, JobStatus.PAUSED})
-
+from partitions.states import JOB_ADJUSTABLE
 
 NOTHING_TO_CHANGE = "Nothing to change: give max_parallel or a deadline."
 
@@ -38,7 +34,7 @@ def job_set(job_id: int, *, actor: Any, max_parallel: int | Any = KEEP,
         job = claiming.job_locked(job_id, no_key=True)
         if job is None:
             raise JobNotFound(job_id)
-        if job.status not in ADJUSTABLE:
+        if job.status not in JOB_ADJUSTABLE:
             raise InvalidTransition("Job", job_id, job.status, "adjusted")
         options = validation.run_options(
             max_parallel=job.max_parallel if max_parallel is KEEP else max_parallel,

@@ -81,10 +81,15 @@ class EngineCollector(Collector):
             ("partitions_job_items_per_second", "items_per_second", "Current throughput of a running job."),
             ("partitions_job_eta_seconds", "eta_seconds", "Seconds a running job needs at its current rate."),
             ("partitions_job_workers_needed", "workers_needed", "Parallel workers a running job needs to meet "
-             "its deadline (0 without one)."),
+             "its deadline, when workers or max parallel limit it."),
+            ("partitions_job_rate_needed", "rate_needed", "Items/s a running job needs to meet its deadline, when "
+             "its rate limit limits it."),
         ]:
             yield _gauge(name, doc, ["job", "type"], [(pk, type_name, f[key]) for pk, type_name, f in figures
                                                       if f[key] is not None])
+        yield _gauge("partitions_job_limited", "What limits a running job now (rate_limit, max_parallel, workers, "
+                     "health, paused): 1 for its one limit.", ["job", "type", "limited_by"],
+                     [(pk, type_name, f["limited_by"], 1) for pk, type_name, f in figures if f["limited_by"]])
 
     def _counters(self) -> Iterator[Metric]:
         by_type = list(Partition.objects.values_list("job__type_name").annotate(

@@ -10,6 +10,7 @@ from django.db.models import Q
 from django.db.models.functions import Now
 
 from partitions.encoding import EngineJSONEncoder
+from partitions.projection import COURSE_EVENTS
 from partitions.states import (
     JOB_TERMINAL,
     PARTITION_TERMINAL,
@@ -229,7 +230,11 @@ class JobEvent(models.Model):
 
     class Meta:
         ordering = ["-id"]
-        indexes = [models.Index(fields=["job", "-id"], name="jobevent_job_idx")]
+        indexes = [
+            models.Index(fields=["job", "-id"], name="jobevent_job_idx"),
+            # Every figure of a job reads these few events; its claims and retries may be millions.
+            models.Index(fields=["job", "id"], name="jobevent_course_idx", condition=Q(type__in=sorted(COURSE_EVENTS))),
+        ]
 
     def __str__(self) -> str:
         return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.type} by {self.actor}"

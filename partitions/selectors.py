@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -13,8 +12,11 @@ from django.db import connection
 from django.db.models import Case, Count, F, Max, OuterRef, QuerySet, Subquery, Sum, When
 from django.db.models.functions import Coalesce, Greatest, Now
 
+from partitions import conf, dispatch
+from partitions.attempts import Attempt, Mark, active_seconds, attempts_of, work_seconds
 from partitions.claiming import live_lease_q
 from partitions.models import Delivery, Job, JobEvent, Partition, SubJob
+from partitions.projection import COURSE_EVENTS, SETTINGS_EVENTS, JobFacts, Projection, Sample, project
 from partitions.sql import SQL_JOB_SAMPLES_THINNED, SQL_JOBS_SAMPLE_WINDOW
 from partitions.states import JobStatus, PartitionStatus, SubJobStatus
 
@@ -35,12 +37,16 @@ class Progress:
         return sum(self.partitions.values())
 
     @property
+    def handled(self) -> int:
+        """Items done, failed or skipped."""
+        return self.items_done + self.items_failed + self.items_skipped
+
+    @property
     def percent(self) -> float:
         if not self.items_total:
             terminal = self.partitions_total - self.partitions.get("pending", 0) - self.partitions.get("running", 0)
             return 100.0 * terminal / self.partitions_total if self.partitions_total else 0.0
-        handled = self.items_done + self.items_failed + self.items_skipped
-        return 100.0 * handled / self.items_total  # never above 100: items_total counts what was handled
+        return 100.0 * self.handled / self.items_total  # never above 100: items_total counts what was handled
 
     def as_dict(self) -> dict:
         return {
@@ -95,70 +101,46 @@ def job_get(job_id: int) -> Job:
 RATE_WINDOW_SECONDS = 300
 
 
-
 @dataclass
 class JobStats:
-    """Progress of one job plus its throughput and projections, measured on the database clock."""
+    """Progress of one job, its attempts and its projection (`partitions.projection`), on the database clock."""
 
     job: Job
     progress: Progress
     now: datetime
-    rate: float | None = None
-    rate_source: str = ""
-    workers: float = 0.0
+    projection: Projection
+    attempts: list[Attempt] = field(default_factory=list)
+    #: Who cancelled the job (the actor of its `job_cancelled` event; "" when it was not cancelled).
+    cancelled_by: str = ""
 
     @property
     def handled(self) -> int:
-        p = self.progress
-        return p.items_done + p.items_failed + p.items_skipped
+        return self.progress.handled
 
     @property
     def remaining_items(self) -> int:
         return max(0, self.progress.items_total - self.handled)
 
     @property
+    def rate(self) -> float | None:
+        return self.projection.items_per_second
+
+    @property
     def elapsed_seconds(self) -> float | None:
-        if self.job.started_at is None:
-            return None
-        return max(0.0, ((self.job.finished_at or self.now) - self.job.started_at).total_seconds())
-
-    @property
-    def eta_seconds(self) -> float | None:
-        """Seconds to finish at the current rate; None when unknown or not running."""
-        if self.job.status != JobStatus.RUNNING:
-            return None
-        if not self.remaining_items:
-            return 0.0
-        return self.remaining_items / self.rate if self.rate else None
-
-    @property
-    def projected_finish(self) -> datetime | None:
-        eta = self.eta_seconds
-        return None if eta is None else self.now + timedelta(seconds=eta)
-
-    @property
-    def per_worker_rate(self) -> float | None:
-        """Items/s one lease (partition in flight) achieves, averaged over the rate window."""
-        return self.rate / self.workers if self.rate and self.workers else None
+        """The job's duration as work: its attempts, less pauses and the time it sat failed before a retry
+        (from its start to its end when its events are not known)."""
+        if self.attempts:
+            return active_seconds(self.attempts, self.job.finished_at or self.now)
+        return _span(self.job.started_at, self.job, self.now)
 
     @property
     def deadline_seconds_left(self) -> float | None:
         return None if self.job.deadline is None else (self.job.deadline - self.now).total_seconds()
 
     @property
-    def meets_deadline(self) -> bool | None:
-        finish = self.projected_finish
-        if self.job.deadline is None or finish is None:
-            return None
-        return finish <= self.job.deadline
-
-    @property
-    def workers_needed(self) -> int | None:
-        """Parallel leases needed to finish the remaining items by the deadline at the per-worker rate."""
-        left, per_worker = self.deadline_seconds_left, self.per_worker_rate
-        if self.job.is_terminal or left is None or left <= 0 or not per_worker:
-            return None
-        return max(1, math.ceil(self.remaining_items / (per_worker * left)))
+    def retried(self) -> bool:
+        """The job runs (or ran) a retry: its finalize summary is the previous attempt's until it ends again."""
+        return len(self.attempts) > 1
 
     def throttle(self) -> dict:
         """The job's throttle as every surface shows it (the job page's line, `jobs status`); `held`: a health
@@ -169,46 +151,101 @@ class JobStats:
                 "held": job.throttled_since is not None and not job.is_terminal}
 
     def figures(self) -> dict:
-        """The figures every surface shows (job page, job list, progress JSON, `jobs status --json`, the deadline
-        warning), all from this one computation, so no two of them can disagree."""
+        """The figures every surface shows (job page, job list, progress JSON, `jobs status --json`, `/metrics`,
+        the deadline warning), all from the one projection, so no two of them can disagree."""
+        p = self.projection
         return {
             "percent": round(self.progress.percent, 2),
-            "items_per_second": round(self.rate or 0.0, 2),
-            "rate_source": self.rate_source,
-            "eta_seconds": None if self.eta_seconds is None else round(self.eta_seconds, 1),
-            "eta": self.projected_finish,
+            "items_per_second": round(p.items_per_second or 0.0, 2),
+            "rate_source": p.rate_source,
+            "effective_items_per_second": _round(p.effective_rate, 2),
+            "limited_by": p.limited_by,
+            "held": p.held,
+            "eta_seconds": _round(p.eta_seconds, 1),
+            "eta": p.projected_finish,
             "deadline": self.job.deadline,
-            "meets_deadline": self.meets_deadline,
-            "workers_needed": self.workers_needed,
-            "per_worker_rate": None if self.per_worker_rate is None else round(self.per_worker_rate, 3),
-            "live_leases": self.progress.live_leases,
+            "meets_deadline": p.meets_deadline,
+            "verdict": p.verdict,
+            "workers_needed": p.workers_needed,
+            "rate_needed": _round(p.rate_needed, 3),
+            "per_worker_rate": _round(p.per_worker_rate, 3),
+            "fleet_workers": p.fleet_workers,
+            "live_leases": 0 if self.job.is_terminal else self.progress.live_leases,
         }
 
 
+def _span(began: datetime | None, job: Job, now: datetime) -> float | None:
+    """Seconds from `began` to the job's end, its pause, or now: what a job without lifecycle events (made
+    directly, or from before they were kept) is measured over."""
+    if began is None:
+        return None
+    end = job.finished_at or (job.paused_at if job.status == JobStatus.PAUSED else None) or now
+    return max(0.0, (end - began).total_seconds())
+
+
+def _round(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def _marks(ids: list[int]) -> dict[int, list[Mark]]:
+    """Lifecycle and settings events of these jobs, oldest first (partial index jobevent_course_idx)."""
+    marks: dict[int, list[Mark]] = defaultdict(list)
+    rows = (JobEvent.objects.filter(job_id__in=ids, type__in=sorted(COURSE_EVENTS))
+            .values_list("job_id", "type", "created_at", "data", "actor").order_by("job_id", "id"))
+    for job_id, type_, at, data, actor in rows:
+        marks[job_id].append(Mark(type_, at, data if isinstance(data, dict) else {}, actor))
+    return marks
+
+
+def _settings_changed_at(marks: list[Mark]) -> datetime | None:
+    """The last change to how fast the job may go (a deadline-only knob change is not one)."""
+    changes = [m.at for m in marks if m.type in SETTINGS_EVENTS
+               and (m.type != "job_settings_changed" or "max_parallel" in m.data)]
+    return max(changes, default=None)
+
+
+def _samples(ids: list[int], window_seconds: float) -> tuple[datetime, dict[int, list[Sample]]]:
+    samples: dict[int, list[Sample]] = defaultdict(list)
+    with connection.cursor() as cursor:
+        cursor.execute(SQL_JOBS_SAMPLE_WINDOW, {"ids": ids, "window": window_seconds})
+        rows = cursor.fetchall()
+    for _, job_id, at, handled, live in rows:
+        if job_id is not None:
+            samples[job_id].append(Sample(at, handled, live))
+    return rows[0][0], samples
+
+
 def jobs_stats(jobs: Sequence[Job], *, window_seconds: float = RATE_WINDOW_SECONDS) -> dict[int, JobStats]:
-    """Progress, throughput and ETA of many jobs with three queries (progress, samples window, clock)."""
+    """Progress, attempts and projection of many jobs with a few queries whatever their number (progress,
+    lifecycle events, the samples window with the clock, and the fleet's free workers when any job runs)."""
     if not jobs:
         return {}
     ids = [job.pk for job in jobs]
-    progress = jobs_progress(ids)
-    with connection.cursor() as cursor:
-        cursor.execute(SQL_JOBS_SAMPLE_WINDOW, {"ids": ids, "window": window_seconds})
-        window = {row[0]: row[1:] for row in cursor.fetchall()}
+    progress, marks = jobs_progress(ids), _marks(ids)
+    running = [job.pk for job in jobs if job.status == JobStatus.RUNNING]
+    now, samples = _samples(running, window_seconds)
+    fleet = dispatch.fleet_workers() if running else None
+    busy = Partition.objects.filter(live_lease_q()).count() if fleet is not None else 0
     stats = {}
     for job in jobs:
-        now, first_at, first_handled, avg_live = window[job.pk]
-        s = JobStats(job=job, progress=progress[job.pk], now=now)
-        s.workers = float(avg_live) if avg_live is not None else float(s.progress.live_leases)
-        if job.status == JobStatus.RUNNING and first_at is not None and now > first_at:
-            # Current rate: from the window's first sample to the live counters now.
-            s.rate = max(0.0, (s.handled - first_handled) / (now - first_at).total_seconds())
-            s.rate_source = "samples"
-        else:
-            began = job.planned_at or job.started_at
-            end = job.finished_at or (job.paused_at if job.status == JobStatus.PAUSED else None) or now
-            if began is not None and end > began and s.handled:
-                s.rate, s.rate_source = s.handled / (end - began).total_seconds(), "average"
-        stats[job.pk] = s
+        p = progress[job.pk]
+        handled = p.handled
+        attempts = attempts_of(marks[job.pk], handled_now=handled)
+        held = job.throttled_reason if job.throttled_since is not None and job.status == JobStatus.RUNNING else None
+        facts = JobFacts(
+            status=job.status, now=now, handled=handled, items_total=p.items_total, live_leases=p.live_leases,
+            samples=samples[job.pk], settings_changed_at=_settings_changed_at(marks[job.pk]),
+            settle_seconds=conf.get("SAMPLE_SECONDS"),
+            work_seconds=(work_seconds(attempts, job.finished_at or now) if attempts
+                          else _span(job.planned_at or job.started_at, job, now)),
+            run_began_at=attempts[-1].process[0] if attempts and attempts[-1].process else None,
+            rate_limit=job.rate_limit,
+            max_parallel=job.max_parallel, fleet_workers=fleet,
+            fleet_free=None if fleet is None else fleet - (busy - p.live_leases), held_reason=held,
+            deadline=job.deadline, finished_at=job.finished_at)
+        cancelled_by = next((m.actor for m in reversed(marks[job.pk]) if m.type == "job_cancelled"), "")
+        stats[job.pk] = JobStats(job=job, progress=p, now=now, projection=project(facts), attempts=attempts,
+                                 cancelled_by=cancelled_by)
     return stats
 
 

@@ -18,9 +18,17 @@ from partitions.exceptions import DuplicateJob, InvalidParams, InvalidTransition
 from partitions.lifecycle import Actor, event, job_pending_work_cancel, transition, transition_many
 from partitions.models import Job, Partition, SubJob
 from partitions.notify.config import notify_choice
-from partitions.selectors import job_get
+from partitions.selectors import job_get, job_progress
 from partitions.splits import PartitionPlan, plan_splits
-from partitions.states import JOB_TERMINAL, JobStatus, PartitionStatus, SubJobStatus
+from partitions.states import (
+    JOB_REOPENABLE,
+    JOB_RETRYABLE,
+    JOB_TERMINAL,
+    JOB_THROTTLEABLE,
+    JobStatus,
+    PartitionStatus,
+    SubJobStatus,
+)
 from partitions.validation import UNSET
 
 log = logging.getLogger(__name__)
@@ -77,7 +85,7 @@ def job_throttle(job_id: int, *, actor: Any, rate_limit: float | Any | None = UN
         job = claiming.job_locked(job_id)
         if job is None:
             job_get(job_id)  # raises JobNotFound
-        if job.is_terminal:
+        if job.status not in JOB_THROTTLEABLE:
             raise InvalidTransition("Job", job_id, job.status, "throttle")
         changes = {"rate_limit": job.rate_limit if rate_limit is UNSET else rate_limit,
                    "pause_ms": job.pause_ms if pause_ms is UNSET else pause_ms}
@@ -130,7 +138,7 @@ def job_retry_failed(job_id: int, partition_ids: list[int] | None = None, *, act
     """Failed partitions (all, or those selected) back to pending with fresh attempts; reopens a failed job."""
     with transaction.atomic():
         job = job_get(job_id)
-        if job.status not in {JobStatus.RUNNING, JobStatus.PAUSED, JobStatus.FAILED}:
+        if job.status not in JOB_RETRYABLE:
             raise InvalidTransition("Job", job_id, job.status, "retry")
         where = Q(job_id=job_id, status=PartitionStatus.FAILED)
         if partition_ids is not None:
@@ -139,7 +147,8 @@ def job_retry_failed(job_id: int, partition_ids: list[int] | None = None, *, act
                                 actor=actor, event_type="partition_retried",
                                 updates={"attempts": 0, "available_at": Now(), "last_error": ""})
         if moved:
-            _reopen(job, actor, "failed partitions retried", count=len(moved))
+            handled = _handled(job_id)  # a partition retry keeps its counters: the retry carries on from them
+            _reopen(job, actor, "failed partitions retried", count=len(moved), handled=handled, handled_after=handled)
     return len(moved)
 
 
@@ -147,12 +156,13 @@ def subjobs_retry(job_id: int, subjob_ids: list[int] | None = None, *, actor: An
     """Failed (or skipped) sub-jobs back to pending in new retry partitions; None = all failed ones."""
     with transaction.atomic():
         job = job_get(job_id)
-        if job.status not in {JobStatus.RUNNING, JobStatus.PAUSED, JobStatus.FAILED}:
+        if job.status not in JOB_RETRYABLE:
             raise InvalidTransition("Job", job_id, job.status, "retry")
         where = Q(job_id=job_id, status__in=[SubJobStatus.FAILED, SubJobStatus.SKIPPED])
         if subjob_ids is not None:
             where &= Q(pk__in=subjob_ids)
         before = {row["pk"]: row for row in SubJob.objects.filter(where).values("pk", "partition_id", "status")}
+        handled = _handled(job_id)
         moved = transition_many(SubJob, where & Q(pk__in=list(before)), SubJobStatus.PENDING, actor=actor,
                                 event_type="subjob_retried", event_per_row=False, updates={"error": ""})
         if not moved:
@@ -177,15 +187,23 @@ def subjobs_retry(job_id: int, subjob_ids: list[int] | None = None, *, actor: An
                                              max_attempts=registry.get(job.type_name).max_attempts)
             SubJob.objects.filter(pk__in=ids).update(partition=retry)
         event(job_id, "subjobs_retried", Actor.of(actor), {"count": len(moved)})
-        _reopen(job, actor, "failed sub-jobs retried", count=len(moved))
+        _reopen(job, actor, "failed sub-jobs retried", count=len(moved), handled=handled,
+                handled_after=_handled(job_id))
     return len(moved)
 
 
-def _reopen(job: Job, actor: Any, reason: str, *, count: int) -> None:
-    if job.status == JobStatus.FAILED:
+def _handled(job_id: int) -> int:
+    return job_progress(job_id).handled
+
+
+def _reopen(job: Job, actor: Any, reason: str, *, count: int, handled: int, handled_after: int) -> None:
+    """A failed job runs again as a new attempt; its event keeps the items handled before the retry and after
+    it took the retried items out of the counters, so statistics can tell the attempts apart."""
+    if job.status in JOB_REOPENABLE:
         try:
             transition(Job, job.pk, JobStatus.RUNNING, actor=actor, event_type="job_reopened",
-                       data={"reason": reason, "count": count}, updates={"error": ""})
+                       data={"reason": reason, "count": count, "handled": handled, "handled_after": handled_after},
+                       updates={"error": ""})
         except IntegrityError as exc:
             raise DuplicateJob(job.pk, job.dedupe_key or "") from exc
     transaction.on_commit(dispatch.work_available)

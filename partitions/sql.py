@@ -6,16 +6,15 @@ from partitions.states import JOB_TERMINAL
 
 _TERMINAL = ", ".join(f"'{s}'" for s in sorted(JOB_TERMINAL))
 
-# One row per requested job (LEFT JOIN), with the database clock: the first sample of the
-# window and the average live leases over it. Not min() of the counters: a sub-job retry
-# takes failed items out of them, so they can go down.
+# The rate window's samples of some jobs, oldest first, with the database clock on every row; one row of
+# NULLs (LEFT JOIN) when none was taken, so the clock is always read. Samples are handled counts, not min()
+# of them: a sub-job retry takes failed items out of the counters, so they can go down.
 SQL_JOBS_SAMPLE_WINDOW = """
-    SELECT j.id, now(), min(s.taken_at),
-           (array_agg(s.done_items + s.failed_items + s.skipped_items ORDER BY s.taken_at))[1], avg(s.live_leases)
-    FROM unnest(%(ids)s::bigint[]) AS j(id)
+    SELECT now(), s.job_id, s.taken_at, s.done_items + s.failed_items + s.skipped_items, s.live_leases
+    FROM (SELECT 1) AS clock
     LEFT JOIN partitions_jobsample s
-           ON s.job_id = j.id AND s.taken_at >= now() - make_interval(secs => %(window)s)
-    GROUP BY j.id
+           ON s.job_id = ANY(%(ids)s::bigint[]) AND s.taken_at >= now() - make_interval(secs => %(window)s)
+    ORDER BY s.job_id, s.taken_at
 """
 
 # Every k-th sample of a job (plus the last), so a chart of a week-long job stays ~max_points wide.

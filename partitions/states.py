@@ -82,3 +82,26 @@ def sources(table: dict[str, frozenset[str]], target: str) -> list[str]:
 
 def can_transition(table: dict[str, frozenset[str]], current: str, target: str) -> bool:
     return target in table.get(current, frozenset())
+
+
+def _non_terminal_round_trips(table: dict[str, frozenset[str]], status: str) -> frozenset[str]:
+    """Statuses `status` goes to and comes back from without ending (running <-> paused)."""
+    return frozenset(s for s in table[status] if status in table.get(s, ()) and s not in JOB_TERMINAL) - {status}
+
+
+# What an operator may do to a job in each status, derived from JOB_TRANSITIONS: the services guard with these
+# sets and the admin shows a control only in them (`partitions.admin.actions.job_controls`).
+#: Cancel: every status with an edge to cancelled (before finalize).
+JOB_CANCELLABLE = frozenset(sources(JOB_TRANSITIONS, J.CANCELLED))
+#: Pause: every status with an edge to paused.
+JOB_PAUSABLE = frozenset(sources(JOB_TRANSITIONS, J.PAUSED))
+#: Resume: the holds a running job goes to and comes back from (paused).
+JOB_RESUMABLE = _non_terminal_round_trips(JOB_TRANSITIONS, J.RUNNING)
+#: Reopen: the terminal statuses with an edge out (failed, by an operator retry).
+JOB_REOPENABLE = frozenset(s for s in JOB_TERMINAL if JOB_TRANSITIONS[s])
+#: Retry failed work: while partitions may run (pausable or resumable), or by reopening the job.
+JOB_RETRYABLE = JOB_PAUSABLE | JOB_RESUMABLE | JOB_REOPENABLE
+#: Change max parallel or the deadline: the statuses before finalize, the same ones that may be cancelled.
+JOB_ADJUSTABLE = JOB_CANCELLABLE
+#: Change the rate limit, pause or health override: any status before the end.
+JOB_THROTTLEABLE = frozenset(JobStatus) - JOB_TERMINAL

@@ -1,36 +1,43 @@
-"""Statistics of one run: per-step durations, items/s overall and at peak, sub-job duration percentiles,
-attempts and retries, and failures grouped by error class. Read by the job page, `jobs status --json` and
-finalize (which keeps them in job.stats["run"]); a handful of queries whatever the job's size."""
+"""Statistics of a job and of each of its attempts: per-step durations, items/s overall and at peak, sub-job
+duration percentiles, attempts and retries, and failures grouped by error class. Read by the job page,
+`jobs status --json` and finalize (which keeps them in job.stats["run"]); a handful of queries whatever the
+job's size."""
 
 from __future__ import annotations
 
-from django.db import connection
-from django.db.models import Count, Max, Min, Q, Sum
+from datetime import datetime
 
-from partitions.models import Job, JobEvent, Partition
-from partitions.selectors import ThroughputPoint, job_throughput_series
+from django.db import connection
+from django.db.models import Count, Q, Sum
+
+from partitions.attempts import Attempt, work_seconds
+from partitions.models import Job, Partition
+from partitions.selectors import JobStats, ThroughputPoint, job_stats, job_throughput_series
 from partitions.sql import SQL_JOB_FAILURES_BY_CLASS, SQL_SUBJOB_DURATIONS
 
-#: The events that open and close each step (first opening, last closing: a re-claimed step counts once).
-STEP_BOUNDS = {
-    "prepare": (("planning_started",), ("planning_finished", "planning_failed")),
-    "process": (("planning_finished",), ("finalizing_started", "job_cancelled", "job_failed")),
-    "finalize": (("finalizing_started",), ("job_succeeded", "job_failed")),
-}
+STEPS = ("prepare", "process", "finalize")
 FAILURE_CLASSES_SHOWN = 10
 
 
-def _step_durations(job_id: int) -> dict[str, float | None]:
-    types = {t for opening, closing in STEP_BOUNDS.values() for t in (*opening, *closing)}
-    seen = {row["type"]: row for row in JobEvent.objects.filter(job_id=job_id, type__in=sorted(types))
-            .values("type").annotate(first=Min("created_at"), last=Max("created_at")).order_by()}
-    durations: dict[str, float | None] = {}
-    for step, (opening, closing) in STEP_BOUNDS.items():
-        starts = [seen[t]["first"] for t in opening if t in seen]
-        ends = [seen[t]["last"] for t in closing if t in seen]
-        durations[step] = (round((max(ends) - min(starts)).total_seconds(), 3)
-                           if starts and ends and max(ends) >= min(starts) else None)
-    return durations
+def _per_second(items: int | None, seconds: float | None) -> float | None:
+    return round(items / seconds, 2) if items is not None and seconds else None
+
+
+def _attempt_row(attempt: Attempt, now: datetime) -> dict:
+    steps = {step: _round(attempt.step_seconds(step, now)) for step in STEPS}
+    return {"attempt": attempt.label, "outcome": attempt.outcome, "steps_seconds": steps,
+            "paused_seconds": _round(attempt.paused_in(now)), "items_handled": attempt.items(),
+            "items_per_second": _per_second(attempt.items(), attempt.step_seconds("process", now))}
+
+
+def _total(seconds: list[float | None]) -> float | None:
+    """The sum over the attempts that had this step (None when none had it)."""
+    known = [s for s in seconds if s is not None]
+    return _round(sum(known)) if known else None
+
+
+def _round(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds, 3)
 
 
 def _durations(job_id: int) -> dict:
@@ -48,21 +55,25 @@ def _failures(job_id: int) -> list[dict]:
         return [{"error_class": cls, "count": n, "example": example} for cls, n, example in cursor.fetchall()]
 
 
-def job_run_statistics(job: Job, *, points: list[ThroughputPoint] | None = None) -> dict:
-    """The statistics of one run, as JSON-ready values (seconds, items/s, milliseconds); `points`: the job's
-    throughput series when the caller has read it already."""
-    steps = _step_durations(job.pk)
+def job_run_statistics(job: Job, *, points: list[ThroughputPoint] | None = None,
+                       stats: JobStats | None = None) -> dict:
+    """The statistics of a job, as JSON-ready values (seconds, items/s, milliseconds), and of each attempt on
+    its own (run 1, retry 1 …): steps are each attempt's own, paused time and time spent failed are not work.
+    `points`, `stats`: the job's throughput series and stats when the caller has read them already."""
+    stats = job_stats(job) if stats is None else stats
+    now = job.finished_at or stats.now
+    attempts = [_attempt_row(a, now) for a in stats.attempts]
+    totals = {step: _total([a.step_seconds(step, now) for a in stats.attempts]) for step in STEPS}
     partitions = Partition.objects.filter(job_id=job.pk).aggregate(
         n=Count("id"), all_attempts=Sum("attempts"), retried=Count("id", filter=Q(attempts__gt=1)),
-        retry_partitions=Count("id", filter=Q(kind=Partition.Kind.RETRY)),
-        handled=Sum("done_items") + Sum("failed_items") + Sum("skipped_items"))
-    handled = partitions["handled"] or 0
-    process = steps["process"]
+        retry_partitions=Count("id", filter=Q(kind=Partition.Kind.RETRY)))
     points = job_throughput_series(job.pk) if points is None else points
     return {
-        "steps_seconds": steps,
-        "items_handled": handled,
-        "items_per_second": round(handled / process, 2) if process else None,
+        "steps_seconds": totals,
+        "items_handled": stats.handled,
+        # The same figure as the job's average rate (the projection's work time).
+        "items_per_second": _per_second(stats.handled, work_seconds(stats.attempts, now)),
+        "attempts": attempts,
         "peak_items_per_second": round(max(p.rate for p in points), 2) if points else None,
         "peak_partitions_in_flight": max(p.live_leases for p in points) if points else None,
         "partitions": {"count": partitions["n"], "attempts": partitions["all_attempts"] or 0,

@@ -140,6 +140,9 @@ class QDispatcher:
     def notifications_due(self) -> None:
         async_task("partitions.tasks.notify")
 
+    def fleet_workers(self) -> int | None:
+        return fleet_workers()
+
     def job_drained(self, job_id: int) -> None:
         # Called on the worker that finished the last partition (or in tick): finalize right here instead of
         # queueing a task behind a poll; the step is claimed, so a racing finalizer simply gets None.
@@ -204,6 +207,12 @@ def clusters_recent() -> list[dict]:
          "tob": s.tob, "timestamp": s.timestamp, "task_q_size": s.task_q_size, "done_q_size": s.done_q_size}
         for s in stats
     ]
+
+
+def fleet_workers() -> int | None:
+    """Worker processes of the clusters reporting now (None when none reports: the fleet's size is unknown)."""
+    running = [c for c in clusters_recent() if str(c["status"]) != str(Conf.STOPPED)]
+    return sum(c["workers"] for c in running) if running else None
 
 
 def queued_tasks() -> int:

@@ -43,7 +43,8 @@ SUMMARY_KEYS = {
     "id", "type", "status", "params", "error", "created_at", "finished_at", "max_parallel", "deadline",
     "partitions", "partitions_total", "items_total", "items_done", "items_failed", "items_skipped", "live_leases",
     "percent", "items_per_second", "eta", "workers_needed", "rate_source", "eta_seconds", "meets_deadline",
-    "per_worker_rate", "throttle", "splits",
+    "per_worker_rate", "throttle", "splits", "limited_by", "rate_needed", "effective_items_per_second", "held",
+    "verdict", "fleet_workers",
 }
 
 

@@ -37,10 +37,11 @@ def client_for(user) -> Client:
 
 def job_at_known_progress() -> Job:
     """1,000 of 10,000 items handled, 600 of them in the last 60 s with 2 leases in flight on average, a deadline
-    in 5 minutes: 10 items/s, 5 per worker, 15 min to go, 6 workers needed, 10 min late."""
+    in 5 minutes, max parallel 2 (so it binds): 10 items/s, 5 per worker, 15 min to go, 6 workers needed, 10 min
+    late."""
     now = db_now()
     job = make_job(status="running", started_at=now - timedelta(minutes=10), planned_at=now - timedelta(minutes=10),
-                   deadline=now + timedelta(seconds=300), max_parallel=4)
+                   deadline=now + timedelta(seconds=300), max_parallel=2)
     make_partition(job, seq=0, status="succeeded", estimated_items=2500, done_items=900)
     make_partition(job, seq=1, status="running", estimated_items=2500, done_items=80, skipped_items=20,
                    lease_owner="host-a:12:abc")
@@ -66,7 +67,7 @@ def test_page_list_progress_json_cli_metrics_and_deadline_warning_agree_on_every
     html = page.content.decode()
     for name in ("rate", "eta", "projection", "workers_needed"):
         assert fields[name] in html, name
-    assert "6 parallel workers needed" in fields["workers_needed"] and "10m 00s late" in fields["projection"]
+    assert "needs 6 parallel workers" in fields["workers_needed"] and "10m 00s late" in fields["projection"]
 
     listing = client.get(reverse("admin:partitions_job_changelist")).content.decode()
     assert fields["rate"] in listing and fields["eta"] in listing

@@ -60,7 +60,7 @@ def run(opts: harness.Options) -> harness.Result:
             def finished() -> bool:
                 nonlocal projection
                 if projection is None and time.monotonic() - started >= size.projection_after:
-                    projection = job_stats(Job.objects.get(pk=job.pk))
+                    projection = job_stats(Job.objects.get(pk=job.pk)).projection
                 return Job.objects.filter(pk=job.pk, status__in=sorted(JOB_TERMINAL)).exists()
 
             fleet.wait_for(finished, timeout=size.deadline_seconds * 3 + 30, what=f"job {job.pk} to finish")

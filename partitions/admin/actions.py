@@ -17,6 +17,16 @@ from django.contrib import messages
 from partitions import services
 from partitions.exceptions import DuplicateJob, InvalidParams, InvalidTransition, JobNotFound, PartitionsError
 from partitions.models import Job
+from partitions.selectors import JobStats
+from partitions.states import (
+    JOB_ADJUSTABLE,
+    JOB_CANCELLABLE,
+    JOB_PAUSABLE,
+    JOB_RESUMABLE,
+    JOB_RETRYABLE,
+    JOB_THROTTLEABLE,
+    PartitionStatus,
+)
 from partitions.states import JobStatus as S
 from partitions.validation import RUN_OPTIONS
 
@@ -24,7 +34,6 @@ log = logging.getLogger(__name__)
 
 OPERATE = "partitions.operate_job"
 START = "partitions.start_job"
-RETRYABLE = frozenset({S.RUNNING, S.PAUSED, S.FAILED})
 
 
 @dataclass(frozen=True)
@@ -49,6 +58,8 @@ class JobAction:
     call: Callable[[Job, Any, str], Outcome]
     asks_reason: bool = False
     danger: bool = False
+    #: Shown only when the job has something this action works on (a failure to retry).
+    needs: Callable[[JobStats], bool] | None = None
 
     def allowed_for(self, user) -> bool:
         return user.is_active and all(user.has_perm(p) for p in self.perms)
@@ -91,16 +102,16 @@ def _rerun(job: Job, user: Any, reason: str) -> Outcome:
 ACTIONS: dict[str, JobAction] = {a.name: a for a in [
     JobAction("retry_failed", "Retry failed partitions", "retry the failed partitions of",
               "Put every failed partition back to pending, with fresh attempts, for", (OPERATE,), "operate",
-              RETRYABLE, _retry_failed),
+              JOB_RETRYABLE, _retry_failed, needs=lambda s: bool(s.progress.partitions.get(PartitionStatus.FAILED))),
     JobAction("retry_subjobs", "Retry failed sub-jobs", "retry the failed sub-jobs of",
               "Run every failed sub-job again (in new retry partitions) for", (OPERATE,), "operate",
-              RETRYABLE, _retry_subjobs),
+              JOB_RETRYABLE, _retry_subjobs, needs=lambda s: s.progress.items_failed > 0),
     JobAction("pause", "Pause", "pause", "Stop claiming new work for", (OPERATE,), "operate",
-              frozenset({S.RUNNING}), _pause),
+              JOB_PAUSABLE, _pause),
     JobAction("resume", "Resume", "resume", "Start claiming work again for", (OPERATE,), "operate",
-              frozenset({S.PAUSED}), _resume),
+              JOB_RESUMABLE, _resume),
     JobAction("cancel", "Cancel job", "cancel", "Cancel all remaining work of", (OPERATE,), "operate",
-              frozenset({S.PENDING, S.PLANNING, S.RUNNING, S.PAUSED}), _cancel, asks_reason=True, danger=True),
+              JOB_CANCELLABLE, _cancel, asks_reason=True, danger=True),
     JobAction("rerun", "Re-run", "re-run", "Start a new job with the same type and params as", (OPERATE, START),
               "rerun", frozenset(S.values), _rerun),
 ]}
@@ -131,8 +142,21 @@ def guarded(verb: str, job_id: int, call: Callable[[], Outcome]) -> Outcome:
         return Outcome(f"Cannot {verb} job #{job_id}: {exc}", messages.ERROR)
 
 
-def visible_actions(user, job: Job) -> list[dict]:
-    """The buttons a user sees on a job page: only actions they may run (hidden ones stay in the
-    page, marked with their statuses, so the live refresh can show them when the status changes)."""
-    return [{"action": a, "visible": job.status in a.states, "states": " ".join(sorted(a.states))}
-            for a in ACTIONS.values() if a.allowed_for(user)]
+#: The job page's controls besides the actions, each shown in these statuses to operators.
+THROTTLE, KNOB = "throttle", "knob"
+
+
+def job_controls(user, stats: JobStats) -> list[str]:
+    """The controls a user sees on a job page now (action names, THROTTLE, KNOB): actions they may run in the
+    job's status, retries only when something failed. The one decision behind the first render and every live
+    re-render, so a job that ends while its page is open loses its running-job controls without a reload."""
+    job = stats.job
+    shown = [a.name for a in ACTIONS.values()
+             if a.allowed_for(user) and job.status in a.states and (a.needs is None or a.needs(stats))]
+    return shown + [name for name, states in ((THROTTLE, JOB_THROTTLEABLE), (KNOB, JOB_ADJUSTABLE))
+                    if operator_may(user, job, states)]
+
+
+def operator_may(user, job: Job, states: frozenset[str]) -> bool:
+    """An active operator, and the job in one of these statuses."""
+    return user.is_active and user.has_perm(OPERATE) and job.status in states

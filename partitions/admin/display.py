@@ -15,6 +15,7 @@ from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
+from partitions import projection
 from partitions.selectors import JobStats, ThroughputPoint
 from partitions.states import JobStatus, PartitionStatus
 
@@ -59,18 +60,28 @@ def fmt_dt(dt: datetime | None) -> str:
 
 
 def fmt_eta(stats: JobStats) -> str:
-    status = stats.job.status
+    p = stats.projection
     if stats.job.is_terminal:
         return DASH
-    if status != JobStatus.RUNNING:
-        return status
-    eta = stats.eta_seconds
-    return DASH if eta is None else fmt_duration(eta)
+    if stats.job.status != JobStatus.RUNNING:
+        return stats.job.status
+    if p.held is not None:
+        return "held"
+    if p.eta_seconds is None:
+        return "measuring" if p.rate_source == "measuring" else DASH
+    return fmt_duration(p.eta_seconds)
+
+
+def rate_text(stats: JobStats) -> str:
+    """The current rate; "measuring" right after a change of the job's settings, before a sample says more."""
+    return "measuring" if stats.projection.rate_source == "measuring" else fmt_rate(stats.rate)
 
 
 def partitions_summary(stats: JobStats) -> str:
     counts = stats.progress.partitions
-    parts = [f"{counts[s]:,} {s}" for s in PARTITION_ORDER if counts.get(s)]
+    ended = stats.job.is_terminal
+    parts = [f"{counts[s]:,} {'being released' if ended and s == PartitionStatus.RUNNING else s}"
+             for s in PARTITION_ORDER if counts.get(s)]
     return " \u00b7 ".join(parts) or "no partitions yet"
 
 
@@ -82,36 +93,64 @@ def failures_text(stats: JobStats) -> str:
     return f"{plural(failed_partitions, 'partition')} \u00b7 {plural(failed_items, 'item')}"
 
 
+def limit_text(stats: JobStats) -> str:
+    """What limits the job, in words ("" when nothing does)."""
+    p, job = stats.projection, stats.job
+    detail = {projection.RATE_LIMIT: f" of {fmt_rate(job.rate_limit)}",
+              projection.MAX_PARALLEL: f" ({job.max_parallel})",
+              projection.WORKERS: f": the fleet has {plural(p.fleet_workers or 0, 'worker')}"}
+    if p.limited_by == projection.HEALTH:
+        return f"held: {p.held}"
+    return "" if p.limited_by is None else projection.LIMIT_WORDS[p.limited_by] + detail.get(p.limited_by, "")
+
+
+def _ended_verdict(stats: JobStats) -> str:
+    p, job = stats.projection, stats.job
+    if job.status == JobStatus.SUCCEEDED:
+        return "met" if p.meets_deadline else f"missed by {fmt_duration(p.late_seconds)}"
+    return f"not met: {job.status} at {stats.progress.percent:.1f}%"
+
+
 def projection_text(stats: JobStats) -> str:
-    """Projected finish vs the deadline, and the workers needed to meet it."""
-    if stats.job.deadline is None:
-        return ""
-    deadline = fmt_dt(stats.job.deadline)
-    if stats.job.is_terminal:
-        finished = stats.job.finished_at
-        verdict = "met" if finished and finished <= stats.job.deadline else "missed"
-        return f"deadline {deadline}: {verdict}"
+    """The deadline verdict (projected finish vs the deadline, or how a finished job ended) and what limits the
+    job; "" without a deadline and without a limit."""
+    p, job = stats.projection, stats.job
+    limit = limit_text(stats)
+    if job.deadline is None:
+        return "" if job.is_terminal else limit
+    deadline = fmt_dt(job.deadline)
+    if job.is_terminal:
+        return f"deadline {deadline}: {_ended_verdict(stats)}"
     left = stats.deadline_seconds_left
-    if left is not None and left <= 0:
-        return f"deadline {deadline} has passed"
-    finish = stats.projected_finish
-    if finish is None and stats.job.status != JobStatus.RUNNING:
-        return f"deadline {deadline} (in {fmt_duration(left)}); no projection while {stats.job.status}"
-    if finish is None:
-        return f"deadline {deadline} (in {fmt_duration(left)}); no projection until throughput is measured"
-    late = (finish - stats.job.deadline).total_seconds()
-    verdict = "on time" if late <= 0 else f"{fmt_duration(late)} late"
-    return f"projected finish {fmt_dt(finish)} vs deadline {deadline}: {verdict}"
+    if p.projected_finish is None:
+        if left is not None and left <= 0:
+            text = f"deadline {deadline} has passed: late"
+        elif job.status != JobStatus.RUNNING:
+            text = f"deadline {deadline} (in {fmt_duration(left)}); no projection while {job.status}"
+        elif p.held is not None:
+            text = f"deadline {deadline} (in {fmt_duration(left)}); no projection while held"
+        else:
+            text = f"deadline {deadline} (in {fmt_duration(left)}); no projection until throughput is measured"
+    else:
+        verdict = "on time" if p.verdict == "on time" else f"{fmt_duration(p.late_seconds)} late"
+        text = f"projected finish {fmt_dt(p.projected_finish)} vs deadline {deadline}: {verdict}"
+    return f"{text}; {limit}" if limit and p.limited_by != projection.PAUSED else text
 
 
-def workers_needed_text(stats: JobStats) -> str:
-    needed, per_worker = stats.workers_needed, stats.per_worker_rate
-    if needed is None or per_worker is None:
-        return ""
-    cap = stats.job.max_parallel
-    capped = f" (max parallel is {cap})" if cap and needed > cap else ""
-    return (f"{needed} parallel workers needed to meet the deadline at {fmt_rate(per_worker)} per worker"
-            f" (now {stats.progress.live_leases} in flight){capped}")
+def advice_text(stats: JobStats) -> str:
+    """Advice that can work: the workers needed when workers or max parallel bind (with the truth about the
+    fleet), the rate limit that would meet the deadline when the rate limit binds and the job is late."""
+    p = stats.projection
+    if p.workers_needed is not None and p.per_worker_rate is not None:
+        worker = "worker" if p.workers_needed == 1 else "workers"
+        cap = stats.job.max_parallel
+        fleet = "" if p.fleet_workers is None else f"; the fleet has {plural(p.fleet_workers, 'worker')}"
+        return (f"needs {p.workers_needed} parallel {worker} to meet the deadline at {fmt_rate(p.per_worker_rate)} "
+                f"per worker (now {stats.progress.live_leases} in flight"
+                f"{f', max parallel {cap}' if cap else ''}){fleet}")
+    if p.rate_needed is not None and p.meets_deadline is False:
+        return f"a rate limit of {fmt_rate(p.rate_needed)} would meet the deadline"
+    return ""
 
 
 def bar_widths(stats: JobStats) -> dict[str, float]:
@@ -123,12 +162,20 @@ def bar_widths(stats: JobStats) -> dict[str, float]:
             for name, value in (("done", p.items_done), ("failed", p.items_failed), ("skipped", p.items_skipped))}
 
 
+def items_text(stats: JobStats) -> str:
+    p = stats.progress
+    failed = f" \u00b7 {p.items_failed:,} failed" if p.items_failed else ""
+    return f"{fmt_int(stats.handled)} / {fmt_int(p.items_total)} items{failed}"
+
+
 def throttle_text(stats: JobStats) -> str:
     """The job's throttle as operators read it: rate against its limit, pause, health ("" when none)."""
     t = stats.throttle()
     parts = []
-    if t["rate_limit"]:
-        parts.append(f"{fmt_rate(stats.rate)} of {fmt_rate(t['rate_limit'])} allowed")
+    if t["rate_limit"] and stats.job.is_terminal:  # an ended job's average is no reading against its limit
+        parts.append(f"rate limit {fmt_rate(t['rate_limit'])}")
+    elif t["rate_limit"]:
+        parts.append(f"{rate_text(stats)} of {fmt_rate(t['rate_limit'])} allowed")
     if t["pause_ms"]:
         parts.append(f"{t['pause_ms']} ms pause after each batch")
     if t["held"]:
@@ -138,36 +185,62 @@ def throttle_text(stats: JobStats) -> str:
     return "; ".join(parts)
 
 
+def _who(actor: str) -> str:
+    return actor.removeprefix("user:") or "the system"
+
+
+def outcome_text(stats: JobStats) -> str:
+    """What ended the job, leading its header: what failed, or who cancelled it and why ("" otherwise)."""
+    job = stats.job
+    if job.status == JobStatus.FAILED:
+        counts = ((stats.progress.partitions.get(PartitionStatus.FAILED, 0), "partition"),
+                  (stats.progress.items_failed, "item"))
+        what = " and ".join(plural(n, word) for n, word in counts if n)
+        return f"Failed: {what} failed" if what else f"Failed: {job.error}" if job.error else "Failed"
+    if job.status == JobStatus.CANCELLED:
+        who = _who(stats.cancelled_by)
+        reason = job.error.strip()
+        same = reason.lower() in ("", f"cancelled by {who}".lower())
+        return f"Cancelled by {who}" + ("" if same else f": {reason}")
+    return ""
+
+
 def live_fields(stats: JobStats) -> dict[str, str]:
     p = stats.progress
+    ended = stats.job.is_terminal
     return {
+        "outcome": outcome_text(stats),
         "throttle": throttle_text(stats),
         "status": stats.job.get_status_display(),
         "percent": f"{p.percent:.1f}%",
-        "items": f"{fmt_int(stats.handled)} / {fmt_int(p.items_total)} items",
+        "items": items_text(stats),
         "partitions": partitions_summary(stats),
-        "rate": fmt_rate(stats.rate),
+        "rate": rate_text(stats),
         "eta": fmt_eta(stats),
         "duration": fmt_duration(stats.elapsed_seconds),
         "failures": failures_text(stats),
-        "live_leases": fmt_int(p.live_leases),
+        "live_leases": f"{p.live_leases:,} being released" if ended and p.live_leases else fmt_int(
+            0 if ended else p.live_leases),
         "projection": projection_text(stats),
-        "workers_needed": workers_needed_text(stats),
+        "workers_needed": advice_text(stats),
         "finished": fmt_dt(stats.job.finished_at),
-        "error": stats.job.error,
+        "error": stats.job.error if stats.job.status == JobStatus.FAILED else "",
+        "summary_title": "Summary of the previous attempt" if stats.retried and not ended else "Summary",
     }
 
 
-def live_payload(stats: JobStats) -> dict:
-    """One job's entry in the progress JSON."""
-    return {
+def live_payload(stats: JobStats, *, controls: list[str] | None = None) -> dict:
+    """One job's entry in the progress JSON; `controls` (the job page's poll): the controls to show now."""
+    payload = {
         "status": stats.job.status,
         "active": not stats.job.is_terminal,
         "percent": round(stats.progress.percent, 2),
         "bar": bar_widths(stats),
         "fields": live_fields(stats),
+        "figures": stats.figures(),
         "summary": stats.job.stats.get("summary") if isinstance(stats.job.stats, dict) else None,
     }
+    return payload if controls is None else {**payload, "controls": controls}
 
 
 def live_text(job_id: int, field: str, text: str) -> SafeString:

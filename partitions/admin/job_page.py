@@ -16,10 +16,9 @@ from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 
 from partitions.admin import display
-from partitions.admin.actions import OPERATE, visible_actions
+from partitions.admin.actions import ACTIONS, OPERATE, job_controls
 from partitions.admin.base import KnownCountPaginator, as_json, changelist_url, short
-from partitions.admin.knob import knob_allowed, knob_form_for
-from partitions.knob import ADJUSTABLE
+from partitions.admin.knob import knob_form_for
 from partitions.models import Job
 from partitions.selectors import (
     job_deliveries,
@@ -116,11 +115,12 @@ def job_context(model_admin, request, job: Job) -> dict:
         "params_items": sorted((job.params or {}).items()),
         "stats_json": as_json(job.stats) if job.stats else "",
         "summary_json": as_json(summary) if (summary := (job.stats or {}).get("summary")) else "",
-        "actions": visible_actions(request.user, job),
-        "can_throttle": request.user.has_perm(OPERATE) and not job.is_terminal,
+        # Every control the user may ever use here is in the page, hidden unless `controls` shows it now.
+        "actions": [a for a in ACTIONS.values() if a.allowed_for(request.user)],
+        "controls": job_controls(request.user, stats),
+        "may_operate": request.user.is_active and request.user.has_perm(OPERATE),
         "splits": job_splits(job.pk),
-        "knob_form": knob_form_for(job) if knob_allowed(request.user, job) else None,
-        "knob_states": " ".join(sorted(ADJUSTABLE)),
+        "knob_form": knob_form_for(job) if request.user.has_perm(OPERATE) else None,
         "status_filter": status,
         "status_choices": [(s, counts.get(s, 0)) for s in display.PARTITION_ORDER],
         "partitions_total": stats.progress.partitions_total,
@@ -131,7 +131,7 @@ def job_context(model_admin, request, job: Job) -> dict:
         "events_older": older,
         "events_newest": before is not None,
         "deliveries": job_deliveries(job.pk, limit=DELIVERIES_SHOWN),
-        "run": job_run_statistics(job, points=points),
+        "run": job_run_statistics(job, points=points, stats=stats),
         "links": {
             "partitions": changelist_url("partition", job=job.pk),
             "failed_subjobs": changelist_url("subjob", job=job.pk, status__exact="failed"),
@@ -169,4 +169,5 @@ def job_live_view(model_admin, request, object_id):
     request.current_app = model_admin.admin_site.name
     sections = {name: render_to_string(f"admin/partitions/job/sections/{name}.html", context, request)
                 for name in SECTIONS}
-    return JsonResponse({"job": display.live_payload(context["stats"]), "sections": sections})
+    return JsonResponse({"job": display.live_payload(context["stats"], controls=context["controls"]),
+                         "sections": sections})

@@ -85,7 +85,7 @@ class JobAdmin(EngineAdmin):
 
     @admin.display(description="throughput")
     def rate_col(self, job: Job):
-        return display.live_text(job.pk, "rate", display.fmt_rate(_stats(job).rate))
+        return display.live_text(job.pk, "rate", display.rate_text(_stats(job)))
 
     @admin.display(description="ETA")
     def eta_col(self, job: Job):

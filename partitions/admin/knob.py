@@ -9,9 +9,10 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 
 from partitions import knob, validation
-from partitions.admin.actions import OPERATE, Outcome, guarded
+from partitions.admin.actions import OPERATE, Outcome, guarded, operator_may
 from partitions.admin.base import job_url
 from partitions.models import Job
+from partitions.states import JOB_ADJUSTABLE
 
 
 class KnobForm(forms.Form):
@@ -28,7 +29,7 @@ def knob_form_for(job: Job) -> KnobForm:
 
 
 def knob_allowed(user, job: Job) -> bool:
-    return user.is_active and user.has_perm(OPERATE) and job.status in knob.ADJUSTABLE
+    return operator_may(user, job, JOB_ADJUSTABLE)
 
 
 def _changes(form: KnobForm) -> dict:

@@ -88,18 +88,19 @@ def warn_deadlines() -> dict[str, int]:
     jobs = list(Job.objects.filter(status=JobStatus.RUNNING, deadline__isnull=False))
     warned = 0
     for stats in jobs_stats(jobs).values():
-        if stats.meets_deadline:
+        figures = stats.figures()  # the job page's own figures
+        if figures["meets_deadline"]:
             continue
         recent = JobEvent.objects.filter(job=stats.job, type="deadline_at_risk",
                                          created_at__gt=stats.now - DEADLINE_WARNING_EVERY)
         if recent.exists():
             continue
-        figures = stats.figures()  # the job page's own figures
         finish = figures["eta"]
         event(stats.job.pk, "deadline_at_risk", SYSTEM, {
             "deadline": stats.job.deadline.isoformat(), "projected_finish": finish.isoformat() if finish else None,
-            "items_remaining": stats.remaining_items, "items_per_second": figures["items_per_second"],
-            "workers_needed": figures["workers_needed"], "per_worker_rate": figures["per_worker_rate"],
+            "items_remaining": stats.remaining_items,
+            **{name: figures[name] for name in ("items_per_second", "limited_by", "held", "workers_needed",
+                                                "rate_needed", "per_worker_rate", "fleet_workers")},
         })
         warned += 1
     return {"deadline_warnings": warned}

@@ -23,6 +23,7 @@ from partitions.encoding import dumps
 from partitions.exceptions import PartitionsError, error_line
 from partitions.management.schedules_cli import ScheduleCommands
 from partitions.models import Job, JobEvent, Partition
+from partitions.projection import LIMIT_WORDS
 from partitions.retention import history_prune
 from partitions.selectors import job_get, job_splits, job_stats
 from partitions.states import JOB_TERMINAL, JobStatus, PartitionStatus
@@ -108,7 +109,9 @@ def throttle_line(summary: dict[str, Any]) -> str:
     """The throttle part of a status line ("" when nothing throttles the job)."""
     t = summary["throttle"]
     parts = []
-    if t["rate_limit"]:
+    if t["rate_limit"] and summary["status"] in JOB_TERMINAL:  # an ended job's average is no reading of it
+        parts.append(f"rate limit {t['rate_limit']:,g} items/s")
+    elif t["rate_limit"]:
         parts.append(f"rate {summary['items_per_second']:,.1f}/{t['rate_limit']:,g} items/s")
     if t["pause_ms"]:
         parts.append(f"pause {t['pause_ms']} ms")
@@ -116,6 +119,22 @@ def throttle_line(summary: dict[str, Any]) -> str:
         parts.append(f"THROTTLED since {t['throttled_since']:%H:%M:%S}: {t['throttled_reason']}")
     if t["ignore_health"]:
         parts.append("health checks ignored")
+    return "  " + "; ".join(parts) if parts else ""
+
+
+def projection_line(summary: dict[str, Any]) -> str:
+    """The deadline verdict, what limits the job and the advice that can work ("" when none applies)."""
+    parts = [f"deadline: {summary['verdict']}"] if summary["verdict"] else []
+    if summary["held"]:
+        parts.append(f"held: {summary['held']}")
+    elif summary["limited_by"]:
+        parts.append(LIMIT_WORDS[summary["limited_by"]])
+    if (needed := summary["workers_needed"]) is not None:
+        fleet = summary["fleet_workers"]
+        parts.append(f"needs {needed} parallel worker{'' if needed == 1 else 's'}"
+                     + ("" if fleet is None else f" (the fleet has {fleet})"))
+    if summary["rate_needed"] is not None and summary["meets_deadline"] is False:
+        parts.append(f"a rate limit of {summary['rate_needed']:,.1f} items/s would meet the deadline")
     return "  " + "; ".join(parts) if parts else ""
 
 
@@ -274,7 +293,8 @@ class Command(ScheduleCommands, BaseCommand):
             self.follow(job.pk)
             return
         summary = job_summary(job)
-        self.emit({**summary, "statistics": job_run_statistics(job)}, progress_line(summary) + throttle_line(summary))
+        self.emit({**summary, "statistics": job_run_statistics(job)},
+                  progress_line(summary) + throttle_line(summary) + projection_line(summary))
 
     def do_throttle(self, *, job_id: int, rate, pause_ms, ignore_health: bool | None, **options):
         job = services.job_throttle(job_id, actor=ACTOR, rate_limit=rate, pause_ms=pause_ms,
@@ -390,7 +410,7 @@ class Command(ScheduleCommands, BaseCommand):
         while True:
             job = Job.objects.get(pk=job_id)
             summary = job_summary(job)
-            line = progress_line(summary)
+            line = progress_line(summary) + projection_line(summary)
             self.stderr.write(("\r" + line) if interactive else line, ending="" if interactive else "\n")
             if job.status in JOB_TERMINAL:
                 break

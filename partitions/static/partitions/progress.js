@@ -10,7 +10,8 @@
 //   [data-job-id][data-job-field=name]          text replaced by job.fields[name]
 //   [data-job-id][data-job-status]              the status badge
 //   [data-job-id][data-job-summary]             the finalize summary (job page)
-//   [data-job-id][data-states]                  action buttons shown only in these statuses
+//   [data-job-id][data-job-control=name]        a control (action, throttle, knob) shown only while the
+//                                               live JSON's job.controls names it (job page)
 (function () {
   "use strict";
 
@@ -51,9 +52,11 @@
       const pre = el.querySelector("pre");
       if (pre && job.summary) pre.textContent = JSON.stringify(job.summary, null, 2);
     });
-    each(sel + "[data-states]", function (el) {
-      el.hidden = el.getAttribute("data-states").split(" ").indexOf(job.status) < 0;
-    });
+    if (job.controls) {  // the job page: the server decides which controls show (actions.job_controls)
+      each(sel + "[data-job-control]", function (el) {
+        el.hidden = job.controls.indexOf(el.getAttribute("data-job-control")) < 0;
+      });
+    }
   }
 
   // The job page polls its own live endpoint, with the page's query string (partition filter, pages), and
