@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import logging
 import re
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -27,6 +26,7 @@ from partitions.retention import history_prune
 from partitions.selectors import job_get, job_splits, job_stats
 from partitions.states import JOB_TERMINAL, JobStatus, PartitionStatus
 from partitions.statistics import job_run_statistics
+from partitions.waits import sleep_for
 
 ACTOR = "cli"
 
@@ -394,7 +394,7 @@ class Command(ScheduleCommands, BaseCommand):
             self.stderr.write(("\r" + line) if interactive else line, ending="" if interactive else "\n")
             if job.status in JOB_TERMINAL:
                 break
-            time.sleep(interval)
+            sleep_for(interval)
         if interactive:
             self.stderr.write("")
         self.emit(summary, f"job {job_id} {job.status}" + (f": {job.error}" if job.error else ""))
