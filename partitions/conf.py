@@ -7,6 +7,10 @@ DEFAULTS = {
     "LEASE_SECONDS": 60.0,
     # Seconds one drain task works before it returns (must stay below Q_CLUSTER timeout).
     "DRAIN_BUDGET_SECONDS": 30.0,
+    # The longest one item (or one batch of a type that processes batches whole) may take, unless its job type
+    # says otherwise (JobType.max_item_seconds): a drain may outlast its budget by that much, so the system
+    # check wants Q_CLUSTER timeout comfortably above the budget plus the longest item of any type.
+    "MAX_ITEM_SECONDS": 10.0,
     # Share of failed partitions (after at least MIN_PARTITIONS_FOR_BREAKER) that fails the job early.
     "FAILURE_RATIO": 0.5,
     "MIN_PARTITIONS_FOR_BREAKER": 4,
