@@ -46,6 +46,8 @@ DEFAULTS = {
     # Rows one retention DELETE removes at most, and DELETEs one tick runs at most (the rest waits a minute).
     "PRUNE_BATCH": 5000,
     "PRUNE_BATCHES_PER_TICK": 20,
+    # The youngest history `jobs prune` deletes without --force (and history_prune without force=True).
+    "PRUNE_FLOOR_SECONDS": 86_400,
     # Schedules (partitions.schedules): a fire later than MISFIRE_GRACE_SECONDS (an outage, every cluster
     # stopped) is a missed fire; missed fires are never replayed one by one: with CATCH_UP one run makes up
     # for all of them, without it they are only recorded and the schedule waits for its next fire.
