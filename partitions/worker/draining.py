@@ -15,7 +15,7 @@ from partitions.waits import seconds_left, sleep_for
 from partitions.worker import splitting
 from partitions.worker.outcomes import apply_outcomes
 from partitions.worker.renewer import renewer
-from partitions.worker.run import run_partition
+from partitions.worker.run import BUDGET_SPENT, run_partition
 
 _PROCESS_TAG = uuid.uuid4().hex[:6]
 
@@ -144,6 +144,8 @@ class _Drain:
             with log_context(**partition_fields(partition)):
                 outcome = run_partition(partition, worker_id=self.worker, deadline=self.deadline, cache=self.setups)
             slow = time.monotonic() - started > HOLD_SECONDS
+            if outcome.kind == "released" and outcome.reason == BUDGET_SPENT:
+                self.deadline = min(self.deadline, time.monotonic())  # no room for more work: the drain ends
             ran += 1
             self.report.partitions += 1
             self.report.outcomes[outcome.kind] += 1

@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 
 #: With item concurrency, the longest a completed prefix waits for its checkpoint (also taken at each batch end).
 CHECKPOINT_EVERY_SECONDS = 1.0
+#: Why a run released its partition when the drain's budget had no room for more work (the drain then ends).
+BUDGET_SPENT = "drain budget spent"
 #: What a split changes on the partition it splits (re-read by the holder when its checkpoint is refused).
 BOUNDS_FIELDS = ("lower", "upper", "modulus", "remainder", "bounds_version", "estimated_items")
 
@@ -171,7 +173,7 @@ class PartitionRun:
         if keeper.lost:
             raise LeaseLost(self.partition.pk, self.token)
         if not self.pacer.can_start():
-            return Outcome("released", "drain budget spent", stats=self.stats)
+            return Outcome("released", BUDGET_SPENT, stats=self.stats)
         return None
 
     def _run_batch(self, items: list) -> None:
@@ -223,7 +225,7 @@ class PartitionRun:
     def _fed_may(self, allowed: bool, keeper: Held) -> bool:
         """The feeder may fetch or start no more (budget, rate limit, lease, job stopped): record why."""
         if not allowed and self.fed_stop is None:
-            self.fed_stop = self._stop_reason(keeper) or Outcome("released", "drain budget spent", stats=self.stats)
+            self.fed_stop = self._stop_reason(keeper) or Outcome("released", BUDGET_SPENT, stats=self.stats)
         return allowed
 
     def _run_item(self, item) -> ItemResult:
