@@ -226,7 +226,7 @@ def test_consecutive_skips_of_one_active_run_are_one_history_row_with_a_count():
     history = list(ScheduleEvent.objects.filter(schedule=schedule).order_by("id"))
     assert [e.type for e in history] == ["schedule_created", "fire_started", "fire_skipped"]
     assert history[-1].data["count"] == 3 and "3 fires skipped" in history[-1].data["reason"]
-    Job.objects.update(status="succeeded", finished_at=Now())  # the run ends: the next fire starts, the one after skips anew
+    Job.objects.update(status="succeeded", finished_at=Now())  # the run ends: a fire starts, the next skips anew
     for _ in range(2):
         JobSchedule.objects.filter(pk=schedule.pk).update(next_run_at=Now() - timedelta(seconds=1))
         schedules.schedules_fire_due()
