@@ -26,8 +26,10 @@ check it for a user actor (the admin passes `request.user`); the CLI and the sch
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -224,15 +226,24 @@ def schedule_run_now(name_or_id: str | int, *, actor: Any) -> FireResult:
 # Firing (tick) --------------------------------------------------------------------------------------------
 
 
-def schedules_fire_due(*, limit: int = 100) -> dict[str, int]:
-    """Fire every due schedule once, each in its own short transaction; counts by outcome.
+#: How long one run of the fire duty goes on firing (then the rest waits for the next run, or another firer).
+FIRE_BUDGET_SECONDS = 5.0
+
+
+def schedules_fire_due(*, limit: int | None = None, budget_seconds: float = FIRE_BUDGET_SECONDS) -> dict[str, int]:
+    """Fire every due schedule once, each in its own short transaction, for at most `budget_seconds` (and
+    `limit` fires); counts by outcome. Several firers (every cluster's tick) share the due rows: each claims
+    with SKIP LOCKED.
 
     The one entry point of the schedule duty (tick, and whatever wakes it). A fire that fails is rolled back
     alone and handled by `schedule_fire_failed`; the next due schedule fires regardless.
     """
     counts = {"fire_started": 0, "fire_skipped": 0, "fire_missed": 0, "schedule_auto_paused": 0, "fire_failed": 0}
     failed: list[int] = []  # not claimed again by this run, whatever happened to them
-    for _ in range(limit):
+    ends = time.monotonic() + budget_seconds
+    for _ in itertools.count() if limit is None else range(limit):
+        if time.monotonic() >= ends:
+            break
         claimed_id = None
         try:
             with transaction.atomic():
