@@ -2,19 +2,26 @@
 
 Pure functions, no database: `cadence_errors` says what is wrong with a cadence (the model, the admin form and
 the CLI all call it), `next_fire` computes the first fire strictly after a moment. Fires are computed in the
-schedule's time zone (a cron "0 2 * * *" in Europe/Madrid is 02:00 Madrid time, summer and winter; a wall
-time that does not exist on a DST night becomes the next one that does), and every moment is stored in UTC.
+schedule's time zone (a cron "0 2 * * *" in Europe/Madrid is 02:00 Madrid time, summer and winter), and every
+moment is stored in UTC.
+
+Daylight saving time, one rule for cron, daily and monthly cadences (wall-clock cadences): a wall time that
+occurs twice (the autumn night's repeated hour) fires once, at its first occurrence; a wall time that does not
+exist (the spring night's skipped hour) fires once, at the first valid instant after it (the gap's end, 03:00
+in Madrid). Every N minutes or hours counts elapsed time, so DST neither stretches nor repeats it.
 """
 
 from __future__ import annotations
 
 import calendar
-import re
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from croniter import croniter
+
+from partitions import validation
 
 CRON, MINUTES, HOURS, DAYS, MONTHLY = "cron", "minutes", "hours", "days", "monthly"
 KINDS = (CRON, MINUTES, HOURS, DAYS, MONTHLY)
@@ -22,7 +29,9 @@ KINDS = (CRON, MINUTES, HOURS, DAYS, MONTHLY)
 EVERY_MAX = {MINUTES: 525_600, HOURS: 8_760, DAYS: 366, MONTHLY: 12}
 #: Relative deadlines: at least a minute after the fire, at most a year.
 DEADLINE_OFFSET_MIN, DEADLINE_OFFSET_MAX = timedelta(minutes=1), timedelta(days=366)
-OFFSET_UNITS = {"m": "minutes", "h": "hours", "d": "days"}
+#: A cron expression that does not fire within this many years never fires (`0 0 31 2 *`): refused.
+CRON_HORIZON_YEARS = 5
+CRON_MAX_LENGTH = 100
 
 
 @dataclass(frozen=True)
@@ -44,12 +53,19 @@ class Cadence:
         return f"{every} ({self.tz})"
 
 
-def zone(name: str) -> ZoneInfo | None:
-    """The IANA time zone `name`, or None when there is no such zone."""
+def cron_error(expression: str) -> str | None:
+    """Why `expression` is not a five-field cron expression that fires within CRON_HORIZON_YEARS, or None."""
+    fields = expression.split() if isinstance(expression, str) else []
+    refused = f"Enter a valid five-field cron expression such as \"0 2 * * *\" (got {str(expression)[:120]!r})."
+    if len(str(expression)) > CRON_MAX_LENGTH or len(fields) != 5 or "\x00" in expression:
+        return refused
     try:
-        return ZoneInfo(name) if name and "\x00" not in name else None
-    except (ZoneInfoNotFoundError, ValueError):
-        return None
+        if not croniter.is_valid(" ".join(fields)):
+            return refused
+        croniter(" ".join(fields), datetime.now(UTC), max_years_between_matches=CRON_HORIZON_YEARS).get_next(datetime)
+    except Exception:  # croniter's own errors (CroniterBadDateError, …), and whatever else it raises on odd input
+        return f"The cron expression {' '.join(fields)!r} never fires (no fire within {CRON_HORIZON_YEARS} years)."
+    return None
 
 
 def cadence_errors(cadence: Cadence) -> dict[str, list[str]]:
@@ -58,75 +74,107 @@ def cadence_errors(cadence: Cadence) -> dict[str, list[str]]:
     if cadence.kind not in KINDS:
         errors["kind"] = [f"Choose one of {', '.join(KINDS)}."]
     elif cadence.kind == CRON:
-        if not cadence.cron.strip() or len(cadence.cron) > 100 or not croniter.is_valid(cadence.cron.strip()):
-            errors["cron"] = [f"Enter a valid five-field cron expression such as \"0 2 * * *\" "
-                              f"(got {cadence.cron!r})."]
+        if problem := cron_error(cadence.cron):
+            errors["cron"] = [problem]
     else:
         top = EVERY_MAX[cadence.kind]
         if not (isinstance(cadence.every, int) and not isinstance(cadence.every, bool) and 1 <= cadence.every <= top):
             errors["every"] = [f"Enter a whole number from 1 to {top:,}."]
-    if zone(cadence.tz) is None:
-        errors["tz"] = [f"Unknown time zone {cadence.tz!r}: use an IANA name such as Europe/Madrid or UTC."]
+    if problem := validation.time_zone_error(cadence.tz):
+        errors["tz"] = [problem]
     return errors
+
+
+def local_instant(wall: datetime, tz: ZoneInfo) -> datetime:
+    """The instant (UTC) of the naive wall time `wall` in `tz`, by the DST rule: the first of a repeated wall
+    time, and the gap's end for one that does not exist."""
+    wall = wall.replace(tzinfo=None)
+    earlier = wall.replace(tzinfo=tz, fold=0).astimezone(UTC)
+    if earlier.astimezone(tz).replace(tzinfo=None) == wall:
+        later = wall.replace(tzinfo=tz, fold=1).astimezone(UTC)
+        return min(earlier, later)
+    # In a gap: fold=1 reads it with the offset after the change (an instant before the gap), fold=0 with the
+    # one before it (after the gap). The gap's end is the first instant that has the later offset.
+    low, high = wall.replace(tzinfo=tz, fold=1).astimezone(UTC), earlier
+    after_offset = high.astimezone(tz).utcoffset()
+    while high - low > timedelta(seconds=1):
+        middle = low + (high - low) / 2
+        if middle.astimezone(tz).utcoffset() == after_offset:
+            high = middle
+        else:
+            low = middle
+    return high.replace(microsecond=0)
+
+
+def fires_after(cadence: Cadence, after: datetime) -> Iterator[datetime]:
+    """The fires strictly after `after` (aware), in order, in UTC."""
+    tz = validation.time_zone(cadence.tz) or ZoneInfo("UTC")
+    if cadence.kind == CRON:
+        yield from _distinct_after(after, (local_instant(w, tz) for w in _cron_walls(cadence.cron, after, tz)))
+        return
+    anchor = (cadence.anchor or after).astimezone(tz)
+    if cadence.kind in (MINUTES, HOURS):  # elapsed time: DST does not stretch "every 5 minutes"
+        step = timedelta(**{cadence.kind: cadence.every})
+        steps = 0 if anchor > after else (after - anchor) // step + 1
+        while True:
+            yield (anchor + steps * step).astimezone(UTC)
+            steps += 1
+    yield from _distinct_after(after, (local_instant(datetime.combine(day, anchor.time()), tz)
+                                       for day in _days(cadence, anchor, after.astimezone(tz).date())))
 
 
 def next_fire(cadence: Cadence, after: datetime) -> datetime:
     """The first fire strictly after `after` (aware), in UTC."""
-    tz = zone(cadence.tz) or UTC
-    if cadence.kind == CRON:
-        return croniter(cadence.cron.strip(), after.astimezone(tz)).get_next(datetime).astimezone(UTC)
-    anchor = (cadence.anchor or after).astimezone(tz)
-    if anchor > after:
-        return anchor.astimezone(UTC)
-    if cadence.kind in (MINUTES, HOURS):  # absolute durations: DST does not stretch "every 5 minutes"
-        step = timedelta(**{cadence.kind: cadence.every})
-        steps = (after - anchor) // step + 1
-        return (anchor + steps * step).astimezone(UTC)
-    if cadence.kind == DAYS:  # the anchor's wall-clock time, every N local days
-        local = after.astimezone(tz)
-        days = (local.date() - anchor.date()).days // cadence.every * cadence.every
-        while True:
-            candidate = _wall(anchor, tz, anchor.date() + timedelta(days=days))
-            if candidate > after:
-                return candidate.astimezone(UTC)
-            days += cadence.every
-    # MONTHLY: the anchor's day of month (or the month's last day) at its wall-clock time, every N months.
-    local = after.astimezone(tz)
-    months = ((local.year - anchor.year) * 12 + local.month - anchor.month) // cadence.every * cadence.every
+    return next(fires_after(cadence, after))
+
+
+def _cron_walls(expression: str, after: datetime, tz: ZoneInfo) -> Iterator[datetime]:
+    # Wall times, naive, from an hour before `after`'s wall time: in a repeated hour the wall clock goes back.
+    start = after.astimezone(tz).replace(tzinfo=None) - timedelta(hours=1)
+    walls = croniter(" ".join(expression.split()), start, max_years_between_matches=CRON_HORIZON_YEARS)
     while True:
+        yield walls.get_next(datetime)
+
+
+def _days(cadence: Cadence, anchor: datetime, around: date) -> Iterator[date]:
+    """The local days a daily or monthly cadence fires on, from the period that holds `around` (or the anchor's)."""
+    if cadence.kind == DAYS:
+        days = max(0, (around - anchor.date()).days // cadence.every * cadence.every - cadence.every)
+        while True:
+            yield anchor.date() + timedelta(days=days)
+            days += cadence.every
+    months = max(0, ((around.year - anchor.year) * 12 + around.month - anchor.month)
+                 // cadence.every * cadence.every - cadence.every)
+    while True:  # the anchor's day of month, or the month's last day
         year, month = divmod(anchor.year * 12 + anchor.month - 1 + months, 12)
-        day = min(anchor.day, calendar.monthrange(year, month + 1)[1])
-        candidate = _wall(anchor, tz, anchor.date().replace(year=year, month=month + 1, day=day))
-        if candidate > after:
-            return candidate.astimezone(UTC)
+        yield date(year, month + 1, min(anchor.day, calendar.monthrange(year, month + 1)[1]))
         months += cadence.every
 
 
-def _wall(anchor: datetime, tz: ZoneInfo, day) -> datetime:
-    """`anchor`'s local time of day on `day`, normalised through UTC (a DST gap moves it forward)."""
-    naive = datetime.combine(day, anchor.timetz().replace(tzinfo=None))
-    return naive.replace(tzinfo=tz).astimezone(UTC).astimezone(tz)
+def _distinct_after(after: datetime, fires: Iterator[datetime]) -> Iterator[datetime]:
+    """`fires` (non-decreasing) past `after`, each instant once (wall times in a DST gap share the gap's end)."""
+    last = after
+    for fire in fires:
+        if fire > last:
+            yield fire
+            last = fire
 
 
 def fires_between(cadence: Cadence, start: datetime, end: datetime, *, limit: int = 10_000) -> int:
     """How many fires fall in (start, end] (at most `limit`): the missed fires after an outage."""
-    count, moment = 0, start
-    while count < limit:
-        moment = next_fire(cadence, moment)
-        if moment > end:
+    count = 0
+    for moment in fires_after(cadence, start):
+        if moment > end or count >= limit:
             break
         count += 1
     return count
 
 
 def parse_offset(text: str) -> timedelta | None:
-    """A relative deadline such as "+90m", "+2h", "+1d" (the plus is optional), or None when malformed or
-    outside DEADLINE_OFFSET_MIN..MAX."""
-    match = re.fullmatch(r"\+?\s*([0-9]{1,6})\s*(m|min|h|d)", (text or "").strip().lower())
-    if not match:
-        return None
-    offset = timedelta(**{OFFSET_UNITS[match[2][0]]: int(match[1])})
-    return offset if DEADLINE_OFFSET_MIN <= offset <= DEADLINE_OFFSET_MAX else None
+    """A relative deadline such as "+90m", "+2h", "+1d" (the plus is optional; `validation.duration`'s
+    grammar), or None when malformed or outside DEADLINE_OFFSET_MIN..MAX."""
+    offset = validation.duration(text)
+    return offset if offset is not None and DEADLINE_OFFSET_MIN <= offset <= DEADLINE_OFFSET_MAX else None
 
 
 def format_offset(offset: timedelta | None) -> str:

@@ -3,27 +3,63 @@
 from django.conf import settings
 from django.core import checks
 
-from partitions import conf
+from partitions import conf, registry
+from partitions.notify.config import webhook_url_error
+
+#: "Comfortably above": the timeout must leave this share of the drain's longest run spare, and at least
+#: TIMEOUT_SPARE_MIN_SECONDS (a checkpoint, a slow commit, the task's own start and return).
+TIMEOUT_SPARE_SHARE, TIMEOUT_SPARE_MIN_SECONDS = 0.2, 5.0
+
+
+def longest_item_seconds() -> tuple[float, str]:
+    """The longest item any registered job type allows (seconds) and whose it is."""
+    default = float(conf.get("MAX_ITEM_SECONDS"))
+    longest = (default, "PARTITIONS_MAX_ITEM_SECONDS")
+    for name, job_type in registry.all_types().items():
+        if job_type.max_item_seconds is not None and job_type.max_item_seconds > longest[0]:
+            longest = (float(job_type.max_item_seconds), f"{name}.max_item_seconds")
+    return longest
 
 
 @checks.register(checks.Tags.compatibility)
 def check_drain_budget_fits_task_timeout(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
-    """A drain task must return before django-q2 kills it, and be re-delivered only after that."""
+    """A drain task must return before django-q2 kills it, and be re-delivered only after that. A drain starts
+    no work past its budget, but the item it started last may run the longest item's time past it."""
     errors: list[checks.CheckMessage] = []
     q = getattr(settings, "Q_CLUSTER", {})
     timeout, retry = q.get("timeout"), q.get("retry", 60)
     budget = conf.get("DRAIN_BUDGET_SECONDS")
-    if timeout is not None and budget + conf.get("LEASE_SECONDS") / 2 >= timeout:
+    item, whose = longest_item_seconds()
+    longest_run = budget + max(item, conf.get("LEASE_SECONDS") / 2)
+    needed = longest_run + max(TIMEOUT_SPARE_MIN_SECONDS, TIMEOUT_SPARE_SHARE * longest_run)
+    if timeout is not None and timeout < needed:
         errors.append(checks.Error(
-            f"PARTITIONS_DRAIN_BUDGET_SECONDS ({budget}) plus half a lease does not fit in "
-            f"Q_CLUSTER timeout ({timeout}).",
-            hint="Raise Q_CLUSTER['timeout'] or lower the drain budget.", id="partitions.E001",
+            f"Q_CLUSTER timeout ({timeout}) is not comfortably above PARTITIONS_DRAIN_BUDGET_SECONDS ({budget}) "
+            f"plus the longest item ({item:g} s, {whose}) or half a lease: it needs at least {needed:.0f} s.",
+            hint="Raise Q_CLUSTER['timeout'] (and retry with it), lower the drain budget, or lower the longest "
+                 "item a job type allows.", id="partitions.E001",
         ))
     if timeout is not None and retry <= timeout:
         errors.append(checks.Error(
             f"Q_CLUSTER retry ({retry}) must exceed timeout ({timeout}), or tasks run twice at once.",
             hint="See the comment on Q_CLUSTER in settings.", id="partitions.E002",
         ))
+    return errors
+
+
+@checks.register(checks.Tags.security)
+def check_webhook_urls(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
+    """Every webhook is sent to over https (http only when allowed); a `file://` or other scheme never is."""
+    hooks = (conf.get("NOTIFY") or {}).get("webhooks") or {}
+    errors = []
+    for name, spec in hooks.items():
+        url = str((spec or {}).get("url", "")) if isinstance(spec, dict) else ""
+        if problem := webhook_url_error(url):
+            errors.append(checks.Error(
+                f"PARTITIONS_NOTIFY webhook {name!r} {problem} ({url[:100]!r}).",
+                hint="Webhook deliveries carry a signature and job details: send them over https only.",
+                id="partitions.E003",
+            ))
     return errors
 
 

@@ -546,7 +546,7 @@ def job_step_finish(job_id: int, token: int, target: str, *, actor: Any, event_t
 # claimed once across every cluster. Returns the database clock too: fires are computed from it.
 SQL_SCHEDULE_CLAIM_DUE = """
     SELECT s.id, statement_timestamp() FROM partitions_jobschedule s
-    WHERE s.enabled AND s.next_run_at <= statement_timestamp()
+    WHERE s.enabled AND s.next_run_at <= statement_timestamp() AND s.id <> ALL(%(skip)s::bigint[])
     ORDER BY s.next_run_at, s.id LIMIT 1 FOR UPDATE SKIP LOCKED
 """
 
@@ -554,10 +554,11 @@ SQL_SCHEDULE_CLAIM_DUE = """
 SQL_DB_NOW = "SELECT statement_timestamp()"
 
 
-def schedule_claim_due():
-    """(the locked due schedule, the database's now), or None; call inside the transaction that fires it."""
+def schedule_claim_due(*, skip: list[int] | tuple[int, ...] = ()):
+    """(the locked due schedule, the database's now), or None; call inside the transaction that fires it.
+    `skip`: schedules this firer already failed to fire (never claimed again by it)."""
     with connection.cursor() as cursor:
-        cursor.execute(SQL_SCHEDULE_CLAIM_DUE)
+        cursor.execute(SQL_SCHEDULE_CLAIM_DUE, {"skip": list(skip)})
         row = cursor.fetchone()
     if row is None:
         return None

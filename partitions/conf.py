@@ -7,6 +7,10 @@ DEFAULTS = {
     "LEASE_SECONDS": 60.0,
     # Seconds one drain task works before it returns (must stay below Q_CLUSTER timeout).
     "DRAIN_BUDGET_SECONDS": 30.0,
+    # The longest one item (or one batch of a type that processes batches whole) may take, unless its job type
+    # says otherwise (JobType.max_item_seconds): a drain may outlast its budget by that much, so the system
+    # check wants Q_CLUSTER timeout comfortably above the budget plus the longest item of any type.
+    "MAX_ITEM_SECONDS": 10.0,
     # Share of failed partitions (after at least MIN_PARTITIONS_FOR_BREAKER) that fails the job early.
     "FAILURE_RATIO": 0.5,
     "MIN_PARTITIONS_FOR_BREAKER": 4,
@@ -42,6 +46,8 @@ DEFAULTS = {
     # Rows one retention DELETE removes at most, and DELETEs one tick runs at most (the rest waits a minute).
     "PRUNE_BATCH": 5000,
     "PRUNE_BATCHES_PER_TICK": 20,
+    # The youngest history `jobs prune` deletes without --force (and history_prune without force=True).
+    "PRUNE_FLOOR_SECONDS": 86_400,
     # Schedules (partitions.schedules): a fire later than MISFIRE_GRACE_SECONDS (an outage, every cluster
     # stopped) is a missed fire; missed fires are never replayed one by one: with CATCH_UP one run makes up
     # for all of them, without it they are only recorded and the schedule waits for its next fire.

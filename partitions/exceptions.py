@@ -98,6 +98,14 @@ class InvalidSchedule(PartitionsError):
         super().__init__(f"invalid schedule: {self.detail}")
 
 
+class NotPermitted(PartitionsError):
+    """The acting user lacks the permission an operator command needs; carries it."""
+
+    def __init__(self, permission: str, what: str):
+        self.permission = permission
+        super().__init__(f"not permitted: {what} needs the {permission} permission")
+
+
 class JobCodeError(PartitionsError):
     """A job type is declared wrongly (caught at registration, not at run time)."""
 

@@ -83,6 +83,9 @@ class JobType:
     #: Failed items a partition tolerates (skip policy); one more fails the partition.
     max_item_failures: ClassVar[int] = 100
     lease_seconds: ClassVar[float | None] = None
+    #: The longest one process_item (or process_batch) call may take; None: PARTITIONS_MAX_ITEM_SECONDS. A drain
+    #: starts no item its estimate says would run past its budget, so it ends within budget + this.
+    max_item_seconds: ClassVar[float | None] = None
 
     def validate_params(self, data: dict[str, Any] | None) -> dict[str, Any]:
         """Clean raw params through the Params form (fields' `initial` are defaults); JSON-safe or InvalidParams."""

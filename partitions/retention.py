@@ -6,6 +6,10 @@ its partitions (their counters feed the `_total` metrics) and its job-level even
 operator actions: the audit trail). Every DELETE removes at most `batch_size` rows, so no statement holds
 locks or bloats WAL for long, and a run stops after `max_batches` statements (tick's share per minute).
 Sub-job events go before the sub-jobs they point at.
+
+A floor keeps a careless `prune --older-than 0m` from wiping the history of jobs that just finished (the ones an
+operator is most likely still reading): ages under PARTITIONS_PRUNE_FLOOR_SECONDS (a day) are refused unless
+the caller passes `force=True` (`jobs prune --force`).
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from datetime import timedelta
 
 from django.db import connection
 
+from partitions import conf
+from partitions.exceptions import InvalidParams
 from partitions.sql import SQL_HISTORY_DELETE_BATCH, SQL_JOBS_HISTORY_DUE, SQL_JOBS_MARK_PRUNED
 
 #: (report field, table, which rows of a due job go), in deletion order.
@@ -41,8 +47,19 @@ class PruneReport:
         return {k: int(v) for k, v in asdict(self).items()}
 
 
-def history_prune(*, older_than: timedelta, batch_size: int = 5000, max_batches: int | None = None) -> PruneReport:
-    """Delete the history of jobs finished more than `older_than` ago (database clock), in batches."""
+def prune_floor() -> timedelta:
+    """The youngest age `history_prune` accepts without `force`."""
+    return timedelta(seconds=conf.get("PRUNE_FLOOR_SECONDS"))
+
+
+def history_prune(*, older_than: timedelta, batch_size: int = 5000, max_batches: int | None = None,
+                  force: bool = False) -> PruneReport:
+    """Delete the history of jobs finished more than `older_than` ago (database clock), in batches. An age
+    under the floor is InvalidParams (nothing deleted) unless `force`."""
+    if older_than < prune_floor() and not force:
+        raise InvalidParams("prune", {"older_than": [
+            f"{older_than} is younger than the floor of {prune_floor()} (PARTITIONS_PRUNE_FLOOR_SECONDS): "
+            "give --force to prune younger history"]})
     report = PruneReport()
     age = older_than.total_seconds()
     while True:

@@ -6,17 +6,30 @@ and the database clock (`claiming.schedule_claim_due`), and its history (`Schedu
 django-q2 only drives `tick`, which calls `schedules_fire_due`.
 
 What a fire does, in the one transaction that holds the schedule's row lock:
-- the last run of the schedule is still active (its dedupe key): nothing starts, `fire_skipped` records it;
+- the last run of the schedule is still active (its dedupe key): nothing starts, `fire_skipped` records it
+  (consecutive skips of the same run are one row with a `count`, so a frequent cadence does not flood the
+  history);
 - the fire is late by more than PARTITIONS_SCHEDULE_MISFIRE_GRACE_SECONDS (an outage): the missed fires are
   counted, never replayed one by one; with PARTITIONS_SCHEDULE_CATCH_UP one run makes up for all of them;
 - the params (or the run options) no longer validate, or the job type is gone: the schedule is paused with
   the reason (`schedule_auto_paused`) instead of failing at every fire;
 - else one job starts (`fire_started`), and the next fire is computed after the database's now.
+
+A fire that raises anything else (a row stored behind the forms with a cadence the parser rejects, a bug) is
+rolled back alone: the schedule is paused with the reason, `fire_failed` records it, the operators are told,
+and the duty goes on to the next schedule; one poisoned row never stops the others.
+
+Who may do what: creating a schedule needs `partitions.add_jobschedule`, deleting it `delete_jobschedule`,
+pausing and resuming it (steering, like a job's pause) `operate_job`, a manual fire `start_job`. The services
+check it for a user actor (the admin passes `request.user`); the CLI and the schedules act as trusted labels.
 """
 
 from __future__ import annotations
 
+import itertools
+import logging
 import re
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -27,9 +40,11 @@ from partitions import cadence as cadences
 from partitions import claiming, conf, registry, services, validation
 from partitions.cadence import Cadence
 from partitions.exceptions import (
+    DuplicateJob,
     InvalidParams,
     InvalidSchedule,
     JobTypeNotFound,
+    NotPermitted,
     ScheduleNameTaken,
     ScheduleNotFound,
     error_line,
@@ -37,9 +52,24 @@ from partitions.exceptions import (
 from partitions.lifecycle import Actor
 from partitions.models import Job, JobSchedule, ScheduleEvent
 from partitions.notify.config import notify_choice
+from partitions.notify.operators import operators_notify
+
+log = logging.getLogger(__name__)
 
 NAME_MAX_LENGTH = 100
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+#: The permissions of the schedule commands (a user actor needs them; see the module's docstring).
+ADD_SCHEDULE, DELETE_SCHEDULE = "partitions.add_jobschedule", "partitions.delete_jobschedule"
+OPERATE_JOB, START_JOB = "partitions.operate_job", "partitions.start_job"
+#: What a manual fire answers when the schedule's last run is still active.
+RUN_ACTIVE = "a run is active"
+
+
+def schedule_permitted(actor: Any, permission: str, what: str) -> None:
+    """NotPermitted unless `actor` is a trusted label (CLI, a schedule, a worker) or a user holding `permission`."""
+    if hasattr(actor, "has_perm") and not (actor.is_active and actor.has_perm(permission)):
+        raise NotPermitted(permission, what)
 
 
 def cadence_of(schedule: JobSchedule) -> Cadence:
@@ -59,7 +89,7 @@ def schedule_event(schedule: JobSchedule, type_: str, actor: Any, *, job: Job | 
 class FireResult:
     """What one fire did: `outcome` is the ScheduleEvent type it wrote."""
 
-    outcome: str  # fire_started | fire_skipped | fire_missed | schedule_auto_paused
+    outcome: str  # fire_started | fire_skipped | fire_missed | schedule_auto_paused | fire_failed
     job: Job | None = None
     detail: str = ""
 
@@ -92,7 +122,7 @@ def schedule_check(*, name: str, type_name: str, params: dict[str, Any] | None, 
     notify_choice(notify or [])
     return {"name": name, "type_name": type_name, "params": cleaned, "max_parallel": max_parallel,
             "priority": priority, "deadline_offset": deadline_offset, "throttle": throttle,
-            "notify": list(notify) if notify else None, "kind": cadence.kind, "cron": cadence.cron.strip(),
+            "notify": list(notify) if notify else None, "kind": cadence.kind, "cron": " ".join(cadence.cron.split()),
             "every": cadence.every, "timezone": cadence.tz}
 
 
@@ -100,11 +130,15 @@ def schedule_create(*, actor: Any, cadence: Cadence, start_at: datetime | None =
                     **fields: Any) -> JobSchedule:
     """Validate and create an enabled schedule; its first fire is the cadence's next after now (or `start_at`
     for interval and monthly cadences, which then repeat from it). Nothing is written on any error."""
-    if start_at is not None and validation.utc_datetime(start_at) is None:
-        raise InvalidSchedule({"start_at": ["Enter a valid date-time."]})
+    schedule_permitted(actor, ADD_SCHEDULE, "creating a schedule")
+    now = claiming.db_now()
+    if start_at is not None:
+        start_at = validation.start_time(start_at, now=now)
+        if start_at is None:
+            raise InvalidSchedule({"start_at": [f"Enter a valid date-time within {validation.START_HORIZON.days} "
+                                                "days of now (UTC offsets from -15:59 to +15:59)."]})
     row = schedule_check(cadence=cadence, **fields)
     who = Actor.of(actor)
-    now = claiming.db_now()
     anchor = None if cadence.kind == cadences.CRON else (start_at or now)
     first = cadences.next_fire(Cadence(**{**cadence.__dict__, "anchor": anchor}),
                                now if start_at is None or start_at <= now else start_at - timedelta(microseconds=1))
@@ -138,6 +172,7 @@ def schedule_get(name_or_id: str | int, *, lock: bool = False) -> JobSchedule:
 
 def schedule_pause(name_or_id: str | int, *, actor: Any, reason: str = "") -> JobSchedule:
     """No more fires until resumed (a running job is not touched)."""
+    schedule_permitted(actor, OPERATE_JOB, "pausing a schedule")
     reason = validation.reason_text(reason)
     with transaction.atomic():
         schedule = schedule_get(name_or_id, lock=True)
@@ -149,10 +184,13 @@ def schedule_pause(name_or_id: str | int, *, actor: Any, reason: str = "") -> Jo
 
 def schedule_resume(name_or_id: str | int, *, actor: Any) -> JobSchedule:
     """Fires again from the next one after now (fires missed while paused are not made up). The params are
-    checked first: a schedule paused because they stopped validating stays paused until they do."""
+    checked first, and the cadence: a schedule paused because they stopped validating stays paused until they do."""
+    schedule_permitted(actor, OPERATE_JOB, "resuming a schedule")
     with transaction.atomic():
         schedule = schedule_get(name_or_id, lock=True)
         if not schedule.enabled:
+            if errors := cadences.cadence_errors(cadence_of(schedule)):
+                raise InvalidSchedule(errors)
             registry.get(schedule.type_name).validate_params(schedule.params)
             schedule.enabled, schedule.paused_reason = True, ""
             schedule.next_run_at = cadences.next_fire(cadence_of(schedule), claiming.db_now())
@@ -163,6 +201,7 @@ def schedule_resume(name_or_id: str | int, *, actor: Any) -> JobSchedule:
 
 def schedule_delete(name_or_id: str | int, *, actor: Any) -> str:
     """Delete a schedule (its jobs and its history stay); returns its name."""
+    schedule_permitted(actor, DELETE_SCHEDULE, "deleting a schedule")
     with transaction.atomic():
         schedule = schedule_get(name_or_id, lock=True)
         schedule_event(schedule, "schedule_deleted", actor)
@@ -172,7 +211,9 @@ def schedule_delete(name_or_id: str | int, *, actor: Any) -> str:
 
 
 def schedule_run_now(name_or_id: str | int, *, actor: Any) -> FireResult:
-    """One fire now, by an operator (even while paused); the cadence's next fire does not move."""
+    """One fire now, by an operator (even while paused); the cadence's next fire does not move. While the last
+    run is active (another operator's fire a moment ago included) nothing starts: `fire_skipped`."""
+    schedule_permitted(actor, START_JOB, "running a schedule now")
     with transaction.atomic():
         schedule = schedule_get(name_or_id, lock=True)
         now = claiming.db_now()
@@ -185,23 +226,68 @@ def schedule_run_now(name_or_id: str | int, *, actor: Any) -> FireResult:
 # Firing (tick) --------------------------------------------------------------------------------------------
 
 
-def schedules_fire_due(*, limit: int = 100) -> dict[str, int]:
-    """Fire every due schedule once, each in its own short transaction; counts by outcome."""
-    counts = {"fire_started": 0, "fire_skipped": 0, "fire_missed": 0, "schedule_auto_paused": 0}
-    for _ in range(limit):
-        with transaction.atomic():
-            claimed = claiming.schedule_claim_due()
-            if claimed is None:
-                break
-            schedule, now = claimed
-            counts[schedule_fire_claimed(schedule, now=now).outcome] += 1
+#: How long one run of the fire duty goes on firing (then the rest waits for the next run, or another firer).
+FIRE_BUDGET_SECONDS = 5.0
+
+
+def schedules_fire_due(*, limit: int | None = None, budget_seconds: float = FIRE_BUDGET_SECONDS) -> dict[str, int]:
+    """Fire every due schedule once, each in its own short transaction, for at most `budget_seconds` (and
+    `limit` fires); counts by outcome. Several firers (every cluster's tick) share the due rows: each claims
+    with SKIP LOCKED.
+
+    The one entry point of the schedule duty (tick, and whatever wakes it). A fire that fails is rolled back
+    alone and handled by `schedule_fire_failed`; the next due schedule fires regardless.
+    """
+    counts = {"fire_started": 0, "fire_skipped": 0, "fire_missed": 0, "schedule_auto_paused": 0, "fire_failed": 0}
+    failed: list[int] = []  # not claimed again by this run, whatever happened to them
+    ends = time.monotonic() + budget_seconds
+    for _ in itertools.count() if limit is None else range(limit):
+        if time.monotonic() >= ends:
+            break
+        claimed_id = None
+        try:
+            with transaction.atomic():
+                claimed = claiming.schedule_claim_due(skip=failed)
+                if claimed is None:
+                    break
+                schedule, now = claimed
+                claimed_id = schedule.pk
+                counts[schedule_fire_claimed(schedule, now=now).outcome] += 1
+        except Exception as exc:
+            if claimed_id is None:
+                raise  # the claim itself failed (the database): the duty's failure, logged by tick
+            failed.append(claimed_id)
+            counts["fire_failed"] += 1
+            schedule_fire_failed(claimed_id, exc)
     return counts
+
+
+def schedule_fire_failed(schedule_id: int, exc: BaseException) -> None:
+    """A fire raised: pause the schedule with the reason, record `fire_failed`, tell the operators."""
+    log.error("schedule %s: fire failed", schedule_id, exc_info=exc)
+    try:
+        with transaction.atomic():
+            schedule = claiming.locked(JobSchedule.objects.filter(pk=schedule_id)).first()
+            if schedule is None:
+                return
+            reason = f"paused: its fire failed ({error_line(exc)[:500]})"
+            scheduled_for = schedule.next_run_at
+            _pause(schedule, reason)
+            schedule_event(schedule, "fire_failed", f"schedule:{schedule.name}", scheduled_for=scheduled_for,
+                           reason=reason, error=error_line(exc)[:1000])
+            operators_notify(f"Schedule {schedule.name} paused: its fire failed",
+                             f"{reason}\nResume it once the cause is fixed (manage.py jobs schedule-resume "
+                             f"{schedule.name}, or the admin's schedule page).")
+    except Exception:  # the pause failed too: logged; this run of the duty does not claim it again
+        log.exception("schedule %s: could not pause it after its fire failed", schedule_id)
 
 
 def schedule_fire_claimed(schedule: JobSchedule, *, now: datetime) -> FireResult:
     """Fire a due schedule whose row this transaction holds, then move it to its next fire after `now`."""
     scheduled_for = schedule.next_run_at
     cadence = cadence_of(schedule)
+    if errors := cadences.cadence_errors(cadence):  # a row written behind the forms
+        raise InvalidSchedule(errors)
     missed = cadences.fires_between(cadence, scheduled_for, now)  # fires after this one that also passed
     late = (now - scheduled_for).total_seconds() > conf.get("SCHEDULE_MISFIRE_GRACE_SECONDS")
     actor = f"schedule:{schedule.name}"
@@ -234,13 +320,28 @@ def _fire(schedule: JobSchedule, *, now: datetime, scheduled_for: datetime, acto
         _pause(schedule, reason)
         schedule_event(schedule, "schedule_auto_paused", actor, scheduled_for=scheduled_for, reason=reason)
         return FireResult("schedule_auto_paused", detail=reason)
+    except DuplicateJob:  # the active run ended between the conflict and the look-up: nothing to start either
+        job, created = None, False
     if not created:
-        schedule_event(schedule, "fire_skipped", actor, job=job, scheduled_for=scheduled_for,
-                       reason=f"job #{job.pk} of this schedule is still {job.status}")
-        return FireResult("fire_skipped", job=job, detail=f"job #{job.pk} is still {job.status}")
+        detail = f"{RUN_ACTIVE}: job #{job.pk} is still {job.status}" if job else RUN_ACTIVE
+        _skipped(schedule, actor, job=job, scheduled_for=scheduled_for, detail=detail)
+        return FireResult("fire_skipped", job=job, detail=detail)
     schedule.last_job = job
     schedule_event(schedule, "fire_started", actor, job=job, scheduled_for=scheduled_for)
     return FireResult("fire_started", job=job)
+
+
+def _skipped(schedule: JobSchedule, actor: Any, *, job: Job | None, scheduled_for: datetime, detail: str) -> None:
+    """Record a skipped fire; one skip after another of the same run only counts up the last row (the schedule's
+    row lock, held by the caller, orders them)."""
+    last = ScheduleEvent.objects.filter(schedule=schedule).order_by("-id").first()
+    if last is not None and last.type == "fire_skipped" and last.job_id == (job.pk if job else None):
+        count = int(last.data.get("count", 1)) + 1
+        last.data = {**last.data, "count": count, "last_scheduled_for": scheduled_for.isoformat(),
+                     "reason": f"{detail}; {count} fires skipped"}
+        last.save(update_fields=["data"])
+        return
+    schedule_event(schedule, "fire_skipped", actor, job=job, scheduled_for=scheduled_for, reason=detail, count=1)
 
 
 def _pause(schedule: JobSchedule, reason: str) -> None:

@@ -34,6 +34,10 @@ from partitions.validation import UNSET
 log = logging.getLogger(__name__)
 
 
+#: Tries of a dedupe-keyed start whose conflicting run keeps ending under it (a very short run, started again).
+DEDUPE_ATTEMPTS = 3
+
+
 def job_start(type_name: str, params: dict[str, Any] | None = None, *, actor: Any, max_parallel: int = 0,
               priority: int = 0, deadline: datetime | None = None, dedupe_key: str | None = None,
               allow_past_deadline: bool = False, rate_limit: float | Any | None = UNSET,
@@ -53,21 +57,24 @@ def job_start(type_name: str, params: dict[str, Any] | None = None, *, actor: An
         pause_ms=job_type.pause_ms if pause_ms is UNSET else pause_ms)
     channels = notify_choice(notify or [])
     actor = Actor.of(actor)
-    try:
-        with transaction.atomic():
-            job = Job.objects.create(type_name=type_name, params=cleaned, max_parallel=options.max_parallel,
-                                     priority=options.priority, deadline=options.deadline,
-                                     dedupe_key=options.dedupe_key, created_by_id=actor.user_id,
-                                     rate_limit=options.rate_limit, pause_ms=options.pause_ms, notify=channels)
-            event(job.pk, "job_created", actor, {"params": cleaned, "max_parallel": options.max_parallel,
-                                                 **_throttle_data(job)})
-    except IntegrityError as exc:
-        existing = Job.objects.filter(dedupe_key=options.dedupe_key).exclude(status__in=sorted(JOB_TERMINAL)).first()
-        if existing is None:
-            raise DuplicateJob(0, options.dedupe_key or "") from exc
-        return existing, False
-    transaction.on_commit(lambda: dispatch.job_created(job.pk))
-    return job, True
+    for _ in range(DEDUPE_ATTEMPTS):
+        try:
+            with transaction.atomic():
+                job = Job.objects.create(type_name=type_name, params=cleaned, max_parallel=options.max_parallel,
+                                         priority=options.priority, deadline=options.deadline,
+                                         dedupe_key=options.dedupe_key, created_by_id=actor.user_id,
+                                         rate_limit=options.rate_limit, pause_ms=options.pause_ms, notify=channels)
+                event(job.pk, "job_created", actor, {"params": cleaned, "max_parallel": options.max_parallel,
+                                                     **_throttle_data(job)})
+        except IntegrityError:
+            existing = (Job.objects.filter(dedupe_key=options.dedupe_key)
+                        .exclude(status__in=sorted(JOB_TERMINAL)).first())
+            if existing is not None:
+                return existing, False
+            continue  # the active run ended between the conflict and the look-up: the key is free again
+        transaction.on_commit(lambda pk=job.pk: dispatch.job_created(pk))
+        return job, True
+    raise DuplicateJob(0, options.dedupe_key or "")
 
 
 def job_preview(type_name: str, params: dict[str, Any] | None = None) -> list[PartitionPlan]:
@@ -98,9 +105,10 @@ def job_throttle(job_id: int, *, actor: Any, rate_limit: float | Any | None = UN
         before = _throttle_data(job)
         for name, value in changes.items():
             setattr(job, name, value)
-        job.save(update_fields=list(changes))
         actor = Actor.of(actor)
-        event(job_id, "job_throttle_changed", actor, {"before": before, "after": _throttle_data(job)})
+        if _throttle_data(job) != before:  # a change that changes nothing writes nothing (no audit row either)
+            job.save(update_fields=list(changes))
+            event(job_id, "job_throttle_changed", actor, {"before": before, "after": _throttle_data(job)})
         if job.ignore_health and job.throttled_since is not None:
             throttling.throttle_end(job_id, checked_at=None, actor=actor, why="health checks ignored by operator")
     job.refresh_from_db()

@@ -1,12 +1,18 @@
-"""Bounds on every input that reaches the database: run options, ids, free texts, param values.
+"""Bounds on every input that reaches the database: run options, ids, free texts, param values, durations,
+time zones and start times.
 
 The admin forms, the CLI and the services share these checks; the services are the last line, so a
 caller that skips the forms still gets `InvalidParams` (one line per field), never a `DataError` from
-PostgreSQL or an `OverflowError` from psycopg.
+PostgreSQL or an `OverflowError` from psycopg. There is one grammar for durations (`parse_duration`: every
+`--every`, `--deadline +90m`, `--older-than`, the admin's deadline field) and one list of time zones
+(`time_zone`), so no surface is looser than another.
 """
 
 from __future__ import annotations
 
+import functools
+import re
+import zoneinfo
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -42,6 +48,14 @@ PAUSE_MS_MAX = 60_000
 
 RUN_OPTIONS = "run options"
 
+#: Durations, on every surface: a whole number of minutes, hours or days, ASCII, no spaces (`90m`, `+2h`, `1d`).
+DURATION_PATTERN = re.compile(r"\+?([0-9]{1,6})([mhd])")
+DURATION_UNITS = {"m": "minutes", "h": "hours", "d": "days"}
+#: JobSchedule.timezone is a varchar(64).
+TIME_ZONE_MAX_LENGTH = 64
+#: How far from now a schedule's first fire may lie, either way.
+START_HORIZON = timedelta(days=3653)
+
 
 class _Unset:
     def __repr__(self) -> str:
@@ -69,6 +83,51 @@ def utc_datetime(value: datetime) -> datetime | None:
     except (OverflowError, ValueError):
         return None
     return in_utc if DATETIME_MIN <= in_utc <= DATETIME_MAX else None
+
+
+def parse_duration(text: Any) -> tuple[int, str] | None:
+    """`90m`, `+2h`, `1d` as (N, unit letter); None for anything else (spaces, other units, other digits)."""
+    match = DURATION_PATTERN.fullmatch(text) if isinstance(text, str) else None
+    return (int(match[1]), match[2]) if match else None
+
+
+def duration(text: Any) -> timedelta | None:
+    """`parse_duration` as a timedelta, or None."""
+    parsed = parse_duration(text)
+    return None if parsed is None else timedelta(**{DURATION_UNITS[parsed[1]]: parsed[0]})
+
+
+@functools.cache
+def _time_zone_names() -> frozenset[str]:
+    # The IANA names the tzdata package ships, less the machine-dependent alias of the local zone.
+    return frozenset(zoneinfo.available_timezones() - {"localtime"})
+
+
+def time_zone(name: Any) -> zoneinfo.ZoneInfo | None:
+    """The IANA time zone `name` (exactly as listed: `Europe/Madrid`, `UTC`), or None for anything else: a
+    directory (`Europe`), a path, a `posix/` or `right/` variant, a name longer than the column."""
+    if not isinstance(name, str) or len(name) > TIME_ZONE_MAX_LENGTH or name not in _time_zone_names():
+        return None
+    try:
+        return zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+        return None
+
+
+def time_zone_error(name: Any) -> str | None:
+    """Why `name` is not a time zone every layer accepts, or None."""
+    if time_zone(name) is not None:
+        return None
+    shown = name if isinstance(name, str) and len(name) <= 80 else f"{str(name)[:80]}…"
+    return f"Unknown time zone {shown!r}: use an IANA name such as Europe/Madrid or UTC."
+
+
+def start_time(value: Any, *, now: datetime) -> datetime | None:
+    """A schedule's first fire in UTC when it is storable and within START_HORIZON of `now`, else None."""
+    in_utc = utc_datetime(value) if isinstance(value, datetime) else None
+    if in_utc is None or abs(in_utc - now) > START_HORIZON:
+        return None
+    return in_utc
 
 
 def deadline_error(deadline: datetime, *, now: datetime | None = None, allow_past: bool = False) -> str | None:

@@ -19,9 +19,9 @@ def _utf8(text: str) -> bytes:
 
 def _allowed(request: HttpRequest) -> bool:
     token = getattr(settings, "METRICS_TOKEN", "")
-    if token:
-        given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-        return hmac.compare_digest(_utf8(given), _utf8(token))
+    if token:  # `Authorization: Bearer <token>` only: a bare token or another scheme is refused
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(_utf8(given), _utf8(token))
     return request.user.is_authenticated and request.user.is_staff
 
 

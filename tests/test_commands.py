@@ -8,11 +8,9 @@ import json
 import os
 import subprocess
 import sys
-import time
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 from django.core.management import call_command
@@ -240,7 +238,7 @@ def _drive_on_first_sleep(monkeypatch, finish) -> None:
         if len(calls) == 1:
             finish(Job.objects.latest("id"))
 
-    monkeypatch.setattr(jobs_command, "time", SimpleNamespace(monotonic=time.monotonic, sleep=sleep))
+    monkeypatch.setattr(jobs_command, "sleep_for", sleep)
 
 
 @pytest.mark.django_db

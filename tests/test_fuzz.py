@@ -120,16 +120,22 @@ def cli_args():
     return st.one_of(start, by_id, listing, events, retry)
 
 
-@FUZZ
-@given(args=cli_args(), as_json=st.booleans())
-def test_the_cli_never_prints_a_traceback_and_a_refusal_writes_nothing(args, as_json):
-    before = row_counts()
+def cli_holds(args: list[str], as_json: bool, counts=row_counts) -> int:
+    """Run the CLI: no traceback, and a refusal (exit 1 or 2) says why and leaves `counts()` as it was; the code."""
+    before = counts()
     code, _, err = cli(*args, *(["--json"] if as_json else []))
     assert "Traceback" not in err
     if code != 0:
         assert code in (1, 2), err
         assert err.strip(), "a refusal says why"
-        assert row_counts() == before
+        assert counts() == before
+    return code
+
+
+@FUZZ
+@given(args=cli_args(), as_json=st.booleans())
+def test_the_cli_never_prints_a_traceback_and_a_refusal_writes_nothing(args, as_json):
+    cli_holds(args, as_json)
 
 
 @pytest.fixture

@@ -79,7 +79,8 @@ def receiver():
 
 
 def configure(settings, url: str, **extra) -> None:
-    settings.PARTITIONS_NOTIFY = {"email": ["ops@example.com"],
+    # The receiver is a plain-http server on loopback: allowed explicitly (the default wants https).
+    settings.PARTITIONS_NOTIFY = {"email": ["ops@example.com"], "allow_http": True,
                                   "webhooks": {"ops": {"url": url, "secret": SECRET}}, **extra}
     settings.PARTITIONS_NOTIFY_BACKOFF = 0.01
 
@@ -160,7 +161,8 @@ def test_the_relay_makes_each_delivery_once_however_often_it_runs(no_dispatcher,
 
 @pytest.mark.django_db
 def test_a_run_chooses_its_own_channels_and_bad_ones_are_one_error_that_writes_nothing(settings):
-    settings.PARTITIONS_NOTIFY = {"email": ["ops@example.com"], "webhooks": {"ops": {"url": "http://x", "secret": ""}}}
+    settings.PARTITIONS_NOTIFY = {"email": ["ops@example.com"], "email_allowed": ["@example.com"],
+                                  "webhooks": {"ops": {"url": "https://x", "secret": ""}}}
     job = started_job("tests.items_serial", {"count": 1, "chunk_size": 1}, notify=["email:lead@example.com"])
     assert config.plan_for(job).channels() == ["email"] and config.plan_for(job).email == ("lead@example.com",)
     silent = started_job("tests.items_serial", {"count": 1, "chunk_size": 1}, notify=["none"])
@@ -201,7 +203,7 @@ def test_the_job_page_lists_its_deliveries_and_their_status(viewer, settings, ad
 @pytest.mark.django_db(transaction=True)
 def test_a_real_cluster_delivers_every_step_at_least_once_through_django_q(clusters, receiver, settings):
     hook = receiver(failures=1)
-    notify = json.dumps({"webhooks": {"ops": {"url": hook.url, "secret": SECRET}}})
+    notify = json.dumps({"allow_http": True, "webhooks": {"ops": {"url": hook.url, "secret": SECRET}}})
     [cluster] = clusters(1, PARTITIONS_NOTIFY=notify, PARTITIONS_NOTIFY_BACKOFF="0.2")
     settings.PARTITIONS_NOTIFY = json.loads(notify)
     job = started_job("tests.items_serial", {"count": 20, "chunk_size": 5})

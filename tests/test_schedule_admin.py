@@ -22,7 +22,8 @@ LIST = "admin:partitions_jobschedule_changelist"
 
 @pytest.fixture
 def scheduler():
-    return make_staff("scheduler", *VIEW_PERMS, "view_jobschedule", "operate_job", "start_job")
+    return make_staff("scheduler", *VIEW_PERMS, "view_jobschedule", "add_jobschedule", "delete_jobschedule",
+                      "operate_job", "start_job")
 
 
 @pytest.fixture

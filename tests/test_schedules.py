@@ -181,6 +181,10 @@ def test_a_schedule_whose_params_stop_validating_is_paused_with_the_reason(monke
 
 
 def test_pause_resume_run_now_and_delete_are_recorded_with_the_actor(operator):
+    from django.contrib.auth.models import Permission
+
+    operator.user_permissions.add(Permission.objects.get(codename="delete_jobschedule"))  # deleting: its own right
+    operator = type(operator).objects.get(pk=operator.pk)  # no cached permissions
     schedule = make_schedule()
     schedules.schedule_pause(schedule.name, actor=operator)
     assert schedules.schedules_fire_due()["fire_started"] == 0

@@ -43,9 +43,15 @@ class ScheduleForm(forms.Form):
         cleaned["offset"] = cadences.parse_offset(text) if text.strip() else None
         if text.strip() and cleaned["offset"] is None:
             self.add_error("deadline_offset", "Enter a deadline after the fire such as +90m, +2h or +1d.")
-        start_at, tz = cleaned.get("start_at"), cadences.zone(cleaned.get("timezone") or "")
+        zone_name = (cleaned.get("timezone") or "").strip()
+        if problem := validation.time_zone_error(zone_name):
+            self.add_error("timezone", problem)
+        start_at, tz = cleaned.get("start_at"), validation.time_zone(zone_name)
         if start_at is not None and tz is not None:  # the widget's wall time is in the schedule's time zone
-            cleaned["start_at"] = start_at.replace(tzinfo=None).replace(tzinfo=tz)
+            try:
+                cleaned["start_at"] = cadences.local_instant(start_at, tz)  # the DST rule, like every fire
+            except (OverflowError, ValueError):
+                self.add_error("start_at", "Enter a date-time within range.")
         return cleaned
 
     def cadence(self) -> Cadence:

@@ -87,8 +87,8 @@ ACTIONS: dict[str, ScheduleAction] = {a.name: a for a in [
     ScheduleAction("pause", "Pause", "Stop the fires of", (OPERATE,), "operate", lambda s: s.enabled, _pause),
     ScheduleAction("resume", "Resume", "Fire again, from the next fire after now,", (OPERATE,), "operate",
                    lambda s: not s.enabled, _resume),
-    ScheduleAction("delete", "Delete schedule", "Delete (its jobs and history stay)", (OPERATE,), "operate",
-                   lambda s: True, _delete, danger=True),
+    ScheduleAction("delete", "Delete schedule", "Delete (its jobs and history stay)", (schedules.DELETE_SCHEDULE,),
+                   "delete_schedule", lambda s: True, _delete, danger=True),
 ]}
 
 
@@ -101,7 +101,7 @@ def perform(action: ScheduleAction, schedule: JobSchedule, user: Any) -> Outcome
     except InvalidParams as exc:
         return Outcome(f"Cannot {action.label.lower()} {schedule.name}: its params do not validate ({exc}).",
                        messages.ERROR)
-    except PartitionsError as exc:
+    except PartitionsError as exc:  # NotPermitted included: the service checks the permission too
         return Outcome(f"Cannot {action.label.lower()} {schedule.name}: {exc}", messages.ERROR)
 
 
@@ -119,6 +119,10 @@ class ScheduleAdmin(EngineAdmin):
     search_fields = ["name", "type_name"]
     list_select_related = ["last_job"]
     actions = [_bulk(action) for action in ACTIONS.values()]
+
+    def has_delete_schedule_permission(self, request) -> bool:
+        """Deleting a schedule is its own right (O1), not the job operators' `operate_job`."""
+        return request.user.has_perm(schedules.DELETE_SCHEDULE)
 
     @admin.display(description="cadence")
     def cadence_col(self, s: JobSchedule):

@@ -1,8 +1,15 @@
-"""The start page: choose a job type, fill its Params form as-is, preview the plan (writes nothing) or start."""
+"""The start page: choose a job type, fill its Params form as-is, preview the plan (writes nothing) or start.
+
+The form carries a one-time token (`start_token`): the job it starts gets the dedupe key
+`start-form:<user>:<token>`, so a double click, a resubmitted page or ten concurrent POSTs of one form land on
+the first job (the key's unique index settles a race; a repeat after that job ended finds it by its key).
+"""
 
 from __future__ import annotations
 
 import logging
+import re
+import secrets
 from typing import Any
 
 from django import forms
@@ -11,13 +18,13 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 from django.template.response import TemplateResponse
 
-from partitions import registry, services, validation
+from partitions import registry, schedules, services, validation
 from partitions.admin.base import job_url
 from partitions.admin.schedule_form import PREFIX as SCHEDULE_PREFIX
 from partitions.admin.schedule_form import ScheduleForm, schedule_submit
 from partitions.admin.throttle import ThrottleFields
 from partitions.exceptions import InvalidParams, JobTypeNotFound, PartitionsError, error_line
-from partitions.models import Partition
+from partitions.models import Job, Partition
 from partitions.notify.config import notify_choice
 
 log = logging.getLogger(__name__)
@@ -26,6 +33,14 @@ log = logging.getLogger(__name__)
 PARAMS_PREFIX = "params"
 #: Rows of a preview shown on the page (the totals always cover every partition).
 PREVIEW_ROWS = 200
+#: What a start token looks like (secrets.token_urlsafe(16)); anything else is ignored (no dedupe).
+START_TOKEN = re.compile(r"[A-Za-z0-9_-]{16,64}")
+
+
+def start_token(request) -> str:
+    """The form's token: the one it was posted with (a page shown again keeps it), else a new one."""
+    posted = request.POST.get("start_token", "") if request.method == "POST" else ""
+    return posted if START_TOKEN.fullmatch(posted) else secrets.token_urlsafe(16)
 
 
 class StartOptionsForm(ThrottleFields):
@@ -123,12 +138,16 @@ def start_view(model_admin, request):
                   for name, t in types.items()],
         "type_name": type_name if job_type else "",
         "job_type": job_type,
+        "start_token": start_token(request),
+        "can_schedule": request.user.has_perm(schedules.ADD_SCHEDULE),
     }
     if job_type is None:
         request.current_app = model_admin.admin_site.name
         return TemplateResponse(request, "admin/partitions/job/start.html", context)
 
     if request.method == "POST":
+        if "_schedule" in request.POST and not request.user.has_perm(schedules.ADD_SCHEDULE):
+            raise PermissionDenied  # creating a schedule is its own right (O1), not start_job's
         params_form = job_type.Params(data=request.POST, prefix=PARAMS_PREFIX)
         options = StartOptionsForm(data=request.POST)
         # Bound (and so checked) only when scheduling: a preview or a run now says nothing about a schedule.
@@ -197,12 +216,17 @@ def _start(request, type_name: str, data: dict[str, Any], params_form, options):
         messages.error(request, f"Cannot start: the plan cannot be made ({problem}); the preview says the same.")
         params_form.is_valid()
         return None
+    token = request.POST.get("start_token", "")
+    key = f"start-form:{request.user.pk}:{token}" if START_TOKEN.fullmatch(token) else None
+    if key and (first := Job.objects.filter(dedupe_key=key).order_by("id").first()) is not None:
+        messages.info(request, f"This form was already submitted: job #{first.pk} ({first.type_name}).")
+        return HttpResponseRedirect(job_url(first.pk))
     chosen = options.cleaned_data
     job, created = services.job_start(
         type_name, data, actor=request.user, max_parallel=chosen["max_parallel"] or 0, deadline=chosen["deadline"],
         rate_limit=validation.UNSET if chosen.get("rate_limit") is None else chosen["rate_limit"],
         pause_ms=validation.UNSET if chosen.get("pause_ms") is None else chosen["pause_ms"],
-        notify=options.notify_values())
-    verb = "Started" if created else "An identical job is already active:"
+        notify=options.notify_values(), dedupe_key=key)
+    verb = "Started" if created else "This form was already submitted:"
     messages.success(request, f"{verb} job #{job.pk} ({type_name}).")
     return HttpResponseRedirect(job_url(job.pk))

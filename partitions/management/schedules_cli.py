@@ -4,7 +4,6 @@ recurring runs from the CLI, thin over `partitions.schedules` (mixed into the `j
 from __future__ import annotations
 
 import argparse
-import re
 from typing import Any
 
 from django.core.management.base import CommandError
@@ -20,11 +19,35 @@ EVERY_UNITS = {"m": cadences.MINUTES, "h": cadences.HOURS, "d": cadences.DAYS}
 
 
 def every_arg(value: str) -> tuple[str, int]:
-    """argparse type for --every: `5m`, `2h`, `1d` -> (kind, N)."""
-    match = re.fullmatch(r"([0-9]{1,6})([mhd])", value.strip())
-    if not match:
+    """argparse type for --every: `5m`, `2h`, `1d` -> (kind, N) (`validation.parse_duration`'s grammar)."""
+    parsed = validation.parse_duration(value)
+    if parsed is None:
         raise argparse.ArgumentTypeError(f"expected an interval such as 5m, 2h or 1d, got {value!r}")
-    return EVERY_UNITS[match[2]], int(match[1])
+    return EVERY_UNITS[parsed[1]], parsed[0]
+
+
+def tz_arg(value: str) -> str:
+    """argparse type for --tz: an IANA time zone name, exactly (`validation.time_zone`)."""
+    if problem := validation.time_zone_error(value):
+        raise argparse.ArgumentTypeError(problem)
+    return value
+
+
+def start_at_arg(value: str, tz: str):
+    """--start-at as an aware date-time: ISO 8601, a wall time without offset read in the schedule's zone (by
+    the DST rule of `cadence.local_instant`); the service checks its range (offsets past ±15:59 included)."""
+    try:
+        first = parse_datetime(value.strip())
+    except ValueError:  # well formed but not a real date-time
+        first = None
+    if first is not None and timezone.is_naive(first):
+        try:
+            first = cadences.local_instant(first, validation.time_zone(tz) or timezone.get_current_timezone())
+        except (OverflowError, ValueError):  # year 1 or 9999 read in a zone that pushes it out of range
+            first = None
+    if first is None:
+        raise CommandError(f"--start-at is not an ISO 8601 date-time in range: {value!r}")
+    return first
 
 
 def offset_arg(value: str):
@@ -69,7 +92,7 @@ class ScheduleCommands:
         cadence.add_argument("--cron", help='a five-field cron expression, e.g. "0 2 * * *"')
         cadence.add_argument("--every", type=every_arg, help="an interval: 5m, 2h or 1d")
         cadence.add_argument("--monthly", action="store_true", help="every month on --start-at's day and time")
-        create.add_argument("--tz", default="UTC", help="IANA time zone of the cadence (default UTC)")
+        create.add_argument("--tz", type=tz_arg, default="UTC", help="IANA time zone of the cadence (default UTC)")
         create.add_argument("--start-at", help="ISO 8601: the first fire of --every/--monthly (default: now)")
         create.add_argument("--deadline", type=offset_arg, help="each run's deadline after its fire: +90m, +2h")
         create.add_argument("--max-parallel", type=whole_number, default=0)
@@ -95,16 +118,7 @@ class ScheduleCommands:
             cadence = Cadence(kind=every[0], every=every[1], tz=tz)
         else:
             cadence = Cadence(kind=cadences.MONTHLY, tz=tz)
-        first = None
-        if start_at is not None:
-            try:
-                first = parse_datetime(start_at)
-            except ValueError:  # well formed but not a real date-time
-                first = None
-            if first is None:
-                raise CommandError(f"--start-at is not an ISO 8601 date-time: {start_at!r}")
-            first = timezone.make_aware(first, cadences.zone(tz) or timezone.get_current_timezone()) \
-                if timezone.is_naive(first) else first
+        first = None if start_at is None else start_at_arg(start_at, tz)
         schedule = schedules.schedule_create(
             actor=self.ACTOR, name=name, type_name=type_name, params=params, cadence=cadence, start_at=first,
             max_parallel=max_parallel, priority=priority, deadline_offset=deadline, rate_limit=rate,
@@ -131,7 +145,7 @@ class ScheduleCommands:
         result = schedules.schedule_run_now(name, actor=self.ACTOR)
         schedule = schedules.schedule_get(name)
         text = {"fire_started": f"schedule {name}: started job #{result.job.pk if result.job else ''}",
-                "fire_skipped": f"schedule {name}: skipped, {result.detail}",
+                "fire_skipped": f"schedule {name}: skipped: {result.detail}",
                 "schedule_auto_paused": f"schedule {name}: {result.detail}"}[result.outcome]
         self.emit({**schedule_summary(schedule), "outcome": result.outcome, "job": result.job.pk if result.job
                    else None, "detail": result.detail}, text)

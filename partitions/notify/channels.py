@@ -4,7 +4,9 @@ Webhook requests carry
 - `X-Partitions-Signature: sha256=<hex HMAC-SHA256 of the raw body, keyed with the webhook's secret>`,
 - `Idempotency-Key: <the delivery's key>` (the same on every retry: receivers drop repeats by it),
 - `X-Partitions-Event: <kind>`.
-Any 2xx is success; anything else, or no answer within `TIMEOUT_SECONDS`, is a failure to retry.
+Any 2xx is success; anything else, or no answer within `TIMEOUT_SECONDS`, is a failure to retry. A redirect is
+never followed (it would carry the signed body to whatever host the receiver names): a 3xx is a failed delivery
+that names its Location. A URL that is not https (or http with `allow_http`) is refused without a request.
 """
 
 from __future__ import annotations
@@ -20,13 +22,21 @@ from django.core.mail import EmailMessage
 
 from partitions.exceptions import PartitionsError
 from partitions.models import Delivery
-from partitions.notify.config import Plan
+from partitions.notify.config import Plan, webhook_url_error
 
 TIMEOUT_SECONDS = 5.0
 
 
 class DeliveryFailed(PartitionsError):
     """A channel refused or did not answer; the delivery is retried later."""
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None  # urllib then raises the 3xx as an HTTPError
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects)
 
 
 def body_of(delivery: Delivery) -> bytes:
@@ -57,6 +67,8 @@ def send(delivery: Delivery, plan: Plan) -> None:
     hook = plan.webhook(name)
     if hook is None:
         raise DeliveryFailed(f"no webhook named {name!r} configured any more")
+    if problem := webhook_url_error(hook.url):
+        raise DeliveryFailed(f"webhook {name!r} {problem}")
     body = body_of(delivery)
     request = urllib.request.Request(hook.url, data=body, method="POST", headers={
         "Content-Type": "application/json", "User-Agent": "partitions-notify/1",
@@ -64,9 +76,12 @@ def send(delivery: Delivery, plan: Plan) -> None:
         "Idempotency-Key": delivery.idempotency_key,
     })
     try:
-        with urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS) as response:
+        with _OPENER.open(request, timeout=TIMEOUT_SECONDS) as response:
             status = response.status
     except urllib.error.HTTPError as exc:
+        if 300 <= exc.code < 400:
+            location = str(exc.headers.get("Location", "?"))[:200]
+            raise DeliveryFailed(f"HTTP {exc.code} from {name}: redirect to {location} not followed") from exc
         raise DeliveryFailed(f"HTTP {exc.code} from {name}") from exc
     except (OSError, ValueError) as exc:
         raise DeliveryFailed(f"{name}: {type(exc).__name__}: {exc}"[:300]) from exc

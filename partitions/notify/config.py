@@ -1,11 +1,18 @@
 """Which channels a job notifies, for which events: settings, overridden per job type, overridden per run.
 
     PARTITIONS_NOTIFY = {
-        "email": ["ops@example.com"],
+        "email": ["ops@example.com"],                      # the operators' addresses
+        "email_allowed": ["ops@example.com", "@example.com"],  # what a run may name (default: "email")
         "webhooks": {"ops": {"url": "https://hooks.example.com/jobs", "secret": "…"}},
+        "allow_http": False,                               # True: plain-http webhook URLs are accepted too
         "events": ["step_started", "step_finished", "job_succeeded", …],   # default: all of EVENTS
         "partitions_failed_threshold": 1,
     }
+
+A run that names its own addresses (`email:ADDRESS`) may only name allowed ones: an exact address, or any
+address of an `@domain` entry; so the start permission does not let anyone mail a job's details anywhere.
+A webhook URL must be https (http only with `allow_http`); the system check `partitions.E003` refuses any
+other scheme at start-up, and a delivery never follows a redirect.
 
 A job type may set `notify = {"email": [...], "webhooks": ["ops"], "events": [...]}` and a run may carry
 the same shape (start form, `jobs start --notify`); each key given replaces the one below it. Webhooks are
@@ -57,6 +64,30 @@ def _global() -> dict[str, Any]:
     return conf.get("NOTIFY") or {}
 
 
+def operator_addresses() -> tuple[str, ...]:
+    """The operators' e-mail addresses (PARTITIONS_NOTIFY["email"])."""
+    return tuple(str(a) for a in _global().get("email") or ())
+
+
+def email_allowed(address: str) -> bool:
+    """Whether a run may send notifications to `address`: listed in PARTITIONS_NOTIFY["email_allowed"] (an exact
+    address or an `@domain`), by default the operators' own addresses."""
+    allowed = _global().get("email_allowed")
+    entries = [str(e).lower() for e in (operator_addresses() if allowed is None else allowed)]
+    address = address.lower()
+    return address in entries or any(e.startswith("@") and address.endswith(e) for e in entries)
+
+
+def webhook_url_error(url: str) -> str | None:
+    """Why a webhook URL is refused (not https, or http without allow_http; any other scheme), or None."""
+    scheme = url.partition(":")[0].lower() if ":" in url else ""
+    if scheme == "https" or (scheme == "http" and _global().get("allow_http")):
+        return None
+    if scheme == "http":
+        return "uses http: use https, or set PARTITIONS_NOTIFY['allow_http'] = True"
+    return f"has scheme {scheme or 'none'!r}: only https (or http with allow_http) is sent to"
+
+
 def _defined_webhooks() -> dict[str, Webhook]:
     return {name: Webhook(name, str(spec["url"]), str(spec.get("secret", "")))
             for name, spec in (_global().get("webhooks") or {}).items()}
@@ -93,11 +124,10 @@ def notify_choice(values: list[str]) -> dict[str, list[str]] | None:
     for value in values[: MAX_CHANNELS + 1]:
         kind, _, target = value.partition(":")
         if kind == "email":
-            try:
-                validate_email(target)
+            if problem := _email_problem(value, target):
+                problems.append(problem)
+            else:
                 email.append(target)
-            except ValidationError:
-                problems.append(f"{value!r}: not an e-mail address")
         elif kind == "webhook" and target in defined:
             hooks.append(target)
         elif kind == "webhook":
@@ -109,3 +139,13 @@ def notify_choice(values: list[str]) -> dict[str, list[str]] | None:
     if problems:
         raise InvalidParams(RUN_OPTIONS, {"notify": problems[:1]})
     return {"email": sorted(set(email)), "webhooks": sorted(set(hooks))}
+
+
+def _email_problem(value: str, address: str) -> str | None:
+    try:
+        validate_email(address)
+    except ValidationError:
+        return f"{value!r}: not an e-mail address"
+    if not email_allowed(address):
+        return f"{value!r}: not an allowed address (PARTITIONS_NOTIFY['email_allowed'])"
+    return None

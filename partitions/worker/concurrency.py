@@ -55,9 +55,10 @@ class ItemPool:
             future.exception()
         self._pool.shutdown(wait=True)
 
-    def flow(self, fn: Callable[[Any], ItemResult], *, key_of: Callable[[Any], str]) -> ItemFlow:
+    def flow(self, fn: Callable[[Any], ItemResult], *, key_of: Callable[[Any], str],
+             may_start: Callable[[], bool] | None = None) -> ItemFlow:
         """A new stream of items through this pool's threads."""
-        return ItemFlow(self._pool, self.concurrency, fn, key_of)
+        return ItemFlow(self._pool, self.concurrency, fn, key_of, may_start)
 
     def run(self, items: Sequence[Any], fn: Callable[[Any], ItemResult], *, key_of: Callable[[Any], str],
             on_prefix: Callable[[int, list], None] | None = None) -> list[ItemResult]:
@@ -85,8 +86,10 @@ class ItemFlow:
     """
 
     def __init__(self, executor: ThreadPoolExecutor, concurrency: int, fn: Callable[[Any], ItemResult],
-                 key_of: Callable[[Any], str]):
+                 key_of: Callable[[Any], str], may_start: Callable[[], bool] | None = None):
         self._executor, self._concurrency, self._fn, self._key_of = executor, concurrency, fn, key_of
+        #: Asked before an item past every started one starts; False stops the flow (as `stop(fill_gaps=True)`).
+        self._may_start = may_start
         self._waiting: dict[str, deque[tuple[int, Any]]] = {}  # key -> its unstarted (index, item), in order
         # Heap of (index, key): the head of every waiting key that has nothing in flight, so the
         # earliest startable item is found in O(log n) however many keys wait.
@@ -118,6 +121,9 @@ class ItemFlow:
             index, key = self._ready[0]
             if self._limit is not None and index >= self._limit:
                 break
+            if index > self._highest_started and self._may_start is not None and not self._may_start():
+                self.stop(fill_gaps=True)
+                continue
             heapq.heappop(self._ready)
             queue = self._waiting[key]
             _, item = queue.popleft()
@@ -155,6 +161,11 @@ class ItemFlow:
         by their ordering key), so the completed prefix can reach every item that ran."""
         limit = self._highest_started + 1 if fill_gaps else 0
         self._limit = limit if self._limit is None else min(self._limit, limit)
+
+    @property
+    def stopped(self) -> bool:
+        """Whether `stop` was called (or `may_start` said no): nothing new starts."""
+        return self._limit is not None
 
     def _busy(self, key: str) -> bool:
         return any(k == key for _, _, k in self._in_flight.values())

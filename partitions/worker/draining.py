@@ -11,10 +11,11 @@ from dataclasses import dataclass, field
 
 from partitions import claiming, conf, dispatch
 from partitions.logs import log_context, partition_fields
+from partitions.waits import seconds_left, sleep_for
 from partitions.worker import splitting
 from partitions.worker.outcomes import apply_outcomes
 from partitions.worker.renewer import renewer
-from partitions.worker.run import run_partition
+from partitions.worker.run import BUDGET_SPENT, run_partition
 
 _PROCESS_TAG = uuid.uuid4().hex[:6]
 
@@ -104,9 +105,9 @@ class _Drain:
         # ahead) or a backoff about to end: wait for it instead of leaving the partition until the next tick.
         # A healthy lease is only watched by the standby, for its holder's death.
         wait = claiming.seconds_until_claimable(self.job_id)
-        left = self.deadline - time.monotonic()
+        left = seconds_left(self.deadline)
         if wait is not None and wait <= min(self.lease / 2, left):
-            time.sleep(max(0.0, wait) + 0.05)
+            sleep_for(wait + 0.05)
             return True
         if wait is None or not self.standby or not conf.get("DETECT_DEAD_BACKENDS"):
             return False
@@ -117,7 +118,7 @@ class _Drain:
         if time.monotonic() >= self.standby_until:
             self.report.watch_goes_on = True
             return False
-        time.sleep(min(STANDBY_POLL_SECONDS, left))
+        sleep_for(min(STANDBY_POLL_SECONDS, seconds_left(self.deadline)))
         return True
 
     def run_claimed(self, claimed: list) -> tuple[int, float]:
@@ -143,6 +144,8 @@ class _Drain:
             with log_context(**partition_fields(partition)):
                 outcome = run_partition(partition, worker_id=self.worker, deadline=self.deadline, cache=self.setups)
             slow = time.monotonic() - started > HOLD_SECONDS
+            if outcome.kind == "released" and outcome.reason == BUDGET_SPENT:
+                self.deadline = min(self.deadline, time.monotonic())  # no room for more work: the drain ends
             ran += 1
             self.report.partitions += 1
             self.report.outcomes[outcome.kind] += 1

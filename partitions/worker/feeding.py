@@ -27,12 +27,13 @@ def first_control(results: list[ItemResult]) -> tuple[int, JobControl] | None:
 
 
 def feed_items(pool: ItemPool, source: ItemSource, *, after: Any, batch_size: Callable[[], int],
-               admit: Callable[[int], None], run_item: Callable[[Any], ItemResult],
+               admit: Callable[[int], bool], may_start: Callable[[], bool], run_item: Callable[[Any], ItemResult],
                commit: Callable[[list, list[ItemResult]], bool], every: float) -> int:
     """Run every item after `after` through `pool`, checkpointing as it goes; return the batches fetched.
 
     `batch_size()` is the size of the next fetch; `admit(n)` is called with each fetched batch before its
-    items start (it may wait: the rate limit).
+    items start (it may wait: the rate limit); False leaves that batch unprocessed and stops like a refused
+    commit. `may_start()` is asked before each new item starts (the drain's budget); False stops the same way.
 
     `commit(items, results)` receives the completed prefix in order, in pieces: whenever it passes the end
     of a fetched batch, and at least every `every` seconds. It returns False to stop: nothing more is
@@ -40,10 +41,10 @@ def feed_items(pool: ItemPool, source: ItemSource, *, after: Any, batch_size: Ca
     committed, and the rest is left for the next run. A Retry or CancelJob from an item stops at once: the
     items before it are committed, then it is raised.
     """
-    flow = pool.flow(run_item, key_of=source.ordering_key)
+    flow = pool.flow(run_item, key_of=source.ordering_key, may_start=may_start)
     batch_ends: deque[int] = deque()  # item counts at which a fetched batch ends
     fetched = taken = batches = 0
-    exhausted = stopped = False
+    exhausted = False
     pending_items: list = []
     pending_results: list[ItemResult] = []
     last_commit = time.monotonic()
@@ -53,22 +54,23 @@ def feed_items(pool: ItemPool, source: ItemSource, *, after: Any, batch_size: Ca
         # Fetch while fewer items wait to start than there are slots, so the pool never runs dry at a batch
         # edge; but run at most a batch (plus the slots) past the oldest unfinished item, so one slow item
         # holds back a bounded number of finished ones (memory, and what a crash would repeat).
-        while (not (exhausted or stopped) and flow.unstarted < pool.concurrency
+        while (not (exhausted or flow.stopped) and flow.unstarted < pool.concurrency
                and fetched - taken < (size := batch_size()) + pool.concurrency):
             batch = source.fetch(after, size)
             if not batch:
                 exhausted = True
                 break
-            admit(len(batch))
+            if not admit(len(batch)):
+                flow.stop(fill_gaps=True)
+                break
             flow.add(batch)
             after, fetched, batches = source.checkpoint_of(batch[-1]), fetched + len(batch), batches + 1
             batch_ends.append(fetched)
         flow.start()
 
     def flush() -> None:
-        nonlocal stopped, last_commit
-        if pending_items and not commit(pending_items, pending_results) and not stopped:
-            stopped = True
+        nonlocal last_commit
+        if pending_items and not commit(pending_items, pending_results):
             flow.stop(fill_gaps=True)
         pending_items.clear()
         pending_results.clear()
@@ -89,11 +91,16 @@ def feed_items(pool: ItemPool, source: ItemSource, *, after: Any, batch_size: Ca
         refill()  # before committing, so the commit runs with every slot busy
         pending_items.extend(items)
         pending_results.extend(results)
-        passed_batch_end = False
-        while batch_ends and batch_ends[0] <= taken:
-            batch_ends.popleft()
-            passed_batch_end = True
-        if pending_items and (passed_batch_end or time.monotonic() - last_commit >= every):
+        if pending_items and (_pop_passed(batch_ends, taken) or time.monotonic() - last_commit >= every):
             flush()
     flush()
     return batches
+
+
+def _pop_passed(batch_ends: deque[int], taken: int) -> bool:
+    """Drop the batch ends `taken` items passed; whether there was one."""
+    passed = False
+    while batch_ends and batch_ends[0] <= taken:
+        batch_ends.popleft()
+        passed = True
+    return passed

@@ -3,6 +3,13 @@ fleet-wide rate limit (see `partitions.throttling` and `partitions.health`).
 
 The run's lease stays renewed throughout (the process's renewer thread); waits are cut into short sleeps
 so a pause, a cancel, a lost lease or the end of the drain's budget is noticed within a second.
+
+The drain's budget knows how long work takes: the pacer keeps a pessimistic estimate of one unit of work (an
+item, or a batch for a type that processes batches whole; it rises at once and decays by halves) and
+`can_start` says no to a unit that would run past the budget, so a drain returns within its budget plus at
+most one unit (what `partitions.checks` sizes the django-q2 timeout for). Under a rate limit an item is
+processed only with a reservation: `admit` reserves before it lets a batch through, and refuses (the items
+wait for the next drain, which waits its turn) when the budget ends first.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import time
 from partitions import health, throttling
 from partitions.states import JobStatus
 from partitions.throttling import JobControls, RateBacklog
+from partitions.waits import seconds_left, sleep_for
 from partitions.worker.renewer import Held
 
 log = logging.getLogger(__name__)
@@ -25,10 +33,25 @@ class Pacer:
     """The throttle of one run of one partition."""
 
     def __init__(self, job, job_type, controls: JobControls, *, worker_id: str, keeper: Held,
-                 deadline: float | None):
+                 deadline: float | None, learned: dict | None = None):
         self.job, self.job_type, self.controls = job, job_type, controls
         self.worker_id, self.keeper, self.deadline = worker_id, keeper, deadline
         self.batches = 0
+        #: Shared by the runs of one job in one drain: "unit_seconds", the estimate of one unit of work.
+        self.learned = {} if learned is None else learned
+
+    def observe(self, seconds: float) -> None:
+        """One unit of work took `seconds`: the estimate rises to it at once and decays by halves."""
+        last = self.learned.get("unit_seconds")
+        self.learned["unit_seconds"] = seconds if last is None else max(seconds, (last + seconds) / 2)
+
+    def can_start(self) -> bool:
+        """Whether one more unit of work ends within the drain's budget (and, under a rate limit, leaves room
+        for a reservation, which starts at most RATE_HORIZON_SECONDS ahead)."""
+        needed = self.learned.get("unit_seconds", 0.0)
+        if self.controls.rate_limit:
+            needed = max(needed, throttling.RATE_HORIZON_SECONDS)
+        return self.deadline is None or seconds_left(self.deadline) > needed
 
     def gate(self) -> None:
         """Before each batch: the pause after the previous one, then wait while a health check fails.
@@ -52,28 +75,32 @@ class Pacer:
                 return
             self.controls = throttling.job_controls(self.job.pk)
 
-    def admit(self, items: int) -> None:
-        """Before processing `items`: wait for their turn under the job's rate limit (if it has one)."""
+    def admit(self, items: int) -> bool:
+        """Before processing `items`: their reservation under the job's rate limit (if it has one), waited for.
+        False when they must not be processed now: the budget ends first, the lease is lost, the job stopped."""
         while self.controls.rate_limit:
+            if self.controls.status != JobStatus.RUNNING or not self.can_start():
+                return False
             try:
                 wait = throttling.rate_reserve(self.job.pk, items)
             except RateBacklog as backlog:
                 if not self._sleep(min(backlog.seconds, WAIT_SLICE_SECONDS)):
-                    return
+                    return False
                 self.controls = throttling.job_controls(self.job.pk)
                 continue
-            if wait is not None and wait > 0:
-                self._sleep(wait)
-            return
+            # The reservation starts within the horizon, which can_start left room for.
+            return wait is None or self._sleep(wait)
+        return not self.keeper.lost
 
     def batch_cap(self, size: int) -> int:
         return self.controls.batch_cap(size)
 
     def _sleep(self, seconds: float) -> bool:
-        """Sleep up to `seconds`, less when the lease is lost or the budget ends; False if waiting must stop."""
-        until = time.monotonic() + seconds
-        if self.deadline is not None:
-            until = min(until, self.deadline)
+        """Sleep `seconds` in short slices, cut short when the lease is lost or the budget ends; True when the
+        whole wait passed with the lease held."""
+        seconds = max(0.0, seconds)
+        whole = self.deadline is None or seconds <= seconds_left(self.deadline)
+        until = time.monotonic() + min(seconds, seconds_left(self.deadline))
         while (left := until - time.monotonic()) > 0 and not self.keeper.lost:
-            time.sleep(min(left, 0.1))
-        return not self.keeper.lost and (self.deadline is None or time.monotonic() < self.deadline)
+            sleep_for(min(left, 0.1))
+        return whole and not self.keeper.lost

@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 
 #: With item concurrency, the longest a completed prefix waits for its checkpoint (also taken at each batch end).
 CHECKPOINT_EVERY_SECONDS = 1.0
+#: Why a run released its partition when the drain's budget had no room for more work (the drain then ends).
+BUDGET_SPENT = "drain budget spent"
 #: What a split changes on the partition it splits (re-read by the holder when its checkpoint is refused).
 BOUNDS_FIELDS = ("lower", "upper", "modulus", "remainder", "bounds_version", "estimated_items")
 
@@ -77,7 +79,7 @@ class PartitionRun:
     def execute(self) -> Outcome:
         keeper = renewer().hold(self.partition.pk, self.token, self.lease_seconds)
         self.pacer = Pacer(self.job, self.job_type, self.claimed_controls, worker_id=self.worker_id, keeper=keeper,
-                           deadline=self.deadline)
+                           deadline=self.deadline, learned=self.learned)
         concurrency = self.job_type.concurrency(self.params)
         pool = ItemPool(concurrency) if concurrency > 1 else None
         try:
@@ -111,7 +113,8 @@ class PartitionRun:
                 items = self.source.fetch(self.checkpoint, self.pacer.batch_cap(self.sizer.size))
                 if not items:
                     return False
-                self.pacer.admit(len(items))
+                if not self.pacer.admit(len(items)):
+                    return True  # not processed: the boundary says why (budget, lease, job stopped)
                 started = time.perf_counter()
                 with transaction.atomic() if self.job_type.atomic else nullcontext():
                     self._run_batch(items)
@@ -154,6 +157,14 @@ class PartitionRun:
                            f"{self.job_type.max_item_failures}", final=True, stats=self.stats)
         if self.pacer.controls.status == JobStatus.RUNNING and not keeper.lost:
             self.pacer.gate()
+        if stop := self._stop_reason(keeper):
+            return stop
+        if pulse.should_yield(self.job.pk, self.partition.pk):  # throughput sample; the time/cost knob
+            return Outcome("released", "max_parallel lowered", stats=self.stats)
+        return None
+
+    def _stop_reason(self, keeper: Held) -> Outcome | None:
+        """Why no more work may start now (the job stopped, the lease is lost, the budget has no room), or None."""
         status = self.pacer.controls.status
         if status == JobStatus.PAUSED:
             return Outcome("released", "job paused", stats=self.stats)
@@ -161,30 +172,33 @@ class PartitionRun:
             return Outcome("cancelled", f"job {status}", stats=self.stats)
         if keeper.lost:
             raise LeaseLost(self.partition.pk, self.token)
-        if self.deadline is not None and time.monotonic() >= self.deadline:
-            return Outcome("released", "drain budget spent", stats=self.stats)
-        if pulse.should_yield(self.job.pk, self.partition.pk):  # throughput sample; the time/cost knob
-            return Outcome("released", "max_parallel lowered", stats=self.stats)
+        if not self.pacer.can_start():
+            return Outcome("released", BUDGET_SPENT, stats=self.stats)
         return None
 
     def _run_batch(self, items: list) -> None:
         if not self.job_type.processes_items_one_by_one():
+            started = time.perf_counter()
             self.job_type.process_batch(self.ctx, items)
+            self.pacer.observe(time.perf_counter() - started)  # the batch is the unit of work
             self._commit(items, [ItemResult(i) for i in range(len(items))])
             return
-        results = [self._run_item(item) for item in items]
+        results: list[ItemResult] = []
+        for item in items:  # the first always runs; the next only while it fits in the drain's budget
+            if results and not self.pacer.can_start():
+                break
+            results.append(self._run_item(item))
         if control := first_control(results):
             raise control[1]
-        self._commit(items, results)
+        self._commit(items[:len(results)], results)
 
     def _feed(self, keeper: Held, pool: ItemPool) -> Outcome:
         """Items in flight across batch edges; each checkpoint of the completed prefix is a stop boundary."""
-        stop: Outcome | None = None
-
+        self.fed_stop: Outcome | None = None
         moved = False
 
         def commit(items: list, results: list[ItemResult]) -> bool:
-            nonlocal stop, moved
+            nonlocal moved
             if moved:  # nothing after a refused piece may commit: the checkpoint covers a contiguous prefix
                 return False
             try:
@@ -192,20 +206,27 @@ class PartitionRun:
             except BoundsMoved:  # a split: finish what is in flight uncommitted, then read the new bounds
                 moved = True
                 return False
-            stop = stop or self._boundary(keeper)
-            return stop is None
+            self.fed_stop = self.fed_stop or self._boundary(keeper)
+            return self.fed_stop is None
 
         if stop := self._boundary(keeper):
             return stop
         while True:
-            self.stats["batches"] += feed_items(pool, self.source, after=self.checkpoint,
-                                                batch_size=lambda: self.pacer.batch_cap(self.sizer.size),
-                                                admit=self.pacer.admit, run_item=self._run_item,
-                                                commit=commit, every=CHECKPOINT_EVERY_SECONDS)
-            if not moved or stop:
-                return stop or Outcome("succeeded", stats=self.stats)
+            self.stats["batches"] += feed_items(
+                pool, self.source, after=self.checkpoint, batch_size=lambda: self.pacer.batch_cap(self.sizer.size),
+                admit=lambda n: self._fed_may(self.pacer.admit(n), keeper),
+                may_start=lambda: self._fed_may(self.pacer.can_start(), keeper),
+                run_item=self._run_item, commit=commit, every=CHECKPOINT_EVERY_SECONDS)
+            if not moved or self.fed_stop:
+                return self.fed_stop or Outcome("succeeded", stats=self.stats)
             self._reload_bounds()
             moved = False
+
+    def _fed_may(self, allowed: bool, keeper: Held) -> bool:
+        """The feeder may fetch or start no more (budget, rate limit, lease, job stopped): record why."""
+        if not allowed and self.fed_stop is None:
+            self.fed_stop = self._stop_reason(keeper) or Outcome("released", BUDGET_SPENT, stats=self.stats)
+        return allowed
 
     def _run_item(self, item) -> ItemResult:
         attempts = self.job_type.item_retries + 1
@@ -214,6 +235,7 @@ class PartitionRun:
             try:
                 with transaction.atomic() if self.job_type.atomic else nullcontext():
                     value = self.job_type.process_item(self.ctx, item)
+                self.pacer.observe(time.perf_counter() - started)
                 return ItemResult(0, value=value, duration_ms=_ms_since(started))
             except JobControl as exc:
                 return ItemResult(0, error=exc, duration_ms=_ms_since(started))

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import re
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -28,6 +26,7 @@ from partitions.retention import history_prune
 from partitions.selectors import job_get, job_splits, job_stats
 from partitions.states import JOB_TERMINAL, JobStatus, PartitionStatus
 from partitions.statistics import job_run_statistics
+from partitions.waits import sleep_for
 
 ACTOR = "cli"
 
@@ -35,12 +34,15 @@ log = logging.getLogger(__name__)
 
 
 def parse_params(pairs: list[str]) -> dict[str, str]:
-    """`key=value` pairs into a dict (values stay strings: the Params form parses them)."""
+    """`key=value` pairs into a dict (values stay strings: the Params form parses them); a key given twice is
+    refused rather than silently taking the last value."""
     params: dict[str, str] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise CommandError(f"--param expects key=value, got {pair!r}")
+        if key in params:
+            raise CommandError(f"--param {key} given twice ({params[key]!r} and {value!r}): give it once")
         params[key] = value
     return params
 
@@ -83,13 +85,15 @@ def rate_arg(value: str) -> float | None:
     return rate
 
 
-AGE_UNITS = {"d": "days", "h": "hours", "m": "minutes"}
+#: The longest --older-than: far past any history, well inside timedelta's range.
+AGE_MAX = timedelta(days=100_000)
 
 
 def age_arg(value: str) -> timedelta:
-    """argparse type for --older-than: a whole number of days, hours or minutes (`30d`, `12h`, `90m`)."""
-    match = re.fullmatch(r"([0-9]{1,6})([dhm])", value)
-    if not match or (age := timedelta(**{AGE_UNITS[match[2]]: int(match[1])})) > timedelta(days=100_000):
+    """argparse type for --older-than: a whole number of days, hours or minutes (`30d`, `12h`, `90m`;
+    `validation.parse_duration`'s grammar)."""
+    age = validation.duration(value)
+    if age is None or age > AGE_MAX:
         raise argparse.ArgumentTypeError(f"expected an age such as 30d, 12h or 90m, got {value!r}")
     return age
 
@@ -224,6 +228,8 @@ class Command(ScheduleCommands, BaseCommand):
         prune = add("prune", "delete finished jobs' history (partition events, samples, sub-jobs) past an age")
         prune.add_argument("--older-than", type=age_arg, help="e.g. 30d (default: PARTITIONS_RETENTION_DAYS)")
         prune.add_argument("--batch-size", type=list_limit, default=None, help="rows per DELETE")
+        prune.add_argument("--force", action="store_true",
+                           help="allow an --older-than under the floor (PARTITIONS_PRUNE_FLOOR_SECONDS, a day)")
         self.add_schedule_arguments(add, whole_number=whole_number, rate_arg=rate_arg)
 
     def handle(self, *args, action: str, **options):
@@ -365,12 +371,12 @@ class Command(ScheduleCommands, BaseCommand):
                  for e in events]
         self.emit(rows, "\n".join(lines))
 
-    def do_prune(self, *, older_than: timedelta | None, batch_size: int | None, **options):
+    def do_prune(self, *, older_than: timedelta | None, batch_size: int | None, force: bool, **options):
         if older_than is None:
             if not conf.get("RETENTION_DAYS"):
                 raise CommandError("PARTITIONS_RETENTION_DAYS is off: give --older-than")
             older_than = timedelta(days=conf.get("RETENTION_DAYS"))
-        report = history_prune(older_than=older_than, batch_size=batch_size or conf.get("PRUNE_BATCH"))
+        report = history_prune(older_than=older_than, batch_size=batch_size or conf.get("PRUNE_BATCH"), force=force)
         self.emit(report.as_dict(), f"pruned {report.jobs} job(s): {report.events} events, {report.samples} "
                                     f"samples, {report.subjobs} sub-jobs in {report.statements} statements")
 
@@ -414,7 +420,7 @@ class Command(ScheduleCommands, BaseCommand):
             self.stderr.write(("\r" + line) if interactive else line, ending="" if interactive else "\n")
             if job.status in JOB_TERMINAL:
                 break
-            time.sleep(interval)
+            sleep_for(interval)
         if interactive:
             self.stderr.write("")
         self.emit(summary, f"job {job_id} {job.status}" + (f": {job.error}" if job.error else ""))
