@@ -90,11 +90,12 @@ class Round:
 class Fleet:
     """The qclusters of one run, grown between rounds and all stopped at the end (also on error)."""
 
-    def __init__(self, workers: int, log_dir: Path):
+    def __init__(self, workers: int, log_dir: Path, env: dict[str, str] | None = None):
         self.workers, self.log_dir = workers, log_dir
         self.clusters: list[qclusters.QCluster] = []
         self.env = {"DATABASE_URL": qclusters.database_url(connection.settings_dict),
-                    "PARTITIONS_JOB_MODULES": sleep_items.MODULE, "Q_WORKERS": str(workers), "LOG_LEVEL": "WARNING"}
+                    "PARTITIONS_JOB_MODULES": sleep_items.MODULE, "Q_WORKERS": str(workers), "LOG_LEVEL": "WARNING",
+                    **(env or {})}
 
     def grow_to(self, n: int) -> None:
         """Start clusters until there are n, and wait until each is up and the queue is empty."""
@@ -121,10 +122,11 @@ class Fleet:
 
 
 @contextmanager
-def fleet(workers: int) -> Iterator[Fleet]:
-    """A Fleet whose clusters are stopped, and logs removed, however the block ends."""
+def fleet(workers: int, env: dict[str, str] | None = None) -> Iterator[Fleet]:
+    """A Fleet (its clusters' environment over the defaults: `env`) whose clusters are stopped, and logs
+    removed, however the block ends."""
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as log_dir:
-        running = Fleet(workers, Path(log_dir))
+        running = Fleet(workers, Path(log_dir), env)
         try:
             yield running
         finally:
