@@ -90,6 +90,8 @@ class Waiter:
 
     def wait(self) -> Due:
         """Block until something is due (at most a slice) and say what."""
+        if self.listen:
+            self._connection()  # listen first, then look: nothing notified in between is missed
         now = time.monotonic()
         if self._schedules_read_at <= now:
             self._read_next_fire()
@@ -130,7 +132,7 @@ class Waiter:
         return due
 
     def _listen_for(self, seconds: float) -> None:
-        conn = self._connection()
+        conn = self._conn
         if conn is None:  # the server is away: wait for the next reconnect attempt (looks go on meanwhile)
             time.sleep(max(0.0, min(seconds, self._reconnect_at - time.monotonic())))
             return
