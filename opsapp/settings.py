@@ -193,8 +193,11 @@ PARTITIONS_CLAIM_BATCH = env.int("PARTITIONS_CLAIM_BATCH", default=50)
 PARTITIONS_SPARE_DRAINS = env.int("PARTITIONS_SPARE_DRAINS", default=4)
 # Off behind a transaction-mode pooler (PgBouncer): a pooled backend does not belong to one worker.
 PARTITIONS_DETECT_DEAD_BACKENDS = env.bool("PARTITIONS_DETECT_DEAD_BACKENDS", default=not DATABASE_POOLING)
-# Wake-ups (partitions.wakeups): LISTEN/NOTIFY, or polling behind a transaction pooler (no LISTEN session there).
-PARTITIONS_WAKEUPS = env.str("PARTITIONS_WAKEUPS", default="poll" if DATABASE_POOLING else "listen")
+# Wake-ups (partitions.wakeups): LISTEN/NOTIFY, or polling behind a transaction pooler (no LISTEN session there)
+# unless the LISTEN connection alone goes straight to PostgreSQL (PARTITIONS_WAKEUP_LISTEN_URL).
+PARTITIONS_WAKEUP_LISTEN_URL = env.str("PARTITIONS_WAKEUP_LISTEN_URL", default="")
+PARTITIONS_WAKEUPS = env.str("PARTITIONS_WAKEUPS",
+                             default="poll" if DATABASE_POOLING and not PARTITIONS_WAKEUP_LISTEN_URL else "listen")
 if PARTITIONS_WAKEUPS not in {"listen", "poll"}:
     raise ImproperlyConfigured(f"PARTITIONS_WAKEUPS must be 'listen' or 'poll', not {PARTITIONS_WAKEUPS!r}.")
 PARTITIONS_WAKEUP_SAFETY_SECONDS = env.float("PARTITIONS_WAKEUP_SAFETY_SECONDS", default=15.0)

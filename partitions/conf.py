@@ -34,6 +34,9 @@ DEFAULTS = {
     # NOTIFY only delays work) or "poll" (every Q_CLUSTER `poll` seconds: behind a transaction pooler).
     "WAKEUPS": "listen",
     "WAKEUP_SAFETY_SECONDS": 15.0,
+    # A libpq URL for the LISTEN connection alone, straight to PostgreSQL when the database goes through a
+    # transaction pooler (NOTIFY is sent through the pooler: that works); empty: the database's own settings.
+    "WAKEUP_LISTEN_URL": "",
     # Seconds between two writes of a cluster's django-q2 stats to the cache (the admin's and qinfo's cluster
     # list); a status change (starting, stopping) is written at once. django-q2 itself writes every 0.5 s.
     "CLUSTER_STATS_SECONDS": 10.0,

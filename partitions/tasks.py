@@ -175,9 +175,8 @@ def ensure_tick_schedule() -> Schedule:
     return existing[0]
 
 
-def on_cluster_start() -> None:
-    """A cluster's pusher started (cluster start, or the pusher reincarnated): make sure tick is scheduled,
-    and tick once now, once per cluster whatever its worker count.
+def on_worker_spawn(sender, **kwargs) -> None:
+    """A worker process started (cluster start or recycle): make sure tick is scheduled, and tick once now.
 
     After a whole-fleet outage the first cluster back reaps expired leases and
     restarts drains at once instead of waiting for the scheduler's next minute.
@@ -186,7 +185,9 @@ def on_cluster_start() -> None:
         ensure_tick_schedule()
         async_task("partitions.tasks.tick")
     except Exception:
-        log.exception("could not schedule tick at cluster start")
+        log.exception("could not schedule tick at worker start")
+    finally:
+        close_old_connections()
 
 
 class WakeupBroker(ORM):
@@ -227,10 +228,9 @@ class WakeupBroker(ORM):
 
     def _pusher_waiter(self) -> wakeups.Waiter:
         waiter = getattr(self, "_waiter", None)
-        if waiter is None:  # the first look of this pusher process: the cluster starts
+        if waiter is None:  # the first look of this pusher process
             level, message = wakeups.startup_message(Conf.POLL)
             log.log(level, message)
-            on_cluster_start()
             waiter = self._waiter = wakeups.Waiter(list_key=self.list_key, poll_seconds=Conf.POLL, alias=Conf.ORM)
         return waiter
 
@@ -258,8 +258,11 @@ class WakeupBroker(ORM):
 
 
 def install() -> None:
-    """Route engine notifications to django-q2 (called from AppConfig.ready)."""
+    """Route engine notifications to django-q2 and hook worker start-up (called from AppConfig.ready)."""
+    from django_q.signals import post_spawn
+
     dispatch.set_dispatcher(QDispatcher())
+    post_spawn.connect(on_worker_spawn, dispatch_uid="partitions.on_worker_spawn")
 
 
 # What the admin and /metrics read from django-q2 ----------------------------------------------------------

@@ -7,8 +7,9 @@ is told to, or when the safety net (PARTITIONS_WAKEUP_SAFETY_SECONDS) runs out: 
 the queue rows are the truth, so a NOTIFY lost with its connection (dropped, PostgreSQL restarted) delays work
 by at most the safety net, never loses it. After the listener reconnects it looks at once.
 
-Behind a transaction pooler (PgBouncer in transaction mode) a LISTEN session cannot exist:
-PARTITIONS_WAKEUPS="poll" looks every `poll` seconds instead, and reads the next schedule fire every
+Behind a transaction pooler (PgBouncer in transaction mode) a LISTEN session cannot exist: either the LISTEN
+connection goes straight to PostgreSQL (PARTITIONS_WAKEUP_LISTEN_URL; sending NOTIFY works through the pooler),
+or PARTITIONS_WAKEUPS="poll" looks every `poll` seconds instead and reads the next schedule fire every
 SCHEDULE_POLL_SECONDS. Nothing here imports django-q2: the broker in `partitions.tasks` drives a `Waiter`.
 """
 
@@ -155,9 +156,12 @@ class Waiter:
             return self._conn
         if time.monotonic() < self._reconnect_at:
             return None
-        params = connections[self.alias].get_connection_params()
         try:
-            conn = psycopg.connect(**{**params, "application_name": APPLICATION_NAME}, autocommit=True)
+            if url := conf.get("WAKEUP_LISTEN_URL"):  # past a transaction pooler, straight to PostgreSQL
+                conn = psycopg.connect(url, application_name=APPLICATION_NAME, autocommit=True)
+            else:
+                params = connections[self.alias].get_connection_params()
+                conn = psycopg.connect(**{**params, "application_name": APPLICATION_NAME}, autocommit=True)
             conn.execute(sql.SQL_WAKEUPS_LISTEN)
         except psycopg.Error:
             log.warning("wake-ups: cannot LISTEN (retrying in %.1f s)", self._reconnect_wait, exc_info=True)
