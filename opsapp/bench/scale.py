@@ -80,6 +80,8 @@ class Round:
     full_after: float | None
     #: Seconds from job start to the first claim, and from the last partition's end to the job's success.
     first_claim_after: float
+    #: Seconds from the end of planning (its commit wakes the drains) to the first claim: the wake-up alone.
+    claim_after_planned: float
     succeeded_after_last: float
 
 
@@ -192,6 +194,7 @@ def _round(running: Fleet, n: int, size: Size) -> Round:
     job, samples, used = _run_job(running, size)
     running.wait_until_queue_empty()  # no drain of this job may run into the next round's (ids restart)
     first_claim = JobEvent.objects.filter(job=job, type="partition_claimed").order_by("id").first().created_at
+    planned = JobEvent.objects.filter(job=job, type="planning_finished").order_by("id").first().created_at
     last_done = job.partitions.aggregate(last=Max("finished_at"))["last"]
     harness.empty_tables()
     during = [count for at, count in samples if job.created_at <= at <= job.finished_at] or [0]
@@ -201,6 +204,7 @@ def _round(running: Fleet, n: int, size: Size) -> Round:
                  peak=max(during), mean=sum(during) / len(during), used=used,
                  full_after=None if full is None else (full - job.created_at).total_seconds(),
                  first_claim_after=(first_claim - job.created_at).total_seconds(),
+                 claim_after_planned=(first_claim - planned).total_seconds(),
                  succeeded_after_last=(job.finished_at - last_done).total_seconds())
 
 
@@ -230,6 +234,8 @@ def _report(result: harness.Result, rounds: list[Round], size: Size) -> None:
         poll = result.baseline(f"poll_s_{r.clusters}", f"{name}: broker poll interval", Conf.POLL, "s")
         result.figure(f"first_claim_s_{r.clusters}", f"{name}: job start to first partition claimed",
                       r.first_claim_after, "s", vs=(poll,))
+        result.figure(f"woken_s_{r.clusters}", f"{name}: planning finished to first partition claimed",
+                      r.claim_after_planned, "s", vs=(poll,))
         result.figure(f"succeeded_s_{r.clusters}", f"{name}: last partition done to job succeeded",
                       r.succeeded_after_last, "s", vs=(poll,))
 
