@@ -193,6 +193,14 @@ PARTITIONS_CLAIM_BATCH = env.int("PARTITIONS_CLAIM_BATCH", default=50)
 PARTITIONS_SPARE_DRAINS = env.int("PARTITIONS_SPARE_DRAINS", default=4)
 # Off behind a transaction-mode pooler (PgBouncer): a pooled backend does not belong to one worker.
 PARTITIONS_DETECT_DEAD_BACKENDS = env.bool("PARTITIONS_DETECT_DEAD_BACKENDS", default=not DATABASE_POOLING)
+# Wake-ups (partitions.wakeups): LISTEN/NOTIFY, or polling behind a transaction pooler (no LISTEN session there)
+# unless the LISTEN connection alone goes straight to PostgreSQL (PARTITIONS_WAKEUP_LISTEN_URL).
+PARTITIONS_WAKEUP_LISTEN_URL = env.str("PARTITIONS_WAKEUP_LISTEN_URL", default="")
+PARTITIONS_WAKEUPS = env.str("PARTITIONS_WAKEUPS",
+                             default="poll" if DATABASE_POOLING and not PARTITIONS_WAKEUP_LISTEN_URL else "listen")
+if PARTITIONS_WAKEUPS not in {"listen", "poll"}:
+    raise ImproperlyConfigured(f"PARTITIONS_WAKEUPS must be 'listen' or 'poll', not {PARTITIONS_WAKEUPS!r}.")
+PARTITIONS_WAKEUP_SAFETY_SECONDS = env.float("PARTITIONS_WAKEUP_SAFETY_SECONDS", default=15.0)
 # Days after which tick deletes a finished job's history (partition events, samples, sub-jobs); 0 keeps it.
 PARTITIONS_RETENTION_DAYS = env.int("PARTITIONS_RETENTION_DAYS", default=30)
 # Health checks between batches (partitions.health): cache seconds and thresholds; 0 turns a check off.
@@ -235,8 +243,11 @@ Q_CLUSTER = {
     "recycle": 500,
     # Keep the last N successful task results in django_q_success (-1 = none).
     "save_limit": 1000,
-    # ORM broker poll interval in seconds.
-    "poll": 0.2,
+    # The ORM broker, woken by NOTIFY (partitions.wakeups): an idle cluster waits on one LISTEN connection.
+    "broker_class": env.str("Q_BROKER_CLASS", default="partitions.tasks.WakeupBroker") or None,
+    # Seconds between two looks at the queue when polling (PARTITIONS_WAKEUPS=poll, behind PgBouncer); with
+    # LISTEN the pusher looks when notified and every PARTITIONS_WAKEUP_SAFETY_SECONDS.
+    "poll": env.float("Q_POLL", default=0.2),
     "catch_up": False,
     "label": "Django Q2",
 }

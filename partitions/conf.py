@@ -33,6 +33,17 @@ DEFAULTS = {
     "SPLIT_MIN_BATCHES": 4,
     # "django_q": engine notifications become django-q2 tasks; None: nothing is enqueued (drive workers yourself).
     "DISPATCHER": "django_q",
+    # How a cluster's pusher learns of new tasks and schedule changes (partitions.wakeups): "listen" (one LISTEN
+    # connection per cluster, woken by NOTIFY; looks at the queue every WAKEUP_SAFETY_SECONDS anyway, so a lost
+    # NOTIFY only delays work) or "poll" (every Q_CLUSTER `poll` seconds: behind a transaction pooler).
+    "WAKEUPS": "listen",
+    "WAKEUP_SAFETY_SECONDS": 15.0,
+    # A libpq URL for the LISTEN connection alone, straight to PostgreSQL when the database goes through a
+    # transaction pooler (NOTIFY is sent through the pooler: that works); empty: the database's own settings.
+    "WAKEUP_LISTEN_URL": "",
+    # Seconds between two writes of a cluster's django-q2 stats to the cache (the admin's and qinfo's cluster
+    # list); a status change (starting, stopping) is written at once. django-q2 itself writes every 0.5 s.
+    "CLUSTER_STATS_SECONDS": 10.0,
     # Seconds between two throughput samples of a running job (taken by its workers; tick is the fallback).
     "SAMPLE_SECONDS": 2.0,
     # Notifications (see partitions.notify.config): channels and events; first retry after NOTIFY_BACKOFF s,

@@ -98,3 +98,29 @@ SQL_HISTORY_DELETE_BATCH = f"""
 
 # Retention: these jobs' history is gone (until they finish again).
 SQL_JOBS_MARK_PRUNED = "UPDATE partitions_job SET pruned_at = statement_timestamp() WHERE id = ANY(%(job_ids)s)"
+
+# Wake-ups (partitions.wakeups): a pusher's one LISTEN connection hears about new tasks and schedule changes.
+SQL_WAKEUPS_LISTEN = "LISTEN partitions_work; LISTEN partitions_schedules"
+
+# django-q2's ORM broker queue, enqueued and announced in one statement (one round trip, one transaction): the
+# NOTIFY goes out when the row commits, so a woken pusher always finds it. `lock` is django-q2's visibility
+# time, on the enqueuer's clock as in django-q2's own broker.
+SQL_TASK_ENQUEUE_NOTIFY = """
+    WITH task AS (INSERT INTO django_q_ormq (key, payload, lock) VALUES (%(key)s, %(payload)s, %(now)s) RETURNING id)
+    SELECT task.id, pg_notify('partitions_work', %(key)s) FROM task
+"""
+
+# The oldest visible task of a queue, taken for `retry` seconds in one statement (django-q2's broker reads, then
+# updates each row, two transactions a look). SKIP LOCKED: pushers of several clusters never wait on each other.
+SQL_TASK_TAKE = """
+    UPDATE django_q_ormq SET lock = %(until)s
+    WHERE id = (SELECT id FROM django_q_ormq WHERE key = %(key)s AND lock < %(now)s ORDER BY id LIMIT 1
+                FOR UPDATE SKIP LOCKED)
+    RETURNING id, payload
+"""
+
+# Seconds until the earliest enabled schedule fires, on the database clock (the partial index jobschedule_due_idx).
+SQL_SCHEDULES_NEXT_FIRE_IN = """
+    SELECT extract(epoch FROM min(next_run_at) - statement_timestamp()) FROM partitions_jobschedule
+    WHERE enabled AND next_run_at IS NOT NULL
+"""

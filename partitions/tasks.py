@@ -1,7 +1,8 @@
 """The engine's only adapter to django-q2: its task entry points (plan, drain, finalize, tick, the job starts
-of legacy django-q2 schedules), the dispatcher that turns engine notifications into tasks, the tick schedule,
-and what the admin and /metrics read from django-q2 (cluster stats, queued tasks). Nothing else in
-`partitions` imports django_q.
+of legacy django-q2 schedules), the dispatcher that turns engine notifications into tasks, the broker that
+wakes clusters by NOTIFY (`WakeupBroker`, driven by `partitions.wakeups`), the tick schedule, and what the
+admin and /metrics read from django-q2 (cluster stats, queued tasks). Nothing else in `partitions` imports
+django_q.
 
 The ORM broker delivers at least once (a task whose `retry` window passes runs
 again), so every task here is short and idempotent: the real leases and
@@ -14,16 +15,19 @@ from __future__ import annotations
 import functools
 import logging
 import time
+from datetime import timedelta
 from typing import Any
 
-from django.db import close_old_connections, transaction
+from django.db import DatabaseError, close_old_connections, connections, transaction
 from django.utils import timezone
+from django_q.brokers.orm import ORM
 from django_q.conf import Conf
 from django_q.models import OrmQ, Schedule
+from django_q.signing import SignedPackage
 from django_q.status import Stat
 from django_q.tasks import async_task
 
-from partitions import claiming, conf, dispatch, services, worker
+from partitions import claiming, conf, dispatch, services, sql, wakeups, worker
 from partitions.logs import log_context
 from partitions.notify import outbox, relay
 from partitions.worker import maintenance, steps
@@ -84,6 +88,12 @@ def notify() -> dict[str, int]:
 @_clean_connections
 def tick() -> dict[str, dict[str, int]]:
     return maintenance.run_once()
+
+
+@_clean_connections
+def schedules_fire() -> dict[str, int]:
+    """A schedule's fire time came (a pusher's wake-up, `partitions.wakeups`): fire what is due now."""
+    return maintenance.fire_schedules()
 
 
 @_clean_connections
@@ -181,6 +191,73 @@ def on_worker_spawn(sender, **kwargs) -> None:
         log.exception("could not schedule tick at worker start")
     finally:
         close_old_connections()
+
+
+class WakeupBroker(ORM):
+    """django-q2's ORM broker, woken by NOTIFY instead of polling (Q_CLUSTER `broker_class`).
+
+    An enqueue inserts the task and notifies in one statement; the pusher's `dequeue` waits on its cluster's
+    `wakeups.Waiter` (one LISTEN connection, a long safety-net look; or polling with PARTITIONS_WAKEUPS=poll)
+    and takes one task per look in one statement. It also asks a worker to fire schedules when one is due,
+    and writes the cluster's stats to the cache every CLUSTER_STATS_SECONDS, not every guard cycle.
+    """
+
+    def enqueue(self, task):
+        with connections[Conf.ORM].cursor() as cursor:
+            cursor.execute(sql.SQL_TASK_ENQUEUE_NOTIFY,
+                           {"key": self.list_key or Conf.CLUSTER_NAME, "payload": task, "now": timezone.now()})
+            return cursor.fetchone()[0]
+
+    def dequeue(self):
+        waiter = self._pusher_waiter()
+        due = waiter.wait()
+        if due.schedules:
+            self._fire_schedules()
+        if not due.queue:
+            return None
+        now = timezone.now()
+        try:
+            with connections[Conf.ORM].cursor() as cursor:
+                cursor.execute(sql.SQL_TASK_TAKE, {"key": self.list_key, "now": now,
+                                                   "until": now + timedelta(seconds=Conf.RETRY)})
+                taken = cursor.fetchall()
+        except DatabaseError:  # the server is away: look again soon (the waiter reconnects on its own)
+            log.warning("wake-ups: cannot take a task", exc_info=True)
+            connections[Conf.ORM].close()
+            waiter.look_failed()
+            return None
+        waiter.looked(found=bool(taken))
+        return taken or None
+
+    def _pusher_waiter(self) -> wakeups.Waiter:
+        waiter = getattr(self, "_waiter", None)
+        if waiter is None:  # the first look of this pusher process
+            level, message = wakeups.startup_message(Conf.POLL)
+            log.log(level, message)
+            waiter = self._waiter = wakeups.Waiter(list_key=self.list_key, poll_seconds=Conf.POLL, alias=Conf.ORM)
+        return waiter
+
+    @staticmethod
+    def _fire_schedules() -> None:
+        try:
+            async_task("partitions.tasks.schedules_fire")
+        except Exception:  # tick fires them within a minute anyway
+            log.exception("could not ask for a schedule fire")
+
+    def set_stat(self, key: str, value: str, timeout: int):
+        """django-q2 saves its stats every guard cycle (0.5 s, three statements on the database cache): write
+        them when the cluster's state changes, else every CLUSTER_STATS_SECONDS, kept three intervals."""
+        every = conf.get("CLUSTER_STATS_SECONDS")
+        stat = SignedPackage.loads(value)
+        state = (stat.status, tuple(stat.workers), getattr(stat, "pusher", None), getattr(stat, "monitor", None))
+        written = getattr(self, "_stats_written", {})
+        last_state, last_at = written.get(key, (None, float("-inf")))
+        now = time.monotonic()
+        if state == last_state and now - last_at < every:
+            return None
+        written[key] = (state, now)
+        self._stats_written = written
+        return super().set_stat(key, value, max(timeout, int(3 * every)))
 
 
 def install() -> None:

@@ -46,7 +46,7 @@ def test_bench_scale_quick_runs_the_job_to_success_on_real_qclusters_and_reports
     figures = {f["key"]: f for f in scale["figures"]}
     assert figures["rate_1"]["baseline"]
     for n in counts:
-        for key in ("ideal_s", "wall_s", "rate", "workers", "peak", "mean", "used", "idle_tps"):
+        for key in ("ideal_s", "wall_s", "rate", "workers", "peak", "mean", "used", "first_claim_s", "succeeded_s"):
             assert f"{key}_{n}" in figures, (key, n, list(figures))
         assert figures[f"workers_{n}"]["value"] == n * scale["params"]["q_workers"]
         assert 1 <= figures[f"peak_{n}"]["value"] <= figures[f"workers_{n}"]["value"]

@@ -5,7 +5,7 @@
   claim walks only the partial index of claimable rows, so the ratio should stay ~1. The first run's events
   give the per-job event volume (rows per partition, bytes per row, from pg_total_relation_size).
 - idle load: transactions/s one idle qcluster costs (pg_stat_database), for W and 2W workers: the model says
-  it does not depend on W (the pusher's broker poll and the sentinel's stats heartbeat).
+  it does not depend on W (the pusher's safety-net look, the stats heartbeat, django-q2's scheduler, tick).
 - busy load: transactions/s of one qcluster of W workers running `bench.sleep_items`, over a window in the
   middle of the job, next to the model's count from the measured item rate.
 """
@@ -19,22 +19,28 @@ from django.db import connection
 from django_q.conf import Conf
 
 from opsapp.bench import claim, harness, scale, sleep_items
-from partitions import services, tasks
+from partitions import conf, services, tasks
 from partitions.models import Job, JobEvent, Partition
 
 FINISHED, QUICK_FINISHED = 1_000_000, 20_000
 CLAIM_BATCH = 50
-#: Seconds a fresh fleet (or the server after the claim runs) is left alone before its load is measured.
-SETTLE_SECONDS, QUICK_SETTLE_SECONDS = 5.0, 0.5
+#: Seconds a fresh fleet (or the server after the claim runs) is left alone before its load is measured: past
+#: the start-up ticks and PostgreSQL's 10 s stats flush of idle backends (see `bench idle`).
+SETTLE_SECONDS, QUICK_SETTLE_SECONDS = 12.0, 0.5
 #: Seconds each load is measured over.
 WINDOW_SECONDS, QUICK_WINDOW_SECONDS = 10.0, 1.0
 #: Statements per partition of an items job outside its batches (model: 2 to claim, 2 to complete, 1 fetch
 #: that finds the end) and per batch (1 fetch, 1 checkpoint transaction), counted in one drain's queries.
 PER_PARTITION, PER_BATCH, PER_SPARE_CHECK = 5, 2, 2
-#: django-q2's sentinel saves its stats every guard cycle: a cache get, a COUNT(*) and a set transaction.
+#: A stats heartbeat (every PARTITIONS_CLUSTER_STATS_SECONDS, the wake-up broker's): a cache get, a COUNT(*) and
+#: a set transaction.
 PER_STATS_SAVE = 3
-#: An idle pusher's poll: the health check after close_old_connections, then the dequeue SELECT.
-PER_POLL = 2
+#: An idle pusher's safety-net look (every PARTITIONS_WAKEUP_SAFETY_SECONDS): the one-statement take and the
+#: read of the next schedule fire.
+PER_LOOK = 2
+#: django-q2's scheduler in each sentinel every 30 s (its Schedule query and the tick schedule's update), and the
+#: fleet's `tick` once a minute (~20 statements; here the one cluster runs it).
+PER_SCHEDULER, PER_TICK = 2 / 30, 20 / 60
 
 # F succeeded partitions of one succeeded job, written by the server in one statement.
 SQL_FINISHED_JOB = """
@@ -55,6 +61,10 @@ SQL_COUNTERS = """
            (SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()),
            (SELECT coalesce(sum(done_items), 0) FROM partitions_partition WHERE job_id = %(job_id)s)
 """
+
+
+def _stats_heartbeat() -> float:
+    return PER_STATS_SAVE / conf.get("CLUSTER_STATS_SECONDS")
 
 
 def _claim_run(n: int, workers: int) -> tuple[float, int, int]:
@@ -129,8 +139,9 @@ def _loads(result: harness.Result, opts: harness.Options) -> None:
     window = QUICK_WINDOW_SECONDS if opts.quick else WINDOW_SECONDS
     settle = QUICK_SETTLE_SECONDS if opts.quick else SETTLE_SECONDS
     w = opts.workers
-    idle_model = result.baseline("idle_predicted", "idle qcluster, model (2 per poll + 3 per guard cycle)",
-                                 PER_POLL / Conf.POLL + PER_STATS_SAVE / Conf.GUARD_CYCLE, "xact/s")
+    idle_model = result.baseline("idle_predicted", "idle qcluster, model (2 per look, 3 per stats, scheduler, tick)",
+                                 PER_LOOK / conf.get("WAKEUP_SAFETY_SECONDS") + _stats_heartbeat() + PER_SCHEDULER
+                                 + PER_TICK, "xact/s")
     # What the server does without any cluster (autovacuum after the claim runs, other sessions): subtracted.
     time.sleep(settle)
     background = scale.idle_transactions_per_second(window)
@@ -157,7 +168,7 @@ def _loads(result: harness.Result, opts: harness.Options) -> None:
         model = result.baseline("busy_predicted", f"busy worker, model at the measured {rate:.0f} items/s",
                                 per_worker, "xact/s")
         result.figure("busy_per_worker", "busy worker, measured ((cluster - background - stats heartbeat) / W)",
-                      (busy - background - PER_STATS_SAVE / Conf.GUARD_CYCLE) / w, "xact/s", vs=(model,))
+                      (busy - background - _stats_heartbeat()) / w, "xact/s", vs=(model,))
         result.params.update(q_workers=w, items_per_partition=chunk, batch_size=batch, window_s=window,
                              item_concurrency=scale.ITEM_CONCURRENCY, work_ms=scale.WORK_MS,
                              partitions_per_s=round(claims, 2), batches_per_partition=math.ceil(chunk / batch))

@@ -4,12 +4,18 @@
   (each partition still runs and completes on its own: the runner's per-partition cost is included);
 - baseline A: a raw psycopg loop on a bare table, one `UPDATE … WHERE id = (SELECT … FOR UPDATE SKIP
   LOCKED LIMIT 1) RETURNING` claim and one fenced "done" UPDATE per partition, W connections;
-- baseline B: django-q2 running one no-op task per partition on the ORM broker, defaults and tuned.
+- baseline B: django-q2 running one no-op task per partition on the ORM broker, defaults and tuned;
+- the cost split: one drain in this process (claim 50), every statement timed around its execution (round
+  trip, server and psycopg), so a partition's cost splits into the database's and the engine's Python (the
+  rest); django-q2's per-task cost (tuned, per worker) stands beside it: a drain task pays it once for many
+  partitions.
 """
 
 from __future__ import annotations
 
 import os
+import time
+from dataclasses import dataclass
 
 import psycopg
 from django import forms
@@ -21,6 +27,8 @@ from partitions.models import Job, Partition
 from partitions.splits import Modulo
 
 CLAIM_BATCHES = (1, 10, 50)
+#: The claim batch of the cost split.
+SPLIT_BATCH = 50
 #: django-q2 runs this share of the partitions' count as tasks (its rate does not depend on the queue's
 #: length, and with its defaults it is slow enough to dominate the run otherwise).
 Q2_SHARE = {djangoq.DEFAULTS: 1 / 8, djangoq.TUNED: 1 / 2}
@@ -86,6 +94,50 @@ def _engine(partitions: int, workers: int, claim_batch: int) -> float:
     return seconds
 
 
+@dataclass
+class _StatementClock:
+    """A `connection.execute_wrapper`: the seconds and the count of the statements it saw."""
+
+    seconds: float = 0.0
+    statements: int = 0
+
+    def __call__(self, execute, sql, params, many, context):
+        started = time.perf_counter()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            self.seconds += time.perf_counter() - started
+            self.statements += 1
+
+
+def _split(partitions: int) -> tuple[float, float, float]:
+    """One in-process drain at claim SPLIT_BATCH: per partition, seconds in all, seconds in statements, and
+    statements."""
+    job, _ = harness.planned_job(NoopPartitions.name, {"partitions": partitions})
+    harness.vacuum("partitions_partition", "partitions_job")
+    clock = _StatementClock()
+    try:
+        with connection.execute_wrapper(clock), harness.stopwatch() as elapsed:
+            harness.drain_job(job.pk, SPLIT_BATCH)
+        _check_all_done(Partition.objects.filter(job=job, status="succeeded").count(), partitions, "cost split")
+    finally:
+        harness.empty_tables()
+    return elapsed() / partitions, clock.seconds / partitions, clock.statements / partitions
+
+
+def _report_split(result: harness.Result, partitions: int, tuned_tasks_per_s: float, workers: int) -> None:
+    wall, database, statements = _split(partitions)
+    total = result.baseline("split_ms", f"cost split, claim {SPLIT_BATCH}, one process: a partition in all",
+                            wall * 1000, "ms")
+    result.figure("split_db_ms", "  of which statements (round trip, server, psycopg)", database * 1000, "ms",
+                  vs=(total,))
+    result.figure("split_python_ms", "  of which the engine's Python (the rest)", (wall - database) * 1000, "ms",
+                  vs=(total,))
+    result.figure("split_statements", "  statements per partition", statements, "statements")
+    result.figure("split_q2_ms", "django-q2 tuned, one task per worker (paid once per drain task)",
+                  workers / tuned_tasks_per_s * 1000, "ms", vs=(total,))
+
+
 def _check_all_done(done: int, expected: int, what: str) -> None:
     if done != expected:
         raise harness.BenchError(f"{what}: {done} of {expected} partitions completed")
@@ -109,4 +161,6 @@ def run(opts: harness.Options) -> harness.Result:
             seconds = _engine(n, w, claim_batch)
             result.figure(f"engine_b{claim_batch}", f"engine drain, claim {claim_batch}", n / seconds,
                           "partitions/s", vs=tuple(baselines))
+        opts.log(f"claim: cost split, one drain in this process, claim {SPLIT_BATCH}")
+        _report_split(result, n, baselines[-1].value, w)
     return result

@@ -5,8 +5,8 @@ measure how work reaches workers, not Python start-up or the two cores.
 Per cluster count: wall time from `services.job_start` to the job's success (database clock), throughput
 (the 1-cluster figure is the baseline, so its ratio is the speed-up), the ideal wall (items x work / item
 slots), the peak and mean partitions in flight (live leases, sampled every SAMPLE_SECONDS) against the
-workers, how many workers ran a partition at all, when in-flight first reached the workers, and the idle
-load once the job is done: transactions per second per idle cluster, from pg_stat_database.
+workers, how many workers ran a partition at all, when in-flight first reached the workers, and the pick-up:
+job start to its first claim, last partition to the job's success. What an idle cluster costs is `bench idle`.
 
 The fleet grows between rounds (1, then +1, then +2 clusters); `--quick` runs a small job on 1 and 2.
 """
@@ -41,8 +41,6 @@ WORK_MS, QUICK_WORK_MS = 50, 20
 #: Items per partition.
 CHUNK_SIZE, QUICK_CHUNK_SIZE = 40, 20
 SAMPLE_SECONDS = 0.2
-#: Seconds the idle load is measured over.
-IDLE_SECONDS, QUICK_IDLE_SECONDS = 5.0, 0.5
 #: Seconds for a cluster to come up, for the queue to empty, and for a job to finish.
 START_TIMEOUT, QUEUE_TIMEOUT, JOB_TIMEOUT = 60.0, 60.0, 300.0
 
@@ -61,7 +59,6 @@ class Size:
     items: int
     chunk_size: int
     work_ms: int
-    idle_seconds: float
 
     def params(self) -> dict[str, int]:
         return {"items": self.items, "chunk_size": self.chunk_size, "work_ms": self.work_ms,
@@ -81,20 +78,22 @@ class Round:
     used: int
     #: Seconds from job start until every worker held a partition; None: never.
     full_after: float | None
-    idle_tps_per_cluster: float
     #: Seconds from job start to the first claim, and from the last partition's end to the job's success.
     first_claim_after: float
+    #: Seconds from the end of planning (its commit wakes the drains) to the first claim: the wake-up alone.
+    claim_after_planned: float
     succeeded_after_last: float
 
 
 class Fleet:
     """The qclusters of one run, grown between rounds and all stopped at the end (also on error)."""
 
-    def __init__(self, workers: int, log_dir: Path):
+    def __init__(self, workers: int, log_dir: Path, env: dict[str, str] | None = None):
         self.workers, self.log_dir = workers, log_dir
         self.clusters: list[qclusters.QCluster] = []
         self.env = {"DATABASE_URL": qclusters.database_url(connection.settings_dict),
-                    "PARTITIONS_JOB_MODULES": sleep_items.MODULE, "Q_WORKERS": str(workers), "LOG_LEVEL": "WARNING"}
+                    "PARTITIONS_JOB_MODULES": sleep_items.MODULE, "Q_WORKERS": str(workers), "LOG_LEVEL": "WARNING",
+                    **(env or {})}
 
     def grow_to(self, n: int) -> None:
         """Start clusters until there are n, and wait until each is up and the queue is empty."""
@@ -121,10 +120,11 @@ class Fleet:
 
 
 @contextmanager
-def fleet(workers: int) -> Iterator[Fleet]:
-    """A Fleet whose clusters are stopped, and logs removed, however the block ends."""
+def fleet(workers: int, env: dict[str, str] | None = None) -> Iterator[Fleet]:
+    """A Fleet (its clusters' environment over the defaults: `env`) whose clusters are stopped, and logs
+    removed, however the block ends."""
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as log_dir:
-        running = Fleet(workers, Path(log_dir))
+        running = Fleet(workers, Path(log_dir), env)
         try:
             yield running
         finally:
@@ -189,14 +189,13 @@ def _run_job(running: Fleet, size: Size) -> tuple[Job, list[tuple[datetime, int]
 
 
 def _round(running: Fleet, n: int, size: Size) -> Round:
-    """Grow the fleet to n clusters, run the job on it, then measure it idle (warm, past its start-up);
-    the tables are emptied after."""
+    """Grow the fleet to n clusters and run the job on it; the tables are emptied after."""
     running.grow_to(n)
     job, samples, used = _run_job(running, size)
     running.wait_until_queue_empty()  # no drain of this job may run into the next round's (ids restart)
     first_claim = JobEvent.objects.filter(job=job, type="partition_claimed").order_by("id").first().created_at
+    planned = JobEvent.objects.filter(job=job, type="planning_finished").order_by("id").first().created_at
     last_done = job.partitions.aggregate(last=Max("finished_at"))["last"]
-    idle = idle_transactions_per_second(size.idle_seconds) / n
     harness.empty_tables()
     during = [count for at, count in samples if job.created_at <= at <= job.finished_at] or [0]
     workers = n * running.workers
@@ -204,7 +203,8 @@ def _round(running: Fleet, n: int, size: Size) -> Round:
     return Round(clusters=n, workers=workers, wall=(job.finished_at - job.created_at).total_seconds(),
                  peak=max(during), mean=sum(during) / len(during), used=used,
                  full_after=None if full is None else (full - job.created_at).total_seconds(),
-                 idle_tps_per_cluster=idle, first_claim_after=(first_claim - job.created_at).total_seconds(),
+                 first_claim_after=(first_claim - job.created_at).total_seconds(),
+                 claim_after_planned=(first_claim - planned).total_seconds(),
                  succeeded_after_last=(job.finished_at - last_done).total_seconds())
 
 
@@ -231,24 +231,23 @@ def _report(result: harness.Result, rounds: list[Round], size: Size) -> None:
             result.checks[f"all_workers_busy_{r.clusters}"] = "never"
         else:
             result.figure(f"full_s_{r.clusters}", f"{name}: job start to all workers busy", r.full_after, "s")
-        result.figure(f"idle_tps_{r.clusters}", f"{name}: idle transactions/s per cluster",
-                      r.idle_tps_per_cluster, "xact/s")
         poll = result.baseline(f"poll_s_{r.clusters}", f"{name}: broker poll interval", Conf.POLL, "s")
         result.figure(f"first_claim_s_{r.clusters}", f"{name}: job start to first partition claimed",
                       r.first_claim_after, "s", vs=(poll,))
+        result.figure(f"woken_s_{r.clusters}", f"{name}: planning finished to first partition claimed",
+                      r.claim_after_planned, "s", vs=(poll,))
         result.figure(f"succeeded_s_{r.clusters}", f"{name}: last partition done to job succeeded",
                       r.succeeded_after_last, "s", vs=(poll,))
 
 
 def run(opts: harness.Options) -> harness.Result:
     size = Size(items=opts.pick(default=4_800, quick=160), chunk_size=QUICK_CHUNK_SIZE if opts.quick else CHUNK_SIZE,
-                work_ms=QUICK_WORK_MS if opts.quick else WORK_MS,
-                idle_seconds=QUICK_IDLE_SECONDS if opts.quick else IDLE_SECONDS)
+                work_ms=QUICK_WORK_MS if opts.quick else WORK_MS)
     counts = QUICK_CLUSTER_COUNTS if opts.quick else CLUSTER_COUNTS
     result = harness.Result("scale", params={
         "clusters": list(counts), "q_workers": opts.workers, "items": size.items,
         "partitions": math.ceil(size.items / size.chunk_size), "work_ms": size.work_ms,
-        "item_concurrency": ITEM_CONCURRENCY, "idle_s": size.idle_seconds})
+        "item_concurrency": ITEM_CONCURRENCY})
     rounds = []
     with harness.engine_for_bench(sleep_items.SleepItems, dispatcher=tasks.QDispatcher()), fleet(opts.workers) as f:
         for n in counts:

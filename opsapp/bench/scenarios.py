@@ -9,7 +9,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from opsapp.bench import capacity, claim, deadline, failover, harness, io_bound, migrate, plan, scale, subjobs, tail
+from opsapp.bench import (
+    capacity,
+    claim,
+    deadline,
+    failover,
+    harness,
+    idle,
+    io_bound,
+    migrate,
+    plan,
+    scale,
+    subjobs,
+    tail,
+)
 
 SCENARIOS: dict[str, Callable[[harness.Options], harness.Result]] = {
     "claim": claim.run,
@@ -22,6 +35,7 @@ SCENARIOS: dict[str, Callable[[harness.Options], harness.Result]] = {
     "deadline": deadline.run,
     "tail": tail.run,
     "capacity": capacity.run,
+    "idle": idle.run,
 }
 
 
