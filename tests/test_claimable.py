@@ -167,8 +167,7 @@ def test_jobs_of_equal_priority_share_the_fleet(db):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_standby_that_claims_work_hands_the_watch_to_another_drain(settings):
-    from tests import jobtypes
+def test_a_standby_that_claims_work_hands_the_watch_to_another_drain(settings, recorder):
     from tests.support import planned_job, seed
 
     settings.PARTITIONS_LEASE_SECONDS = 2
@@ -177,7 +176,6 @@ def test_a_standby_that_claims_work_hands_the_watch_to_another_drain(settings):
     # Held by someone alive whose lease runs out in 1.5 s: the drain stands by, then claims it.
     Partition.objects.filter(job=job).update(status="running", lease_owner="other", lease_token=1, attempts=1,
                                              lease_expires_at=timezone.now() + timedelta(seconds=1.5))
-    jobtypes.STANDBY_FREE_WHILE_RUNNING.clear()
     report = worker.drain(budget_seconds=10, job_id=job.pk, worker="w")
     assert report.outcomes == {"succeeded": 1}
-    assert jobtypes.STANDBY_FREE_WHILE_RUNNING and all(jobtypes.STANDBY_FREE_WHILE_RUNNING)
+    assert recorder.standby_free_while_running and all(recorder.standby_free_while_running)

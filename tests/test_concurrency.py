@@ -31,7 +31,7 @@ from partitions.worker.outcomes import apply_outcome
 from partitions.worker.run import run_partition
 from tests.support import WAIT, Child, make_job, make_partition, planned_job, seed, started_job
 
-pytestmark = pytest.mark.usefixtures("no_dispatcher")
+pytestmark = [pytest.mark.usefixtures("no_dispatcher"), pytest.mark.slow]
 
 def _ready(barrier) -> None:
     """Connect first, then wait for the others, so the race starts at the same instant."""

@@ -13,7 +13,6 @@ from django.db import connection
 from partitions import health, services
 from partitions.models import Job, JobEvent, Partition
 from partitions.worker.sizing import STEP, BatchSizer
-from tests import jobtypes
 from tests.support import cli, finished, planned_job, run_to_end, seed, started_job, wait_for
 from tests.test_bad_input import assert_refused_in_one_line
 from tests.test_concurrency import assert_every_subscription_bumped_exactly_once
@@ -23,14 +22,13 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 # Adaptive batch size -----------------------------------------------------------------------------------------
 
-def test_adaptive_batches_grow_while_fast_and_shrink_when_slow_within_bounds_and_step():
+def test_adaptive_batches_grow_while_fast_and_shrink_when_slow_within_bounds_and_step(recorder):
     seed(3000)
-    jobtypes.ADAPTIVE_BATCHES.clear()
     job = run_to_end(planned_job("tests.adaptive", {"partitions": 1, "fast_items": 1500, "slow_ms": 1.0}))
 
     assert job.status == "succeeded"
     assert_every_subscription_bumped_exactly_once(3000)
-    sizes = jobtypes.ADAPTIVE_BATCHES[:-1]  # the last batch is whatever was left
+    sizes = recorder.adaptive_batches[:-1]  # the last batch is whatever was left
     assert sizes[0] == 10  # the job type's batch_size
     assert all(5 <= size <= 400 for size in sizes)
     assert all(b / a <= STEP and a / b <= STEP for a, b in pairwise(sizes)), sizes
@@ -58,27 +56,25 @@ def test_a_sizer_never_moves_by_more_than_its_step_whatever_one_batch_measures()
 
 # Statement and lock timeouts ---------------------------------------------------------------------------------
 
-def test_a_batch_stopped_by_statement_timeout_is_retried_at_half_size_and_every_row_is_bumped_once():
+def test_a_batch_stopped_by_statement_timeout_is_retried_at_half_size_and_every_row_is_bumped_once(recorder):
     seed(600)
-    jobtypes.TIMEOUT_BATCHES.clear()
     job = run_to_end(planned_job("tests.times_out", {"partitions": 1, "max_items": 20}))
 
     assert job.status == "succeeded"
     assert_every_subscription_bumped_exactly_once(600)  # the timed-out batches rolled back their bumps
-    assert jobtypes.TIMEOUT_BATCHES[:4] == [100, 50, 25, 12]
+    assert recorder.timeout_batches[:4] == [100, 50, 25, 12]
     partition = Partition.objects.get(job=job)
     assert partition.attempts == 1 and partition.batch_size == 12
     whys = list(JobEvent.objects.filter(job=job, type="batch_size_changed").values_list("data__why", flat=True))
     assert len(whys) == 3 and all("canceling statement due to statement timeout" in why for why in whys)
 
 
-def test_a_batch_that_still_times_out_at_its_minimum_size_fails_the_attempt():
+def test_a_batch_that_still_times_out_at_its_minimum_size_fails_the_attempt(recorder):
     seed(200)
-    jobtypes.TIMEOUT_BATCHES.clear()
     job = run_to_end(planned_job("tests.times_out_at_minimum", {"partitions": 1, "max_items": 20}))
 
     partition = Partition.objects.get(job=job)
-    assert jobtypes.TIMEOUT_BATCHES[:4] == [100, 50, 40, 100]  # halved to the minimum, failed, retried afresh
+    assert recorder.timeout_batches[:4] == [100, 50, 40, 100]  # halved to the minimum, failed, retried afresh
     assert partition.status == "failed" and partition.attempts == partition.max_attempts
     assert "statement timeout" in partition.last_error and partition.done_items == 0
     assert job.status == "failed"
@@ -167,6 +163,7 @@ def started_rated(rate: float) -> Job:
     return job
 
 
+@pytest.mark.slow
 def test_a_rate_limit_holds_with_one_worker_process(clusters):
     seed(4000)
     fleet = clusters(1, Q_WORKERS="1")
@@ -177,6 +174,7 @@ def test_a_rate_limit_holds_with_one_worker_process(clusters):
     services.job_cancel(job.pk, actor="test")  # the cluster then stops at once instead of draining its budget
 
 
+@pytest.mark.slow
 def test_a_rate_limit_holds_with_four_worker_processes_and_a_change_applies_without_restart(clusters):
     seed(6000)
     fleet = clusters(2)  # 2 clusters x 2 workers
@@ -217,6 +215,7 @@ def assert_held_then_resumed(job: Job, fleet, release) -> Job:
     return job
 
 
+@pytest.mark.slow
 def test_a_long_transaction_holds_the_job_which_resumes_by_itself_when_it_ends(clusters, db_url):
     seed(1500)
     fleet = clusters(1, **HEALTH_ENV)
@@ -230,6 +229,7 @@ def test_a_long_transaction_holds_the_job_which_resumes_by_itself_when_it_ends(c
     assert_every_subscription_bumped_exactly_once(1500)
 
 
+@pytest.mark.slow
 def test_a_job_type_s_own_health_check_holds_it_the_same_way(clusters, tmp_path):
     seed(1500)
     gate = tmp_path / "gate"
