@@ -137,12 +137,10 @@ def recorder():
 @pytest.fixture
 def no_dispatcher():
     """Drive workers directly: the engine enqueues no django-q2 tasks while this fixture is active."""
-    from partitions import dispatch
+    from tests.support import dispatcher_off
 
-    previous = dispatch.current()
-    dispatch.set_dispatcher(None)
-    yield
-    dispatch.set_dispatcher(previous)
+    with dispatcher_off():
+        yield
 
 
 def pytest_terminal_summary(terminalreporter):

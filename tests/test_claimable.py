@@ -16,7 +16,7 @@ from django.utils import timezone
 from partitions import claiming, worker
 from partitions.models import JobEvent, Partition
 from partitions.selectors import jobs_progress
-from tests.support import make_job, make_partition
+from tests.factories import make_job, make_partition, move
 
 pytestmark = pytest.mark.usefixtures("no_dispatcher")
 
@@ -174,8 +174,8 @@ def test_a_standby_that_claims_work_hands_the_watch_to_another_drain(settings, r
     seed(subscriptions=50)
     job = planned_job("tests.probe_standby", {"partitions": 1})
     # Held by someone alive whose lease runs out in 1.5 s: the drain stands by, then claims it.
-    Partition.objects.filter(job=job).update(status="running", lease_owner="other", lease_token=1, attempts=1,
-                                             lease_expires_at=timezone.now() + timedelta(seconds=1.5))
+    move(Partition.objects.get(job=job), "running", lease_owner="other",
+         lease_expires_at=timezone.now() + timedelta(seconds=1.5))
     report = worker.drain(budget_seconds=10, job_id=job.pk, worker="w")
     assert report.outcomes == {"succeeded": 1}
     assert recorder.standby_free_while_running and all(recorder.standby_free_while_running)

@@ -27,7 +27,8 @@ from partitions.encoding import to_json
 from partitions.management.commands import jobs as jobs_command
 from partitions.models import Job, JobEvent, JobSample, Partition, SubJob
 from partitions.worker import steps
-from tests.support import make_job, make_partition, planned_job, run_to_end, seed, started_job, wait_for
+from tests.factories import make_job, make_partition
+from tests.support import planned_job, run_to_end, seed, started_job, wait_for
 
 pytestmark = pytest.mark.usefixtures("no_dispatcher")
 

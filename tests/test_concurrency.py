@@ -29,7 +29,8 @@ from partitions.models import Job, JobEvent, Partition
 from partitions.worker import drain, steps
 from partitions.worker.outcomes import apply_outcome
 from partitions.worker.run import run_partition
-from tests.support import WAIT, Child, make_job, make_partition, planned_job, seed, started_job
+from tests.factories import make_job, make_partition
+from tests.support import WAIT, Child, planned_job, seed, started_job
 
 pytestmark = [pytest.mark.usefixtures("no_dispatcher"), pytest.mark.slow]
 

@@ -21,7 +21,8 @@ from partitions import registry, services
 from partitions.exceptions import PartitionsError
 from partitions.models import Job, JobEvent, Partition, SubJob
 from partitions.selectors import jobs_stats
-from tests.support import cli, make_job, make_partition
+from tests.factories import make_job, make_partition
+from tests.support import cli
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_dispatcher", "admin_env")]
 

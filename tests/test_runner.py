@@ -10,7 +10,8 @@ from partitions import claiming, services, worker
 from partitions.models import JobEvent, SubJob
 from partitions.worker.concurrency import ItemPool, ItemResult
 from tests import jobtypes
-from tests.support import make_job, make_partition, planned_job, run_to_end, seed, timeline_by_ordering_key
+from tests.factories import make_job, make_partition
+from tests.support import planned_job, run_to_end, seed, timeline_by_ordering_key
 
 pytestmark = pytest.mark.django_db
 

@@ -13,6 +13,7 @@ from django.db import connection
 from partitions import health, services
 from partitions.models import Job, JobEvent, Partition
 from partitions.worker.sizing import STEP, BatchSizer
+from tests.factories import move
 from tests.support import cli, finished, planned_job, run_to_end, seed, started_job, wait_for
 from tests.test_bad_input import assert_refused_in_one_line
 from tests.test_concurrency import assert_every_subscription_bumped_exactly_once
@@ -128,8 +129,7 @@ def test_a_finished_job_cannot_be_throttled():
 
 def test_ignoring_health_ends_the_episode_at_once_with_the_operator_named():
     job = started_job("tests.bump_range", {"partitions": 1})
-    Job.objects.filter(pk=job.pk).update(status="running", throttled_since=job.created_at,
-                                         throttled_reason="replication lag 99s > 60s")
+    move(job, "running", throttled_since=job.created_at, throttled_reason="replication lag 99s > 60s")
     code, _out, err = cli("throttle", str(job.pk), "--ignore-health")
     assert code == 0, err
     job.refresh_from_db()
