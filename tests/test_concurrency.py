@@ -81,7 +81,9 @@ def _reap(actor: str) -> dict:
 
 
 def _drain(job_id: int, worker: str) -> dict:
-    report = drain(budget_seconds=WAIT, job_id=job_id, worker=worker)
+    """One drain that returns once nothing is claimable: no standby for the other holders' leases, which
+    would keep a worker whose lease was taken over waiting out its budget."""
+    report = drain(budget_seconds=WAIT, job_id=job_id, worker=worker, standby=False)
     return {"partitions": report.partitions, "outcomes": dict(report.outcomes)}
 
 
