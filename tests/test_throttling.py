@@ -240,7 +240,7 @@ def test_a_long_transaction_holds_the_job_which_resumes_by_itself_when_it_ends(c
 
 @pytest.mark.slow
 def test_a_job_type_s_own_health_check_holds_it_the_same_way(clusters, tmp_path):
-    seed(1500)
+    seed(800)  # 3 s of work for two partitions: long enough to be held, short to finish
     gate = tmp_path / "gate"
     fleet = clusters(1, PARTITIONS_HEALTH_CHECK_SECONDS="0.3")
     job = started_job("tests.health_gated", {"partitions": 2, "sleep_ms": 400, "gate": str(gate)})
