@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from django.core.management.base import CommandError
-from django.db import connections
+from django.db import connection, connections, transaction
 
 import tests.jobtypes  # noqa: F401 - registers the test job types
 from opsapp.bench.qclusters import QCluster
@@ -139,6 +139,26 @@ class Child:
         assert self.proc.exitcode == 0, f"child {self.proc.name} exited {self.proc.exitcode}: " + (
             payload["error"] if payload else "no report")
         return payload["result"]
+
+
+def row_locked_by_someone_else(partition_id: int) -> bool:
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SELECT 1 FROM partitions_partition WHERE id = %s FOR UPDATE SKIP LOCKED", [partition_id])
+        return cursor.fetchone() is None
+
+
+def stop_outside_a_commit(pid: int, partition_id: int) -> None:
+    """SIGSTOP a worker process at a moment it holds no lock on the partition row (else nobody could take it
+    over until something ended its session, e.g. django-q2's task timeout killing it)."""
+    deadline = time.monotonic() + WAIT
+    while True:
+        os.kill(pid, signal.SIGSTOP)
+        if not row_locked_by_someone_else(partition_id):
+            return
+        os.kill(pid, signal.SIGCONT)  # stopped inside its checkpoint commit: let it finish and try again
+        if time.monotonic() > deadline:
+            pytest.fail("could not stop the worker outside a checkpoint commit")
+        time.sleep(0.02)
 
 
 class Children:
