@@ -1,4 +1,5 @@
-# The two commands: `make run` (serve the admin + one qcluster) and `make test`.
+# The commands: `make run` (serve the admin + one qcluster), `make test` (the whole suite, what CI runs) and
+# `make test-fast` (the tests that start no process: no qcluster, browser or fork; a couple of minutes).
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -13,7 +14,7 @@ FIND_PYTHON := for p in python3.13 python3.12 python3 python; do \
 CHROMIUM ?= /usr/bin/chromium
 PGBOUNCER ?= /usr/sbin/pgbouncer
 
-.PHONY: run test lint stop-db bootstrap browser pgbouncer bench
+.PHONY: run test test-fast lint stop-db bootstrap browser pgbouncer bench
 
 run: bootstrap
 	$(PY) manage.py runstack --port $(PORT)
@@ -23,6 +24,10 @@ test: bootstrap browser pgbouncer
 	$(VENV)/bin/ruff check .
 	$(PY) manage.py makemigrations --check --dry-run
 	$(PY) -m pytest
+
+test-fast: bootstrap
+	$(PY) manage.py devdb start
+	$(PY) -m pytest -m "not slow" --hypothesis-profile=fast
 
 lint: bootstrap
 	$(VENV)/bin/ruff check .

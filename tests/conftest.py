@@ -1,8 +1,21 @@
 """Tests run on a real PostgreSQL: DATABASE_URL, or the embedded server started here."""
 
 import os
+import subprocess
 
 import pytest
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
+
+#: Fuzz profiles, both derandomized with no example database so a run is reproducible: `full` (the default,
+#: `make test`) and `fast` (`make test-fast` passes --hypothesis-profile=fast), the same properties on fewer
+#: examples.
+FUZZ_EXAMPLES = {"full": 300, "fast": 40}
+for _name, _examples in FUZZ_EXAMPLES.items():
+    hypothesis_settings.register_profile(
+        _name, derandomize=True, database=None, deadline=None, max_examples=_examples,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+hypothesis_settings.load_profile("full")
 
 
 def pytest_sessionstart(session):
@@ -10,6 +23,20 @@ def pytest_sessionstart(session):
         from opsapp import devdb
 
         devdb.start()
+
+
+@pytest.fixture(autouse=True)
+def processes_only_in_slow_tests(request, monkeypatch):
+    """The fast lane (`-m "not slow"`) starts no process: a qcluster, a browser, a fork or any subprocess
+    fails a test that is not marked slow, so the mark cannot be forgotten."""
+    if request.node.get_closest_marker("slow"):
+        return
+
+    def refuse(*args, **kwargs):
+        pytest.fail(f"{request.node.nodeid} starts a process: mark it @pytest.mark.slow", pytrace=False)
+
+    monkeypatch.setattr(subprocess.Popen, "_execute_child", refuse)
+    monkeypatch.setattr(os, "fork", refuse)
 
 
 @pytest.fixture
@@ -98,14 +125,22 @@ def children(transactional_db, tmp_path):
 
 
 @pytest.fixture
+def recorder():
+    """What the test job types (tests/jobtypes.py) record in this process, empty at the start of the test."""
+    from tests.jobtypes import RECORDER
+
+    RECORDER.reset()
+    yield RECORDER
+    RECORDER.reset()
+
+
+@pytest.fixture
 def no_dispatcher():
     """Drive workers directly: the engine enqueues no django-q2 tasks while this fixture is active."""
-    from partitions import dispatch
+    from tests.support import dispatcher_off
 
-    previous = dispatch.current()
-    dispatch.set_dispatcher(None)
-    yield
-    dispatch.set_dispatcher(previous)
+    with dispatcher_off():
+        yield
 
 
 def pytest_terminal_summary(terminalreporter):

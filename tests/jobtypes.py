@@ -1,4 +1,8 @@
-"""Job types used by the engine tests, over the demo tables (registered on import)."""
+"""Job types used by the engine tests, over the demo tables (registered on import).
+
+What the job types see while they run in this process goes to one `Recorder`, RECORDER; tests read it
+through the `recorder` fixture (tests/conftest.py), which empties it before and after each test.
+"""
 
 from __future__ import annotations
 
@@ -77,9 +81,35 @@ class ItemsParams(forms.Form):
     sleep_ms = forms.IntegerField(min_value=0, required=False)
 
 
-#: (item key, thread start, thread end) of every processed item in this process, for ordering assertions.
-TIMELINE: list[tuple[str, str, float, float]] = []
-TIMELINE_LOCK = threading.Lock()
+class Recorder:
+    """What the test job types saw in this process (items run from worker threads write under `lock`)."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        #: (item key, ordering key, thread start, thread end) of every processed item, for ordering assertions.
+        self.timeline: list[tuple[str, str, float, float]] = []
+        #: Items inside tests.items_fed's process_item right now, and the most there ever were at once.
+        self.in_flight = {"now": 0, "max": 0}
+        #: (item key, value, inside a transaction) for every item tests.items_fed's on_checkpoint received.
+        self.checkpointed: list[tuple[str, Any, bool]] = []
+        #: Rows that already failed once (tests.flaky_rows: the retry of a failed row succeeds).
+        self.failed_once: set[int] = set()
+        #: What tests.probe_standby saw: whether another session could become the standby while it ran.
+        self.standby_free_while_running: list[bool] = []
+        #: How often tests.counts_splits built its split.
+        self.splits_built = 0
+        #: The sizes of the batches tests.adaptive processed, in order.
+        self.adaptive_batches: list[int] = []
+        #: The sizes of the batches tests.times_out tried, in order (the ones rolled back included).
+        self.timeout_batches: list[int] = []
+        #: tests.splits_mid_batch: the test's plan_at / apply_at, and per batch the rows and the split's outcome.
+        self.mid_batch: dict[str, Any] = {}
+
+
+RECORDER = Recorder()
 
 
 class RecordingItems(JobType):
@@ -104,8 +134,8 @@ class RecordingItems(JobType):
         if ctx.params.get("sleep_ms"):
             # Later items finish first within a batch, to exercise out-of-order completion.
             time.sleep(ctx.params["sleep_ms"] / 1000 * (1 + (i * 7919) % 5) / 3)
-        with TIMELINE_LOCK:
-            TIMELINE.append((item.key, item.ordering_key, started, time.monotonic()))
+        with RECORDER.lock:
+            RECORDER.timeline.append((item.key, item.ordering_key, started, time.monotonic()))
         if ctx.params.get("skip_every") and i % ctx.params["skip_every"] == 0:
             raise SkipItem(f"item {i} not applicable")
         if ctx.params.get("fail_every") and i % ctx.params["fail_every"] == 1 and item.attempts == 0:
@@ -131,12 +161,6 @@ class FeedParams(ItemsParams):
     cancel_at = forms.IntegerField(min_value=0, required=False, help_text="this item raises CancelJob")
 
 
-#: Items inside tests.items_fed's process_item right now, and the most there ever were at once.
-IN_FLIGHT = {"now": 0, "max": 0}
-#: (item key, value, inside a transaction) for every item tests.items_fed's on_checkpoint received.
-CHECKPOINTED: list[tuple[str, Any, bool]] = []
-
-
 @register
 class FedItems(RecordingItems):
     """Concurrent items in small batches, so one run crosses many batch edges."""
@@ -148,9 +172,10 @@ class FedItems(RecordingItems):
 
     def process_item(self, ctx, item):
         i = item.payload["i"]
-        with TIMELINE_LOCK:
-            IN_FLIGHT["now"] += 1
-            IN_FLIGHT["max"] = max(IN_FLIGHT["max"], IN_FLIGHT["now"])
+        in_flight = RECORDER.in_flight
+        with RECORDER.lock:
+            in_flight["now"] += 1
+            in_flight["max"] = max(in_flight["max"], in_flight["now"])
         try:
             if i == ctx.params.get("slow_item"):
                 time.sleep(20 * ctx.params["sleep_ms"] / 1000)
@@ -160,11 +185,11 @@ class FedItems(RecordingItems):
                 raise CancelJob(f"item {i} found bad data")
             return super().process_item(ctx, item)
         finally:
-            with TIMELINE_LOCK:
-                IN_FLIGHT["now"] -= 1
+            with RECORDER.lock:
+                in_flight["now"] -= 1
 
     def on_checkpoint(self, ctx, items, results):
-        CHECKPOINTED.extend((item.key, value, connection.in_atomic_block)
+        RECORDER.checkpointed.extend((item.key, value, connection.in_atomic_block)
                             for item, value in zip(items, results, strict=True))
 
 
@@ -231,10 +256,6 @@ class SteersItself(SubscriptionRanges):
             ctx.job.status = "steered"
 
 
-#: Rows that already failed once in this process (the retry of a failed row succeeds).
-FAILED_ONCE: set[int] = set()
-
-
 @register
 class FlakyRows(SubscriptionRanges):
     """Per-row processing of a range: every 25th row fails its first time, atomically per row (savepoints)."""
@@ -245,8 +266,8 @@ class FlakyRows(SubscriptionRanges):
 
     def process_item(self, ctx, item):
         Subscription.objects.filter(pk=item.pk).update(product_version=F("product_version") + 1)
-        if item.pk % 25 == 0 and item.pk not in FAILED_ONCE:
-            FAILED_ONCE.add(item.pk)
+        if item.pk % 25 == 0 and item.pk not in RECORDER.failed_once:
+            RECORDER.failed_once.add(item.pk)
             raise ValueError(f"row {item.pk} rejected")  # rolls back this row's update only
 
 
@@ -281,10 +302,6 @@ class SleepyPartitions(JobType):
         time.sleep(ctx.params["sleep_ms"] / 1000)
 
 
-#: What tests.probe_standby saw: whether another session could become the standby while it ran.
-STANDBY_FREE_WHILE_RUNNING: list[bool] = []
-
-
 @register
 class ProbeStandby(SubscriptionRanges):
     """Each batch asks, from a connection of its own, whether the fleet's standby lock is free."""
@@ -301,11 +318,7 @@ class ProbeStandby(SubscriptionRanges):
             free = other.execute("SELECT pg_try_advisory_lock(hashtext('partitions.standby'))").fetchone()[0]
             if free:
                 other.execute("SELECT pg_advisory_unlock(hashtext('partitions.standby'))")
-        STANDBY_FREE_WHILE_RUNNING.append(free)
-
-
-#: How often tests.counts_splits built its split.
-SPLITS_BUILT = {"n": 0}
+        RECORDER.standby_free_while_running.append(free)
 
 
 @register
@@ -315,7 +328,7 @@ class CountsSplits(BumpRange):
     name = "tests.counts_splits"
 
     def split(self, job, params):
-        SPLITS_BUILT["n"] += 1
+        RECORDER.splits_built += 1
         return super().split(job, params)
 
 
@@ -324,10 +337,6 @@ class CountsSplits(BumpRange):
 class AdaptiveParams(RangeParams):
     fast_items = forms.IntegerField(min_value=0, help_text="Items processed fast before every item is slow.")
     slow_ms = forms.FloatField(min_value=0)
-
-
-#: The sizes of the batches tests.adaptive processed, in order.
-ADAPTIVE_BATCHES: list[int] = []
 
 
 @register
@@ -343,17 +352,13 @@ class Adaptive(BumpRange):
 
     def process_batch(self, ctx, items):
         super().process_batch(ctx, items)
-        if sum(ADAPTIVE_BATCHES) >= ctx.params["fast_items"]:
+        if sum(RECORDER.adaptive_batches) >= ctx.params["fast_items"]:
             time.sleep(len(items) * ctx.params["slow_ms"] / 1000)
-        ADAPTIVE_BATCHES.append(len(items))
+        RECORDER.adaptive_batches.append(len(items))
 
 
 class TimeoutParams(RangeParams):
     max_items = forms.IntegerField(min_value=1, help_text="Batches larger than this run into statement_timeout.")
-
-
-#: The sizes of the batches tests.times_out tried, in order (the ones rolled back included).
-TIMEOUT_BATCHES: list[int] = []
 
 
 @register
@@ -365,7 +370,7 @@ class TimesOut(BumpRange):
     batch_size = 100
 
     def process_batch(self, ctx, items):
-        TIMEOUT_BATCHES.append(len(items))
+        RECORDER.timeout_batches.append(len(items))
         super().process_batch(ctx, items)
         with connection.cursor() as cursor:
             cursor.execute("SET LOCAL statement_timeout = '100ms'")
@@ -448,10 +453,6 @@ def split_from_another_connection(partition_id: int, plan=None):
     return result.get("plan"), result.get("new")
 
 
-#: What tests.splits_mid_batch saw: per batch, (rows, the split's outcome if it split during it).
-MID_BATCH: dict[str, Any] = {}
-
-
 @register
 class SplitsMidBatch(BumpRange):
     """BumpRange (one id range) that, during batch `plan_at`, plans a split from another connection and,
@@ -465,13 +466,14 @@ class SplitsMidBatch(BumpRange):
 
     def process_batch(self, ctx, items):
         super().process_batch(ctx, items)
-        batch = MID_BATCH.setdefault("batches", [])
+        seen = RECORDER.mid_batch
+        batch = seen.setdefault("batches", [])
         batch.append(len(items))
-        if len(batch) == MID_BATCH["plan_at"]:
-            MID_BATCH["plan"], _ = split_from_another_connection(ctx.partition.pk)
-        if len(batch) == MID_BATCH["apply_at"]:
-            _, MID_BATCH["new"] = split_from_another_connection(ctx.partition.pk, MID_BATCH["plan"])
-            MID_BATCH["applied"] = True
+        if len(batch) == seen["plan_at"]:
+            seen["plan"], _ = split_from_another_connection(ctx.partition.pk)
+        if len(batch) == seen["apply_at"]:
+            _, seen["new"] = split_from_another_connection(ctx.partition.pk, seen["plan"])
+            seen["applied"] = True
 
 
 class TooBigParams(RangeParams):

@@ -1,4 +1,4 @@
-"""Support for the tests, in one place: rows in any state and helpers that drive the engine directly (no
+"""Support for the tests, in one place: demo rows and helpers that drive the engine directly (no
 django-q2), the CLI as a shell runs it, forked child processes that race on the database, and real qcluster
 processes on the test database."""
 
@@ -12,26 +12,35 @@ import os
 import signal
 import time
 import traceback
-from collections.abc import Callable
-from contextlib import redirect_stderr
-from datetime import timedelta
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, redirect_stderr
 from pathlib import Path
 from typing import Any
 
 import pytest
 from django.core.management.base import CommandError
-from django.db import connections
-from django.utils import timezone
+from django.db import connection, connections, transaction
 
 import tests.jobtypes  # noqa: F401 - registers the test job types
 from opsapp.bench.qclusters import QCluster
 from opsapp.billing.seeding import seed_demo
-from partitions import services, worker
+from partitions import dispatch, services, worker
 from partitions.management.commands.jobs import Command as JobsCommand
 from partitions.models import Job, Partition
 from partitions.worker import steps
 
 # Rows and the engine driven directly ----------------------------------------------------------------------
+
+@contextmanager
+def dispatcher_off() -> Iterator[None]:
+    """The engine enqueues no django-q2 task inside this block (the test drives the engine itself)."""
+    previous = dispatch.current()
+    dispatch.set_dispatcher(None)
+    try:
+        yield
+    finally:
+        dispatch.set_dispatcher(previous)
+
 
 def seed(subscriptions: int = 1000, events: int = 0, products: int = 2) -> None:
     seed_demo(products=products, subscriptions=subscriptions, customers=5, events=events)
@@ -60,22 +69,6 @@ def run_to_end(job: Job, *, rounds: int = 200) -> Job:
     steps.job_finalize(job.pk, worker_id="test-worker")
     job.refresh_from_db()
     return job
-
-
-def make_job(*, status: str = "running", type_name: str = "tests.bump_range", **fields) -> Job:
-    now = timezone.now()
-    stamps = {"finished_at": now} if status in {"succeeded", "failed", "cancelled"} else {}
-    return Job.objects.create(type_name=type_name, params={"partitions": 1}, status=status, **stamps, **fields)
-
-
-def make_partition(job: Job, *, seq: int = 0, status: str = "pending", **fields) -> Partition:
-    now = timezone.now()
-    defaults: dict[str, Any] = {"kind": "range", "key": ["created_at", "id"]}
-    if status == "running":
-        defaults.update(lease_owner="someone", lease_token=1, lease_expires_at=now + timedelta(seconds=60))
-    if status in {"succeeded", "failed", "cancelled"}:
-        defaults["finished_at"] = now
-    return Partition.objects.create(job=job, seq=seq, status=status, **{**defaults, **fields})
 
 
 def cli(*args: str) -> tuple[int, str, str]:
@@ -146,6 +139,26 @@ class Child:
         assert self.proc.exitcode == 0, f"child {self.proc.name} exited {self.proc.exitcode}: " + (
             payload["error"] if payload else "no report")
         return payload["result"]
+
+
+def row_locked_by_someone_else(partition_id: int) -> bool:
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SELECT 1 FROM partitions_partition WHERE id = %s FOR UPDATE SKIP LOCKED", [partition_id])
+        return cursor.fetchone() is None
+
+
+def stop_outside_a_commit(pid: int, partition_id: int) -> None:
+    """SIGSTOP a worker process at a moment it holds no lock on the partition row (else nobody could take it
+    over until something ended its session, e.g. django-q2's task timeout killing it)."""
+    deadline = time.monotonic() + WAIT
+    while True:
+        os.kill(pid, signal.SIGSTOP)
+        if not row_locked_by_someone_else(partition_id):
+            return
+        os.kill(pid, signal.SIGCONT)  # stopped inside its checkpoint commit: let it finish and try again
+        if time.monotonic() > deadline:
+            pytest.fail("could not stop the worker outside a checkpoint commit")
+        time.sleep(0.02)
 
 
 class Children:

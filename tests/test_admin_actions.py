@@ -13,7 +13,7 @@ from django.urls import reverse
 
 from partitions.models import Job, JobEvent, Partition, SubJob
 from tests.conftest import VIEW_PERMS, make_staff
-from tests.support import make_job, make_partition
+from tests.factories import make_job, make_partition, make_subjob
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("admin_env")]
 
@@ -74,8 +74,8 @@ def _check_partitions_retried(job, user):
 def _failed_subjob_job():
     job = make_job(status="failed", type_name="tests.items_serial")
     partition = make_partition(job, kind="items", status="succeeded", estimated_items=2)
-    SubJob.objects.create(job=job, partition=partition, seq=0, key="item-0", status="succeeded")
-    SubJob.objects.create(job=job, partition=partition, seq=1, key="item-1", status="failed", error="smtp down")
+    make_subjob(partition, seq=0, key="item-0", status="succeeded")
+    make_subjob(partition, seq=1, key="item-1", status="failed", error="smtp down")
     return job
 
 
@@ -333,7 +333,7 @@ def test_bulk_action_without_csrf_token_is_rejected(superuser):
 def test_retry_selected_subjobs_moves_only_the_selection(operator, viewer):
     job = _failed_subjob_job()
     partition = Partition.objects.get(job=job)
-    other = SubJob.objects.create(job=job, partition=partition, seq=2, key="item-2", status="failed", error="x")
+    other = make_subjob(partition, seq=2, key="item-2", status="failed", error="x")
     target = SubJob.objects.get(job=job, key="item-1")
     url = reverse("admin:partitions_subjob_changelist")
     data = {"action": "retry_selected", ACTION_CHECKBOX_NAME: [target.pk], "index": 0}

@@ -15,7 +15,8 @@ from partitions.exceptions import InvalidParams
 from partitions.models import Job, JobEvent, Partition, SubJob
 from partitions.validation import REASON_MAX_LENGTH
 from partitions.worker import steps
-from tests.support import cli, make_job, make_partition
+from tests.factories import make_job, make_partition, make_subjob
+from tests.support import cli
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_dispatcher", "admin_env")]
 
@@ -102,7 +103,7 @@ def test_a_deadline_in_the_past_is_refused(operator):
 def test_retrying_failed_subjobs_when_none_failed_says_so_everywhere(operator):
     job = make_job(status="running")
     partition = make_partition(job, status="running", kind="items")
-    SubJob.objects.create(job=job, partition=partition, seq=0, key="ok", status="succeeded")
+    make_subjob(partition, seq=0, key="ok", status="succeeded")
     client = client_for(operator)
     before = row_counts()
 

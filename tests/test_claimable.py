@@ -16,7 +16,7 @@ from django.utils import timezone
 from partitions import claiming, worker
 from partitions.models import JobEvent, Partition
 from partitions.selectors import jobs_progress
-from tests.support import make_job, make_partition
+from tests.factories import make_job, make_partition, move
 
 pytestmark = pytest.mark.usefixtures("no_dispatcher")
 
@@ -167,17 +167,15 @@ def test_jobs_of_equal_priority_share_the_fleet(db):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_standby_that_claims_work_hands_the_watch_to_another_drain(settings):
-    from tests import jobtypes
+def test_a_standby_that_claims_work_hands_the_watch_to_another_drain(settings, recorder):
     from tests.support import planned_job, seed
 
     settings.PARTITIONS_LEASE_SECONDS = 2
     seed(subscriptions=50)
     job = planned_job("tests.probe_standby", {"partitions": 1})
     # Held by someone alive whose lease runs out in 1.5 s: the drain stands by, then claims it.
-    Partition.objects.filter(job=job).update(status="running", lease_owner="other", lease_token=1, attempts=1,
-                                             lease_expires_at=timezone.now() + timedelta(seconds=1.5))
-    jobtypes.STANDBY_FREE_WHILE_RUNNING.clear()
+    move(Partition.objects.get(job=job), "running", lease_owner="other",
+         lease_expires_at=timezone.now() + timedelta(seconds=1.5))
     report = worker.drain(budget_seconds=10, job_id=job.pk, worker="w")
     assert report.outcomes == {"succeeded": 1}
-    assert jobtypes.STANDBY_FREE_WHILE_RUNNING and all(jobtypes.STANDBY_FREE_WHILE_RUNNING)
+    assert recorder.standby_free_while_running and all(recorder.standby_free_while_running)

@@ -25,7 +25,8 @@ from partitions.encoding import to_json
 from partitions.management.commands import jobs as jobs_command
 from partitions.models import Job, JobEvent, JobSample, Partition, SubJob
 from partitions.worker import steps
-from tests.support import make_job, make_partition, planned_job, run_to_end, seed, started_job, wait_for
+from tests.factories import make_job, make_partition
+from tests.support import planned_job, run_to_end, seed, started_job, wait_for
 
 pytestmark = pytest.mark.usefixtures("no_dispatcher")
 
@@ -634,7 +635,7 @@ def test_an_action_illegal_in_the_jobs_state_is_refused_and_changes_nothing(stat
 
 
 @pytest.fixture
-def cli(db_url):
+def cli_process(db_url):
     """Run `manage.py jobs …` in a real process against the test database."""
     # LOG_LEVEL: django-q2 logs "Enqueued …" at INFO when `start` dispatches planning; keep stderr the command's.
     env = {**os.environ, "DATABASE_URL": db_url, "PARTITIONS_JOB_MODULES": "tests.jobtypes", "LOG_LEVEL": "WARNING"}
@@ -649,20 +650,22 @@ def cli(db_url):
     return run
 
 
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
-def test_status_watch_in_a_real_process_exits_zero_for_a_succeeded_job_and_one_for_failed_or_cancelled(cli):
+def test_status_watch_in_a_real_process_exits_zero_for_a_succeeded_job_and_one_for_failed_or_cancelled(cli_process):
     seed(subscriptions=30)
     ended = {"succeeded": succeeded_job(), "failed": failed_job(), "cancelled": cancelled_job()}
     for status, job in ended.items():
-        result = cli("status", str(job.pk), "--watch", "--json")
+        result = cli_process("status", str(job.pk), "--watch", "--json")
         assert result.returncode == (0 if status == "succeeded" else 1), result.stderr
         assert json.loads(result.stdout)["status"] == status
         if status != "succeeded":
             assert result.stderr.strip().splitlines()[-1] == f"CommandError: job {job.pk} ended {status}"
 
 
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
-def test_bad_input_in_a_real_process_prints_one_line_on_stderr_exits_one_and_writes_nothing(cli):
+def test_bad_input_in_a_real_process_prints_one_line_on_stderr_exits_one_and_writes_nothing(cli_process):
     seed(subscriptions=20)
     running = make_job(status="running")
     cases = [
@@ -676,18 +679,19 @@ def test_bad_input_in_a_real_process_prints_one_line_on_stderr_exits_one_and_wri
     ]
     before = rows()
     for args, line in cases:
-        result = cli(*args)
+        result = cli_process(*args)
         assert (result.returncode, result.stdout, result.stderr) == (1, "", line + "\n"), args
     assert rows() == before
     assert Job.objects.get().status == "running"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("outcome", ["succeeded", "cancelled"])
 @pytest.mark.django_db(transaction=True)
-def test_start_wait_in_a_real_process_follows_a_job_driven_here_and_exits_by_its_outcome(cli, outcome):
+def test_start_wait_in_a_real_process_follows_a_job_driven_here_and_exits_by_its_outcome(cli_process, outcome):
     seed(subscriptions=60)
     connections.close_all()
-    proc = cli("start", "tests.bump_range", "--param", "partitions=3", "--wait", "--json", wait=False)
+    proc = cli_process("start", "tests.bump_range", "--param", "partitions=3", "--wait", "--json", wait=False)
     try:
         wait_for(lambda: Job.objects.exists(), timeout=60, what="the command to create its job")
         job = Job.objects.get()

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from django.db import connection, transaction
+from django.db import connection
 from django.db.models import Count
 from django.db.models.functions import Now
 
@@ -29,9 +29,10 @@ from partitions.models import Job, JobEvent, Partition
 from partitions.worker import drain, steps
 from partitions.worker.outcomes import apply_outcome
 from partitions.worker.run import run_partition
-from tests.support import WAIT, Child, make_job, make_partition, planned_job, seed, started_job
+from tests.factories import make_job, make_partition
+from tests.support import WAIT, planned_job, seed, started_job, stop_outside_a_commit
 
-pytestmark = pytest.mark.usefixtures("no_dispatcher")
+pytestmark = [pytest.mark.usefixtures("no_dispatcher"), pytest.mark.slow]
 
 def _ready(barrier) -> None:
     """Connect first, then wait for the others, so the race starts at the same instant."""
@@ -80,7 +81,9 @@ def _reap(actor: str) -> dict:
 
 
 def _drain(job_id: int, worker: str) -> dict:
-    report = drain(budget_seconds=WAIT, job_id=job_id, worker=worker)
+    """One drain that returns once nothing is claimable: no standby for the other holders' leases, which
+    would keep a worker whose lease was taken over waiting out its budget."""
+    report = drain(budget_seconds=WAIT, job_id=job_id, worker=worker, standby=False)
     return {"partitions": report.partitions, "outcomes": dict(report.outcomes)}
 
 
@@ -123,25 +126,6 @@ def wait_for(predicate: Callable[[], Any], what: str, timeout: float = WAIT) -> 
 def lease_expired(partition_id: int) -> bool:
     """By the database clock, the only one the engine trusts."""
     return Partition.objects.filter(pk=partition_id, lease_expires_at__lte=Now()).exists()
-
-
-def row_locked_by_someone_else(partition_id: int) -> bool:
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("SELECT 1 FROM partitions_partition WHERE id = %s FOR UPDATE SKIP LOCKED", [partition_id])
-        return cursor.fetchone() is None
-
-
-def stop_outside_a_commit(child: Child, partition_id: int) -> None:
-    """SIGSTOP the child at a moment it holds no lock on the partition row (else nobody could take it over)."""
-    deadline = time.monotonic() + WAIT
-    while True:
-        child.signal(signal.SIGSTOP)
-        if not row_locked_by_someone_else(partition_id):
-            return
-        child.signal(signal.SIGCONT)  # stopped inside its checkpoint commit: let it finish and try again
-        if time.monotonic() > deadline:
-            pytest.fail("could not stop the worker outside a checkpoint commit")
-        time.sleep(0.02)
 
 
 FENCED_FIELDS = ("status", "checkpoint", "done_items", "failed_items", "skipped_items", "attempts", "lease_owner",
@@ -304,7 +288,7 @@ def test_a_runner_whose_lease_is_taken_over_mid_batch_rolls_its_batch_back(child
     old = children.start(_drain, job.pk, "old-worker", name="old-worker")
     wait_for(lambda: Partition.objects.filter(pk=part.pk, done_items__gt=0).exists(), "a first checkpoint")
 
-    stop_outside_a_commit(old, part.pk)  # a stalled worker (GC pause, frozen VM): its lease keeper stops too
+    stop_outside_a_commit(old.pid, part.pk)  # a stalled worker (GC pause, frozen VM): its lease keeper stops too
     wait_for(lambda: lease_expired(part.pk), "the stalled worker's lease to expire")
     [taken] = claiming.partition_claim(worker_id="new-worker", lease_seconds=300, job_id=job.pk)
     old.signal(signal.SIGCONT)
@@ -374,7 +358,7 @@ def test_a_sigstopped_worker_loses_its_lease_and_after_sigcont_its_writes_are_fe
     paused = children.start(_drain, job.pk, "paused", name="paused")
     victim = wait_for(lambda: Partition.objects.filter(job=job, done_items__gt=0).first(), "a first checkpoint")
 
-    stop_outside_a_commit(paused, victim.pk)
+    stop_outside_a_commit(paused.pid, victim.pk)
     rival = children.start(_drain_until_settled, job.pk, "rival", name="rival")
     # The rival claims the expired lease itself (no reaper), while the paused worker may hold an uncommitted batch.
     wait_for(lambda: Partition.objects.filter(pk=victim.pk, lease_owner="rival").exists(), "the rival's takeover")

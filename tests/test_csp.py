@@ -14,8 +14,8 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from partitions.models import JobEvent, SubJob
-from tests.support import make_job, make_partition
+from partitions.models import JobEvent
+from tests.factories import make_job, make_partition, make_subjob
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("admin_env")]
 
@@ -51,7 +51,7 @@ def header_nonce(response) -> str:
 def running_job_with_rows():
     job = make_job(status="running")
     partition = make_partition(job, seq=0, status="running", estimated_items=10, lease_owner="host-a:1:x")
-    SubJob.objects.create(job=job, partition=partition, seq=0, key="invoice-1", status="failed", error="smtp down")
+    make_subjob(partition, seq=0, key="invoice-1", status="failed", error="smtp down")
     JobEvent.objects.create(job=job, partition=partition, type="partition_claimed", actor="host-a:1:x")
     return job
 

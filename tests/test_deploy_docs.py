@@ -38,6 +38,7 @@ def test_the_units_signal_the_main_pid_only_and_read_no_stray_env_file():
     assert "ExecStart=/srv/opsapp/.venv/bin/python manage.py qcluster" in units["opsapp-qcluster@.service"]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze is not installed")
 def test_the_units_pass_systemd_analyze_verify(tmp_path):
     (tmp_path / "env").write_text("", encoding="utf-8")

@@ -13,6 +13,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 
+pytestmark = pytest.mark.slow  # every test starts PostgreSQL servers of its own
+
 
 @pytest.fixture
 def devdb_dir():

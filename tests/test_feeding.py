@@ -29,23 +29,16 @@ C = jobtypes.FedItems.item_concurrency
 BATCH = jobtypes.FedItems.batch_size
 
 
-@pytest.fixture(autouse=True)
-def fresh_records():
-    jobtypes.TIMELINE.clear()
-    jobtypes.CHECKPOINTED.clear()
-    jobtypes.IN_FLIGHT.update(now=0, max=0)
-
-
-def spans() -> dict[int, tuple[float, float]]:
+def spans(recorder) -> dict[int, tuple[float, float]]:
     """Item index -> (start, end) of every item that ran, from the job type's own clock."""
-    return {int(key.split("-")[1]): (start, end) for key, _, start, end in jobtypes.TIMELINE}
+    return {int(key.split("-")[1]): (start, end) for key, _, start, end in recorder.timeline}
 
 
-def test_the_next_batches_run_while_a_slow_item_ends_the_current_one_and_in_flight_never_exceeds_c():
+def test_the_next_batches_run_while_a_slow_item_ends_the_current_one_and_in_flight_never_exceeds_c(recorder):
     job = run_to_end(planned_job("tests.items_fed", {"count": 60, "chunk_size": 60, "sleep_ms": 5,
                                                      "slow_item": BATCH - 1}))
     assert job.status == "succeeded", job.error
-    ran = spans()
+    ran = spans(recorder)
     assert sorted(ran) == list(range(60)), "every item ran once"
     last_of_batch_1 = max(end for i, (_, end) in ran.items() if i < BATCH)
     first_of_batch_2 = min(start for i, (start, _) in ran.items() if BATCH <= i < 2 * BATCH)
@@ -53,23 +46,23 @@ def test_the_next_batches_run_while_a_slow_item_ends_the_current_one_and_in_flig
     started_meanwhile = {i for i, (start, _) in ran.items() if start < last_of_batch_1}
     assert max(started_meanwhile) >= 2 * BATCH, "batch 3 started while batch 1's slow item ran"
     assert max(started_meanwhile) < 3 * BATCH, "but nothing more than a batch (and the slots) past it"
-    assert jobtypes.IN_FLIGHT["max"] == C
+    assert recorder.in_flight["max"] == C
     assert SubJob.objects.filter(job=job, status="succeeded").count() == 60
 
 
-def test_items_of_one_ordering_key_stay_in_order_and_never_overlap_across_batch_edges():
+def test_items_of_one_ordering_key_stay_in_order_and_never_overlap_across_batch_edges(recorder):
     job = run_to_end(planned_job("tests.items_fed", {"count": 90, "chunk_size": 90, "keys": 3, "sleep_ms": 6}))
     assert job.status == "succeeded", job.error
-    by_key = timeline_by_ordering_key(jobtypes.TIMELINE)
+    by_key = timeline_by_ordering_key(recorder.timeline)
     assert len(by_key) == 3
-    ran = spans()
+    ran = spans(recorder)
     crossed = [edge for edge in range(BATCH, 90, BATCH)
                if min(ran[i][0] for i in range(edge, edge + BATCH)) < max(ran[i][1] for i in range(edge))]
     assert crossed, "keys of the next batch ran while the current one finished"
-    assert jobtypes.IN_FLIGHT["max"] <= 3, "three keys, so never more than three in flight"
+    assert recorder.in_flight["max"] <= 3, "three keys, so never more than three in flight"
 
 
-def test_no_checkpoint_passes_an_item_still_in_flight(monkeypatch):
+def test_no_checkpoint_passes_an_item_still_in_flight(monkeypatch, recorder):
     from partitions.worker import run as runner
 
     monkeypatch.setattr(runner, "CHECKPOINT_EVERY_SECONDS", 0.0)
@@ -77,8 +70,8 @@ def test_no_checkpoint_passes_an_item_still_in_flight(monkeypatch):
     real = claiming.partition_checkpoint
 
     def spy(partition_id, token, **kwargs):
-        with jobtypes.TIMELINE_LOCK:
-            checkpoints.append((kwargs["checkpoint"], set(spans()), jobtypes.IN_FLIGHT["now"]))
+        with recorder.lock:
+            checkpoints.append((kwargs["checkpoint"], set(spans(recorder)), recorder.in_flight["now"]))
         return real(partition_id, token, **kwargs)
 
     monkeypatch.setattr(claiming, "partition_checkpoint", spy)
@@ -93,24 +86,24 @@ def test_no_checkpoint_passes_an_item_still_in_flight(monkeypatch):
     assert job.partitions.get().done_items == 80
 
 
-def test_on_checkpoint_gets_each_succeeded_item_once_with_its_value_inside_the_checkpoint_transaction():
+def test_on_checkpoint_gets_each_succeeded_item_once_with_its_value_inside_the_checkpoint_transaction(recorder):
     job = run_to_end(planned_job("tests.items_fed", {"count": 50, "chunk_size": 50, "sleep_ms": 2,
                                                      "skip_every": 7, "fail_every": 5}))
     succeeded = set(SubJob.objects.filter(job=job, status="succeeded").values_list("key", flat=True))
     assert SubJob.objects.filter(job=job, status__in=["skipped", "failed"]).count() == 50 - len(succeeded) > 0
-    assert sorted(key for key, _, _ in jobtypes.CHECKPOINTED) == sorted(succeeded)
-    assert all(value == {"i": int(key.split("-")[1])} for key, value, _ in jobtypes.CHECKPOINTED)
-    assert all(inside for _, _, inside in jobtypes.CHECKPOINTED)
+    assert sorted(key for key, _, _ in recorder.checkpointed) == sorted(succeeded)
+    assert all(value == {"i": int(key.split("-")[1])} for key, value, _ in recorder.checkpointed)
+    assert all(inside for _, _, inside in recorder.checkpointed)
 
 
-def test_cancel_job_from_an_item_stops_feeding_at_once_and_commits_only_the_items_before_it():
+def test_cancel_job_from_an_item_stops_feeding_at_once_and_commits_only_the_items_before_it(recorder):
     job = run_to_end(planned_job("tests.items_fed", {"count": 200, "chunk_size": 200, "sleep_ms": 3,
                                                      "cancel_at": 50}))
     assert job.status == "cancelled"
     partition = job.partitions.get()
     assert partition.status == "cancelled"
     assert (partition.checkpoint, partition.done_items) == (49, 50)
-    assert max(spans()) < 50 + 2 * BATCH + C, "nothing started past the look-ahead window of the cancelling item"
+    assert max(spans(recorder)) < 50 + 2 * BATCH + C, "nothing started past the cancelling item's look-ahead"
 
 
 def test_the_skip_policy_fails_a_partition_of_concurrent_items_at_a_checkpoint():
@@ -122,21 +115,21 @@ def test_the_skip_policy_fails_a_partition_of_concurrent_items_at_a_checkpoint()
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_pause_winds_down_at_the_next_checkpoint_commits_every_item_that_ran_and_resume_repeats_none():
+def test_a_pause_winds_down_at_the_next_checkpoint_commits_every_item_that_ran_and_resume_repeats_none(recorder):
     job = planned_job("tests.items_fed", {"count": 300, "chunk_size": 300, "sleep_ms": 3, "keys": 5,
                                           "pause_at": 30})
     worker.drain(budget_seconds=30, job_id=job.pk, worker="test-worker")
     partition = job.partitions.get()
     job.refresh_from_db()
     assert (partition.status, job.status) == ("pending", "paused")
-    ran = spans()
+    ran = spans(recorder)
     assert 30 < partition.done_items < 300
     assert partition.done_items == len(ran) and set(ran) == set(range(partition.done_items)), \
         "items held back by their key behind the last started one still ran, so the checkpoint covers all"
     services.job_resume(job.pk, actor="ops")
     job = run_to_end(job)
     assert job.status == "succeeded", job.error
-    assert len(jobtypes.TIMELINE) == 300 and sorted(spans()) == list(range(300)), "each item ran once"
+    assert len(recorder.timeline) == 300 and sorted(spans(recorder)) == list(range(300)), "each item ran once"
 
 
 # billing.dispatch_events: acks marked in bulk with the checkpoint -------------------------------------

@@ -18,7 +18,8 @@ from partitions.admin import display
 from partitions.models import Job, JobEvent, JobSample, Partition
 from partitions.selectors import job_stats
 from partitions.worker import maintenance
-from tests.support import cli, make_job, make_partition, planned_job, run_to_end
+from tests.factories import make_job, make_partition
+from tests.support import cli, planned_job, run_to_end
 
 pytestmark = pytest.mark.usefixtures("admin_env")
 

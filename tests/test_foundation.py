@@ -21,12 +21,14 @@ def run_manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_missing_secret_key_with_debug_off_is_a_clear_startup_error():
     proc = run_manage("check", env={})
     assert proc.returncode != 0
     assert "SECRET_KEY is not set" in proc.stderr
 
 
+@pytest.mark.slow
 def test_debug_on_runs_without_a_secret_key():
     proc = run_manage("check", env={"DEBUG": "true"})
     assert proc.returncode == 0, proc.stderr
@@ -41,6 +43,7 @@ PRODUCTION = {
 }
 
 
+@pytest.mark.slow
 def test_check_deploy_is_clean_with_production_environment():
     # The README's command: an empty ENV_FILE keeps a checkout's local .env out.
     proc = run_manage("check", "--deploy", "--fail-level", "WARNING", env={**PRODUCTION, "ENV_FILE": ""})
@@ -48,6 +51,7 @@ def test_check_deploy_is_clean_with_production_environment():
     assert "no issues" in proc.stdout
 
 
+@pytest.mark.slow
 def test_check_deploy_warns_when_it_reads_a_local_env_file(tmp_path):
     # What `make` writes into a checkout's .env for plain-HTTP serving fills the unset TLS variables.
     local = tmp_path / ".env"

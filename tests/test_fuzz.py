@@ -2,7 +2,7 @@
 admin URLs that take an id or a filter, progress.json and /metrics.
 
 Properties: no 500, no traceback on the CLI (exit 1 or 2, the error on the last line), and nothing written
-when an input is refused. A fixed profile (derandomized, no example database) keeps CI deterministic.
+when an input is refused. A fixed profile (derandomized, no example database; tests/conftest.py) keeps CI deterministic.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from urllib.parse import quote
 import pytest
 from django.test import Client
 from django.urls import reverse
-from hypothesis import HealthCheck, given
+from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
@@ -21,15 +21,13 @@ from partitions import registry, services
 from partitions.exceptions import PartitionsError
 from partitions.models import Job, JobEvent, Partition, SubJob
 from partitions.selectors import jobs_stats
-from tests.support import cli, make_job, make_partition
+from tests.factories import make_job, make_partition
+from tests.support import cli
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_dispatcher", "admin_env")]
 
-hypothesis_settings.register_profile(
-    "fuzz", derandomize=True, database=None, deadline=None, max_examples=300,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
-FUZZ = hypothesis_settings.get_profile("fuzz")
+#: The loaded profile (tests/conftest.py): derandomized, 300 examples under `make test`, fewer in the fast lane.
+FUZZ = hypothesis_settings()
 
 #: Inputs hostile users tried, mixed into every text strategy.
 HOSTILE = [
@@ -175,7 +173,7 @@ def test_admin_urls_with_any_id_or_filter_never_answer_500(template, value, some
     assert client.get(url).status_code in (200, 302, 400, 403, 404)
 
 
-@hypothesis_settings(FUZZ, max_examples=200)
+@hypothesis_settings(FUZZ, max_examples=FUZZ.max_examples * 2 // 3)
 @given(token=st.one_of(st.sampled_from(HOSTILE), st.text(max_size=40)),
        scheme=st.sampled_from(["Bearer ", "", "Basic "]))
 def test_metrics_never_answers_500_whatever_the_authorization_header(token, scheme, settings, some_rows):

@@ -13,12 +13,13 @@ from django.urls import reverse
 from django.utils import timezone
 from django_q.models import OrmQ
 
-from partitions import claiming, knob
+from partitions import claiming, knob, services
 from partitions.exceptions import InvalidParams, InvalidTransition
 from partitions.models import Job, JobEvent, Partition
 from partitions.worker import pulse
 from partitions.worker.run import run_partition
-from tests.support import cli, make_job, make_partition, planned_job
+from tests.factories import make_job, make_partition
+from tests.support import cli, planned_job
 
 pytestmark = pytest.mark.usefixtures("admin_env")
 
@@ -176,6 +177,6 @@ def test_jobs_commands_print_no_info_logs_below_verbosity_2(caplog):
     assert code == 0 and [r.getMessage() for r in caplog.records] == ["Enqueued [opsapp] 1"]
     caplog.clear()
     OrmQ.objects.all().delete()  # the spare drains the first resume queued: the second queues them again
-    Job.objects.filter(pk=job.pk).update(status="paused")
+    services.job_pause(job.pk, actor="test")
     code, _, _ = cli("-v", "2", "resume", str(job.pk))
     assert code == 0 and any("Enqueued" in r.getMessage() for r in caplog.records)

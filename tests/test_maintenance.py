@@ -9,7 +9,7 @@ from django_q.models import OrmQ, Schedule
 from partitions import tasks
 from partitions.models import Job, JobEvent, JobSample
 from partitions.worker import maintenance
-from tests.support import make_job, make_partition  # also registers the test job types
+from tests.factories import make_job, make_partition  # also registers the test job types
 
 pytestmark = pytest.mark.django_db
 

@@ -9,7 +9,7 @@ from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
 from partitions.models import Partition
-from tests.support import make_job, make_partition
+from tests.factories import make_job, make_partition
 
 pytestmark = pytest.mark.django_db
 

@@ -14,7 +14,8 @@ from django.utils import timezone
 from partitions import worker
 from partitions.models import Partition
 from partitions.worker.renewer import LeaseRenewer, renewer
-from tests.support import make_job, make_partition, planned_job, seed
+from tests.factories import make_job, make_partition
+from tests.support import planned_job, seed
 
 pytestmark = pytest.mark.usefixtures("no_dispatcher")
 

@@ -8,7 +8,8 @@ from django.db.models.functions import Now
 from partitions.models import Job, JobEvent, JobSample, Partition, SubJob
 from partitions.retention import history_prune
 from partitions.worker import maintenance
-from tests.support import cli, make_job, make_partition
+from tests.factories import make_job, make_partition
+from tests.support import cli
 
 pytestmark = pytest.mark.django_db
 
@@ -21,6 +22,7 @@ def job_with_history(*, status: str = "succeeded", finished_days_ago: float = 31
     if job.finished_at:
         Job.objects.filter(pk=job.pk).update(finished_at=Now() - timedelta(days=finished_days_ago))
     partition = make_partition(job, status="succeeded" if job.finished_at else "running", kind="items")
+    JobEvent.objects.filter(job=job).delete()  # the factories' timeline: the history below is all there is
     for i in range(rows):
         subjob = SubJob.objects.create(job=job, partition=partition, seq=i, key=f"item-{i}")
         JobEvent.objects.create(job=job, partition=partition, type="partition_claimed")

@@ -10,7 +10,8 @@ from partitions import claiming, services, worker
 from partitions.models import JobEvent, SubJob
 from partitions.worker.concurrency import ItemPool, ItemResult
 from tests import jobtypes
-from tests.support import make_job, make_partition, planned_job, run_to_end, seed, timeline_by_ordering_key
+from tests.factories import make_job, make_partition
+from tests.support import planned_job, run_to_end, seed, timeline_by_ordering_key
 
 pytestmark = pytest.mark.django_db
 
@@ -40,7 +41,8 @@ def test_a_crashing_batch_is_retried_with_backoff_until_max_attempts_then_fails_
 def test_retry_raised_by_job_code_reschedules_the_partition_and_counts_an_attempt():
     seed(subscriptions=10)
     job = planned_job("tests.controlled", {"action": "retry", "partitions": 1})
-    worker.drain(budget_seconds=5, job_id=job.pk, worker="w")
+    # No standby: it would wait out the rest of the budget for the backoff to end.
+    worker.drain(budget_seconds=5, job_id=job.pk, worker="w", standby=False)
     partition = job.partitions.get()
     assert partition.status == "pending" and partition.attempts == 1
     # The stored schedule, not a timing: the partition becomes claimable RETRY_AFTER after its claim.
@@ -180,19 +182,18 @@ def test_item_pool_checkpoint_prefix_never_passes_an_unfinished_item():
     assert len(prefixes) > 1, "items finished out of order, so the prefix advanced in steps"
 
 
-def test_items_of_one_ordering_key_never_overlap_and_finish_in_order_while_keys_run_in_parallel():
-    jobtypes.TIMELINE.clear()
+def test_items_of_one_ordering_key_never_overlap_and_finish_in_order_while_keys_run_in_parallel(recorder):
     job = run_to_end(planned_job("tests.items_concurrent", {"count": 48, "chunk_size": 48, "keys": 3,
                                                              "sleep_ms": 15}))
     assert job.status == "succeeded"
-    by_key = timeline_by_ordering_key(jobtypes.TIMELINE)
+    by_key = timeline_by_ordering_key(recorder.timeline)
     assert len(by_key) == 3
     spans = [(start, end) for runs in by_key.values() for _, start, end in runs]
     overlapping = sum(1 for a in spans for b in spans if a < b and a[0] < b[1] and b[0] < a[1])
     assert overlapping > 0, "different keys ran in parallel"
 
 
-def test_items_without_ordering_keys_run_concurrently_and_checkpoint_mid_batch(monkeypatch):
+def test_items_without_ordering_keys_run_concurrently_and_checkpoint_mid_batch(monkeypatch, recorder):
     from partitions.worker import run as runner
 
     monkeypatch.setattr(runner, "CHECKPOINT_EVERY_SECONDS", 0.0)
@@ -200,12 +201,11 @@ def test_items_without_ordering_keys_run_concurrently_and_checkpoint_mid_batch(m
     real = claiming.partition_checkpoint
 
     def spy(partition_id, token, **kwargs):
-        done_now = {sj for sj, _, _, _ in jobtypes.TIMELINE}
+        done_now = {sj for sj, _, _, _ in recorder.timeline}
         checkpoints.append((kwargs["checkpoint"], done_now))
         return real(partition_id, token, **kwargs)
 
     monkeypatch.setattr(claiming, "partition_checkpoint", spy)
-    jobtypes.TIMELINE.clear()
     job = run_to_end(planned_job("tests.items_concurrent", {"count": 40, "chunk_size": 40, "sleep_ms": 10}))
     assert job.status == "succeeded"
     assert len(checkpoints) > 1
@@ -226,8 +226,7 @@ def test_a_batch_longer_than_the_lease_keeps_its_lease_by_renewal(settings):
     assert set(Subscription.objects.values_list("product_version", flat=True)) == {2}
 
 
-def test_failed_rows_of_a_range_job_are_kept_as_subjobs_and_retrying_them_processes_just_those_rows():
-    jobtypes.FAILED_ONCE.clear()
+def test_failed_rows_of_a_range_job_are_kept_as_subjobs_and_retrying_them_processes_just_those_rows(recorder):
     seed(subscriptions=200)
     job = run_to_end(planned_job("tests.flaky_rows", {"partitions": 2}))
     failed = SubJob.objects.filter(job=job, status="failed")
@@ -243,10 +242,10 @@ def test_failed_rows_of_a_range_job_are_kept_as_subjobs_and_retrying_them_proces
     assert job.partitions.filter(kind="retry").count() == 2
 
 
-def test_a_drain_builds_a_jobs_queryset_once_per_scope_not_once_per_partition():
+def test_a_drain_builds_a_jobs_queryset_once_per_scope_not_once_per_partition(recorder):
     seed(subscriptions=200)
     job = planned_job("tests.counts_splits", {"partitions": 4})
-    jobtypes.SPLITS_BUILT["n"] = 0
+    built_by_planning = recorder.splits_built
     report = worker.drain(budget_seconds=10, job_id=job.pk, worker="w", standby=False)
     assert report.outcomes == {"succeeded": 4}
-    assert jobtypes.SPLITS_BUILT["n"] == 1
+    assert recorder.splits_built == built_by_planning + 1

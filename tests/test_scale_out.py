@@ -17,7 +17,7 @@ from opsapp.billing.seeding import seed_demo
 from partitions import services
 from partitions.models import Job, JobEvent, Partition
 from tests import jobtypes  # noqa: F401 - registers tests.sleepy and tests.bump_range here too
-from tests.support import Cluster, finished, wait_for
+from tests.support import Cluster, finished, stop_outside_a_commit, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -106,7 +106,7 @@ def test_a_stopped_worker_keeps_its_lease_until_it_expires_and_its_writes_are_th
              timeout=60, what="the partition to make progress", clusters=running)
     held = Partition.objects.get(job=job)
     pid = _holder_pid(held)
-    os.kill(pid, signal.SIGSTOP)
+    stop_outside_a_commit(pid, held.pk)
     try:
         time.sleep(0.5)  # a renewal already sent lands; nothing renews after that
         frozen = Partition.objects.get(pk=held.pk)

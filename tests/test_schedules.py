@@ -205,6 +205,7 @@ def _fire_in_child(barrier):
     return schedules.schedules_fire_due()["fire_started"]
 
 
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_firers_start_one_job_per_fire(children):
     schedule = make_schedule()

@@ -15,7 +15,6 @@ from partitions import claiming
 from partitions.models import Job, JobEvent, Partition, SubJob
 from partitions.worker import splitting
 from partitions.worker.context import job_setup
-from tests import jobtypes
 from tests.support import finished, planned_job, run_to_end, seed, started_job, timeline_by_ordering_key, wait_for
 from tests.test_concurrency import assert_every_subscription_bumped_exactly_once
 
@@ -112,9 +111,8 @@ def test_a_modulo_split_doubles_the_modulus_and_both_halves_continue_from_the_ch
     assert set(Event.objects.values_list("send_count", flat=True)) == {1}  # every event once, none twice
 
 
-def test_an_items_split_moves_whole_ordering_key_groups_and_keeps_their_order(settings):
+def test_an_items_split_moves_whole_ordering_key_groups_and_keeps_their_order(settings, recorder):
     settings.PARTITIONS_SPLIT_MIN_BATCHES = 1
-    jobtypes.TIMELINE.clear()
     job = planned_job("tests.items_serial", {"count": 900, "chunk_size": 900, "keys": 45, "key_runs": True})
     holder = claimed(job)
     new = split_now(holder)
@@ -127,8 +125,8 @@ def test_an_items_split_moves_whole_ordering_key_groups_and_keeps_their_order(se
     claiming.partition_release(holder.pk, holder.lease_token, actor="test", reason="test")
     job = run_to_end(job)
     assert job.status == "succeeded"
-    assert Counter(key for key, *_ in jobtypes.TIMELINE) == {f"item-{i}": 1 for i in range(900)}
-    timeline_by_ordering_key(jobtypes.TIMELINE)  # in order within each key
+    assert Counter(key for key, *_ in recorder.timeline) == {f"item-{i}": 1 for i in range(900)}
+    timeline_by_ordering_key(recorder.timeline)  # in order within each key
 
 
 def test_a_partition_with_less_than_four_batches_left_is_not_split():
@@ -141,43 +139,40 @@ def test_a_partition_with_less_than_four_batches_left_is_not_split():
 # Racing the holder -----------------------------------------------------------------------------------------------
 
 def test_a_split_committed_while_the_holder_s_batch_read_past_it_rolls_that_batch_back_and_it_runs_again_within(
-        settings):
+        settings, recorder):
     settings.PARTITIONS_SPLIT_MIN_BATCHES = 1
     seed(200)
-    jobtypes.MID_BATCH.clear()
-    jobtypes.MID_BATCH.update(plan_at=1, apply_at=1)
+    recorder.mid_batch.update(plan_at=1, apply_at=1)
     job = run_to_end(planned_job("tests.splits_mid_batch", {}))
 
     assert job.status == "succeeded"
-    assert jobtypes.MID_BATCH["new"] is not None
-    assert jobtypes.MID_BATCH["batches"][:2] == [150, 100]  # read past the cut, refused, again within it
+    assert recorder.mid_batch["new"] is not None
+    assert recorder.mid_batch["batches"][:2] == [150, 100]  # read past the cut, refused, again within it
     assert_every_subscription_bumped_exactly_once(200)
     assert Partition.objects.filter(job=job).count() == 2 and total_estimate(job) == 200
 
 
 def test_a_split_committed_while_the_holder_s_batch_stays_inside_the_new_bounds_costs_that_batch_nothing(
-        settings):
+        settings, recorder):
     settings.PARTITIONS_SPLIT_MIN_BATCHES = 1
     seed(400)  # the cut lands after 200 rows, past the first batch of 150
-    jobtypes.MID_BATCH.clear()
-    jobtypes.MID_BATCH.update(plan_at=1, apply_at=1)
+    recorder.mid_batch.update(plan_at=1, apply_at=1)
     job = run_to_end(planned_job("tests.splits_mid_batch", {}))
 
-    assert job.status == "succeeded" and jobtypes.MID_BATCH["new"] is not None
-    assert jobtypes.MID_BATCH["batches"][:2] == [150, 50]  # committed as read, then up to the new bound
+    assert job.status == "succeeded" and recorder.mid_batch["new"] is not None
+    assert recorder.mid_batch["batches"][:2] == [150, 50]  # committed as read, then up to the new bound
     assert_every_subscription_bumped_exactly_once(400)
     assert Partition.objects.filter(job=job).count() == 2 and total_estimate(job) == 400
 
 
-def test_a_split_planned_before_the_holder_checkpointed_past_its_cut_is_refused(settings):
+def test_a_split_planned_before_the_holder_checkpointed_past_its_cut_is_refused(settings, recorder):
     settings.PARTITIONS_SPLIT_MIN_BATCHES = 1
     seed(200)
-    jobtypes.MID_BATCH.clear()
-    jobtypes.MID_BATCH.update(plan_at=1, apply_at=2)
+    recorder.mid_batch.update(plan_at=1, apply_at=2)
     job = run_to_end(planned_job("tests.splits_mid_batch", {}))
 
-    assert job.status == "succeeded" and jobtypes.MID_BATCH["applied"]
-    assert jobtypes.MID_BATCH["new"] is None  # the checkpoint had passed the cut
+    assert job.status == "succeeded" and recorder.mid_batch["applied"]
+    assert recorder.mid_batch["new"] is None  # the checkpoint had passed the cut
     assert Partition.objects.filter(job=job).count() == 1
     assert not JobEvent.objects.filter(job=job, type="partition_split").exists()
     assert_every_subscription_bumped_exactly_once(200)
@@ -200,6 +195,7 @@ def test_a_partition_that_times_out_is_halved_until_it_fits_and_the_job_succeeds
 SKEW = {"partitions": 4, "slow_ms": 400, "fast_ms": 2}  # the slow quarter: 8 s of work, split for long
 
 
+@pytest.mark.slow
 def test_idle_workers_split_the_slow_partition_and_every_worker_holds_a_lease_again(clusters):
     seed(1600)
     slow_below = Subscription.objects.order_by("id").values_list("id", flat=True)[400]
@@ -218,6 +214,7 @@ def test_idle_workers_split_the_slow_partition_and_every_worker_holds_a_lease_ag
     assert total_estimate(job) == 1600
 
 
+@pytest.mark.slow
 def test_a_holder_killed_right_after_a_split_loses_and_repeats_nothing(clusters):
     seed(1600)
     slow_below = Subscription.objects.order_by("id").values_list("id", flat=True)[400]

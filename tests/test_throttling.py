@@ -3,6 +3,7 @@ health checks that hold a job (real PostgreSQL; real qclusters where the fleet m
 
 from __future__ import annotations
 
+import statistics
 import time
 from itertools import pairwise
 
@@ -13,7 +14,7 @@ from django.db import connection
 from partitions import health, services
 from partitions.models import Job, JobEvent, Partition
 from partitions.worker.sizing import STEP, BatchSizer
-from tests import jobtypes
+from tests.factories import move
 from tests.support import cli, finished, planned_job, run_to_end, seed, started_job, wait_for
 from tests.test_bad_input import assert_refused_in_one_line
 from tests.test_concurrency import assert_every_subscription_bumped_exactly_once
@@ -23,14 +24,13 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 # Adaptive batch size -----------------------------------------------------------------------------------------
 
-def test_adaptive_batches_grow_while_fast_and_shrink_when_slow_within_bounds_and_step():
+def test_adaptive_batches_grow_while_fast_and_shrink_when_slow_within_bounds_and_step(recorder):
     seed(3000)
-    jobtypes.ADAPTIVE_BATCHES.clear()
     job = run_to_end(planned_job("tests.adaptive", {"partitions": 1, "fast_items": 1500, "slow_ms": 1.0}))
 
     assert job.status == "succeeded"
     assert_every_subscription_bumped_exactly_once(3000)
-    sizes = jobtypes.ADAPTIVE_BATCHES[:-1]  # the last batch is whatever was left
+    sizes = recorder.adaptive_batches[:-1]  # the last batch is whatever was left
     assert sizes[0] == 10  # the job type's batch_size
     assert all(5 <= size <= 400 for size in sizes)
     assert all(b / a <= STEP and a / b <= STEP for a, b in pairwise(sizes)), sizes
@@ -58,27 +58,25 @@ def test_a_sizer_never_moves_by_more_than_its_step_whatever_one_batch_measures()
 
 # Statement and lock timeouts ---------------------------------------------------------------------------------
 
-def test_a_batch_stopped_by_statement_timeout_is_retried_at_half_size_and_every_row_is_bumped_once():
+def test_a_batch_stopped_by_statement_timeout_is_retried_at_half_size_and_every_row_is_bumped_once(recorder):
     seed(600)
-    jobtypes.TIMEOUT_BATCHES.clear()
     job = run_to_end(planned_job("tests.times_out", {"partitions": 1, "max_items": 20}))
 
     assert job.status == "succeeded"
     assert_every_subscription_bumped_exactly_once(600)  # the timed-out batches rolled back their bumps
-    assert jobtypes.TIMEOUT_BATCHES[:4] == [100, 50, 25, 12]
+    assert recorder.timeout_batches[:4] == [100, 50, 25, 12]
     partition = Partition.objects.get(job=job)
     assert partition.attempts == 1 and partition.batch_size == 12
     whys = list(JobEvent.objects.filter(job=job, type="batch_size_changed").values_list("data__why", flat=True))
     assert len(whys) == 3 and all("canceling statement due to statement timeout" in why for why in whys)
 
 
-def test_a_batch_that_still_times_out_at_its_minimum_size_fails_the_attempt():
+def test_a_batch_that_still_times_out_at_its_minimum_size_fails_the_attempt(recorder):
     seed(200)
-    jobtypes.TIMEOUT_BATCHES.clear()
     job = run_to_end(planned_job("tests.times_out_at_minimum", {"partitions": 1, "max_items": 20}))
 
     partition = Partition.objects.get(job=job)
-    assert jobtypes.TIMEOUT_BATCHES[:4] == [100, 50, 40, 100]  # halved to the minimum, failed, retried afresh
+    assert recorder.timeout_batches[:4] == [100, 50, 40, 100]  # halved to the minimum, failed, retried afresh
     assert partition.status == "failed" and partition.attempts == partition.max_attempts
     assert "statement timeout" in partition.last_error and partition.done_items == 0
     assert job.status == "failed"
@@ -132,8 +130,7 @@ def test_a_finished_job_cannot_be_throttled():
 
 def test_ignoring_health_ends_the_episode_at_once_with_the_operator_named():
     job = started_job("tests.bump_range", {"partitions": 1})
-    Job.objects.filter(pk=job.pk).update(status="running", throttled_since=job.created_at,
-                                         throttled_reason="replication lag 99s > 60s")
+    move(job, "running", throttled_since=job.created_at, throttled_reason="replication lag 99s > 60s")
     code, _out, err = cli("throttle", str(job.pk), "--ignore-health")
     assert code == 0, err
     job.refresh_from_db()
@@ -152,12 +149,19 @@ def done_at_db_time() -> tuple[float, int]:
     return at, int(done)
 
 
-def measured_rate(seconds: float) -> float:
-    """Items/s over `seconds`, counted from the partitions' checkpoints (their done counters)."""
-    t0, d0 = done_at_db_time()
-    time.sleep(seconds)
-    t1, d1 = done_at_db_time()
-    return (d1 - d0) / (t1 - t0)
+#: How long a rate is measured: a dozen of the limiter's slices (RATE_SLICE_SECONDS) of the whole fleet.
+RATE_WINDOW_SECONDS = 3.0
+
+
+def measured_rate(seconds: float = RATE_WINDOW_SECONDS) -> float:
+    """Items/s over `seconds`: the least-squares slope of the partitions' done counters (their checkpoints)
+    sampled every 0.1 s, so a batch landing at either end of the window barely moves it (a difference of two
+    readings would be off by a whole batch, and need a window several times longer for the same error)."""
+    samples, ends = [], time.monotonic() + seconds
+    while time.monotonic() < ends:
+        samples.append(done_at_db_time())
+        time.sleep(0.1)
+    return statistics.linear_regression([at for at, _ in samples], [done for _, done in samples]).slope
 
 
 def started_rated(rate: float) -> Job:
@@ -167,28 +171,30 @@ def started_rated(rate: float) -> Job:
     return job
 
 
+@pytest.mark.slow
 def test_a_rate_limit_holds_with_one_worker_process(clusters):
     seed(4000)
     fleet = clusters(1, Q_WORKERS="1")
     job = started_rated(150)
-    rate = measured_rate(10)
+    rate = measured_rate()
     assert 0.8 * 150 <= rate <= 1.2 * 150, rate
     assert all(c.running() for c in fleet)
     services.job_cancel(job.pk, actor="test")  # the cluster then stops at once instead of draining its budget
 
 
+@pytest.mark.slow
 def test_a_rate_limit_holds_with_four_worker_processes_and_a_change_applies_without_restart(clusters):
     seed(6000)
     fleet = clusters(2)  # 2 clusters x 2 workers
     job = started_rated(300)
-    rate = measured_rate(10)
+    rate = measured_rate()
     assert 0.8 * 300 <= rate <= 1.2 * 300, rate
     leases = Partition.objects.filter(job=job, status="running").count()
     assert leases >= 3  # the limit is shared by the fleet, not per worker
 
     services.job_throttle(job.pk, actor="test", rate_limit=100)
-    time.sleep(3)
-    slower = measured_rate(6)
+    time.sleep(2)  # the reservations made at the old rate (at most RATE_HORIZON_SECONDS ahead) run out
+    slower = measured_rate()
     assert 0.8 * 100 <= slower <= 1.2 * 100, slower
     services.job_throttle(job.pk, actor="test", rate_limit=None)
     assert finished(job, fleet).status == "succeeded"
@@ -208,7 +214,8 @@ def assert_held_then_resumed(job: Job, fleet, release) -> Job:
     held_at = done_at_db_time()[1]
     time.sleep(1.5)
     assert done_at_db_time()[1] == held_at  # every partition waits at its batch boundary
-    assert Partition.objects.filter(job=job, status="running").exists()  # waiting with the lease kept
+    partitions = list(Partition.objects.filter(job=job).values_list("status", "done_items", "lease_owner"))
+    assert any(status == "running" for status, *_ in partitions), partitions  # waiting with the lease kept
     release()
     job = finished(job, fleet)
     assert job.status == "succeeded" and job.throttled_since is None
@@ -217,6 +224,7 @@ def assert_held_then_resumed(job: Job, fleet, release) -> Job:
     return job
 
 
+@pytest.mark.slow
 def test_a_long_transaction_holds_the_job_which_resumes_by_itself_when_it_ends(clusters, db_url):
     seed(1500)
     fleet = clusters(1, **HEALTH_ENV)
@@ -230,8 +238,9 @@ def test_a_long_transaction_holds_the_job_which_resumes_by_itself_when_it_ends(c
     assert_every_subscription_bumped_exactly_once(1500)
 
 
+@pytest.mark.slow
 def test_a_job_type_s_own_health_check_holds_it_the_same_way(clusters, tmp_path):
-    seed(1500)
+    seed(800)  # 3 s of work for two partitions: long enough to be held, short to finish
     gate = tmp_path / "gate"
     fleet = clusters(1, PARTITIONS_HEALTH_CHECK_SECONDS="0.3")
     job = started_job("tests.health_gated", {"partitions": 2, "sleep_ms": 400, "gate": str(gate)})

@@ -1,21 +1,63 @@
-"""The demo scenarios end to end under real qcluster processes, including a cluster killed with -9."""
+"""The demo scenarios end to end under real qcluster processes, including a cluster killed with -9, each run
+twice: with the qclusters connected directly, and through a real PgBouncer in transaction-pooling mode.
+
+Behind the pooler there are fewer server connections than clients, so workers, renewers, pushers and item
+threads share backends from one transaction to the next: a session setting, a WITH HOLD cursor, a prepared
+statement or a session advisory lock would break there. Those clusters run with DATABASE_POOLING=transaction
+(no server-side cursors, no dead-backend detection: a killed cluster's partitions come back when their lease
+expires).
+"""
 
 from datetime import timedelta
 
 import pytest
+from django.db import connection
 from django.db.models import F, Sum
 from django.utils import timezone
 from django_q.models import OrmQ
 from django_q.tasks import async_task
 
+from opsapp import pgbouncer
 from opsapp.billing.models import Customer, Event, Invoice, Product, Subscription
 from opsapp.billing.seeding import seed_demo
 from partitions import services
 from partitions.models import Job, JobEvent, Partition
-from tests import jobtypes  # noqa: F401 - registers tests.bump_range here too
-from tests.support import finished, kill_mid_partition_and_finish, wait_for
+from tests.support import finished, kill_mid_partition_and_finish, seed, started_job, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+#: PgBouncer's server connections per database: far fewer than the ~14 clients of two clusters.
+POOL_SIZE = 4
+
+
+@pytest.fixture(params=["direct", "pooled"])
+def bouncer(request, django_db_setup):
+    """None for direct connections, else a running PgBouncer in front of the test database."""
+    if request.param == "direct":
+        yield None
+        return
+    if not pgbouncer.available():
+        pytest.skip(f"{pgbouncer.BINARY} is not installed (`make test` installs Debian's pgbouncer as root)")
+    running = pgbouncer.PgBouncer(connection.settings_dict, pool_size=POOL_SIZE)
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def db_url(bouncer, db_url):
+    """The test database as the qclusters reach it: directly, or through the pooler."""
+    return db_url if bouncer is None else bouncer.url(connection.settings_dict["NAME"])
+
+
+@pytest.fixture
+def clusters(clusters, bouncer):
+    """The suite's clusters; behind the pooler configured for it, and asserting their traffic went through it."""
+    if bouncer is None:
+        yield clusters
+        return
+    before = bouncer.transactions(connection.settings_dict["NAME"])
+    yield lambda n=1, **env: clusters(n, DATABASE_POOLING="transaction", **env)
+    assert bouncer.transactions(connection.settings_dict["NAME"]) > before + 100, "the clusters used PgBouncer"
 
 
 def test_migrate_subscriptions_completes_under_two_clusters_and_migrates_every_row_once(clusters):
@@ -104,3 +146,14 @@ def test_stopping_every_cluster_mid_job_and_starting_one_later_resumes_through_t
     assert job.status == "succeeded", job.error
     assert set(Subscription.objects.values_list("product_version", flat=True)) == {2}
     assert JobEvent.objects.filter(job=job, type__in=["partition_lease_expired", "partition_claimed"]).exists()
+
+
+@pytest.mark.parametrize("bouncer", ["pooled"], indirect=True)
+def test_a_pooled_cluster_records_no_backend_on_its_leases(clusters):
+    """Dead-backend detection is off behind the pooler: leases carry no backend, only the time rule."""
+    seed(subscriptions=2000)
+    running = clusters(1)
+    job = started_job("tests.bump_range", {"partitions": 2, "sleep_ms": 40})
+    wait_for(lambda: Partition.objects.filter(job=job, status="running").exists(), timeout=60,
+             what="a claim", clusters=running)
+    assert not Partition.objects.filter(job=job, lease_backend_pid__isnull=False).exists()

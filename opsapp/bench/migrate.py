@@ -61,8 +61,9 @@ class AdaptiveMigrateSubscriptions(MigrateSubscriptions):
     max_batch_size = 50_000
 
 
-#: Share of the unthrottled engine's rate the rate-limit run asks for, and the seconds it should take at most.
-RATE_SHARE, RATE_RUN_SECONDS = 0.25, 10.0
+#: Share of the unthrottled engine's rate the rate-limit run asks for, and the seconds it should take at most
+#: (--quick: a smoke test's share).
+RATE_SHARE, RATE_RUN_SECONDS, QUICK_RATE_RUN_SECONDS = 0.25, 10.0, 2.0
 
 
 def _engine_run(type_name: str, since, rows: int, rows_per_partition: int, workers: int, what: str,
@@ -115,7 +116,8 @@ def run(opts: harness.Options) -> harness.Result:
     sizes = list(Partition.objects.filter(job=adaptive).values_list("batch_size", flat=True))
     result.checks.update(adaptive_batch_size_max=max(sizes), adaptive_batch_size_min=min(sizes))
 
-    asked = max(1.0, min(fixed.value * RATE_SHARE, rows / RATE_RUN_SECONDS))
+    run_seconds = QUICK_RATE_RUN_SECONDS if opts.quick else RATE_RUN_SECONDS
+    asked = max(1.0, min(fixed.value * RATE_SHARE, rows / run_seconds))
     opts.log(f"migrate: engine under a rate limit of {asked:,.0f} rows/s")
     wall, _, _ = _engine_run(JOB_TYPE, since, rows, rows_per_partition, workers, "the rate-limited engine",
                              rate_limit=asked)
