@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from django.test import Client
 
 from opsapp.billing.seeding import seed_demo
@@ -60,6 +61,7 @@ def test_an_invoice_run_logs_one_line_for_the_terminal_and_mails_to_the_backend(
     assert len(mailoutbox) == 31  # 30 invoices and the summary, in the backend, not in the log
 
 
+@pytest.mark.slow  # runs make
 def test_make_writes_a_dot_env_that_sends_mail_to_files_not_the_terminal(tmp_path):
     shutil.copy(REPO / "Makefile", tmp_path / "Makefile")
 

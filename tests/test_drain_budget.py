@@ -15,7 +15,8 @@ from partitions.models import Job, SubJob
 from partitions.waits import sleep_for
 from partitions.worker.draining import _Drain
 from partitions.worker.pacing import Pacer
-from tests.support import make_job, make_partition, planned_job
+from tests.factories import make_job, make_partition
+from tests.support import planned_job
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_dispatcher")]
 

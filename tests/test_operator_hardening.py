@@ -20,7 +20,8 @@ from partitions.models import Delivery, Job, JobEvent
 from partitions.notify import channels, config
 from partitions.retention import history_prune
 from tests.conftest import VIEW_PERMS, make_staff
-from tests.support import cli, make_job, started_job
+from tests.factories import make_job
+from tests.support import cli, started_job
 from tests.test_retention import history, job_with_history
 
 pytestmark = [pytest.mark.usefixtures("no_dispatcher")]
@@ -173,6 +174,7 @@ def _post_start(barrier, user_id: int, token: str):
     return {"status": response.status_code, "location": response.get("Location", "")}
 
 
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_ten_concurrent_posts_of_one_start_form_make_one_job(children, admin_env):
     user = make_staff("starter", *VIEW_PERMS, "start_job")

@@ -1,24 +1,33 @@
 """The PgBouncer end-to-end suite again in the other wake-up mode: every qcluster's traffic goes through a real
 PgBouncer in transaction mode, except its one LISTEN connection, which goes straight to PostgreSQL
-(PARTITIONS_WAKEUP_LISTEN_URL); test_pgbouncer.py runs the same suite polling (the default behind a pooler)."""
+(PARTITIONS_WAKEUP_LISTEN_URL); test_workers.py's `pooled` runs poll (the default behind a pooler)."""
 
 import pytest
+from django.db import connection
 
+from opsapp import pgbouncer
 from partitions import wakeups
-from tests import test_pgbouncer, test_workers
+from tests import test_workers
 
-pytestmark = test_pgbouncer.pytestmark
+pytestmark = test_workers.pytestmark
 
-bouncer = test_pgbouncer.bouncer
-db_url = test_pgbouncer.db_url
+db_url = test_workers.db_url
+
+
+@pytest.fixture
+def bouncer(django_db_setup):
+    """A running PgBouncer in front of the test database."""
+    if not pgbouncer.available():
+        pytest.skip(f"{pgbouncer.BINARY} is not installed (`make test` installs Debian's pgbouncer as root)")
+    running = pgbouncer.PgBouncer(connection.settings_dict, pool_size=test_workers.POOL_SIZE)
+    yield running
+    running.stop()
 
 
 @pytest.fixture
 def clusters(clusters, bouncer):
     """The pooled clusters, woken through a direct LISTEN connection; asserts they listened and used PgBouncer
     (checked before the clusters stop: this teardown runs first)."""
-    from django.db import connection
-
     from opsapp.bench.qclusters import database_url
 
     direct = database_url(connection.settings_dict)
