@@ -206,6 +206,7 @@ def _run_now_from_the_cli(barrier, name: str):
     return {"code": code, "out": out, "err": err}
 
 
+@pytest.mark.slow  # forks the firers
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_manual_fires_start_one_run_and_the_others_answer_skipped_with_exit_0(children):
     make("manual")

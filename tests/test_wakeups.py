@@ -179,6 +179,7 @@ def test_the_wakeup_statements_are_in_the_registry():
     assert "SKIP LOCKED" in sql.SQL_TASK_TAKE
 
 
+@pytest.mark.slow  # starts manage.py check
 @pytest.mark.parametrize("value", ["LISTEN", "notify", "", "pgbouncer"])
 def test_a_wrong_wakeup_mode_is_one_clear_error_at_startup(value):
     run = subprocess.run([sys.executable, "manage.py", "check"], capture_output=True, text=True,
