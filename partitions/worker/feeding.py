@@ -66,6 +66,9 @@ def feed_items(pool: ItemPool, source: ItemSource, *, after: Any, batch_size: Ca
             flow.add(batch)
             after, fetched, batches = source.checkpoint_of(batch[-1]), fetched + len(batch), batches + 1
             batch_ends.append(fetched)
+            # Admitted items start now, not after the next batch's admission (a rate limit's wait): a refused
+            # admission stops the flow after the items already started, and must not strand admitted ones.
+            flow.start()
         flow.start()
 
     def flush() -> None:

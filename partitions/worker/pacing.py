@@ -9,7 +9,8 @@ item, or a batch for a type that processes batches whole; it rises at once and d
 `can_start` says no to a unit that would run past the budget, so a drain returns within its budget plus at
 most one unit (what `partitions.checks` sizes the django-q2 timeout for). Under a rate limit an item is
 processed only with a reservation: `admit` reserves before it lets a batch through, and refuses (the items
-wait for the next drain, which waits its turn) when the budget ends first.
+wait for the next drain, which waits its turn) unless the budget holds the wait and a unit after it; what it
+admitted then runs (`can_run` asks only for the unit), so a reservation is not spent on work that never runs.
 """
 
 from __future__ import annotations
@@ -46,12 +47,17 @@ class Pacer:
         self.learned["unit_seconds"] = seconds if last is None else max(seconds, (last + seconds) / 2)
 
     def can_start(self) -> bool:
-        """Whether one more unit of work ends within the drain's budget (and, under a rate limit, leaves room
-        for a reservation, which starts at most RATE_HORIZON_SECONDS ahead)."""
+        """Whether one more unit of work, admitted first, ends within the drain's budget: under a rate limit
+        the budget must hold its reservation's wait (at most RATE_HORIZON_SECONDS) and then the unit, so
+        what `admit` lets through still passes `can_run` and is never reserved in vain."""
         needed = self.learned.get("unit_seconds", 0.0)
         if self.controls.rate_limit:
-            needed = max(needed, throttling.RATE_HORIZON_SECONDS)
+            needed += throttling.RATE_HORIZON_SECONDS
         return self.deadline is None or seconds_left(self.deadline) > needed
+
+    def can_run(self) -> bool:
+        """Whether one more unit of work already admitted (its reservation waited for) ends within the budget."""
+        return self.deadline is None or seconds_left(self.deadline) > self.learned.get("unit_seconds", 0.0)
 
     def gate(self) -> None:
         """Before each batch: the pause after the previous one, then wait while a health check fails.

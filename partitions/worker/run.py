@@ -185,7 +185,7 @@ class PartitionRun:
             return
         results: list[ItemResult] = []
         for item in items:  # the first always runs; the next only while it fits in the drain's budget
-            if results and not self.pacer.can_start():
+            if results and not self.pacer.can_run():  # the batch is admitted: only the unit must fit
                 break
             results.append(self._run_item(item))
         if control := first_control(results):
@@ -215,7 +215,7 @@ class PartitionRun:
             self.stats["batches"] += feed_items(
                 pool, self.source, after=self.checkpoint, batch_size=lambda: self.pacer.batch_cap(self.sizer.size),
                 admit=lambda n: self._fed_may(self.pacer.admit(n), keeper),
-                may_start=lambda: self._fed_may(self.pacer.can_start(), keeper),
+                may_start=lambda: self._fed_may(self.pacer.can_run(), keeper),
                 run_item=self._run_item, commit=commit, every=CHECKPOINT_EVERY_SECONDS)
             if not moved or self.fed_stop:
                 return self.fed_stop or Outcome("succeeded", stats=self.stats)
