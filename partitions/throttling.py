@@ -8,7 +8,9 @@ max(rate_tat, now) in one conditional UPDATE and sleeps until its slot starts. R
 long and a changed limit applies within about a second. It holds with any number of workers, however
 skewed their speed, because every item of the job passes the same row; the cost is one short UPDATE per
 batch, only for rate-limited jobs. A share per worker (limit / live leases) would need no row, but drifts
-whenever leases come and go and leaves a slow worker's share unused.
+whenever leases come and go and leaves a slow worker's share unused. Reserved items a drain's budget leaves
+unstarted are given back (`rate_release`) while theirs is still the latest reservation: exactly as if it
+had been smaller, so the guarantee holds and a short drain does not burn the rate.
 """
 
 from __future__ import annotations
@@ -60,7 +62,16 @@ SQL_RATE_RESERVE = """
     SET rate_tat = greatest(j.rate_tat, statement_timestamp()) + make_interval(secs => %(n)s / j.rate_limit)
     WHERE j.id = %(job_id)s AND j.rate_limit > 0
       AND coalesce(j.rate_tat, '-infinity') <= statement_timestamp() + make_interval(secs => %(horizon)s)
-    RETURNING EXTRACT(EPOCH FROM j.rate_tat - statement_timestamp())::float8 - %(n)s / j.rate_limit
+    RETURNING EXTRACT(EPOCH FROM j.rate_tat - statement_timestamp())::float8 - %(n)s / j.rate_limit,
+              j.rate_tat, %(n)s / j.rate_limit
+"""
+
+# Give back the time of reserved items that will not run, only while no later reservation was taken: as if the
+# reservation had been that much smaller, so the limiter's guarantee is unchanged.
+SQL_RATE_RELEASE = """
+    UPDATE partitions_job SET rate_tat = rate_tat - make_interval(secs => %(seconds)s)
+    WHERE id = %(job_id)s AND rate_tat = %(ends_at)s
+    RETURNING id
 """
 
 SQL_RATE_BACKLOG = """
@@ -95,19 +106,42 @@ def job_controls(job_id: int) -> JobControls:
         return JobControls.from_row(cursor.fetchone())
 
 
-def rate_reserve(job_id: int, items: int) -> float | None:
-    """Reserve `items` on the job's limiter: seconds to wait before processing them (<= 0: go now), or
-    None when the job has no limit. Raises RateBacklog (with the seconds to wait) past the horizon."""
+@dataclass(frozen=True)
+class Reservation:
+    """`items` reserved on a job's limiter: start after `wait` seconds (<= 0: now); they hold `seconds` of
+    the rate, up to `ends_at` (the limiter's theoretical arrival time right after them)."""
+
+    wait: float
+    items: int
+    ends_at: datetime
+    seconds: float
+
+
+def rate_reserve(job_id: int, items: int) -> Reservation | None:
+    """Reserve `items` on the job's limiter, or None when the job has no limit. Raises RateBacklog (with the
+    seconds to wait) past the horizon."""
     with connection.cursor() as cursor:
         cursor.execute(SQL_RATE_RESERVE, {"job_id": job_id, "n": items, "horizon": RATE_HORIZON_SECONDS})
         row = cursor.fetchone()
         if row is not None:
-            return row[0]
+            wait, ends_at, seconds = row
+            return Reservation(wait, items, ends_at, seconds)
         cursor.execute(SQL_RATE_BACKLOG, {"job_id": job_id})
         limit, ahead = cursor.fetchone()
     if not limit:
         return None
     raise RateBacklog(max(0.01, (ahead or 0.0) - RATE_HORIZON_SECONDS))
+
+
+def rate_release(job_id: int, reservation: Reservation, items: int) -> bool:
+    """Give back the last `items` of `reservation` (they will not run) unless a later reservation was taken."""
+    items = min(items, reservation.items)
+    if items <= 0:
+        return False
+    with connection.cursor() as cursor:
+        cursor.execute(SQL_RATE_RELEASE, {"job_id": job_id, "ends_at": reservation.ends_at,
+                                          "seconds": reservation.seconds * items / reservation.items})
+        return cursor.fetchone() is not None
 
 
 class RateBacklog(Exception):

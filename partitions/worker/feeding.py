@@ -27,13 +27,15 @@ def first_control(results: list[ItemResult]) -> tuple[int, JobControl] | None:
 
 
 def feed_items(pool: ItemPool, source: ItemSource, *, after: Any, batch_size: Callable[[], int],
-               admit: Callable[[int], bool], may_start: Callable[[], bool], run_item: Callable[[Any], ItemResult],
-               commit: Callable[[list, list[ItemResult]], bool], every: float) -> int:
+               admit: Callable[[int], bool], may_start: Callable[[], bool], release: Callable[[int], None],
+               run_item: Callable[[Any], ItemResult], commit: Callable[[list, list[ItemResult]], bool],
+               every: float) -> int:
     """Run every item after `after` through `pool`, checkpointing as it goes; return the batches fetched.
 
     `batch_size()` is the size of the next fetch; `admit(n)` is called with each fetched batch before its
     items start (it may wait: the rate limit); False leaves that batch unprocessed and stops like a refused
     commit. `may_start()` is asked before each new item starts (the drain's budget); False stops the same way.
+`release(n)` is told, once the flow stops, how many of the last admitted items never started.
 
     `commit(items, results)` receives the completed prefix in order, in pieces: whenever it passes the end
     of a fetched batch, and at least every `every` seconds. It returns False to stop: nothing more is
@@ -87,6 +89,7 @@ def feed_items(pool: ItemPool, source: ItemSource, *, after: Any, batch_size: Ca
         if control := first_control(results):
             position, error = control
             flow.stop(fill_gaps=False)
+            release(flow.unstarted)
             pending_items.extend(items[:position])
             pending_results.extend(results[:position])
             flush()
@@ -96,6 +99,7 @@ def feed_items(pool: ItemPool, source: ItemSource, *, after: Any, batch_size: Ca
         pending_results.extend(results)
         if pending_items and (_pop_passed(batch_ends, taken) or time.monotonic() - last_commit >= every):
             flush()
+    release(flow.unstarted)
     flush()
     return batches
 

@@ -38,6 +38,8 @@ class Pacer:
         self.job, self.job_type, self.controls = job, job_type, controls
         self.worker_id, self.keeper, self.deadline = worker_id, keeper, deadline
         self.batches = 0
+        #: The last reservation `admit` took, while some of its items may still be given back (`release`).
+        self.reservation: throttling.Reservation | None = None
         #: Shared by the runs of one job in one drain: "unit_seconds", the estimate of one unit of work.
         self.learned = {} if learned is None else learned
 
@@ -88,15 +90,22 @@ class Pacer:
             if self.controls.status != JobStatus.RUNNING or not self.can_start():
                 return False
             try:
-                wait = throttling.rate_reserve(self.job.pk, items)
+                self.reservation = throttling.rate_reserve(self.job.pk, items)
             except RateBacklog as backlog:
                 if not self._sleep(min(backlog.seconds, WAIT_SLICE_SECONDS)):
                     return False
                 self.controls = throttling.job_controls(self.job.pk)
                 continue
             # The reservation starts within the horizon, which can_start left room for.
-            return wait is None or self._sleep(wait)
+            return self.reservation is None or self._sleep(self.reservation.wait)
         return not self.keeper.lost
+
+    def release(self, items: int) -> None:
+        """The last `items` admitted will not run (the budget ended before they could start): give their
+        reservation back to the limiter, when no other run reserved after it."""
+        if self.reservation is not None and items > 0:
+            throttling.rate_release(self.job.pk, self.reservation, items)
+            self.reservation = None
 
     def batch_cap(self, size: int) -> int:
         return self.controls.batch_cap(size)

@@ -188,6 +188,7 @@ class PartitionRun:
             if results and not self.pacer.can_run():  # the batch is admitted: only the unit must fit
                 break
             results.append(self._run_item(item))
+        self.pacer.release(len(items) - len(results))
         if control := first_control(results):
             raise control[1]
         self._commit(items[:len(results)], results)
@@ -215,7 +216,7 @@ class PartitionRun:
             self.stats["batches"] += feed_items(
                 pool, self.source, after=self.checkpoint, batch_size=lambda: self.pacer.batch_cap(self.sizer.size),
                 admit=lambda n: self._fed_may(self.pacer.admit(n), keeper),
-                may_start=lambda: self._fed_may(self.pacer.can_run(), keeper),
+                may_start=lambda: self._fed_may(self.pacer.can_run(), keeper), release=self.pacer.release,
                 run_item=self._run_item, commit=commit, every=CHECKPOINT_EVERY_SECONDS)
             if not moved or self.fed_stop:
                 return self.fed_stop or Outcome("succeeded", stats=self.stats)
