@@ -10,16 +10,18 @@ does the same for a set of rows with one UPDATE … RETURNING and one bulk inser
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from django.core.exceptions import EmptyResultSet
 from django.db import connection, models, transaction
 from django.db.models import F, Q
+from django.db.models.expressions import RawSQL
 from django.db.models.functions import Coalesce, Now
 
 from partitions.exceptions import InvalidTransition, LeaseLost
 from partitions.models import Job, JobEvent, Partition, SubJob
-from partitions.sql import SQL_SUBJOBS_FINISH
+from partitions.sql import queries
 from partitions.states import (
     JOB_TERMINAL,
     JOB_TRANSITIONS,
@@ -175,8 +177,9 @@ def subjobs_finish(outcomes: list[tuple[int, int, str | None, str, str]], target
         return 0
     ids, durations, results, errors, tracebacks = (list(column) for column in zip(*outcomes, strict=True))
     with connection.cursor() as cursor:
-        cursor.execute(SQL_SUBJOBS_FINISH,
-                       [target, ids, durations, results, errors, tracebacks, sources(SUBJOB_TRANSITIONS, target)])
+        cursor.execute(queries["subjobs_finish"], {
+            "target": target, "ids": ids, "ms": durations, "results": results, "errors": errors, "tbs": tracebacks,
+            "from": sources(SUBJOB_TRANSITIONS, target)})
         return cursor.rowcount
 
 
@@ -186,3 +189,69 @@ def job_pending_work_cancel(job_id: int, *, actor: Any) -> None:
                     actor=actor, event_type="partition_cancelled", event_per_row=False)
     transition_many(SubJob, Q(job_id=job_id, status=SubJobStatus.PENDING), SubJobStatus.CANCELLED,
                     actor=actor, event_type="subjob_cancelled", event_per_row=False)
+
+
+# A worker's partition transitions that are not one fenced statement (claim, checkpoint and complete are, in
+# `claiming.leases`): each is `transition()` guarded by the lease token, so a stale holder raises LeaseLost.
+
+def partition_fail(partition_id: int, token: int, *, actor: Any, error: str, traceback: str = "",
+                   retry_after: float, final: bool = False) -> str:
+    """Give up this attempt: back to pending after `retry_after` s, or failed when out of attempts (cancelled
+    when its job has ended meanwhile: nobody would claim it again)."""
+    with transaction.atomic():
+        current = (Partition.objects.filter(pk=partition_id, lease_token=token, status=PartitionStatus.RUNNING)
+                   .select_related("job").only("attempts", "max_attempts", "job__status").first())
+        if current is None:
+            raise LeaseLost(partition_id, token)
+        updates = {"last_error": error[:10_000], "last_traceback": traceback[:50_000]}
+        data = {"error": error[:500], "attempt": current.attempts}
+        if current.job.status in JOB_TERMINAL:
+            transition(Partition, partition_id, PartitionStatus.CANCELLED, actor=actor,
+                       event_type="partition_cancelled", data={**data, "reason": f"job {current.job.status}"},
+                       guard={"lease_token": token}, updates=updates)
+            return PartitionStatus.CANCELLED
+        if final or current.attempts >= current.max_attempts:
+            transition(Partition, partition_id, PartitionStatus.FAILED, actor=actor, event_type="partition_failed",
+                       data=data, guard={"lease_token": token}, updates=updates)
+            return PartitionStatus.FAILED
+        updates["available_at"] = Now() + timedelta(seconds=retry_after)
+        transition(Partition, partition_id, PartitionStatus.PENDING, actor=actor,
+                   event_type="partition_retry_scheduled", data={**data, "retry_after_s": round(retry_after, 3)},
+                   guard={"lease_token": token}, updates=updates)
+        return PartitionStatus.PENDING
+
+
+def partition_release(partition_id: int, token: int, *, actor: Any, reason: str) -> None:
+    """Hand a held partition back unfinished (budget spent, job paused); the attempt is given back."""
+    # status=running: a reaper does not bump the token, so the token alone would let a stalled
+    # holder move a partition reaped to failed back to pending.
+    transition(Partition, partition_id, PartitionStatus.PENDING, actor=actor, event_type="partition_released",
+               data={"reason": reason}, guard={"lease_token": token, "status": PartitionStatus.RUNNING},
+               updates={"attempts": F("attempts") - 1, "available_at": Now()})
+
+
+def partition_cancel(partition_id: int, token: int, *, actor: Any, reason: str) -> None:
+    """Stop a held partition because its job was cancelled or failed."""
+    transition(Partition, partition_id, PartitionStatus.CANCELLED, actor=actor, event_type="partition_cancelled",
+               data={"reason": reason}, guard={"lease_token": token, "status": PartitionStatus.RUNNING})
+
+
+def partitions_lease_lapsed(*, min_attempts: int = 0) -> list[int]:
+    """Running partitions whose lease lapsed, claimed at least `min_attempts` times."""
+    return list(Partition.objects.filter(pk__in=RawSQL(queries["partitions_lease_lapsed"], []),
+                                         attempts__gte=min_attempts).values_list("pk", flat=True))
+
+
+def partitions_reap_expired(*, actor: Any = "reaper") -> dict[str, int]:
+    """Expired leases: back to pending (resume at checkpoint), or failed when out of attempts."""
+    expired = Q(pk__in=RawSQL(queries["partitions_lease_lapsed"], []))
+    exhausted = transition_many(
+        Partition, expired & Q(attempts__gte=F("max_attempts")), PartitionStatus.FAILED, actor=Actor.of(actor),
+        event_type="partition_failed", data={"error": "lease expired on the last attempt"},
+        updates={"last_error": "lease expired on the last attempt (worker crashed or stalled)"},
+    )
+    requeued = transition_many(
+        Partition, expired, PartitionStatus.PENDING, actor=Actor.of(actor), event_type="partition_lease_expired",
+        updates={"available_at": Now()},
+    )
+    return {"requeued": len(requeued), "failed": len(exhausted)}
