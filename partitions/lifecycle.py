@@ -20,7 +20,7 @@ from django.db.models.expressions import RawSQL
 from django.db.models.functions import Coalesce, Now
 
 from partitions.exceptions import InvalidTransition, LeaseLost
-from partitions.models import Job, JobEvent, Partition, SubJob
+from partitions.models import Delivery, Job, JobEvent, Partition, SubJob
 from partitions.sql import queries
 from partitions.states import (
     JOB_TERMINAL,
@@ -255,3 +255,13 @@ def partitions_reap_expired(*, actor: Any = "reaper") -> dict[str, int]:
         updates={"available_at": Now()},
     )
     return {"requeued": len(requeued), "failed": len(exhausted)}
+
+
+def delivery_finish(delivery_id: int, *, error: str | None) -> bool:
+    """A pending notification delivery ends: sent (`error` None) or given up as failed with `error`.
+    Only a pending one moves (a delivery ends once); False when it had already ended."""
+    if error is None:
+        values = {"status": Delivery.Status.SENT, "sent_at": Now(), "last_error": ""}
+    else:
+        values = {"status": Delivery.Status.FAILED, "last_error": error}
+    return bool(Delivery.objects.filter(pk=delivery_id, status=Delivery.Status.PENDING).update(**values))
