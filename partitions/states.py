@@ -39,6 +39,14 @@ class SubJobStatus(models.TextChoices):
     CANCELLED = "cancelled"
 
 
+class DeliveryStatus(models.TextChoices):
+    """A notification delivery's: pending until sent, or failed once it is given up (lifecycle.delivery_finish)."""
+
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"  # gave up after PARTITIONS_NOTIFY_MAX_ATTEMPTS
+
+
 JOB_TERMINAL = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
 PARTITION_TERMINAL = frozenset({PartitionStatus.SUCCEEDED, PartitionStatus.FAILED, PartitionStatus.CANCELLED})
 SUBJOB_TERMINAL = frozenset({SubJobStatus.SUCCEEDED, SubJobStatus.FAILED, SubJobStatus.SKIPPED, SubJobStatus.CANCELLED})

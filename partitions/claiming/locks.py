@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from django.db import connection, transaction
 
-from partitions.models import Delivery, Job, JobSchedule, OutboxCursor, Partition
+from partitions.models import Job, JobSchedule, OutboxCursor, Partition
 from partitions.sql import queries
 
 
@@ -52,8 +52,7 @@ def schedule_claim_due(*, skip: list[int] | tuple[int, ...] = ()):
 def deliveries_claim_due(job_id: int | None, *, limit: int, lease_seconds: float) -> list[int]:
     """Lease the due deliveries that head their (job, channel) queue; their ids."""
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(queries["deliveries_claim_due"], {"job_id": job_id, "limit": limit, "lease": lease_seconds,
-                                                         "pending": Delivery.Status.PENDING})
+        cursor.execute(queries["deliveries_claim_due"], {"job_id": job_id, "limit": limit, "lease": lease_seconds})
         return [row[0] for row in cursor.fetchall()]
 
 

@@ -27,6 +27,7 @@ from partitions.states import (
     PARTITION_TRANSITIONS,
     SUBJOB_TERMINAL,
     SUBJOB_TRANSITIONS,
+    DeliveryStatus,
     JobStatus,
     PartitionStatus,
     SubJobStatus,
@@ -53,6 +54,7 @@ def _vocabulary() -> dict[str, str]:
         for status in statuses:
             words[f"{model}_{status}"] = f"'{status}'"
             words[f"{model}_to_{status}"] = _quoted(sources(table, status))
+    words.update({f"delivery_{status}": f"'{status}'" for status in DeliveryStatus})
     # Sub-jobs whose item was handled (succeeded, failed or skipped): terminal, except cancelled.
     words["subjob_handled"] = _quoted(SUBJOB_TERMINAL - {SubJobStatus.CANCELLED})
     return words

@@ -44,7 +44,7 @@ SELECT * FROM partitions_outboxcursor WHERE id = 1 FOR UPDATE
 -- ahead, so a sender that dies mid-send leaves the delivery to be sent again (at least once).
 WITH heads AS (
         SELECT DISTINCT ON (job_id, channel) id FROM partitions_delivery
-        WHERE status = %(pending)s ORDER BY job_id, channel, id
+        WHERE status = {delivery_pending} ORDER BY job_id, channel, id
     ), picked AS (
         SELECT d.id FROM partitions_delivery d JOIN heads h ON h.id = d.id
         WHERE d.next_attempt_at <= statement_timestamp() AND (%(job_id)s::bigint IS NULL OR d.job_id = %(job_id)s)
