@@ -22,14 +22,12 @@ from django.db.models.functions import Coalesce, Now
 from partitions.exceptions import InvalidTransition, LeaseLost
 from partitions.models import Delivery, Job, JobEvent, Partition, SubJob
 from partitions.sql import queries
+from partitions.stamps import CLEAR, KEEP_OR_NOW, NOW, stamps
 from partitions.states import (
     JOB_TERMINAL,
     JOB_TRANSITIONS,
-    PARTITION_TERMINAL,
     PARTITION_TRANSITIONS,
-    SUBJOB_TERMINAL,
     SUBJOB_TRANSITIONS,
-    JobStatus,
     PartitionStatus,
     SubJobStatus,
     sources,
@@ -65,21 +63,10 @@ SYSTEM = Actor("system")
 
 
 def timestamps_for(model: type[models.Model], target: str) -> dict[str, Any]:
-    """Column updates that go with entering `target` (set together with the status)."""
-    if model is Job:
-        return {
-            JobStatus.PLANNING: {"started_at": Coalesce(F("started_at"), Now())},
-            JobStatus.RUNNING: {"planned_at": Coalesce(F("planned_at"), Now()), "paused_at": None, "finished_at": None},
-            JobStatus.PAUSED: {"paused_at": Now()},
-        }.get(target, {"finished_at": Now()} if target in JOB_TERMINAL else {})
-    if model is Partition:
-        if target in PARTITION_TERMINAL:
-            return {"finished_at": Now(), "lease_expires_at": None}
-        return {
-            PartitionStatus.RUNNING: {"started_at": Coalesce(F("started_at"), Now())},
-            PartitionStatus.PENDING: {"finished_at": None, "lease_expires_at": None},
-        }[target]
-    return {"finished_at": Now()} if target in SUBJOB_TERMINAL else {"finished_at": None}
+    """Column updates that go with entering `target` (set together with the status): `stamps`' table, the
+    same one the SQL registry's statements set."""
+    render = {NOW: lambda c: Now(), CLEAR: lambda c: None, KEEP_OR_NOW: lambda c: Coalesce(F(c), Now())}
+    return {column: render[how](column) for column, how in stamps(model._meta.model_name, target).items()}
 
 
 def event(job_id: int, type: str, actor: Actor, data: dict | None = None, *,

@@ -12,8 +12,8 @@ import pytest
 from django.db.models.functions import Now
 
 from partitions import claiming
-from partitions.lifecycle import delivery_finish
-from partitions.models import Delivery, Job, JobEvent
+from partitions.lifecycle import TABLES, delivery_finish, timestamps_for
+from partitions.models import Delivery, Job, JobEvent, Partition, SubJob
 from partitions.sql import descriptions, load, queries
 from partitions.states import DeliveryStatus, JobStatus, PartitionStatus, SubJobStatus
 from tests.factories import make_job, make_partition
@@ -146,3 +146,15 @@ def test_named_locks_return_full_rows(no_dispatcher):
     assert claiming.job_locked(-1) is None
     assert claiming.partition_locked_for_split(part.pk, part.bounds_version).pk == part.pk
     assert claiming.partition_locked_for_split(part.pk, part.bounds_version + 1) is None
+
+
+@pytest.mark.parametrize("model", [Job, Partition, SubJob])
+def test_the_orm_and_the_statements_stamp_the_same_columns_on_entering_a_status(model, tmp_path):
+    name = model._meta.model_name
+    for status in TABLES[model]:
+        (tmp_path / "stamps.sql").write_text(f"-- name: s\n-- stamps\nUPDATE t x SET {{{name}_enters_{status}(x)}}\n")
+        sql = load(tmp_path)[0]["s"]
+        set_columns = re.findall(r"(\w+) = ", sql)
+        assert set_columns == list(timestamps_for(model, status)), (name, status, sql)
+    assert "started_at = coalesce(p.started_at, statement_timestamp())" in queries["partition_claim"]
+    assert "finished_at = statement_timestamp(), lease_expires_at = NULL" in queries["partitions_complete_if_held"]

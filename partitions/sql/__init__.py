@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from partitions.stamps import stamps_sql
 from partitions.states import (
     JOB_TERMINAL,
     JOB_TRANSITIONS,
@@ -60,6 +61,13 @@ def _vocabulary() -> dict[str, str]:
     return words
 
 
+def _stamp_fragments() -> dict[str, tuple[str, str | None, str]]:
+    """`{partition_enters_running(p)}` …: what entering a status sets, from the table lifecycle renders too."""
+    return {f"{model}_enters_{status}": ("fragment", "p", stamps_sql(model, status, "{p}"))
+            for model, statuses in (("job", JobStatus), ("partition", PartitionStatus), ("subjob", SubJobStatus))
+            for status in statuses}
+
+
 def _sections(text: str, source: str):
     heads = list(_HEADER.finditer(text))
     if text[:heads[0].start()].strip() if heads else text.strip():
@@ -85,6 +93,7 @@ def load(directory: Path) -> tuple[dict[str, str], dict[str, str]]:
                 raise ValueError(f"{path.name}: {name} is defined twice")
             raw[name] = (kind, param, body)
             descriptions[name] = description
+    raw = {**_stamp_fragments(), **raw}
     words = _vocabulary()
 
     def expand(text: str, stack: tuple[str, ...]) -> str:

@@ -42,7 +42,7 @@ WITH picked AS (
         UPDATE partitions_partition p
         SET status = {partition_running}, lease_owner = %(owner)s, lease_token = p.lease_token + 1,
             lease_expires_at = statement_timestamp() + make_interval(secs => %(lease)s), attempts = p.attempts + 1,
-            started_at = coalesce(p.started_at, statement_timestamp()),
+            {partition_enters_running(p)},
             lease_backend_pid = (SELECT pid FROM me), lease_backend_started = (SELECT backend_start FROM me)
         FROM picked WHERE p.id = picked.id
         RETURNING p.*
@@ -87,7 +87,7 @@ UPDATE partitions_partition p SET lease_expires_at = statement_timestamp() + mak
 -- The guard is the transition table's. Returns the rows that moved.
 WITH done AS (
         UPDATE partitions_partition p
-        SET status = {partition_succeeded}, finished_at = statement_timestamp(), lease_expires_at = NULL
+        SET status = {partition_succeeded}, {partition_enters_succeeded(p)}
         FROM unnest(%(ids)s::bigint[], %(tokens)s::bigint[], %(data)s::jsonb[]) AS h(id, token, data)
         WHERE p.id = h.id AND p.lease_token = h.token
           AND p.status IN ({partition_to_succeeded})

@@ -56,6 +56,7 @@ NOT EXISTS (SELECT 1 FROM partitions_partition u
 
 -- fragment: job_step_claim(condition)
 -- Claim a singleton step (plan or finalize) of one job when `condition` holds: the job row is the lease.
+-- Both steps stamp what entering planning does (started_at, kept when set: finalize never changes it).
 WITH picked AS (
         SELECT j.id FROM partitions_job j
         WHERE j.id = %(job_id)s AND ({{condition}(j)})
@@ -64,7 +65,7 @@ WITH picked AS (
         UPDATE partitions_job j
         SET status = %(target)s, step_owner = %(owner)s, step_token = j.step_token + 1,
             step_expires_at = statement_timestamp() + make_interval(secs => %(lease)s),
-            started_at = coalesce(j.started_at, statement_timestamp())
+            {job_enters_planning(j)}
         FROM picked WHERE j.id = picked.id
         RETURNING j.id, j.step_token
     ), logged AS (

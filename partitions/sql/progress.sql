@@ -21,9 +21,10 @@ WITH s AS (
 
 -- name: subjobs_finish
 -- Finish many sub-jobs in one statement: (id, duration, result, error, traceback) arrays, guarded by %(from)s.
--- %(from)s is the transition table's sources of the target %(target)s (lifecycle.subjobs_finish).
+-- %(from)s is the transition table's sources of the target %(target)s (lifecycle.subjobs_finish); every
+-- target is terminal, so each stamps what entering succeeded does.
 UPDATE partitions_subjob s
-    SET status = %(target)s, finished_at = statement_timestamp(), attempts = s.attempts + 1,
+    SET status = %(target)s, {subjob_enters_succeeded(s)}, attempts = s.attempts + 1,
         duration_ms = v.ms, result = v.result::jsonb, error = v.error, traceback = v.tb
     FROM unnest(%(ids)s::bigint[], %(ms)s::int[], %(results)s::text[], %(errors)s::text[], %(tbs)s::text[])
          AS v(id, ms, result, error, tb)
