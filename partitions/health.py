@@ -23,6 +23,7 @@ from typing import Any
 from django.db import connection
 
 from partitions import conf
+from partitions.sql import queries
 
 log = logging.getLogger(__name__)
 
@@ -43,15 +44,6 @@ class HealthVerdict:
         return cls(False, reason)
 
 
-SQL_DATABASE_HEALTH = """
-    SELECT statement_timestamp(),
-           (SELECT max(EXTRACT(EPOCH FROM replay_lag))::float8 FROM pg_stat_replication),
-           (SELECT max(EXTRACT(EPOCH FROM statement_timestamp() - xact_start))::float8 FROM pg_stat_activity
-            WHERE datname = current_database() AND backend_type = 'client backend' AND pid <> pg_backend_pid()
-              AND (backend_xmin IS NOT NULL OR backend_xid IS NOT NULL))
-"""
-
-
 @dataclass
 class _Cached:
     verdict: HealthVerdict
@@ -67,7 +59,7 @@ def database_verdict() -> tuple[HealthVerdict, datetime]:
     cached = _cache.get("database")
     if cached is None or cached.expires <= time.monotonic():
         with connection.cursor() as cursor:
-            cursor.execute(SQL_DATABASE_HEALTH)
+            cursor.execute(queries["database_health"])
             checked_at, lag, oldest = cursor.fetchone()
         cached = _remember("database", _database_verdict(lag, oldest), checked_at)
     return cached.verdict, cached.checked_at

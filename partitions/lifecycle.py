@@ -10,24 +10,24 @@ does the same for a set of rows with one UPDATE … RETURNING and one bulk inser
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from django.core.exceptions import EmptyResultSet
 from django.db import connection, models, transaction
 from django.db.models import F, Q
+from django.db.models.expressions import RawSQL
 from django.db.models.functions import Coalesce, Now
 
 from partitions.exceptions import InvalidTransition, LeaseLost
-from partitions.models import Job, JobEvent, Partition, SubJob
-from partitions.sql import SQL_SUBJOBS_FINISH
+from partitions.models import Delivery, Job, JobEvent, Partition, SubJob
+from partitions.sql import queries
+from partitions.stamps import CLEAR, KEEP_OR_NOW, NOW, stamps
 from partitions.states import (
     JOB_TERMINAL,
     JOB_TRANSITIONS,
-    PARTITION_TERMINAL,
     PARTITION_TRANSITIONS,
-    SUBJOB_TERMINAL,
     SUBJOB_TRANSITIONS,
-    JobStatus,
     PartitionStatus,
     SubJobStatus,
     sources,
@@ -63,21 +63,10 @@ SYSTEM = Actor("system")
 
 
 def timestamps_for(model: type[models.Model], target: str) -> dict[str, Any]:
-    """Column updates that go with entering `target` (set together with the status)."""
-    if model is Job:
-        return {
-            JobStatus.PLANNING: {"started_at": Coalesce(F("started_at"), Now())},
-            JobStatus.RUNNING: {"planned_at": Coalesce(F("planned_at"), Now()), "paused_at": None, "finished_at": None},
-            JobStatus.PAUSED: {"paused_at": Now()},
-        }.get(target, {"finished_at": Now()} if target in JOB_TERMINAL else {})
-    if model is Partition:
-        if target in PARTITION_TERMINAL:
-            return {"finished_at": Now(), "lease_expires_at": None}
-        return {
-            PartitionStatus.RUNNING: {"started_at": Coalesce(F("started_at"), Now())},
-            PartitionStatus.PENDING: {"finished_at": None, "lease_expires_at": None},
-        }[target]
-    return {"finished_at": Now()} if target in SUBJOB_TERMINAL else {"finished_at": None}
+    """Column updates that go with entering `target` (set together with the status): `stamps`' table, the
+    same one the SQL registry's statements set."""
+    render = {NOW: lambda c: Now(), CLEAR: lambda c: None, KEEP_OR_NOW: lambda c: Coalesce(F(c), Now())}
+    return {column: render[how](column) for column, how in stamps(model._meta.model_name, target).items()}
 
 
 def event(job_id: int, type: str, actor: Actor, data: dict | None = None, *,
@@ -175,8 +164,9 @@ def subjobs_finish(outcomes: list[tuple[int, int, str | None, str, str]], target
         return 0
     ids, durations, results, errors, tracebacks = (list(column) for column in zip(*outcomes, strict=True))
     with connection.cursor() as cursor:
-        cursor.execute(SQL_SUBJOBS_FINISH,
-                       [target, ids, durations, results, errors, tracebacks, sources(SUBJOB_TRANSITIONS, target)])
+        cursor.execute(queries["subjobs_finish"], {
+            "target": target, "ids": ids, "ms": durations, "results": results, "errors": errors, "tbs": tracebacks,
+            "from": sources(SUBJOB_TRANSITIONS, target)})
         return cursor.rowcount
 
 
@@ -186,3 +176,79 @@ def job_pending_work_cancel(job_id: int, *, actor: Any) -> None:
                     actor=actor, event_type="partition_cancelled", event_per_row=False)
     transition_many(SubJob, Q(job_id=job_id, status=SubJobStatus.PENDING), SubJobStatus.CANCELLED,
                     actor=actor, event_type="subjob_cancelled", event_per_row=False)
+
+
+# A worker's partition transitions that are not one fenced statement (claim, checkpoint and complete are, in
+# `claiming.leases`): each is `transition()` guarded by the lease token, so a stale holder raises LeaseLost.
+
+def partition_fail(partition_id: int, token: int, *, actor: Any, error: str, traceback: str = "",
+                   retry_after: float, final: bool = False) -> str:
+    """Give up this attempt: back to pending after `retry_after` s, or failed when out of attempts (cancelled
+    when its job has ended meanwhile: nobody would claim it again)."""
+    with transaction.atomic():
+        current = (Partition.objects.filter(pk=partition_id, lease_token=token, status=PartitionStatus.RUNNING)
+                   .select_related("job").only("attempts", "max_attempts", "job__status").first())
+        if current is None:
+            raise LeaseLost(partition_id, token)
+        updates = {"last_error": error[:10_000], "last_traceback": traceback[:50_000]}
+        data = {"error": error[:500], "attempt": current.attempts}
+        if current.job.status in JOB_TERMINAL:
+            transition(Partition, partition_id, PartitionStatus.CANCELLED, actor=actor,
+                       event_type="partition_cancelled", data={**data, "reason": f"job {current.job.status}"},
+                       guard={"lease_token": token}, updates=updates)
+            return PartitionStatus.CANCELLED
+        if final or current.attempts >= current.max_attempts:
+            transition(Partition, partition_id, PartitionStatus.FAILED, actor=actor, event_type="partition_failed",
+                       data=data, guard={"lease_token": token}, updates=updates)
+            return PartitionStatus.FAILED
+        updates["available_at"] = Now() + timedelta(seconds=retry_after)
+        transition(Partition, partition_id, PartitionStatus.PENDING, actor=actor,
+                   event_type="partition_retry_scheduled", data={**data, "retry_after_s": round(retry_after, 3)},
+                   guard={"lease_token": token}, updates=updates)
+        return PartitionStatus.PENDING
+
+
+def partition_release(partition_id: int, token: int, *, actor: Any, reason: str) -> None:
+    """Hand a held partition back unfinished (budget spent, job paused); the attempt is given back."""
+    # status=running: a reaper does not bump the token, so the token alone would let a stalled
+    # holder move a partition reaped to failed back to pending.
+    transition(Partition, partition_id, PartitionStatus.PENDING, actor=actor, event_type="partition_released",
+               data={"reason": reason}, guard={"lease_token": token, "status": PartitionStatus.RUNNING},
+               updates={"attempts": F("attempts") - 1, "available_at": Now()})
+
+
+def partition_cancel(partition_id: int, token: int, *, actor: Any, reason: str) -> None:
+    """Stop a held partition because its job was cancelled or failed."""
+    transition(Partition, partition_id, PartitionStatus.CANCELLED, actor=actor, event_type="partition_cancelled",
+               data={"reason": reason}, guard={"lease_token": token, "status": PartitionStatus.RUNNING})
+
+
+def partitions_lease_lapsed(*, min_attempts: int = 0) -> list[int]:
+    """Running partitions whose lease lapsed, claimed at least `min_attempts` times."""
+    return list(Partition.objects.filter(pk__in=RawSQL(queries["partitions_lease_lapsed"], []),
+                                         attempts__gte=min_attempts).values_list("pk", flat=True))
+
+
+def partitions_reap_expired(*, actor: Any = "reaper") -> dict[str, int]:
+    """Expired leases: back to pending (resume at checkpoint), or failed when out of attempts."""
+    expired = Q(pk__in=RawSQL(queries["partitions_lease_lapsed"], []))
+    exhausted = transition_many(
+        Partition, expired & Q(attempts__gte=F("max_attempts")), PartitionStatus.FAILED, actor=Actor.of(actor),
+        event_type="partition_failed", data={"error": "lease expired on the last attempt"},
+        updates={"last_error": "lease expired on the last attempt (worker crashed or stalled)"},
+    )
+    requeued = transition_many(
+        Partition, expired, PartitionStatus.PENDING, actor=Actor.of(actor), event_type="partition_lease_expired",
+        updates={"available_at": Now()},
+    )
+    return {"requeued": len(requeued), "failed": len(exhausted)}
+
+
+def delivery_finish(delivery_id: int, *, error: str | None) -> bool:
+    """A pending notification delivery ends: sent (`error` None) or given up as failed with `error`.
+    Only a pending one moves (a delivery ends once); False when it had already ended."""
+    if error is None:
+        values = {"status": Delivery.Status.SENT, "sent_at": Now(), "last_error": ""}
+    else:
+        values = {"status": Delivery.Status.FAILED, "last_error": error}
+    return bool(Delivery.objects.filter(pk=delivery_id, status=Delivery.Status.PENDING).update(**values))

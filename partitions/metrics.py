@@ -20,7 +20,7 @@ from partitions import tasks
 from partitions.claiming import lapsed_lease_q, live_lease_q, partitions_claimable_count
 from partitions.models import Job, Partition
 from partitions.selectors import jobs_stats
-from partitions.sql import SQL_OLDEST_RUNNING_PARTITION_SECONDS
+from partitions.sql import queries
 from partitions.states import JOB_TERMINAL, PARTITION_TERMINAL, JobStatus
 
 ACTIVE = sorted(set(JobStatus) - JOB_TERMINAL - {JobStatus.PENDING})
@@ -64,7 +64,7 @@ class EngineCollector(Collector):
                      [], [(partitions_claimable_count(),)])
         yield _gauge("partitions_oldest_running_partition_seconds", "Seconds since the longest-running partition "
                      "was first claimed (database clock); 0 when none runs.", [],
-                     [(_scalar(SQL_OLDEST_RUNNING_PARTITION_SECONDS),)])
+                     [(_scalar(queries["oldest_running_partition_seconds"]),)])
         yield _gauge("partitions_throttled_jobs", "Running jobs a health check holds (partitions.health), by type.",
                      ["type"], Job.objects.filter(status="running", throttled_since__isnull=False)
                      .values_list("type_name").annotate(n=Count("id")).order_by())

@@ -14,6 +14,7 @@ from partitions.projection import COURSE_EVENTS
 from partitions.states import (
     JOB_TERMINAL,
     PARTITION_TERMINAL,
+    DeliveryStatus,
     JobStatus,
     PartitionStatus,
     SubJobStatus,
@@ -262,10 +263,7 @@ class JobSample(models.Model):
 class Delivery(models.Model):
     """One notification to one channel: the durable outbox, sent at least once (see `partitions.notify`)."""
 
-    class Status(models.TextChoices):
-        PENDING = "pending"
-        SENT = "sent"
-        FAILED = "failed"  # gave up after PARTITIONS_NOTIFY_MAX_ATTEMPTS
+    Status = DeliveryStatus
 
     job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="deliveries")
     event = models.ForeignKey(JobEvent, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")

@@ -21,13 +21,13 @@ from django.db import connection
 
 from partitions import conf
 from partitions.exceptions import InvalidParams
-from partitions.sql import SQL_HISTORY_DELETE_BATCH, SQL_JOBS_HISTORY_DUE, SQL_JOBS_MARK_PRUNED
+from partitions.sql import queries
 
-#: (report field, table, which rows of a due job go), in deletion order.
+#: (report field, the registry's batch DELETE), in deletion order.
 HISTORY = [
-    ("events", "partitions_jobevent", "(t.partition_id IS NOT NULL OR t.subjob_id IS NOT NULL)"),
-    ("samples", "partitions_jobsample", "true"),
-    ("subjobs", "partitions_subjob", "true"),
+    ("events", "history_delete_events"),
+    ("samples", "history_delete_samples"),
+    ("subjobs", "history_delete_subjobs"),
 ]
 #: Jobs taken per round: their history is deleted together, batch by batch.
 JOBS_PER_ROUND = 50
@@ -64,17 +64,17 @@ def history_prune(*, older_than: timedelta, batch_size: int = 5000, max_batches:
     age = older_than.total_seconds()
     while True:
         with connection.cursor() as cursor:
-            cursor.execute(SQL_JOBS_HISTORY_DUE, {"age": age, "jobs": JOBS_PER_ROUND})
+            cursor.execute(queries["jobs_history_due"], {"age": age, "jobs": JOBS_PER_ROUND})
             job_ids = [row[0] for row in cursor.fetchall()]
         if not job_ids:
             return report
-        for field, table, only in HISTORY:
-            if not _delete_all(report, field, SQL_HISTORY_DELETE_BATCH.format(table=table, only=only),
+        for field, statement in HISTORY:
+            if not _delete_all(report, field, queries[statement],
                                {"job_ids": job_ids, "age": age, "n": batch_size}, max_batches):
                 report.complete = False
                 return report
         with connection.cursor() as cursor:
-            cursor.execute(SQL_JOBS_MARK_PRUNED, {"job_ids": job_ids})
+            cursor.execute(queries["jobs_mark_pruned"], {"job_ids": job_ids})
         report.jobs += len(job_ids)
 
 

@@ -14,7 +14,7 @@ from django.db.models.functions import Now
 from partitions import conf
 from partitions.models import JobSample
 from partitions.selectors import jobs_progress
-from partitions.sql import SQL_JOB_SAMPLE_TRY_LOCK
+from partitions.sql import queries
 
 
 def job_sample_take(job_id: int, *, min_interval: float | None = None) -> bool:
@@ -22,7 +22,7 @@ def job_sample_take(job_id: int, *, min_interval: float | None = None) -> bool:
     another process is taking one right now; True when this call wrote it."""
     interval = conf.get("SAMPLE_SECONDS") if min_interval is None else min_interval
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(SQL_JOB_SAMPLE_TRY_LOCK, {"job_id": job_id})
+        cursor.execute(queries["job_sample_try_lock"], {"job_id": job_id})
         if not cursor.fetchone()[0]:
             return False
         recent = JobSample.objects.filter(job_id=job_id, taken_at__gt=Now() - timedelta(seconds=interval * 0.9))

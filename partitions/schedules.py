@@ -162,9 +162,12 @@ def schedule_name_free(name: str) -> None:
 
 
 def schedule_get(name_or_id: str | int, *, lock: bool = False) -> JobSchedule:
-    rows = claiming.locked(JobSchedule.objects.all()) if lock else JobSchedule.objects.all()
-    found = rows.filter(pk=name_or_id).first() if isinstance(name_or_id, int) else rows.filter(
-        name=str(name_or_id)).first()
+    by_id = isinstance(name_or_id, int)
+    if lock:
+        found = claiming.schedule_locked(schedule_id=name_or_id if by_id else None,
+                                         name=None if by_id else str(name_or_id))
+    else:
+        found = JobSchedule.objects.filter(**{"pk": name_or_id} if by_id else {"name": str(name_or_id)}).first()
     if found is None:
         raise ScheduleNotFound(name_or_id)
     return found
@@ -267,7 +270,7 @@ def schedule_fire_failed(schedule_id: int, exc: BaseException) -> None:
     log.error("schedule %s: fire failed", schedule_id, exc_info=exc)
     try:
         with transaction.atomic():
-            schedule = claiming.locked(JobSchedule.objects.filter(pk=schedule_id)).first()
+            schedule = claiming.schedule_locked(schedule_id=schedule_id)
             if schedule is None:
                 return
             reason = f"paused: its fire failed ({error_line(exc)[:500]})"

@@ -17,7 +17,7 @@ from partitions.attempts import Attempt, Mark, active_seconds, attempts_of, work
 from partitions.claiming import live_lease_q
 from partitions.models import Delivery, Job, JobEvent, Partition, SubJob
 from partitions.projection import COURSE_EVENTS, SETTINGS_EVENTS, JobFacts, Projection, Sample, project
-from partitions.sql import SQL_JOB_SAMPLES_THINNED, SQL_JOBS_SAMPLE_WINDOW
+from partitions.sql import queries
 from partitions.states import JobStatus, PartitionStatus, SubJobStatus
 
 
@@ -207,7 +207,7 @@ def _settings_changed_at(marks: list[Mark]) -> datetime | None:
 def _samples(ids: list[int], window_seconds: float) -> tuple[datetime, dict[int, list[Sample]]]:
     samples: dict[int, list[Sample]] = defaultdict(list)
     with connection.cursor() as cursor:
-        cursor.execute(SQL_JOBS_SAMPLE_WINDOW, {"ids": ids, "window": window_seconds})
+        cursor.execute(queries["jobs_sample_window"], {"ids": ids, "window": window_seconds})
         rows = cursor.fetchall()
     for _, job_id, at, handled, live in rows:
         if job_id is not None:
@@ -269,7 +269,7 @@ def job_throughput_series(job_id: int, *, max_points: int = 120, start: Reading 
     nothing handled) and `end` (its counters now, or at its end) frame the samples, so a job that ran only a
     few seconds still has a line."""
     with connection.cursor() as cursor:
-        cursor.execute(SQL_JOB_SAMPLES_THINNED, {"job_id": job_id, "points": max_points})
+        cursor.execute(queries["job_samples_thinned"], {"job_id": job_id, "points": max_points})
         rows = cursor.fetchall()
     if start is not None and (not rows or start[0] < rows[0][0]):
         rows.insert(0, start)

@@ -2,6 +2,10 @@
 
 A split only plans (returns PartitionPlans); nothing is written here, so the
 same call serves the dry-run preview and the real plan.
+
+This is the one module that builds SQL at run time (every other statement is in the registry,
+`partitions/sql/`): the key-range walk and its row comparisons depend on the job type's own queryset and
+key columns, so they are compiled from them here.
 """
 
 from __future__ import annotations

@@ -2,10 +2,11 @@
 
 Who moves what:
 - Job: services (start/cancel/pause/resume/retry), the singleton plan and
-  finalize steps (claiming.job_step_*), and the circuit breaker.
-- Partition: claiming (claim/release/complete/fail/reap; all fenced by lease
-  token except claim and reap) and services (operator retry, cancel).
-- SubJob: the runner (batched) and services (operator retry).
+  finalize steps (claiming.steps), and the circuit breaker.
+- Partition: the fenced statements of claiming.leases (claim, complete) and
+  lifecycle (release/fail/cancel/reap; fenced by lease token except reap),
+  and services (operator retry, cancel).
+- SubJob: the runner (batched, lifecycle.subjobs_finish) and services (operator retry).
 """
 
 from django.db import models
@@ -38,6 +39,14 @@ class SubJobStatus(models.TextChoices):
     CANCELLED = "cancelled"
 
 
+class DeliveryStatus(models.TextChoices):
+    """A notification delivery's: pending until sent, or failed once it is given up (lifecycle.delivery_finish)."""
+
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"  # gave up after PARTITIONS_NOTIFY_MAX_ATTEMPTS
+
+
 JOB_TERMINAL = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
 PARTITION_TERMINAL = frozenset({PartitionStatus.SUCCEEDED, PartitionStatus.FAILED, PartitionStatus.CANCELLED})
 SUBJOB_TERMINAL = frozenset({SubJobStatus.SUCCEEDED, SubJobStatus.FAILED, SubJobStatus.SKIPPED, SubJobStatus.CANCELLED})
@@ -45,33 +54,72 @@ SUBJOB_TERMINAL = frozenset({SubJobStatus.SUCCEEDED, SubJobStatus.FAILED, SubJob
 J, P, S = JobStatus, PartitionStatus, SubJobStatus
 
 JOB_TRANSITIONS: dict[str, frozenset[str]] = {
-    J.PENDING: frozenset({J.PLANNING, J.CANCELLED}),
-    # planning -> failed: prepare/split raised; planning -> planning is a re-claim after lease expiry.
-    J.PLANNING: frozenset({J.PLANNING, J.RUNNING, J.FAILED, J.CANCELLED}),
-    J.RUNNING: frozenset({J.PAUSED, J.FINALIZING, J.FAILED, J.CANCELLED}),
-    J.PAUSED: frozenset({J.RUNNING, J.CANCELLED}),
-    J.FINALIZING: frozenset({J.FINALIZING, J.SUCCEEDED, J.FAILED}),
-    J.SUCCEEDED: frozenset(),
-    # An operator retry of failed partitions reopens a failed job.
-    J.FAILED: frozenset({J.RUNNING}),
-    J.CANCELLED: frozenset(),
+    J.PENDING: frozenset({
+        J.PLANNING,  # a worker takes the plan step (job_plan_claim)
+        J.CANCELLED,  # an operator cancels it before it was planned
+    }),
+    J.PLANNING: frozenset({
+        J.PLANNING,  # a re-claim of the plan step after its planner's step lease lapsed
+        J.RUNNING,  # the plan is written: partitions may be claimed
+        J.FAILED,  # prepare or split raised (or no plan is possible)
+        J.CANCELLED,  # an operator cancels it while it is being planned
+    }),
+    J.RUNNING: frozenset({
+        J.PAUSED,  # an operator pauses it (running partitions stop at their next batch)
+        J.FINALIZING,  # every partition is terminal: a worker takes the finalize step
+        J.FAILED,  # the circuit breaker: too many of its partitions failed
+        J.CANCELLED,  # an operator (or job code's CancelJob) cancels it
+    }),
+    J.PAUSED: frozenset({
+        J.RUNNING,  # an operator resumes it
+        J.CANCELLED,  # an operator cancels it while paused
+    }),
+    J.FINALIZING: frozenset({
+        J.FINALIZING,  # a re-claim of the finalize step after its finalizer's step lease lapsed
+        J.SUCCEEDED,  # finalize ran and the outcome counts as success
+        J.FAILED,  # finalize raised, or the outcome counts as failure
+    }),
+    J.SUCCEEDED: frozenset(),  # final: a re-run is a new job
+    J.FAILED: frozenset({
+        J.RUNNING,  # an operator retry of failed partitions or sub-jobs reopens it
+    }),
+    J.CANCELLED: frozenset(),  # final: a re-run is a new job
 }
 
 PARTITION_TRANSITIONS: dict[str, frozenset[str]] = {
-    P.PENDING: frozenset({P.RUNNING, P.CANCELLED}),
-    # running -> running is a re-claim of an expired lease; -> pending is release or backoff.
-    P.RUNNING: frozenset({P.RUNNING, P.PENDING, P.SUCCEEDED, P.FAILED, P.CANCELLED}),
-    P.SUCCEEDED: frozenset(),
-    P.FAILED: frozenset({P.PENDING}),
-    P.CANCELLED: frozenset(),
+    P.PENDING: frozenset({
+        P.RUNNING,  # a worker claims it (FOR UPDATE SKIP LOCKED, a new lease token)
+        P.CANCELLED,  # its job is cancelled or fails before anyone claimed it
+    }),
+    P.RUNNING: frozenset({
+        P.RUNNING,  # a re-claim of a lapsed lease (expired, or its holder's backend gone): a new token
+        P.PENDING,  # its holder releases it (budget spent, paused) or backs off to retry, or the reaper requeues it
+        P.SUCCEEDED,  # its holder completes it (fenced by the token)
+        P.FAILED,  # out of attempts: its holder gives up, or the reaper fails a lapsed last attempt
+        P.CANCELLED,  # its job ended while it ran: the holder stops at its next batch
+    }),
+    P.SUCCEEDED: frozenset(),  # final: its items are done
+    P.FAILED: frozenset({
+        P.PENDING,  # an operator retry gives it its attempts again
+    }),
+    P.CANCELLED: frozenset(),  # final: its job ended
 }
 
 SUBJOB_TRANSITIONS: dict[str, frozenset[str]] = {
-    S.PENDING: frozenset({S.SUCCEEDED, S.FAILED, S.SKIPPED, S.CANCELLED}),
-    S.SUCCEEDED: frozenset(),
-    S.FAILED: frozenset({S.PENDING}),
-    S.SKIPPED: frozenset({S.PENDING}),
-    S.CANCELLED: frozenset(),
+    S.PENDING: frozenset({
+        S.SUCCEEDED,  # its item ran (the runner, batched)
+        S.FAILED,  # its item raised or timed out, out of attempts
+        S.SKIPPED,  # job code raised SkipItem
+        S.CANCELLED,  # its job was cancelled before the item ran
+    }),
+    S.SUCCEEDED: frozenset(),  # final
+    S.FAILED: frozenset({
+        S.PENDING,  # an operator retry of failed sub-jobs
+    }),
+    S.SKIPPED: frozenset({
+        S.PENDING,  # an operator retry of skipped sub-jobs
+    }),
+    S.CANCELLED: frozenset(),  # final
 }
 
 

@@ -13,7 +13,7 @@ from django.db.models import Count, Q, Sum
 from partitions.attempts import Attempt, work_seconds
 from partitions.models import Job, Partition
 from partitions.selectors import JobStats, ThroughputPoint, job_stats, job_throughput_series
-from partitions.sql import SQL_JOB_FAILURES_BY_CLASS, SQL_SUBJOB_DURATIONS
+from partitions.sql import queries
 
 STEPS = ("prepare", "process", "finalize")
 FAILURE_CLASSES_SHOWN = 10
@@ -42,7 +42,7 @@ def _round(seconds: float | None) -> float | None:
 
 def _durations(job_id: int) -> dict:
     with connection.cursor() as cursor:
-        cursor.execute(SQL_SUBJOB_DURATIONS, {"job_id": job_id})
+        cursor.execute(queries["subjob_durations"], {"job_id": job_id})
         n, percentiles, longest, attempts, retried = cursor.fetchone()
     p50, p95, p99 = (None if p is None else round(p, 1) for p in percentiles or (None, None, None))
     return {"count": n, "p50_ms": p50, "p95_ms": p95, "p99_ms": p99, "max_ms": longest,
@@ -51,7 +51,7 @@ def _durations(job_id: int) -> dict:
 
 def _failures(job_id: int) -> list[dict]:
     with connection.cursor() as cursor:
-        cursor.execute(SQL_JOB_FAILURES_BY_CLASS, {"job_id": job_id, "limit": FAILURE_CLASSES_SHOWN})
+        cursor.execute(queries["job_failures_by_class"], {"job_id": job_id, "limit": FAILURE_CLASSES_SHOWN})
         return [{"error_class": cls, "count": n, "example": example} for cls, n, example in cursor.fetchall()]
 
 

@@ -27,9 +27,10 @@ from django_q.signing import SignedPackage
 from django_q.status import Stat
 from django_q.tasks import async_task
 
-from partitions import claiming, conf, dispatch, services, sql, wakeups, worker
+from partitions import claiming, conf, dispatch, services, wakeups, worker
 from partitions.logs import log_context
 from partitions.notify import outbox, relay
+from partitions.sql import queries
 from partitions.worker import maintenance, steps
 
 log = logging.getLogger(__name__)
@@ -204,7 +205,7 @@ class WakeupBroker(ORM):
 
     def enqueue(self, task):
         with connections[Conf.ORM].cursor() as cursor:
-            cursor.execute(sql.SQL_TASK_ENQUEUE_NOTIFY,
+            cursor.execute(queries["task_enqueue_notify"],
                            {"key": self.list_key or Conf.CLUSTER_NAME, "payload": task, "now": timezone.now()})
             return cursor.fetchone()[0]
 
@@ -218,7 +219,7 @@ class WakeupBroker(ORM):
         now = timezone.now()
         try:
             with connections[Conf.ORM].cursor() as cursor:
-                cursor.execute(sql.SQL_TASK_TAKE, {"key": self.list_key, "now": now,
+                cursor.execute(queries["task_take"], {"key": self.list_key, "now": now,
                                                    "until": now + timedelta(seconds=Conf.RETRY)})
                 taken = cursor.fetchall()
         except DatabaseError:  # the server is away: look again soon (the waiter reconnects on its own)

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 import psycopg
 from django.db import DatabaseError, connections
 
-from partitions import conf, sql
+from partitions import conf
+from partitions.sql import queries
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +163,7 @@ class Waiter:
             else:
                 params = connections[self.alias].get_connection_params()
                 conn = psycopg.connect(**{**params, "application_name": APPLICATION_NAME}, autocommit=True)
-            conn.execute(sql.SQL_WAKEUPS_LISTEN)
+            conn.execute(queries["wakeups_listen"])
         except psycopg.Error:
             log.warning("wake-ups: cannot LISTEN (retrying in %.1f s)", self._reconnect_wait, exc_info=True)
             self._reconnect_at = time.monotonic() + self._reconnect_wait
@@ -196,7 +197,7 @@ class Waiter:
 def schedules_next_fire_in(alias: str = "default") -> float | None:
     """Seconds until the earliest enabled schedule's next fire (negative: overdue), on the database clock."""
     with connections[alias].cursor() as cursor:
-        cursor.execute(sql.SQL_SCHEDULES_NEXT_FIRE_IN)
+        cursor.execute(queries["schedules_next_fire_in"])
         (seconds,) = cursor.fetchone()
     return None if seconds is None else float(seconds)
 

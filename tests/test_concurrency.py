@@ -54,7 +54,8 @@ def _claim_and_complete_until_none_left(barrier, job_id: int, worker: str, max_l
             continue
         for p in batch:
             claimed.append(p.pk)
-            last += claiming.partition_complete(p.pk, p.lease_token, actor=worker)
+            last += bool(_held_or_lost(claiming.partitions_complete([(p.pk, p.lease_token, {})], actor=worker),
+                                       p.pk, p.lease_token))
     return {"claimed": claimed, "last": last}
 
 
@@ -136,13 +137,24 @@ def row_state(partition_id: int) -> dict:
     return Partition.objects.values(*FENCED_FIELDS).get(pk=partition_id)
 
 
+def _held_or_lost(result, partition_id: int, token: int):
+    """A batch API's answer for one held partition: the ids it kept or moved (renew), or (moved ids, jobs left
+    with nothing unfinished) (complete); LeaseLost when the partition is not among them, as a fenced row write."""
+    moved, rest = (result, None) if isinstance(result, set) else result
+    if partition_id not in moved:
+        raise LeaseLost(partition_id, token)
+    return moved if rest is None else rest
+
+
 def stale_writes(partition_id: int, token: int, actor: str) -> dict[str, Callable[[], Any]]:
     """Every write a worker makes about a partition it holds, with the given token."""
     return {
         "checkpoint": lambda: claiming.partition_checkpoint(partition_id, token, checkpoint=["stale"], done=99,
                                                             failed=9, skipped=9, lease_seconds=300),
-        "renew_lease": lambda: claiming.partition_renew_lease(partition_id, token, lease_seconds=300),
-        "complete": lambda: claiming.partition_complete(partition_id, token, actor=actor),
+        "renew_lease": lambda: _held_or_lost(claiming.partitions_renew_leases([(partition_id, token, 300)]),
+                                             partition_id, token),
+        "complete": lambda: _held_or_lost(claiming.partitions_complete([(partition_id, token, {})], actor=actor),
+                                          partition_id, token),
         "fail": lambda: claiming.partition_fail(partition_id, token, actor=actor, error="stale", retry_after=0),
         "fail_final": lambda: claiming.partition_fail(partition_id, token, actor=actor, error="stale",
                                                       retry_after=0, final=True),
@@ -251,12 +263,12 @@ def test_after_another_process_takes_over_an_expired_lease_every_write_with_the_
     assert_every_stale_write_is_fenced(part.pk, old.lease_token, "old-worker")
 
     # The new holder's writes still work.
-    assert claiming.partition_renew_lease(part.pk, new["token"], lease_seconds=300) == "running"
+    assert claiming.partitions_renew_leases([(part.pk, new["token"], 300)]) == {part.pk}
     claiming.partition_checkpoint(part.pk, new["token"], checkpoint=["2024-01-01T00:00:05Z", 15], done=5,
                                   lease_seconds=300)
     state = row_state(part.pk)
     assert (state["checkpoint"], state["done_items"]) == (["2024-01-01T00:00:05Z", 15], 15)
-    assert claiming.partition_complete(part.pk, new["token"], actor="new-worker") is True
+    assert claiming.partitions_complete([(part.pk, new["token"], {})], actor="new-worker") == ({part.pk}, {job.pk})
     assert row_state(part.pk)["status"] == "succeeded"
     assert not JobEvent.objects.filter(partition_id=part.pk, actor="old-worker").exclude(
         type__in=["partition_claimed"]).exists()

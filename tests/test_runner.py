@@ -146,7 +146,7 @@ def test_max_parallel_caps_the_partitions_one_claim_can_take():
     claimed = claiming.partition_claim(worker_id="w", lease_seconds=30, job_id=job.pk, limit=10)
     assert len(claimed) == 2
     assert claiming.partition_claim(worker_id="w2", lease_seconds=30, job_id=job.pk, limit=10) == []
-    claiming.partition_complete(claimed[0].pk, claimed[0].lease_token, actor="w")
+    claiming.partitions_complete([(claimed[0].pk, claimed[0].lease_token, {})], actor="w")
     assert len(claiming.partition_claim(worker_id="w2", lease_seconds=30, job_id=job.pk, limit=10)) == 1
 
 

@@ -15,8 +15,9 @@ from django_q.models import OrmQ
 from django_q.signing import SignedPackage
 from django_q.status import Stat, Status
 
-from partitions import claiming, sql, tasks, wakeups
+from partitions import claiming, tasks, wakeups
 from partitions.models import JobSchedule
+from partitions.sql import queries
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -175,8 +176,8 @@ def test_cluster_stats_are_written_when_they_change_and_else_at_most_every_inter
 
 
 def test_the_wakeup_statements_are_in_the_registry():
-    assert "pg_notify('partitions_work'" in sql.SQL_TASK_ENQUEUE_NOTIFY
-    assert "SKIP LOCKED" in sql.SQL_TASK_TAKE
+    assert "pg_notify('partitions_work'" in queries["task_enqueue_notify"]
+    assert "SKIP LOCKED" in queries["task_take"]
 
 
 @pytest.mark.slow  # starts manage.py check

@@ -29,8 +29,9 @@ from django_q.conf import Conf
 from django_q.models import OrmQ
 
 from opsapp.bench import harness, qclusters, sleep_items
-from partitions import claiming, services, tasks
+from partitions import services, tasks
 from partitions.models import Job, JobEvent, SubJob
+from partitions.sql import queries
 from partitions.states import JOB_TERMINAL
 
 #: Fleet sizes, in order (--quick: the first two, to keep the smoke test short).
@@ -45,7 +46,7 @@ SAMPLE_SECONDS = 0.2
 START_TIMEOUT, QUEUE_TIMEOUT, JOB_TIMEOUT = 60.0, 60.0, 300.0
 
 # Partitions of a job in flight: the engine's own live-lease count, with the database time of the sample.
-SQL_IN_FLIGHT = f"SELECT statement_timestamp(), ({claiming.SQL_JOB_LIVE_LEASES})"
+SQL_IN_FLIGHT = f"SELECT statement_timestamp(), ({queries["job_live_leases"]})"
 # Transactions this database has committed or rolled back (cumulative statistics). The forced flush makes
 # this backend's own transaction count by the next reading, so exactly one is ours.
 SQL_DATABASE_TRANSACTIONS = """

@@ -12,6 +12,7 @@ from django.db.models.functions import Now
 
 from partitions import claiming, conf, registry
 from partitions.exceptions import JobTypeNotFound, error_line
+from partitions.lifecycle import delivery_finish
 from partitions.models import Delivery
 from partitions.notify import channels
 from partitions.notify.config import Plan, plan_for
@@ -48,12 +49,12 @@ def _plan(delivery: Delivery, plans: dict[int, Plan]) -> Plan:
 
 def _record(delivery: Delivery, error: str | None) -> None:
     if error is None:
-        Delivery.objects.filter(pk=delivery.pk).update(status=Delivery.Status.SENT, sent_at=Now(), last_error="")
+        delivery_finish(delivery.pk, error=None)
         return
     if delivery.attempts >= conf.get("NOTIFY_MAX_ATTEMPTS"):
         log.warning("giving up delivery %s (%s) after %s attempts: %s", delivery.pk, delivery.channel,
                     delivery.attempts, error)
-        Delivery.objects.filter(pk=delivery.pk).update(status=Delivery.Status.FAILED, last_error=error)
+        delivery_finish(delivery.pk, error=error)
         return
     retry_at = Now() + timedelta(seconds=backoff_seconds(delivery.attempts))
     Delivery.objects.filter(pk=delivery.pk).update(next_attempt_at=retry_at, last_error=error)

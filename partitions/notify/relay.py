@@ -16,7 +16,7 @@ from django.db.models.functions import Now
 from partitions import claiming, registry
 from partitions.encoding import to_json
 from partitions.exceptions import JobTypeNotFound
-from partitions.models import Delivery, Job, JobEvent, OutboxCursor, Partition
+from partitions.models import Delivery, Job, JobEvent, Partition
 from partitions.notify.config import Plan, plan_for
 from partitions.states import PartitionStatus
 
@@ -67,7 +67,7 @@ def _deliveries(event: JobEvent, job: Job, plan: Plan) -> list[Delivery]:
 def notifications_relay() -> dict[str, int]:
     """Turn the job events since the cursor into deliveries; the counts of events read and deliveries made."""
     with transaction.atomic():
-        cursor, _ = claiming.locked(OutboxCursor.objects.all()).get_or_create(pk=1)
+        cursor = claiming.outbox_cursor_locked()
         events = list(JobEvent.objects.filter(id__gt=cursor.last_event_id, type__in=list(NOTIFICATIONS))
                       .order_by("id")[:BATCH])
         jobs = Job.objects.in_bulk({e.job_id for e in events})

@@ -53,8 +53,7 @@ def restart_lost_steps() -> dict[str, int]:
     """Pending jobs nobody planned, and plan/finalize steps whose owner died, are dispatched again."""
     # The database clock, like the step leases themselves.
     stale_pending = Job.objects.filter(status=JobStatus.PENDING, created_at__lt=Now() - timedelta(seconds=30))
-    expired_steps = Job.objects.filter(status__in=[JobStatus.PLANNING, JobStatus.FINALIZING],
-                                       step_expires_at__lt=Now())
+    expired_steps = Job.objects.filter(claiming.step_lapsed_q())
     planned = 0
     for job_id in list(stale_pending.values_list("pk", flat=True)) + list(
         expired_steps.filter(status=JobStatus.PLANNING).values_list("pk", flat=True)

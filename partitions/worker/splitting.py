@@ -34,6 +34,7 @@ from partitions.encoding import to_json
 from partitions.lifecycle import Actor, event
 from partitions.models import Job, Partition, SubJob
 from partitions.splits import row_compare
+from partitions.sql import queries
 from partitions.states import JobStatus, PartitionStatus, SubJobStatus
 from partitions.worker.context import JobSetup, job_setup
 from partitions.worker.sources import KeyRangeSource
@@ -169,21 +170,9 @@ def _still_ahead(old: Partition, setup: JobSetup, cut: Any) -> bool:
 def _move_items(old: Partition, new: Partition, cut: int) -> int:
     """Move the pending sub-jobs from `cut` on, whole ordering-key groups only; how many moved."""
     with connection.cursor() as cursor:
-        cursor.execute(SQL_SUBJOBS_MOVE_FROM_CUT, {"old": old.pk, "new": new.pk, "cut": cut,
+        cursor.execute(queries["subjobs_move_from_cut"], {"old": old.pk, "new": new.pk, "cut": cut,
                                                    "after": old.checkpoint})
         return cursor.rowcount
-
-
-# The pending sub-jobs at or after the cut whose ordering key (if any) has no pending item before it.
-SQL_SUBJOBS_MOVE_FROM_CUT = """
-    UPDATE partitions_subjob s SET partition_id = %(new)s
-    WHERE s.partition_id = %(old)s AND s.status = 'pending' AND s.seq >= %(cut)s
-      AND (%(after)s::bigint IS NULL OR s.seq > %(after)s::bigint)
-      AND (s.ordering_key = '' OR NOT EXISTS (
-            SELECT 1 FROM partitions_subjob e
-            WHERE e.partition_id = %(old)s AND e.status = 'pending' AND e.ordering_key = s.ordering_key
-              AND e.seq < %(cut)s))
-"""
 
 
 # Who splits ----------------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from partitions.lifecycle import job_pending_work_cancel, transition
 from partitions.models import Job, Partition, SubJob
 from partitions.selectors import job_progress
 from partitions.splits import PartitionPlan, plan_splits
-from partitions.sql import SQL_ASYNC_COMMIT, SQL_SUBJOBS_COPY
+from partitions.sql import queries
 from partitions.states import JobStatus, PartitionStatus, SubJobStatus
 from partitions.statistics import job_run_statistics
 
@@ -39,7 +39,7 @@ def job_plan(job_id: int, *, worker_id: str) -> Job | None:
                                         updates={"error": f"planning failed: {error_line(exc)}"})
     with transaction.atomic():
         with connection.cursor() as cursor:
-            cursor.execute(SQL_ASYNC_COMMIT)
+            cursor.execute(queries["async_commit"])
         job = claiming.job_step_finish(job_id, token, JobStatus.RUNNING, actor=worker_id,
                                        event_type="planning_finished",
                                        data={"partitions": len(plans),
@@ -60,7 +60,7 @@ def _write_plans(job: Job, plans: list[PartitionPlan], *, max_attempts: int) -> 
     ], batch_size=2000)
     # Sub-jobs go in through COPY: ~2x faster than one INSERT … SELECT FROM unnest per 20k rows, and ~6x
     # faster than bulk_create's multi-row VALUES, for 100k-item jobs.
-    with connection.cursor() as cursor, cursor.cursor.copy(SQL_SUBJOBS_COPY) as copy:
+    with connection.cursor() as cursor, cursor.cursor.copy(queries["subjobs_copy"]) as copy:
         seq = 0
         for partition, plan in zip(partitions, plans, strict=True):
             for spec in plan.items:

@@ -1,0 +1,160 @@
+"""The SQL registry: every statement named and described once in partitions/sql/*.sql, statuses from `states`,
+no SQL in the engine's Python outside the loader (and the one run-time builder, the key-range walk)."""
+
+from __future__ import annotations
+
+import ast
+import re
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.db.models.functions import Now
+
+from partitions import claiming
+from partitions.lifecycle import TABLES, delivery_finish, timestamps_for
+from partitions.models import Delivery, Job, JobEvent, Partition, SubJob
+from partitions.sql import descriptions, load, queries
+from partitions.states import DeliveryStatus, JobStatus, PartitionStatus, SubJobStatus
+from tests.factories import make_job, make_partition
+
+ENGINE = Path(__file__).resolve().parent.parent / "partitions"
+#: The loader, and the key-range planner's keyset walk built from a job type's own queryset.
+SQL_IN_PYTHON_ALLOWED = {ENGINE / "sql" / "__init__.py", ENGINE / "splits.py"}
+STATEMENT = re.compile(r"^\s*(SELECT|UPDATE|INSERT|DELETE|WITH|LISTEN|COPY|SET LOCAL)\s+\S")
+STATUSES = {str(s) for s in (*JobStatus, *PartitionStatus, *SubJobStatus, *DeliveryStatus)}
+
+
+def test_every_statement_has_a_one_line_description_and_is_fully_expanded():
+    assert len(queries) > 40
+    for name, sql in queries.items():
+        assert descriptions[name].strip() and "\n" not in descriptions[name], name
+        assert not re.search(r"\{\w+(\(\w+\))?\}", sql), f"{name} has an unexpanded fragment"
+        assert not sql.lstrip().startswith("--"), name
+
+
+def test_no_status_is_written_as_a_literal_in_the_registry():
+    for path in (ENGINE / "sql").glob("*.sql"):
+        quoted = set(re.findall(r"'([a-z_]+)'", path.read_text()))
+        assert not quoted & STATUSES, f"{path.name} spells statuses {quoted & STATUSES}: take them from states"
+
+
+def test_the_statuses_in_the_statements_are_the_transition_tables():
+    assert "p.status IN ('pending', 'running')" in queries["partition_claim"]  # sources of running
+    assert "p.status IN ('running')" in queries["partitions_complete_if_held"]  # sources of succeeded
+    assert "j.status IN ('pending', 'planning')" in queries["job_plan_claim"]
+    assert "u.status NOT IN ('cancelled', 'failed', 'succeeded')" in queries["jobs_without_unfinished_partitions"]
+
+
+def _engine_python():
+    for path in ENGINE.rglob("*.py"):
+        if "migrations" not in path.parts and path not in SQL_IN_PYTHON_ALLOWED:
+            yield path
+
+
+def test_no_engine_module_outside_the_loader_holds_sql():
+    found = []
+    for path in _engine_python():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and STATEMENT.match(node.value):
+                found.append(f"{path.relative_to(ENGINE)}:{node.lineno}")
+    assert not found, f"SQL outside partitions/sql: {found}"
+
+
+def test_every_statement_is_used_by_the_engine():
+    text = "\n".join(path.read_text() for path in _engine_python())
+    unused = [name for name in queries if f'"{name}"' not in text]
+    assert not unused, f"statements nobody runs: {unused}"
+
+
+@pytest.mark.parametrize(("text", "error"), [
+    ("SELECT 1\n", "before the first"),
+    ("-- name: a\nSELECT 1\n", "no one-line description"),
+    ("-- name: a\n--\nSELECT 1\n", "no one-line description"),
+    ("-- name: a\n-- one\nSELECT 1\n-- name: a\n-- two\nSELECT 2\n", "defined twice"),
+    ("-- name: a\n-- uses a fragment nobody wrote\nSELECT {nothing(p)}\n", "unknown or recursive"),
+    ("-- fragment: f(p)\n-- calls itself\n{f(p)}\n-- name: a\n-- loops\nSELECT {f(x)}\n", "unknown or recursive"),
+    ("-- fragment: f(p)\n-- takes an alias\n{p}.id\n-- name: a\n-- gives none\nSELECT {f}\n", "takes (p)"),
+    ("-- name: a\n-- a statement is not a fragment\nSELECT 1\n-- name: b\n-- uses it\nSELECT {a}\n", "unknown"),
+])
+def test_a_malformed_registry_is_one_clear_error_at_load(tmp_path, text, error):
+    (tmp_path / "bad.sql").write_text(text)
+    with pytest.raises((ValueError, KeyError), match=re.escape(error)):
+        load(tmp_path)
+
+
+def test_a_fragment_passes_its_alias_on_to_the_fragments_it_uses(tmp_path):
+    (tmp_path / "ok.sql").write_text(
+        "-- fragment: inner(p)\n-- inner\n{p}.status = {partition_running}\n"
+        "-- fragment: outer(p)\n-- outer\n({inner(p)} AND {p}.id > 0)\n"
+        "-- name: a\n-- uses outer with l\nSELECT 1 FROM t l WHERE {outer(l)}\n")
+    statements, described = load(tmp_path)
+    assert statements == {"a": "SELECT 1 FROM t l WHERE (l.status = 'running' AND l.id > 0)"}
+    assert described == {"a": "uses outer with l"}
+
+
+# The one stale-step rule: a step lease has lapsed from the instant it expires (<=), for the claim and for tick.
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(("status", "claim"), [
+    (JobStatus.PLANNING, claiming.job_plan_claim),
+    (JobStatus.FINALIZING, claiming.job_finalize_claim),
+])
+@pytest.mark.parametrize("offset", [-1.0, -0.001, 0.5, 60.0])
+def test_claim_and_tick_agree_on_a_stale_step_either_side_of_its_expiry(no_dispatcher, status, claim, offset):
+    job = make_job(status=status)
+    Job.objects.filter(pk=job.pk).update(step_expires_at=Now() + timedelta(seconds=offset), step_owner="first")
+    lapsed = offset < 0
+    assert Job.objects.filter(claiming.step_lapsed_q(), pk=job.pk).exists() is lapsed
+    if status == JobStatus.FINALIZING:
+        Job.objects.filter(pk=job.pk).update(status=status)  # make_job's running job has no partition left
+    token = claim(job.pk, worker_id="w", lease_seconds=30)
+    assert (token is not None) is lapsed
+    assert Job.objects.get(pk=job.pk).step_owner == ("w" if lapsed else "first")
+
+
+def test_one_stale_step_rule_for_the_claims_and_tick():
+    rule = "(j.step_expires_at <= statement_timestamp())"  # lapsed from the instant it expires, like a lease
+    assert "p.lease_expires_at <= statement_timestamp()" in queries["partitions_lease_lapsed"]
+    for name in ("job_plan_claim", "job_finalize_claim", "jobs_step_lapsed"):
+        assert rule in queries[name], name
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_delivery_ends_once_through_lifecycle(no_dispatcher):
+    job = make_job()
+    event = JobEvent.objects.create(job=job, type="job_succeeded", actor="t")
+    delivery = Delivery.objects.create(job=job, event=event, kind="job_succeeded", channel="log",
+                                       idempotency_key="k1", payload={})
+    assert delivery_finish(delivery.pk, error=None) is True
+    assert delivery_finish(delivery.pk, error="late failure") is False, "a sent delivery does not fail after"
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.last_error, delivery.sent_at is not None) == ("sent", "", True)
+    other = Delivery.objects.create(job=job, event=event, kind="job_succeeded", channel="log2",
+                                    idempotency_key="k2", payload={})
+    assert delivery_finish(other.pk, error="gave up") is True
+    assert Delivery.objects.filter(pk=other.pk, status="failed", last_error="gave up").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_named_locks_return_full_rows(no_dispatcher):
+    job = make_job()
+    part = make_partition(job, status=PartitionStatus.RUNNING)
+    locked = claiming.job_locked(job.pk)
+    assert (locked.pk, locked.status, locked.type_name) == (job.pk, job.status, job.type_name)
+    assert claiming.job_locked(job.pk, no_key=True).pk == job.pk
+    assert claiming.job_locked(-1) is None
+    assert claiming.partition_locked_for_split(part.pk, part.bounds_version).pk == part.pk
+    assert claiming.partition_locked_for_split(part.pk, part.bounds_version + 1) is None
+
+
+@pytest.mark.parametrize("model", [Job, Partition, SubJob])
+def test_the_orm_and_the_statements_stamp_the_same_columns_on_entering_a_status(model, tmp_path):
+    name = model._meta.model_name
+    for status in TABLES[model]:
+        (tmp_path / "stamps.sql").write_text(f"-- name: s\n-- stamps\nUPDATE t x SET {{{name}_enters_{status}(x)}}\n")
+        sql = load(tmp_path)[0]["s"]
+        set_columns = re.findall(r"(\w+) = ", sql)
+        assert set_columns == list(timestamps_for(model, status)), (name, status, sql)
+    assert "started_at = coalesce(p.started_at, statement_timestamp())" in queries["partition_claim"]
+    assert "finished_at = statement_timestamp(), lease_expires_at = NULL" in queries["partitions_complete_if_held"]
