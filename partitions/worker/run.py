@@ -110,7 +110,7 @@ class PartitionRun:
         lock timeout is rolled back and retried at half the size, until the size is at its minimum."""
         while True:
             try:
-                items = self.source.fetch(self.checkpoint, self.pacer.batch_cap(self.sizer.size))
+                items = self._fetch(self.checkpoint, self.pacer.batch_cap(self.sizer.size))
                 if not items:
                     return False
                 if not self.pacer.admit(len(items)):
@@ -132,6 +132,13 @@ class PartitionRun:
             self.learned["batch_size"] = self.sizer.size
             self._report_size("adapted to batch time")
             return True
+
+    def _fetch(self, after, limit: int) -> list:
+        """The next batch after `after`, with what the job type reads for it in bulk (`before_batch`)."""
+        items = self.source.fetch(after, limit)
+        if items:
+            self.job_type.before_batch(self.ctx, items)
+        return items
 
     def _reload_bounds(self) -> None:
         """Read the bounds a split left this partition (the lease is still ours) and read items within them."""
@@ -213,7 +220,8 @@ class PartitionRun:
             return stop
         while True:
             self.stats["batches"] += feed_items(
-                pool, self.source, after=self.checkpoint, batch_size=lambda: self.pacer.batch_cap(self.sizer.size),
+                pool, self.source, fetch=self._fetch, after=self.checkpoint,
+                batch_size=lambda: self.pacer.batch_cap(self.sizer.size),
                 admit=lambda n: self._fed_may(self.pacer.admit(n), keeper),
                 may_start=lambda: self._fed_may(self.pacer.can_start(), keeper),
                 run_item=self._run_item, commit=commit, every=CHECKPOINT_EVERY_SECONDS)
