@@ -58,7 +58,7 @@ class PartitionRun:
         self.partition, self.worker_id, self.deadline = partition, worker_id, deadline
         self.job, self.job_type, self.params = setup.job, setup.job_type, setup.params
         self.lease_seconds = self.job_type.lease_seconds or conf.get("LEASE_SECONDS")
-        self.source: ItemSource = source_for(partition, setup.queryset)
+        self.source: ItemSource = source_for(partition, setup)
         self.ctx = Context(job=self.job, partition=partition, params=self.params, worker_id=worker_id)
         self.token = partition.lease_token
         self.checkpoint = partition.checkpoint
@@ -148,7 +148,7 @@ class PartitionRun:
             raise LeaseLost(self.partition.pk, self.token)
         for name in BOUNDS_FIELDS:
             setattr(self.partition, name, getattr(fresh, name))
-        self.source = source_for(self.partition, self.setup.queryset)
+        self.source = source_for(self.partition, self.setup)
         log.info("partition %s: split; now %s", self.partition.pk, self.partition.bounds_display)
 
     def _report_size(self, why: str) -> None:
