@@ -125,6 +125,11 @@ class JobType:
         """Process a batch; default calls process_item for each (failures are handled per item)."""
         raise NotImplementedError
 
+    def before_batch(self, ctx, items: list) -> None:
+        """Called once per fetched batch, in the runner's thread, before any of its items starts: read what the
+        items need in bulk (and keep it on them) instead of one query per item. Items of the batch before may
+        still be running on other threads."""
+
     def process_item(self, ctx, item) -> Any:
         raise NotImplementedError(f"{type(self).__name__} must define process_item() or process_batch()")
 

@@ -10,6 +10,7 @@ from django.db.models import QuerySet
 from partitions import registry
 from partitions.encoding import dumps
 from partitions.models import Job, Partition, SubJob
+from partitions.worker.compiled import CompiledRows
 
 
 @dataclass
@@ -36,6 +37,8 @@ class JobSetup:
     params: dict[str, Any]
     #: The job type's queryset per partition scope, built once (a default queryset() calls split()).
     _querysets: dict[str, QuerySet] = field(default_factory=dict, compare=False, repr=False)
+    #: The same querysets compiled once (`CompiledRows`): a partition's fetch binds only its bounds.
+    _rows: dict[str, CompiledRows] = field(default_factory=dict, compare=False, repr=False)
     #: The batch size the last run of an adaptive job reached here: the next partition starts from it.
     learned: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
 
@@ -45,6 +48,14 @@ class JobSetup:
         if key not in self._querysets:
             self._querysets[key] = self.job_type.queryset(self.job, self.params, scope)
         return self._querysets[key]
+
+
+    def rows(self, scope: dict) -> CompiledRows:
+        """`queryset(scope)` compiled once for this drain."""
+        key = dumps(scope, sort_keys=True)
+        if key not in self._rows:
+            self._rows[key] = CompiledRows(self.queryset(scope))
+        return self._rows[key]
 
 
 def job_setup(job_id: int, cache: dict[int, JobSetup] | None = None) -> JobSetup:

@@ -26,16 +26,18 @@ def first_control(results: list[ItemResult]) -> tuple[int, JobControl] | None:
     return None
 
 
-def feed_items(pool: ItemPool, source: ItemSource, *, after: Any, batch_size: Callable[[], int],
-               admit: Callable[[int], bool], may_start: Callable[[], bool], release: Callable[[int], None],
+def feed_items(pool: ItemPool, source: ItemSource, *, fetch: Callable[[Any, int], list], after: Any,
+               batch_size: Callable[[], int], admit: Callable[[int], bool], may_start: Callable[[], bool],
+               release: Callable[[int], None],
                run_item: Callable[[Any], ItemResult], commit: Callable[[list, list[ItemResult]], bool],
                every: float) -> int:
     """Run every item after `after` through `pool`, checkpointing as it goes; return the batches fetched.
 
-    `batch_size()` is the size of the next fetch; `admit(n)` is called with each fetched batch before its
-    items start (it may wait: the rate limit); False leaves that batch unprocessed and stops like a refused
-    commit. `may_start()` is asked before each new item starts (the drain's budget); False stops the same way.
-`release(n)` is told, once the flow stops, how many of the last admitted items never started.
+    `fetch(after, limit)` reads the next batch of `source`; `batch_size()` is the size of the next fetch;
+    `admit(n)` is called with each fetched batch before its items start (it may wait: the rate limit); False
+    leaves that batch unprocessed and stops like a refused commit. `may_start()` is asked before each new
+    item starts (the drain's budget); False stops the same way. `release(n)` is told, once the flow stops,
+    how many of the last admitted items never started.
 
     `commit(items, results)` receives the completed prefix in order, in pieces: whenever it passes the end
     of a fetched batch, and at least every `every` seconds. It returns False to stop: nothing more is
@@ -58,7 +60,7 @@ def feed_items(pool: ItemPool, source: ItemSource, *, after: Any, batch_size: Ca
         # holds back a bounded number of finished ones (memory, and what a crash would repeat).
         while (not (exhausted or flow.stopped) and flow.unstarted < pool.concurrency
                and fetched - taken < (size := batch_size()) + pool.concurrency):
-            batch = source.fetch(after, size)
+            batch = fetch(after, size)
             if not batch:
                 exhausted = True
                 break

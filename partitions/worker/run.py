@@ -58,7 +58,7 @@ class PartitionRun:
         self.partition, self.worker_id, self.deadline = partition, worker_id, deadline
         self.job, self.job_type, self.params = setup.job, setup.job_type, setup.params
         self.lease_seconds = self.job_type.lease_seconds or conf.get("LEASE_SECONDS")
-        self.source: ItemSource = source_for(partition, setup.queryset)
+        self.source: ItemSource = source_for(partition, setup)
         self.ctx = Context(job=self.job, partition=partition, params=self.params, worker_id=worker_id)
         self.token = partition.lease_token
         self.checkpoint = partition.checkpoint
@@ -110,7 +110,7 @@ class PartitionRun:
         lock timeout is rolled back and retried at half the size, until the size is at its minimum."""
         while True:
             try:
-                items = self.source.fetch(self.checkpoint, self.pacer.batch_cap(self.sizer.size))
+                items = self._fetch(self.checkpoint, self.pacer.batch_cap(self.sizer.size))
                 if not items:
                     return False
                 if not self.pacer.admit(len(items)):
@@ -133,6 +133,13 @@ class PartitionRun:
             self._report_size("adapted to batch time")
             return True
 
+    def _fetch(self, after, limit: int) -> list:
+        """The next batch after `after`, with what the job type reads for it in bulk (`before_batch`)."""
+        items = self.source.fetch(after, limit)
+        if items:
+            self.job_type.before_batch(self.ctx, items)
+        return items
+
     def _reload_bounds(self) -> None:
         """Read the bounds a split left this partition (the lease is still ours) and read items within them."""
         fresh = (Partition.objects.filter(pk=self.partition.pk, lease_token=self.token, status="running")
@@ -141,7 +148,7 @@ class PartitionRun:
             raise LeaseLost(self.partition.pk, self.token)
         for name in BOUNDS_FIELDS:
             setattr(self.partition, name, getattr(fresh, name))
-        self.source = source_for(self.partition, self.setup.queryset)
+        self.source = source_for(self.partition, self.setup)
         log.info("partition %s: split; now %s", self.partition.pk, self.partition.bounds_display)
 
     def _report_size(self, why: str) -> None:
@@ -214,7 +221,8 @@ class PartitionRun:
             return stop
         while True:
             self.stats["batches"] += feed_items(
-                pool, self.source, after=self.checkpoint, batch_size=lambda: self.pacer.batch_cap(self.sizer.size),
+                pool, self.source, fetch=self._fetch, after=self.checkpoint,
+                batch_size=lambda: self.pacer.batch_cap(self.sizer.size),
                 admit=lambda n: self._fed_may(self.pacer.admit(n), keeper),
                 may_start=lambda: self._fed_may(self.pacer.can_run(), keeper), release=self.pacer.release,
                 run_item=self._run_item, commit=commit, every=CHECKPOINT_EVERY_SECONDS)

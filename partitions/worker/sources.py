@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Sequence
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
-from django.db.models import F, QuerySet, Value
-from django.db.models.functions import Mod
+from django.db.models import QuerySet
 
 from partitions.encoding import to_json
 from partitions.models import Partition, SubJob
 from partitions.splits import row_compare
 from partitions.states import SubJobStatus
+from partitions.worker.compiled import CompiledRows
+
+if TYPE_CHECKING:
+    from partitions.worker.context import JobSetup
 
 
 class ItemSource:
@@ -37,37 +41,72 @@ class ItemSource:
         return None
 
 
-class KeyRangeSource(ItemSource):
-    def __init__(self, queryset: QuerySet, partition: Partition):
-        self.queryset, self.key = queryset, partition.key
-        if partition.lower is not None:
-            self.queryset = self.queryset.filter(row_compare(queryset, self.key, ">=", partition.lower))
-        if partition.upper is not None:
-            self.queryset = self.queryset.filter(row_compare(queryset, self.key, "<", partition.upper))
+class _CompiledSource(ItemSource):
+    """Fetches through the job's compiled item query: per fetch, only the bounds and `after` are bound."""
+
+    def __init__(self, queryset: QuerySet, rows: CompiledRows | None, key: Sequence[str], bounds: list[str],
+                 params: list[Any]):
+        self.scope, self.key = queryset, tuple(key)
+        self.rows = rows or CompiledRows(queryset)
+        self.bounds, self.params = bounds, params
+        order = [self.rows.column(name) for name in self.key]
+        self.first = self.rows.statement(bounds, order)
+        self.next = self.rows.statement([*bounds, f"({', '.join(order)}) > ({', '.join(['%s'] * len(order))})"],
+                                        order)
 
     def fetch(self, after: Any, limit: int) -> list:
-        qs = self.queryset
-        if after is not None:
-            qs = qs.filter(row_compare(qs, self.key, ">", after))
-        return list(qs.order_by(*self.key)[:limit])
+        if after is None:
+            return self.rows.fetch(self.first, self.params, limit)
+        after = after if isinstance(after, list) else [after]
+        values = [self.rows.prepared(name, value) for name, value in zip(self.key, after, strict=True)]
+        return self.rows.fetch(self.next, [*self.params, *values], limit)
+
+    def holds(self, items: list) -> bool:
+        pks = {item.pk for item in items}
+        return self.rows.count_held(self.bounds, self.params, list(pks)) == len(pks)
+
+
+class KeyRangeSource(_CompiledSource):
+    def __init__(self, queryset: QuerySet, partition: Partition, rows: CompiledRows | None = None):
+        rows = rows or CompiledRows(queryset)
+        lhs = ", ".join(rows.column(name) for name in partition.key)
+        bounds, params = [], []
+        for op, values in ((">=", partition.lower), ("<", partition.upper)):
+            if values is not None:
+                bounds.append(f"({lhs}) {op} ({', '.join(['%s'] * len(values))})")
+                params += [rows.prepared(name, v) for name, v in zip(partition.key, values, strict=True)]
+        super().__init__(queryset, rows, partition.key, bounds, params)
+        self.partition = partition
+
+    @property
+    def queryset(self) -> QuerySet:
+        """The partition's rows as an ORM queryset (what splitting reads and counts)."""
+        qs, partition = self.scope, self.partition
+        if partition.lower is not None:
+            qs = qs.filter(row_compare(qs, self.key, ">=", partition.lower))
+        if partition.upper is not None:
+            qs = qs.filter(row_compare(qs, self.key, "<", partition.upper))
+        return qs
 
     def checkpoint_of(self, item) -> Any:
         return to_json([getattr(item, name) for name in self.key])
 
 
-class ModuloSource(ItemSource):
-    def __init__(self, queryset: QuerySet, partition: Partition):
-        (self.key,) = partition.key
-        self.queryset = queryset.alias(_bucket=Mod(F(self.key), Value(partition.modulus))).filter(
-            _bucket=partition.remainder
-        )
-
-    def fetch(self, after: Any, limit: int) -> list:
-        qs = self.queryset if after is None else self.queryset.filter(**{f"{self.key}__gt": after})
-        return list(qs.order_by(self.key)[:limit])
+class ModuloSource(_CompiledSource):
+    def __init__(self, queryset: QuerySet, partition: Partition, rows: CompiledRows | None = None):
+        rows = rows or CompiledRows(queryset)
+        (name,) = partition.key
+        super().__init__(queryset, rows, partition.key, [f"mod({rows.column(name)}, %s) = %s"],
+                         [partition.modulus, partition.remainder])
 
     def checkpoint_of(self, item) -> Any:
-        return to_json(getattr(item, self.key))
+        return to_json(getattr(item, self.key[0]))
+
+
+@cache
+def _pending_subjobs() -> CompiledRows:
+    """Every pending sub-job, compiled once per process; a partition binds its id."""
+    return CompiledRows(SubJob.objects.filter(status=SubJobStatus.PENDING))
 
 
 class SubJobSource(ItemSource):
@@ -77,11 +116,15 @@ class SubJobSource(ItemSource):
 
     def __init__(self, partition: Partition):
         self.partition_id = partition.pk
-        self.queryset = SubJob.objects.filter(partition=partition, status=SubJobStatus.PENDING)
+        rows = self.rows = _pending_subjobs()
+        bounds, seq = [f"{rows.column('partition')} = %s"], rows.column("seq")
+        self.first = rows.statement(bounds, [seq])
+        self.next = rows.statement([*bounds, f"{seq} > %s"], [seq])
 
     def fetch(self, after: Any, limit: int) -> list:
-        qs = self.queryset if after is None else self.queryset.filter(seq__gt=after)
-        return list(qs.order_by("seq")[:limit])
+        if after is None:
+            return self.rows.fetch(self.first, [self.partition_id], limit)
+        return self.rows.fetch(self.next, [self.partition_id, int(after)], limit)
 
     def checkpoint_of(self, item) -> Any:
         return item.seq
@@ -103,11 +146,11 @@ class RowRetrySource(SubJobSource):
 
     def __init__(self, partition: Partition, queryset: QuerySet):
         super().__init__(partition)
-        self.rows = queryset
+        self.named_rows = queryset
 
     def fetch(self, after: Any, limit: int) -> list:
         subjobs = super().fetch(after, limit)
-        rows = self.rows.in_bulk([sj.payload["pk"] for sj in subjobs])
+        rows = self.named_rows.in_bulk([sj.payload["pk"] for sj in subjobs])
         items = []
         for sj in subjobs:
             row = rows.get(sj.payload["pk"])
@@ -129,15 +172,15 @@ class _Missing:
         self.pk = pk
 
 
-def source_for(partition: Partition, queryset_of: Callable[[dict], QuerySet]) -> ItemSource:
-    """The item source for a claimed partition; `queryset_of(scope)` gives the rows of its job's scope."""
+def source_for(partition: Partition, setup: JobSetup) -> ItemSource:
+    """The item source for a claimed partition, reading the rows of its job's scope (`setup`)."""
     if partition.kind == Partition.Kind.ITEMS or partition.scope.get("items"):
         return SubJobSource(partition)
-    queryset = queryset_of(partition.scope)
+    queryset = setup.queryset(partition.scope)
     if partition.kind == Partition.Kind.RANGE:
-        return KeyRangeSource(queryset, partition)
+        return KeyRangeSource(queryset, partition, setup.rows(partition.scope))
     if partition.kind == Partition.Kind.MODULO:
-        return ModuloSource(queryset, partition)
+        return ModuloSource(queryset, partition, setup.rows(partition.scope))
     return RowRetrySource(partition, queryset)
 
 
