@@ -7,8 +7,9 @@ LIMIT %s`, so every fetch of a job is the same parameterised text (PostgreSQL fl
 key's index is used as before). Rows become model instances as the ORM's own iterable makes them
 (`from_db`, with the compiler's converters).
 
-SQL here is built from the model's quoted column names only, never from values; the statements below are
-this module's own, for the SQL registry at merge.
+SQL here is built from the job type's queryset and the model's quoted column names only, never from values; like
+the planner's keyset walk in `splits.py`, it depends on the job type, so it is one of the two run-time builders the
+SQL registry's test allows.
 """
 
 from __future__ import annotations
