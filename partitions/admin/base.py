@@ -16,7 +16,6 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from partitions.admin.actions import OPERATE, START, Outcome
-from partitions.encoding import dumps
 from partitions.models import Job
 from partitions.validation import parse_id
 
@@ -105,10 +104,6 @@ def changelist_url(model_name: str, **params) -> str:
 def short(text: str, limit: int = 120) -> str:
     text = " ".join((text or "").split())
     return text if len(text) <= limit else text[: limit - 1] + "\u2026"
-
-
-def as_json(value) -> str:
-    return dumps(value, indent=2, sort_keys=True)
 
 
 def report(model_admin: admin.ModelAdmin, request, outcomes: list[Outcome]) -> None:

@@ -20,6 +20,7 @@ from django.template.response import TemplateResponse
 
 from partitions import registry, schedules, services, validation
 from partitions.admin.base import job_url
+from partitions.admin.fields import DeadlineField, deadline_help
 from partitions.admin.schedule_form import PREFIX as SCHEDULE_PREFIX
 from partitions.admin.schedule_form import ScheduleForm, schedule_submit
 from partitions.admin.throttle import ThrottleFields
@@ -52,10 +53,7 @@ class StartOptionsForm(ThrottleFields):
         min_value=0, max_value=validation.MAX_PARALLEL_LIMIT, required=False, initial=0, label="Max parallel",
         help_text="Partitions in flight at once; 0 = unlimited. Fewer workers cost less and take longer.",
     )
-    deadline = forms.DateTimeField(
-        required=False, widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
-        help_text="Optional; the job page then projects the finish against it.",
-    )
+    deadline = DeadlineField(required=False)
     notify = forms.CharField(
         required=False, max_length=2000, label="Notify",
         help_text="This run's channels, comma-separated: email:ADDRESS, webhook:NAME, or none. Empty: the defaults.",
@@ -65,6 +63,7 @@ class StartOptionsForm(ThrottleFields):
         super().__init__(*args, **kwargs)
         self.fields["rate_limit"].help_text = "Items per second across every worker; empty = the job type's default."
         self.fields["pause_ms"].help_text = "Pause after each batch; empty = the job type's default."
+        self.fields["deadline"].help_text = f"Optional; the job page projects the finish against it. {deadline_help()}"
 
     def clean(self):
         """The same bounds the service applies (deadline range, column ranges), shown next to the fields."""
