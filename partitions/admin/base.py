@@ -121,14 +121,16 @@ def report(model_admin: admin.ModelAdmin, request, outcomes: list[Outcome]) -> N
 
 def confirm_response(model_admin: admin.ModelAdmin, request, *, label: str, question: str,
                      items: list[tuple[str, str]], hidden: list[tuple[str, object]], form_url: str, back_url: str,
-                     asks_reason: bool = False, danger: bool = False) -> TemplateResponse:
-    """The intermediate "are you sure?" page (like delete confirmation); its form POSTs `hidden` back."""
+                     asks_reason: bool = False, danger: bool = False,
+                     confirm_label: str | None = None) -> TemplateResponse:
+    """The intermediate "are you sure?" page (like delete confirmation); its form POSTs `hidden` back.
+    `confirm_label`: the button's words when they can say more than "Yes, <label>" ("Yes, retry 526 …")."""
     context = {
         **model_admin.admin_site.each_context(request),
         "opts": model_admin.opts,
         "title": f"{label}: are you sure?",
         "label": label,
-        "confirm_label": f"Yes, {label[0].lower()}{label[1:]}",
+        "confirm_label": confirm_label or f"Yes, {label[0].lower()}{label[1:]}",
         "question": question,
         "items": items,
         "hidden": hidden,

@@ -15,11 +15,13 @@ from django.http import Http404, HttpResponseNotAllowed, JsonResponse
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 
+from partitions import registry
 from partitions.admin import display, humanize
 from partitions.admin.actions import ACTIONS, OPERATE, job_controls
 from partitions.admin.base import KnownCountPaginator, changelist_url, short
 from partitions.admin.knob import knob_form_for
 from partitions.models import Job
+from partitions.notify.config import plan_for
 from partitions.selectors import (
     job_deliveries,
     job_events,
@@ -69,6 +71,14 @@ def _partition_rows(page) -> list[dict]:
             "error": short(p.last_error, 160),
         })
     return rows
+
+
+def _channels_text(job: Job) -> str:
+    """Where this job's notifications go, in words ("" when nowhere)."""
+    plan = plan_for(job, registry.all_types().get(job.type_name))
+    parts = ([f"e-mail to {', '.join(plan.email)}"] if plan.email else []) + [
+        f"webhook {hook.name}" for hook in plan.webhooks]
+    return "; ".join(parts)
 
 
 def _job_for(model_admin, request, object_id) -> Job | None:
@@ -133,6 +143,7 @@ def job_context(model_admin, request, job: Job) -> dict:
         "events_older": older,
         "events_newest": before is not None,
         "deliveries": job_deliveries(job.pk, limit=DELIVERIES_SHOWN),
+        "notify_channels": _channels_text(job),
         "run": job_run_statistics(job, points=points, stats=stats),
         "links": {
             "partitions": changelist_url("partition", job=job.pk),

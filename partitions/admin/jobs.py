@@ -196,6 +196,10 @@ class JobAdmin(EngineAdmin):
             back_url = job_url(job.pk)
         # With "select all N matching the filter" the count is the whole filtered list, not the page.
         question = f"{action.confirm} {f'these {jobs.count():,} jobs' if bulk else 'this job'}?"
+        touched = action.touches(jobs[0]) if action.touches and not bulk else ""
+        if touched:
+            question += f" This touches {touched}."
+        confirm_label = f"Yes, {action.verb.split(' the ')[0]} {touched}" if touched else None
         return confirm_response(self, request, label=action.label, question=question, items=items, hidden=hidden,
                                 form_url=form_url, back_url=back_url, asks_reason=action.asks_reason,
-                                danger=action.danger)
+                                danger=action.danger, confirm_label=confirm_label)

@@ -119,6 +119,10 @@ def _plan_problem(type_name: str, data: dict[str, Any]) -> str | None:
     return None
 
 
+#: `?mode=schedule`: the start page opened to create a schedule.
+SCHEDULE_MODE = "schedule"
+
+
 def start_view(model_admin, request):
     if request.method not in ("GET", "HEAD", "POST"):
         return HttpResponseNotAllowed(["GET", "HEAD", "POST"])
@@ -140,6 +144,10 @@ def start_view(model_admin, request):
         "start_token": start_token(request),
         "can_schedule": request.user.has_perm(schedules.ADD_SCHEDULE),
     }
+    # Schedule mode (Job schedules' Add): the same form, with the schedule part open and the title saying so.
+    context["schedule_mode"] = context["can_schedule"] and request.GET.get("mode") == SCHEDULE_MODE
+    if context["schedule_mode"]:
+        context["title"] = "Schedule a job"
     if job_type is None:
         request.current_app = model_admin.admin_site.name
         return TemplateResponse(request, "admin/partitions/job/start.html", context)
@@ -160,7 +168,7 @@ def start_view(model_admin, request):
         options = StartOptionsForm()
         schedule_form = ScheduleForm(prefix=SCHEDULE_PREFIX)
     context.update(params_form=params_form, options_form=options, schedule_form=schedule_form,
-                   scheduling="_schedule" in request.POST,
+                   scheduling="_schedule" in request.POST or context["schedule_mode"],
                    media=model_admin.media + params_form.media + options.media)
     request.current_app = model_admin.admin_site.name
     return TemplateResponse(request, "admin/partitions/job/start.html", context)
