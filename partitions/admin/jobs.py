@@ -7,8 +7,9 @@ from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect, JsonResponse
 from django.urls import path, reverse
+from django.utils.html import format_html
 
-from partitions.admin import display, job_page, knob, start, throttle, workers
+from partitions.admin import display, humanize, job_page, knob, start, throttle, workers
 from partitions.admin.actions import ACTIONS, JobAction, perform
 from partitions.admin.base import (
     EngineAdmin,
@@ -93,7 +94,8 @@ class JobAdmin(EngineAdmin):
 
     @admin.display(description="started", ordering="started_at")
     def started_col(self, job: Job):
-        return display.fmt_dt(job.started_at)
+        return format_html('<span class="pj-when" title="{}">{}</span>', humanize.when(job.started_at),
+                           humanize.when_compact(job.started_at))
 
     @admin.display(description="duration")
     def duration_col(self, job: Job):
