@@ -203,3 +203,36 @@ def test_the_rate_limit_bounds_are_in_items_per_hour_not_a_long_fraction(operato
                                          {"rate_limit": "0.0001", "pause_ms": "0"})
     html = response.content.decode()
     assert "At least 1 item per hour" in html and "greater than or equal to" not in html
+
+
+# The start page's preview ------------------------------------------------------------------------------------
+
+def preview_of(user, **params):
+    data = {"job_type": "tests.items_serial", "_preview": "Preview plan",
+            **{f"params-{k}": str(v) for k, v in params.items()}}
+    return client_for(user).post(reverse("admin:partitions_job_start"), data)
+
+
+@pytest.mark.django_db
+def test_the_preview_lists_the_first_and_last_partitions_with_the_count_between(operator):
+    response = preview_of(operator, count=2000, chunk_size=10)
+    preview = response.context["preview"]
+    assert preview["partitions"] == 200
+    seqs = [row.get("seq") for row in preview["rows"]]
+    assert seqs == [0, 1, 2, 3, 4, None, 195, 196, 197, 198, 199]
+    html = response.content.decode()
+    assert "190 more partitions" in html and "2,000 sub-jobs" in html and "200 partitions" in html
+    assert 'id="pj-preview-empty"' not in html
+
+
+@pytest.mark.django_db
+def test_a_small_plan_is_listed_whole(operator):
+    rows = preview_of(operator, count=10, chunk_size=1).context["preview"]["rows"]
+    assert [row["seq"] for row in rows] == list(range(10))
+
+
+@pytest.mark.django_db
+def test_the_preview_warns_when_nothing_would_be_processed(operator):
+    response = preview_of(operator, count=0, chunk_size=4)
+    assert response.context["preview"]["empty"]
+    assert "Nothing would be processed" in response.content.decode()

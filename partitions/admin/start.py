@@ -33,7 +33,8 @@ log = logging.getLogger(__name__)
 #: The job type's Params form is rendered with this prefix, so its field names never clash with ours.
 PARAMS_PREFIX = "params"
 #: Rows of a preview shown on the page (the totals always cover every partition).
-PREVIEW_ROWS = 200
+#: The preview lists the first and the last few partitions of a plan, not all of them.
+PREVIEW_EDGE = 5
 #: What a start token looks like (secrets.token_urlsafe(16)); anything else is ignored (no dedupe).
 START_TOKEN = re.compile(r"[A-Za-z0-9_-]{16,64}")
 
@@ -98,8 +99,15 @@ def _params_data(form: forms.Form) -> dict[str, Any]:
 
 
 def _preview_rows(plans) -> list[dict]:
+    """The first and last PREVIEW_EDGE partitions, with a gap row ("…") between them when there are more."""
     rows = []
-    for seq, plan in enumerate(plans[:PREVIEW_ROWS]):
+    edges = range(len(plans)) if len(plans) <= 2 * PREVIEW_EDGE + 1 else [
+        *range(PREVIEW_EDGE), None, *range(len(plans) - PREVIEW_EDGE, len(plans))]
+    for seq in edges:
+        if seq is None:
+            rows.append({"gap": len(plans) - 2 * PREVIEW_EDGE})
+            continue
+        plan = plans[seq]
         unsaved = Partition(kind=plan.kind, lower=plan.lower, upper=plan.upper, modulus=plan.modulus,
                             remainder=plan.remainder, estimated_items=plan.estimated_items)
         rows.append({"seq": seq, "kind": plan.kind, "bounds": unsaved.bounds_display,
@@ -210,8 +218,9 @@ def _show_refusal(params_form, exc: InvalidParams) -> None:
 
 def _preview(type_name: str, data: dict[str, Any]) -> dict[str, Any]:
     plans = services.job_preview(type_name, data)
-    return {"rows": _preview_rows(plans), "partitions": len(plans), "shown": min(len(plans), PREVIEW_ROWS),
-            "estimated": sum(p.estimated_items for p in plans), "subjobs": sum(len(p.items) for p in plans)}
+    estimated, subjobs = sum(p.estimated_items for p in plans), sum(len(p.items) for p in plans)
+    return {"rows": _preview_rows(plans), "partitions": len(plans), "estimated": estimated, "subjobs": subjobs,
+            "empty": not plans or not (estimated or subjobs)}
 
 
 def _start(request, type_name: str, data: dict[str, Any], params_form, options):
