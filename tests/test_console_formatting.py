@@ -10,11 +10,14 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
+from hypothesis import given
+from hypothesis import strategies as st
 
 from partitions.admin import humanize
 from partitions.models import Job, JobEvent
 from tests.conftest import make_staff
 from tests.factories import make_job, make_partition, make_subjob
+from tests.test_fuzz import FUZZ, texts
 
 pytestmark = pytest.mark.usefixtures("admin_env")
 
@@ -236,3 +239,40 @@ def test_the_preview_warns_when_nothing_would_be_processed(operator):
     response = preview_of(operator, count=0, chunk_size=4)
     assert response.context["preview"]["empty"]
     assert "Nothing would be processed" in response.content.decode()
+
+
+RELATIVE = st.one_of(texts, st.from_regex(r"\+-?[0-9]{0,9}[mhdsx ]?", fullmatch=True))
+
+
+@pytest.fixture
+def running_job(db):
+    return make_job(status="running")
+
+
+@FUZZ
+@given(choice=st.one_of(st.sampled_from(["", "keep", "set", "clear"]), texts), deadline=RELATIVE,
+       max_parallel=texts)
+def test_the_knobs_deadline_choice_and_relative_deadline_never_answer_500_and_refusals_write_nothing(
+        choice, deadline, max_parallel, running_job, superuser):
+    client = Client(raise_request_exception=False)
+    client.force_login(superuser)
+    before = Job.objects.values_list("deadline", "max_parallel").get(pk=running_job.pk)
+    response = client.post(reverse("admin:partitions_job_knob", args=[running_job.pk]),
+                           {"deadline_choice": choice, "deadline": deadline, "max_parallel": max_parallel},
+                           follow=True)
+    assert response.status_code in (200, 400)
+    levels = [m.level_tag for m in response.context["messages"]] if response.status_code == 200 else []
+    if any(level == "error" for level in levels) or response.status_code == 400:
+        assert Job.objects.values_list("deadline", "max_parallel").get(pk=running_job.pk) == before
+    Job.objects.filter(pk=running_job.pk).update(deadline=None, max_parallel=0)
+
+
+@FUZZ
+@given(deadline=RELATIVE)
+def test_the_start_forms_deadline_field_never_answers_500(deadline, operator):
+    client = Client(raise_request_exception=False)
+    client.force_login(operator)
+    response = client.post(reverse("admin:partitions_job_start"), {
+        "job_type": "tests.items_serial", "params-count": "3", "params-chunk_size": "1", "deadline": deadline,
+        "_preview": "Preview plan"})
+    assert response.status_code in (200, 400)
