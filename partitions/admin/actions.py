@@ -17,7 +17,7 @@ from django.contrib import messages
 from partitions import services
 from partitions.exceptions import DuplicateJob, InvalidParams, InvalidTransition, JobNotFound, PartitionsError
 from partitions.models import Job
-from partitions.selectors import JobStats
+from partitions.selectors import JobStats, job_failed_subjobs
 from partitions.states import (
     JOB_ADJUSTABLE,
     JOB_CANCELLABLE,
@@ -60,9 +60,15 @@ class JobAction:
     danger: bool = False
     #: Shown only when the job has something this action works on (a failure to retry).
     needs: Callable[[JobStats], bool] | None = None
+    #: What the action touches on one job, counted for its confirm page ("526 failed sub-jobs").
+    touches: Callable[[Job], str] | None = None
 
     def allowed_for(self, user) -> bool:
         return user.is_active and all(user.has_perm(p) for p in self.perms)
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n:,} {what}{'' if n == 1 else 's'}"
 
 
 def _retry_failed(job: Job, user: Any, reason: str) -> Outcome:
@@ -102,10 +108,13 @@ def _rerun(job: Job, user: Any, reason: str) -> Outcome:
 ACTIONS: dict[str, JobAction] = {a.name: a for a in [
     JobAction("retry_failed", "Retry failed partitions", "retry the failed partitions of",
               "Put every failed partition back to pending, with fresh attempts, for", (OPERATE,), "operate",
-              JOB_RETRYABLE, _retry_failed, needs=lambda s: bool(s.progress.partitions.get(PartitionStatus.FAILED))),
+              JOB_RETRYABLE, _retry_failed, needs=lambda s: bool(s.progress.partitions.get(PartitionStatus.FAILED)),
+              touches=lambda job: _count(job.partitions.filter(status=PartitionStatus.FAILED).count(),
+                                         "failed partition")),
     JobAction("retry_subjobs", "Retry failed sub-jobs", "retry the failed sub-jobs of",
               "Run every failed sub-job again (in new retry partitions) for", (OPERATE,), "operate",
-              JOB_RETRYABLE, _retry_subjobs, needs=lambda s: s.progress.items_failed > 0),
+              JOB_RETRYABLE, _retry_subjobs, needs=lambda s: s.progress.items_failed > 0,
+              touches=lambda job: _count(job_failed_subjobs(job.pk).count(), "failed sub-job")),
     JobAction("pause", "Pause", "pause", "Stop claiming new work for", (OPERATE,), "operate",
               JOB_PAUSABLE, _pause),
     JobAction("resume", "Resume", "resume", "Start claiming work again for", (OPERATE,), "operate",

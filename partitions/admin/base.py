@@ -16,7 +16,6 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from partitions.admin.actions import OPERATE, START, Outcome
-from partitions.encoding import dumps
 from partitions.models import Job
 from partitions.validation import parse_id
 
@@ -107,10 +106,6 @@ def short(text: str, limit: int = 120) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 
 
-def as_json(value) -> str:
-    return dumps(value, indent=2, sort_keys=True)
-
-
 def report(model_admin: admin.ModelAdmin, request, outcomes: list[Outcome]) -> None:
     """message_user for each outcome (the first few; then one summary line)."""
     for outcome in outcomes[:MAX_MESSAGES]:
@@ -126,14 +121,16 @@ def report(model_admin: admin.ModelAdmin, request, outcomes: list[Outcome]) -> N
 
 def confirm_response(model_admin: admin.ModelAdmin, request, *, label: str, question: str,
                      items: list[tuple[str, str]], hidden: list[tuple[str, object]], form_url: str, back_url: str,
-                     asks_reason: bool = False, danger: bool = False) -> TemplateResponse:
-    """The intermediate "are you sure?" page (like delete confirmation); its form POSTs `hidden` back."""
+                     asks_reason: bool = False, danger: bool = False,
+                     confirm_label: str | None = None) -> TemplateResponse:
+    """The intermediate "are you sure?" page (like delete confirmation); its form POSTs `hidden` back.
+    `confirm_label`: the button's words when they can say more than "Yes, <label>" ("Yes, retry 526 …")."""
     context = {
         **model_admin.admin_site.each_context(request),
         "opts": model_admin.opts,
         "title": f"{label}: are you sure?",
         "label": label,
-        "confirm_label": f"Yes, {label[0].lower()}{label[1:]}",
+        "confirm_label": confirm_label or f"Yes, {label[0].lower()}{label[1:]}",
         "question": question,
         "items": items,
         "hidden": hidden,

@@ -10,16 +10,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from django.utils import timezone
-from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from partitions import projection
+from partitions.admin import humanize
+from partitions.admin.humanize import duration as fmt_duration
 from partitions.selectors import JobStats, ThroughputPoint
 from partitions.states import JobStatus, PartitionStatus
 
-DASH = "\u2014"
+DASH = humanize.DASH
 PARTITION_ORDER = [PartitionStatus.RUNNING, PartitionStatus.PENDING, PartitionStatus.SUCCEEDED,
                    PartitionStatus.FAILED, PartitionStatus.CANCELLED]
 
@@ -32,23 +32,6 @@ def fmt_int(n: int | None) -> str:
     return DASH if n is None else f"{n:,}"
 
 
-def fmt_duration(seconds: float | None) -> str:
-    """`2d 3h`, `1h 02m`, `3m 20s`, `12s`."""
-    if seconds is None:
-        return DASH
-    s = round(seconds)
-    days, rest = divmod(s, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days}d {hours}h"
-    if hours:
-        return f"{hours}h {minutes:02d}m"
-    if minutes:
-        return f"{minutes}m {secs:02d}s"
-    return f"{secs}s"
-
-
 def fmt_rate(rate: float | None) -> str:
     if rate is None:
         return DASH
@@ -56,7 +39,7 @@ def fmt_rate(rate: float | None) -> str:
 
 
 def fmt_dt(dt: datetime | None) -> str:
-    return DASH if dt is None else date_format(timezone.localtime(dt), "Y-m-d H:i:s")
+    return humanize.when(dt)
 
 
 def fmt_eta(stats: JobStats) -> str:
@@ -186,7 +169,7 @@ def throttle_text(stats: JobStats) -> str:
 
 
 def _who(actor: str) -> str:
-    return actor.removeprefix("user:") or "the system"
+    return humanize.actor(actor)
 
 
 def outcome_text(stats: JobStats) -> str:
@@ -238,7 +221,6 @@ def live_payload(stats: JobStats, *, controls: list[str] | None = None) -> dict:
         "bar": bar_widths(stats),
         "fields": live_fields(stats),
         "figures": stats.figures(),
-        "summary": stats.job.stats.get("summary") if isinstance(stats.job.stats, dict) else None,
     }
     return payload if controls is None else {**payload, "controls": controls}
 

@@ -15,11 +15,13 @@ from django.http import Http404, HttpResponseNotAllowed, JsonResponse
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 
-from partitions.admin import display
+from partitions import registry
+from partitions.admin import display, humanize
 from partitions.admin.actions import ACTIONS, OPERATE, job_controls
-from partitions.admin.base import KnownCountPaginator, as_json, changelist_url, short
+from partitions.admin.base import KnownCountPaginator, changelist_url, short
 from partitions.admin.knob import knob_form_for
 from partitions.models import Job
+from partitions.notify.config import plan_for
 from partitions.selectors import (
     job_deliveries,
     job_events,
@@ -38,10 +40,10 @@ SUBJOBS_PER_PAGE = 25
 EVENTS_PER_PAGE = 50
 DELIVERIES_SHOWN = 50
 #: The page's sections below the header, in order, with their anchors; templates under
-#: admin/partitions/job/sections/. The live poll re-renders these and the facts.
+#: admin/partitions/job/sections/. The live poll re-renders these, the facts and the summary.
 PAGE_SECTIONS = (("chart", "pj-throughput"), ("partitions", "pj-partitions"), ("failed", "pj-failed-subjobs"),
                  ("timeline", "pj-timeline"), ("notifications", "pj-notifications"), ("statistics", "pj-statistics"))
-SECTIONS = ("facts", *(name for name, _ in PAGE_SECTIONS))
+SECTIONS = ("facts", "summary", *(name for name, _ in PAGE_SECTIONS))
 
 
 def _seconds(later, earlier) -> float | None:
@@ -71,6 +73,14 @@ def _partition_rows(page) -> list[dict]:
     return rows
 
 
+def _channels_text(job: Job) -> str:
+    """Where this job's notifications go, in words ("" when nowhere)."""
+    plan = plan_for(job, registry.all_types().get(job.type_name))
+    parts = ([f"e-mail to {', '.join(plan.email)}"] if plan.email else []) + [
+        f"webhook {hook.name}" for hook in plan.webhooks]
+    return "; ".join(parts)
+
+
 def _job_for(model_admin, request, object_id) -> Job | None:
     job = Job.objects.select_related("created_by").filter(pk=parse_id(unquote(object_id)) or 0).first()
     if job is not None and not model_admin.has_view_permission(request, job):
@@ -94,8 +104,7 @@ def job_context(model_admin, request, job: Job) -> dict:
     before = parse_id(request.GET.get("ebefore"))
     events = job_events(job.pk, before_id=before, limit=EVENTS_PER_PAGE)
     older = events[EVENTS_PER_PAGE - 1].pk if len(events) > EVENTS_PER_PAGE else None
-    events = [{"e": e, "data": short(as_json(e.data).replace("\n", " "), 200) if e.data else ""}
-              for e in events[:EVENTS_PER_PAGE]]
+    events = [{"e": e, "data": humanize.changes(e.data)} for e in events[:EVENTS_PER_PAGE]]
 
     ended = job.finished_at or (job.paused_at if job.status == JobStatus.PAUSED else None) or stats.now
     points = job_throughput_series(
@@ -111,10 +120,13 @@ def job_context(model_admin, request, job: Job) -> dict:
         "chart": display.throughput_svg(points),
         "started": display.fmt_dt(job.started_at),
         "created": display.fmt_dt(job.created_at),
+        "created_by": humanize.actor("", job.created_by) if job.created_by else "",
         "deadline": display.fmt_dt(job.deadline) if job.deadline else "",
         "params_items": sorted((job.params or {}).items()),
-        "stats_json": as_json(job.stats) if job.stats else "",
-        "summary_json": as_json(summary) if (summary := (job.stats or {}).get("summary")) else "",
+        # The finalize step's summary and the rest of the stored stats, as rows of a small table.
+        "summary_rows": humanize.rows((job.stats or {}).get("summary")),
+        "stats_rows": humanize.rows(job.stats, skip=("summary",)),
+        "zone": humanize.zone_name(),
         # Every control the user may ever use here is in the page, hidden unless `controls` shows it now.
         "actions": [a for a in ACTIONS.values() if a.allowed_for(request.user)],
         "controls": job_controls(request.user, stats),
@@ -131,6 +143,7 @@ def job_context(model_admin, request, job: Job) -> dict:
         "events_older": older,
         "events_newest": before is not None,
         "deliveries": job_deliveries(job.pk, limit=DELIVERIES_SHOWN),
+        "notify_channels": _channels_text(job),
         "run": job_run_statistics(job, points=points, stats=stats),
         "links": {
             "partitions": changelist_url("partition", job=job.pk),

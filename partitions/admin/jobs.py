@@ -7,8 +7,9 @@ from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect, JsonResponse
 from django.urls import path, reverse
+from django.utils.html import format_html
 
-from partitions.admin import display, job_page, knob, start, throttle, workers
+from partitions.admin import display, humanize, job_page, knob, start, throttle, workers
 from partitions.admin.actions import ACTIONS, JobAction, perform
 from partitions.admin.base import (
     EngineAdmin,
@@ -93,7 +94,8 @@ class JobAdmin(EngineAdmin):
 
     @admin.display(description="started", ordering="started_at")
     def started_col(self, job: Job):
-        return display.fmt_dt(job.started_at)
+        return format_html('<span class="pj-when" title="{}">{}</span>', humanize.when(job.started_at),
+                           humanize.when_compact(job.started_at))
 
     @admin.display(description="duration")
     def duration_col(self, job: Job):
@@ -196,6 +198,10 @@ class JobAdmin(EngineAdmin):
             back_url = job_url(job.pk)
         # With "select all N matching the filter" the count is the whole filtered list, not the page.
         question = f"{action.confirm} {f'these {jobs.count():,} jobs' if bulk else 'this job'}?"
+        touched = action.touches(jobs[0]) if action.touches and not bulk else ""
+        if touched:
+            question += f" This touches {touched}."
+        confirm_label = f"Yes, {action.verb.split(' the ')[0]} {touched}" if touched else None
         return confirm_response(self, request, label=action.label, question=question, items=items, hidden=hidden,
                                 form_url=form_url, back_url=back_url, asks_reason=action.asks_reason,
-                                danger=action.danger)
+                                danger=action.danger, confirm_label=confirm_label)

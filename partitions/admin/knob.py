@@ -9,23 +9,46 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 
 from partitions import knob, validation
+from partitions.admin import humanize
 from partitions.admin.actions import OPERATE, Outcome, guarded, operator_may
 from partitions.admin.base import job_url
+from partitions.admin.fields import DeadlineField
 from partitions.models import Job
 from partitions.states import JOB_ADJUSTABLE
 
+KEEP, SET, CLEAR = "keep", "set", "clear"
+
 
 class KnobForm(forms.Form):
-    """What the operator typed; the service validates again (the last line) and writes."""
+    """What the operator typed; the service validates again (the last line) and writes.
+
+    The deadline is one explicit choice: keep it, set it to the one typed, or clear it; a typed deadline with
+    "keep" means "set" (typing is the intent), a typed deadline with "clear" is refused as contradictory.
+    """
 
     max_parallel = forms.IntegerField(required=False, min_value=0, max_value=validation.MAX_PARALLEL_LIMIT,
-                                      help_text="Partitions in flight at most; 0 = no cap.")
-    deadline = forms.DateTimeField(required=False, help_text="Leave empty to keep it.")
-    clear_deadline = forms.BooleanField(required=False, label="No deadline")
+                                      help_text="Partitions in flight at most; 0 = no cap.",
+                                      widget=forms.NumberInput(attrs={"size": 6}))
+    deadline_choice = forms.ChoiceField(required=False, widget=forms.RadioSelect, initial=KEEP,
+                                        choices=[(KEEP, "keep"), (SET, "set to"), (CLEAR, "clear (no deadline)")])
+    deadline = DeadlineField(required=False)
+
+    def clean(self):
+        cleaned = super().clean()
+        choice, typed = cleaned.get("deadline_choice") or KEEP, cleaned.get("deadline")
+        if choice == CLEAR and typed is not None:
+            self.add_error("deadline", "Either clear the deadline or type a new one, not both.")
+        elif choice == SET and typed is None and "deadline" not in self.errors:
+            self.add_error("deadline", "Type the new deadline, or choose keep.")
+        return cleaned
 
 
 def knob_form_for(job: Job) -> KnobForm:
-    return KnobForm(initial={"max_parallel": job.max_parallel})
+    form = KnobForm(initial={"max_parallel": job.max_parallel, "deadline_choice": KEEP})
+    current = humanize.when(job.deadline) if job.deadline else "none"
+    form.fields["deadline_choice"].choices = [(KEEP, f"keep ({current})"), (SET, "set to"),
+                                              (CLEAR, "clear (no deadline)")]
+    return form
 
 
 def knob_allowed(user, job: Job) -> bool:
@@ -37,7 +60,7 @@ def _changes(form: KnobForm) -> dict:
     changes = {}
     if data["max_parallel"] is not None:
         changes["max_parallel"] = data["max_parallel"]
-    if data["clear_deadline"]:
+    if data["deadline_choice"] == CLEAR:
         changes["deadline"] = None
     elif data["deadline"] is not None:
         changes["deadline"] = data["deadline"]
@@ -70,7 +93,8 @@ def knob_view(model_admin, request, object_id):
             return Outcome(f"Nothing changed for job #{job.pk}: enter a max parallel or a deadline.", messages.WARNING)
         updated = knob.job_set(job.pk, actor=request.user, **changes)
         cap = updated.max_parallel or "unlimited"
-        return Outcome(f"Job #{job.pk}: max parallel {cap}, deadline {updated.deadline or 'none'}.")
+        deadline = humanize.when(updated.deadline) if updated.deadline else "none"
+        return Outcome(f"Job #{job.pk}: max parallel {cap}, deadline {deadline}.")
 
     outcome = guarded("change the settings of", job.pk, change)
     model_admin.message_user(request, outcome.message, outcome.level)

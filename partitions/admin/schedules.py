@@ -20,7 +20,7 @@ from django.utils.html import format_html
 
 from partitions import cadence as cadences
 from partitions import schedules
-from partitions.admin import display
+from partitions.admin import display, start
 from partitions.admin.actions import OPERATE, START, Outcome
 from partitions.admin.base import (
     EngineAdmin,
@@ -120,6 +120,15 @@ class ScheduleAdmin(EngineAdmin):
     list_select_related = ["last_job"]
     actions = [_bulk(action) for action in ACTIONS.values()]
 
+    def has_add_permission(self, request) -> bool:
+        """Add opens the start page in schedule mode, which needs both rights: add_jobschedule and start_job."""
+        return request.user.has_perm(schedules.ADD_SCHEDULE) and self.has_start_permission(request)
+
+    def add_view(self, request, form_url="", extra_context=None):
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        return HttpResponseRedirect(reverse("admin:partitions_job_start") + "?mode=" + start.SCHEDULE_MODE)
+
     def has_delete_schedule_permission(self, request) -> bool:
         """Deleting a schedule is its own right (O1), not the job operators' `operate_job`."""
         return request.user.has_perm(schedules.DELETE_SCHEDULE)
@@ -158,7 +167,7 @@ class ScheduleAdmin(EngineAdmin):
             return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
         if not self.has_view_permission(request, schedule):
             raise PermissionDenied
-        history = ScheduleEvent.objects.filter(schedule=schedule).select_related("job").order_by("-id")
+        history = ScheduleEvent.objects.filter(schedule=schedule).select_related("job", "actor_user").order_by("-id")
         context = {
             **self.admin_site.each_context(request), "opts": self.opts, "title": f"Schedule {schedule.name}",
             "schedule": schedule, "cadence": schedules.cadence_of(schedule).describe(),

@@ -20,6 +20,7 @@ from django.template.response import TemplateResponse
 
 from partitions import registry, schedules, services, validation
 from partitions.admin.base import job_url
+from partitions.admin.fields import DeadlineField, deadline_help
 from partitions.admin.schedule_form import PREFIX as SCHEDULE_PREFIX
 from partitions.admin.schedule_form import ScheduleForm, schedule_submit
 from partitions.admin.throttle import ThrottleFields
@@ -32,7 +33,8 @@ log = logging.getLogger(__name__)
 #: The job type's Params form is rendered with this prefix, so its field names never clash with ours.
 PARAMS_PREFIX = "params"
 #: Rows of a preview shown on the page (the totals always cover every partition).
-PREVIEW_ROWS = 200
+#: The preview lists the first and the last few partitions of a plan, not all of them.
+PREVIEW_EDGE = 5
 #: What a start token looks like (secrets.token_urlsafe(16)); anything else is ignored (no dedupe).
 START_TOKEN = re.compile(r"[A-Za-z0-9_-]{16,64}")
 
@@ -52,10 +54,7 @@ class StartOptionsForm(ThrottleFields):
         min_value=0, max_value=validation.MAX_PARALLEL_LIMIT, required=False, initial=0, label="Max parallel",
         help_text="Partitions in flight at once; 0 = unlimited. Fewer workers cost less and take longer.",
     )
-    deadline = forms.DateTimeField(
-        required=False, widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
-        help_text="Optional; the job page then projects the finish against it.",
-    )
+    deadline = DeadlineField(required=False)
     notify = forms.CharField(
         required=False, max_length=2000, label="Notify",
         help_text="This run's channels, comma-separated: email:ADDRESS, webhook:NAME, or none. Empty: the defaults.",
@@ -65,6 +64,7 @@ class StartOptionsForm(ThrottleFields):
         super().__init__(*args, **kwargs)
         self.fields["rate_limit"].help_text = "Items per second across every worker; empty = the job type's default."
         self.fields["pause_ms"].help_text = "Pause after each batch; empty = the job type's default."
+        self.fields["deadline"].help_text = f"Optional; the job page projects the finish against it. {deadline_help()}"
 
     def clean(self):
         """The same bounds the service applies (deadline range, column ranges), shown next to the fields."""
@@ -99,8 +99,15 @@ def _params_data(form: forms.Form) -> dict[str, Any]:
 
 
 def _preview_rows(plans) -> list[dict]:
+    """The first and last PREVIEW_EDGE partitions, with a gap row ("…") between them when there are more."""
     rows = []
-    for seq, plan in enumerate(plans[:PREVIEW_ROWS]):
+    edges = range(len(plans)) if len(plans) <= 2 * PREVIEW_EDGE + 1 else [
+        *range(PREVIEW_EDGE), None, *range(len(plans) - PREVIEW_EDGE, len(plans))]
+    for seq in edges:
+        if seq is None:
+            rows.append({"gap": len(plans) - 2 * PREVIEW_EDGE})
+            continue
+        plan = plans[seq]
         unsaved = Partition(kind=plan.kind, lower=plan.lower, upper=plan.upper, modulus=plan.modulus,
                             remainder=plan.remainder, estimated_items=plan.estimated_items)
         rows.append({"seq": seq, "kind": plan.kind, "bounds": unsaved.bounds_display,
@@ -118,6 +125,10 @@ def _plan_problem(type_name: str, data: dict[str, Any]) -> str | None:
         log.exception("plan check of %s failed", type_name)
         return error_line(exc)
     return None
+
+
+#: `?mode=schedule`: the start page opened to create a schedule.
+SCHEDULE_MODE = "schedule"
 
 
 def start_view(model_admin, request):
@@ -141,6 +152,10 @@ def start_view(model_admin, request):
         "start_token": start_token(request),
         "can_schedule": request.user.has_perm(schedules.ADD_SCHEDULE),
     }
+    # Schedule mode (Job schedules' Add): the same form, with the schedule part open and the title saying so.
+    context["schedule_mode"] = context["can_schedule"] and request.GET.get("mode") == SCHEDULE_MODE
+    if context["schedule_mode"]:
+        context["title"] = "Schedule a job"
     if job_type is None:
         request.current_app = model_admin.admin_site.name
         return TemplateResponse(request, "admin/partitions/job/start.html", context)
@@ -161,7 +176,7 @@ def start_view(model_admin, request):
         options = StartOptionsForm()
         schedule_form = ScheduleForm(prefix=SCHEDULE_PREFIX)
     context.update(params_form=params_form, options_form=options, schedule_form=schedule_form,
-                   scheduling="_schedule" in request.POST,
+                   scheduling="_schedule" in request.POST or context["schedule_mode"],
                    media=model_admin.media + params_form.media + options.media)
     request.current_app = model_admin.admin_site.name
     return TemplateResponse(request, "admin/partitions/job/start.html", context)
@@ -203,8 +218,9 @@ def _show_refusal(params_form, exc: InvalidParams) -> None:
 
 def _preview(type_name: str, data: dict[str, Any]) -> dict[str, Any]:
     plans = services.job_preview(type_name, data)
-    return {"rows": _preview_rows(plans), "partitions": len(plans), "shown": min(len(plans), PREVIEW_ROWS),
-            "estimated": sum(p.estimated_items for p in plans), "subjobs": sum(len(p.items) for p in plans)}
+    estimated, subjobs = sum(p.estimated_items for p in plans), sum(len(p.items) for p in plans)
+    return {"rows": _preview_rows(plans), "partitions": len(plans), "estimated": estimated, "subjobs": subjobs,
+            "empty": not plans or not (estimated or subjobs)}
 
 
 def _start(request, type_name: str, data: dict[str, Any], params_form, options):

@@ -23,7 +23,9 @@ class ThrottleFields(forms.Form):
 
     rate_limit = forms.FloatField(
         required=False, min_value=validation.RATE_LIMIT_MIN, max_value=validation.RATE_LIMIT_MAX,
-        label="Rate limit", help_text="Items per second across every worker; empty = no limit.")
+        label="Rate limit", help_text="Items per second across every worker; empty = no limit.",
+        error_messages={"min_value": "At least 1 item per hour (0.00028 items per second).",
+                        "max_value": f"At most {validation.RATE_LIMIT_MAX:,.0f} items per second."})
     pause_ms = forms.IntegerField(
         required=False, min_value=0, max_value=validation.PAUSE_MS_MAX, label="Pause after each batch (ms)",
         help_text="Gives the database room between batches; 0 = none.")

@@ -9,7 +9,6 @@
 //   .pj-progress[data-job-id][data-job-active]  the bar; rect[data-seg] segments
 //   [data-job-id][data-job-field=name]          text replaced by job.fields[name]
 //   [data-job-id][data-job-status]              the status badge
-//   [data-job-id][data-job-summary]             the finalize summary (job page)
 //   [data-job-id][data-job-control=name]        a control (action, throttle, knob) shown only while the
 //                                               live JSON's job.controls names it (job page)
 (function () {
@@ -46,11 +45,6 @@
         }
         x += width;
       });
-    });
-    each(sel + "[data-job-summary]", function (el) {
-      el.hidden = !job.summary;
-      const pre = el.querySelector("pre");
-      if (pre && job.summary) pre.textContent = JSON.stringify(job.summary, null, 2);
     });
     if (job.controls) {  // the job page: the server decides which controls show (actions.job_controls)
       each(sel + "[data-job-control]", function (el) {
