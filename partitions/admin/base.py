@@ -15,7 +15,7 @@ from django.utils.functional import cached_property
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-from partitions.admin.actions import OPERATE, START, Outcome
+from partitions.admin.actions import OPERATE, START, ActionResult
 from partitions.encoding import dumps
 from partitions.models import Job
 from partitions.validation import parse_id
@@ -111,7 +111,7 @@ def as_json(value) -> str:
     return dumps(value, indent=2, sort_keys=True)
 
 
-def report(model_admin: admin.ModelAdmin, request, outcomes: list[Outcome]) -> None:
+def report(model_admin: admin.ModelAdmin, request, outcomes: list[ActionResult]) -> None:
     """message_user for each outcome (the first few; then one summary line)."""
     for outcome in outcomes[:MAX_MESSAGES]:
         model_admin.message_user(request, outcome.message, outcome.level)

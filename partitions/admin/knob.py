@@ -9,7 +9,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 
 from partitions import knob, validation
-from partitions.admin.actions import OPERATE, Outcome, guarded, operator_may
+from partitions.admin.actions import OPERATE, ActionResult, guarded, operator_may
 from partitions.admin.base import job_url
 from partitions.models import Job
 from partitions.states import JOB_ADJUSTABLE
@@ -64,13 +64,14 @@ def knob_view(model_admin, request, object_id):
         model_admin.message_user(request, f"Nothing changed for job #{job.pk}. {_first_error(form)}", messages.ERROR)
         return HttpResponseRedirect(job_url(job.pk))
 
-    def change() -> Outcome:
+    def change() -> ActionResult:
         changes = _changes(form)
         if not changes:
-            return Outcome(f"Nothing changed for job #{job.pk}: enter a max parallel or a deadline.", messages.WARNING)
+            return ActionResult(f"Nothing changed for job #{job.pk}: enter a max parallel or a deadline.",
+                                messages.WARNING)
         updated = knob.job_set(job.pk, actor=request.user, **changes)
         cap = updated.max_parallel or "unlimited"
-        return Outcome(f"Job #{job.pk}: max parallel {cap}, deadline {updated.deadline or 'none'}.")
+        return ActionResult(f"Job #{job.pk}: max parallel {cap}, deadline {updated.deadline or 'none'}.")
 
     outcome = guarded("change the settings of", job.pk, change)
     model_admin.message_user(request, outcome.message, outcome.level)
