@@ -31,8 +31,9 @@ DEFAULTS = {
     # it has at least SPLIT_MIN_BATCHES batches left; and a partition that failed by timeout is halved.
     "SPLIT_RUNNING": True,
     "SPLIT_MIN_BATCHES": 4,
-    # "django_q": engine notifications become django-q2 tasks; None: nothing is enqueued (drive workers yourself).
-    "DISPATCHER": "django_q",
+    # The class that turns engine notifications into tasks (partitions.dispatch), as a dotted path; "django_q" is
+    # the django-q2 one's alias; None: nothing is enqueued (drive workers yourself).
+    "DISPATCHER": "partitions.tasks.QDispatcher",
     # How a cluster's pusher learns of new tasks and schedule changes (partitions.wakeups): "listen" (one LISTEN
     # connection per cluster, woken by NOTIFY; looks at the queue every WAKEUP_SAFETY_SECONDS anyway, so a lost
     # NOTIFY only delays work) or "poll" (every Q_CLUSTER `poll` seconds: behind a transaction pooler).
