@@ -9,10 +9,9 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 
 from partitions import knob, validation
-from partitions.admin.actions import OPERATE, ActionResult, guarded, operator_may
+from partitions.admin.actions import OPERATE, ActionResult, guarded
 from partitions.admin.base import job_url
 from partitions.models import Job
-from partitions.states import JOB_ADJUSTABLE
 
 
 class KnobForm(forms.Form):
@@ -26,10 +25,6 @@ class KnobForm(forms.Form):
 
 def knob_form_for(job: Job) -> KnobForm:
     return KnobForm(initial={"max_parallel": job.max_parallel})
-
-
-def knob_allowed(user, job: Job) -> bool:
-    return operator_may(user, job, JOB_ADJUSTABLE)
 
 
 def _changes(form: KnobForm) -> dict:
