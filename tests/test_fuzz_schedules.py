@@ -21,7 +21,7 @@ from partitions import schedules, validation
 from partitions.cadence import KINDS, Cadence, cadence_errors, next_fire
 from partitions.exceptions import PartitionsError
 from partitions.models import Job, JobEvent, JobSchedule, ScheduleEvent
-from tests.support import make_job
+from tests.factories import make_job
 from tests.test_fuzz import FUZZ, HOSTILE, cli_holds, deadlines, texts, whole_numbers
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_dispatcher", "admin_env")]

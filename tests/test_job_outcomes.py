@@ -18,7 +18,8 @@ from partitions.admin.actions import job_controls
 from partitions.models import Job
 from partitions.selectors import job_stats
 from partitions.statistics import job_run_statistics
-from tests.support import make_job, make_partition, planned_job, run_to_end
+from tests.factories import make_job, make_partition
+from tests.support import planned_job, run_to_end
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("admin_env")]
 

@@ -20,7 +20,8 @@ from partitions.models import Delivery, Job, JobEvent
 from partitions.notify import channels, config
 from partitions.retention import history_prune
 from tests.conftest import VIEW_PERMS, make_staff
-from tests.support import cli, make_job, started_job
+from tests.factories import make_job
+from tests.support import cli, started_job
 from tests.test_retention import history, job_with_history
 
 pytestmark = [pytest.mark.usefixtures("no_dispatcher")]
