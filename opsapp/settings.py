@@ -11,6 +11,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils.csp import CSP
 
 from opsapp import devdb
+from partitions import conf as engine_conf
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -185,36 +186,23 @@ LOGGING = {
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }
 
-# Engine (see partitions/conf.py): lease length, drain budget per task, circuit breaker.
-PARTITIONS_LEASE_SECONDS = env.float("PARTITIONS_LEASE_SECONDS", default=60.0)
-PARTITIONS_DRAIN_BUDGET_SECONDS = env.float("PARTITIONS_DRAIN_BUDGET_SECONDS", default=30.0)
-PARTITIONS_FAILURE_RATIO = env.float("PARTITIONS_FAILURE_RATIO", default=0.5)
-PARTITIONS_CLAIM_BATCH = env.int("PARTITIONS_CLAIM_BATCH", default=50)
-PARTITIONS_SPARE_DRAINS = env.int("PARTITIONS_SPARE_DRAINS", default=4)
-# Off behind a transaction-mode pooler (PgBouncer): a pooled backend does not belong to one worker.
-PARTITIONS_DETECT_DEAD_BACKENDS = env.bool("PARTITIONS_DETECT_DEAD_BACKENDS", default=not DATABASE_POOLING)
-# Wake-ups (partitions.wakeups): LISTEN/NOTIFY, or polling behind a transaction pooler (no LISTEN session there)
-# unless the LISTEN connection alone goes straight to PostgreSQL (PARTITIONS_WAKEUP_LISTEN_URL).
-PARTITIONS_WAKEUP_LISTEN_URL = env.str("PARTITIONS_WAKEUP_LISTEN_URL", default="")
-PARTITIONS_WAKEUPS = env.str("PARTITIONS_WAKEUPS",
-                             default="poll" if DATABASE_POOLING and not PARTITIONS_WAKEUP_LISTEN_URL else "listen")
-if PARTITIONS_WAKEUPS not in {"listen", "poll"}:
-    raise ImproperlyConfigured(f"PARTITIONS_WAKEUPS must be 'listen' or 'poll', not {PARTITIONS_WAKEUPS!r}.")
-PARTITIONS_WAKEUP_SAFETY_SECONDS = env.float("PARTITIONS_WAKEUP_SAFETY_SECONDS", default=15.0)
-# Days after which tick deletes a finished job's history (partition events, samples, sub-jobs); 0 keeps it.
-PARTITIONS_RETENTION_DAYS = env.int("PARTITIONS_RETENTION_DAYS", default=30)
-# Health checks between batches (partitions.health): cache seconds and thresholds; 0 turns a check off.
-PARTITIONS_HEALTH_CHECK_SECONDS = env.float("PARTITIONS_HEALTH_CHECK_SECONDS", default=5.0)
-PARTITIONS_MAX_REPLICATION_LAG_SECONDS = env.float("PARTITIONS_MAX_REPLICATION_LAG_SECONDS", default=60.0) or None
-PARTITIONS_MAX_TRANSACTION_AGE_SECONDS = env.float("PARTITIONS_MAX_TRANSACTION_AGE_SECONDS", default=300.0) or None
-# Idle workers split the running partition with the most work left (at least this many batches left).
-PARTITIONS_SPLIT_RUNNING = env.bool("PARTITIONS_SPLIT_RUNNING", default=True)
-PARTITIONS_SPLIT_MIN_BATCHES = env.int("PARTITIONS_SPLIT_MIN_BATCHES", default=4)
-# Step notifications (partitions.notify.config), as JSON: {"email": [...], "webhooks": {"NAME": {"url": ...,
-# "secret": ...}}, "events": [...], "partitions_failed_threshold": N}. Empty: none.
-PARTITIONS_NOTIFY = env.json("PARTITIONS_NOTIFY", default={})
-# Extra modules that register job types (besides every installed app's `jobs` module).
-PARTITIONS_JOB_MODULES = env.list("PARTITIONS_JOB_MODULES", default=[])
+# Engine: every PARTITIONS_* setting, read from the environment by its default's type; the defaults are
+# partitions/conf.py's DEFAULTS (one table), except the few below that depend on how the database is reached.
+# 0 turns a health check off and keeps history forever (partitions.conf.OFF_WHEN_ZERO). JSON values
+# (PARTITIONS_NOTIFY) are one line; lists (PARTITIONS_JOB_MODULES) are comma-separated.
+_ENGINE_ENV = {bool: env.bool, int: env.int, float: env.float, str: env.str, dict: env.json, list: env.list}
+_ENGINE_DEFAULTS = {
+    **engine_conf.DEFAULTS,
+    # Off behind a transaction-mode pooler (PgBouncer): a pooled backend does not belong to one worker.
+    "DETECT_DEAD_BACKENDS": not DATABASE_POOLING,
+    # Polling behind a transaction pooler (no LISTEN session there) unless the LISTEN connection alone goes
+    # straight to PostgreSQL (PARTITIONS_WAKEUP_LISTEN_URL).
+    "WAKEUPS": "poll" if DATABASE_POOLING and not env.str("PARTITIONS_WAKEUP_LISTEN_URL", default="") else "listen",
+}
+for _name, _default in _ENGINE_DEFAULTS.items():
+    globals()[f"PARTITIONS_{_name}"] = _ENGINE_ENV[type(_default)](f"PARTITIONS_{_name}", default=_default)
+if PARTITIONS_WAKEUPS not in {"listen", "poll"}:  # noqa: F821 - set by the loop above
+    raise ImproperlyConfigured(f"PARTITIONS_WAKEUPS must be 'listen' or 'poll', not {PARTITIONS_WAKEUPS!r}.")  # noqa: F821
 
 # /metrics: with a token, scrapers send `Authorization: Bearer <token>`; without one, staff sessions only.
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")

@@ -8,12 +8,9 @@ class PartitionsConfig(AppConfig):
     verbose_name = "Partitioned jobs"
 
     def ready(self) -> None:
-        from partitions import checks, conf, registry  # noqa: F401 - registers system checks
+        from partitions import checks, conf, dispatch, registry  # noqa: F401 - registers system checks
 
         registry.autodiscover()
         for module in conf.get("JOB_MODULES"):
             import_module(module)
-        if conf.get("DISPATCHER") == "django_q":
-            from partitions import tasks
-
-            tasks.install()
+        dispatch.set_dispatcher(dispatch.dispatcher_load(conf.get("DISPATCHER")))

@@ -23,7 +23,7 @@ DEFAULTS = {
     # second (fast partitions: many per round trip; slow ones: one at a time).
     "CLAIM_BATCH": 50,
     # Health checks between batches (partitions.health): seconds a process reuses a verdict, and the
-    # thresholds of the built-in checks (None turns one off).
+    # thresholds of the built-in checks (None or 0 turns one off).
     "HEALTH_CHECK_SECONDS": 5.0,
     "MAX_REPLICATION_LAG_SECONDS": 60.0,
     "MAX_TRANSACTION_AGE_SECONDS": 300.0,
@@ -31,8 +31,9 @@ DEFAULTS = {
     # it has at least SPLIT_MIN_BATCHES batches left; and a partition that failed by timeout is halved.
     "SPLIT_RUNNING": True,
     "SPLIT_MIN_BATCHES": 4,
-    # "django_q": engine notifications become django-q2 tasks; None: nothing is enqueued (drive workers yourself).
-    "DISPATCHER": "django_q",
+    # The class that turns engine notifications into tasks (partitions.dispatch), as a dotted path; "django_q" is
+    # the django-q2 one's alias; None: nothing is enqueued (drive workers yourself).
+    "DISPATCHER": "partitions.tasks.QDispatcher",
     # How a cluster's pusher learns of new tasks and schedule changes (partitions.wakeups): "listen" (one LISTEN
     # connection per cluster, woken by NOTIFY; looks at the queue every WAKEUP_SAFETY_SECONDS anyway, so a lost
     # NOTIFY only delays work) or "poll" (every Q_CLUSTER `poll` seconds: behind a transaction pooler).
@@ -52,7 +53,7 @@ DEFAULTS = {
     "NOTIFY_BACKOFF": 5.0,
     "NOTIFY_MAX_ATTEMPTS": 10,
     # Days after which a finished job's history (partition events, samples, sub-jobs) is deleted by tick;
-    # None keeps it forever. The job row, its partitions, its job-level events and final stats stay.
+    # None (or 0) keeps it forever. The job row, its partitions, its job-level events and final stats stay.
     "RETENTION_DAYS": 30,
     # Rows one retention DELETE removes at most, and DELETEs one tick runs at most (the rest waits a minute).
     "PRUNE_BATCH": 5000,
@@ -69,6 +70,14 @@ DEFAULTS = {
 }
 
 
+#: Settings where 0 means "off" (a check not made, history kept forever), as None does: so a value from the
+#: environment, where None cannot be written, turns them off the same way in every project.
+OFF_WHEN_ZERO = frozenset({"MAX_REPLICATION_LAG_SECONDS", "MAX_TRANSACTION_AGE_SECONDS", "RETENTION_DAYS"})
+
+
 def get(name: str):
-    """The setting PARTITIONS_<name>, or its default."""
-    return getattr(settings, f"PARTITIONS_{name}", DEFAULTS[name])
+    """The setting PARTITIONS_<name>, or its default (None for 0 where 0 turns it off)."""
+    value = getattr(settings, f"PARTITIONS_{name}", DEFAULTS[name])
+    if name in OFF_WHEN_ZERO and value == 0 and not isinstance(value, bool):
+        return None
+    return value

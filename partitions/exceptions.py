@@ -77,6 +77,15 @@ class InvalidParams(PartitionsError):
         super().__init__(f"invalid params for {job_type}: {self.detail}")
 
 
+class JobNotPlannable(InvalidParams):
+    """The job type's split fails with these params, so the job is not created (every surface refuses it as
+    it refuses invalid params); `reason` is the failure in one line."""
+
+    def __init__(self, job_type: str, reason: str):
+        self.reason = reason
+        super().__init__(job_type, {"__all__": [f"the plan cannot be made ({reason})"]})
+
+
 class ScheduleNotFound(PartitionsError):
     def __init__(self, name: object):
         self.name = name

@@ -1,6 +1,9 @@
-"""Engine tables: Job, Partition, SubJob, JobEvent, JobSample.
+"""Engine tables: Job, Partition, SubJob, JobEvent, JobSample, Delivery, OutboxCursor, JobSchedule,
+ScheduleEvent.
 
-Statuses change only through `partitions.lifecycle` and `partitions.claiming`.
+Who changes a status: a job's, a partition's and a sub-job's only `partitions.lifecycle` and the fenced
+statements of `partitions.claiming` (guarded by the transition tables of `partitions.states`); a delivery's
+only `partitions.notify.outbox`; a schedule's rows only `partitions.schedules`.
 All timestamps are written with the database clock (`now()` / `db_default`).
 """
 
@@ -142,7 +145,7 @@ class Partition(models.Model):
     checkpointed_at = models.DateTimeField(null=True, blank=True)
     # Items in the last batch's fetch (adaptive job types change it; a new run resumes from it).
     batch_size = models.PositiveIntegerField(null=True, blank=True)
-    # A running partition's remaining work can be split off to idle workers (partitions.splitting): each split
+    # A running partition's remaining work can be split off to idle workers (partitions.worker.splitting): each split
     # bumps bounds_version, and the holder's checkpoint refuses to commit a batch read under older bounds.
     bounds_version = models.PositiveIntegerField(default=0, db_default=0)
     split_from = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
@@ -303,7 +306,7 @@ class OutboxCursor(models.Model):
 class JobSchedule(models.Model):
     """A recurring run: a job type with validated params and run options, started at each fire of its cadence.
 
-    Fires are claimed in `partitions.claiming.schedules_claim_due` (one row lock, database clock), so a fire
+    Fires are claimed in `partitions.claiming.schedule_claim_due` (one row lock, database clock), so a fire
     happens once across every cluster; `partitions.schedules` owns every change of these rows.
     """
 

@@ -152,12 +152,6 @@ def schedule_create(*, actor: Any, cadence: Cadence, start_at: datetime | None =
     return schedule
 
 
-def schedule_name_free(name: str) -> None:
-    """ScheduleNameTaken when `name` is in use (checked up front so a form shows it next to the field)."""
-    if JobSchedule.objects.filter(name=(name or "").strip()).exists():
-        raise ScheduleNameTaken(name.strip())
-
-
 # Operator commands ---------------------------------------------------------------------------------------
 
 

@@ -14,7 +14,14 @@ from django.db.models import F, Max, Q
 from django.db.models.functions import Now
 
 from partitions import claiming, dispatch, registry, throttling, validation
-from partitions.exceptions import DuplicateJob, InvalidParams, InvalidTransition
+from partitions.exceptions import (
+    DuplicateJob,
+    InvalidParams,
+    InvalidTransition,
+    JobNotPlannable,
+    PartitionsError,
+    error_line,
+)
 from partitions.lifecycle import Actor, event, job_pending_work_cancel, transition, transition_many
 from partitions.models import Job, Partition, SubJob
 from partitions.notify.config import notify_choice
@@ -46,10 +53,12 @@ def job_start(type_name: str, params: dict[str, Any] | None = None, *, actor: An
 
     The throttle (rate_limit, pause_ms) defaults to the job type's. `notify` is the run's own channels
     (`email:ADDRESS`, `webhook:NAME`, `none`); None: the defaults. Raises InvalidParams for bad params or
-    run options (nothing is written then).
+    run options, JobNotPlannable when its split fails with these params (nothing is written then): a job is
+    created only if it can be planned, whoever starts it (admin, CLI, schedule, re-run).
     """
     job_type = registry.get(type_name)
     cleaned = job_type.validate_params(params)
+    _plan_check(type_name, cleaned)
     options = validation.run_options(
         max_parallel=max_parallel, priority=priority, deadline=deadline, dedupe_key=dedupe_key,
         allow_past_deadline=allow_past_deadline,
@@ -75,6 +84,19 @@ def job_start(type_name: str, params: dict[str, Any] | None = None, *, actor: An
         transaction.on_commit(lambda pk=job.pk: dispatch.job_created(pk))
         return job, True
     raise DuplicateJob(0, options.dedupe_key or "")
+
+
+def _plan_check(type_name: str, params: dict[str, Any]) -> None:
+    """Raise JobNotPlannable when the job type's split fails with these (valid) params: the dry run, in a
+    savepoint, so a failing query leaves the caller's transaction usable."""
+    try:
+        with transaction.atomic():
+            job_preview(type_name, params)
+    except PartitionsError:
+        raise
+    except Exception as exc:
+        log.warning("a %s job with these params cannot be planned: %s", type_name, error_line(exc), exc_info=True)
+        raise JobNotPlannable(type_name, error_line(exc)) from exc
 
 
 def job_preview(type_name: str, params: dict[str, Any] | None = None) -> list[PartitionPlan]:

@@ -128,10 +128,6 @@ def sources(table: dict[str, frozenset[str]], target: str) -> list[str]:
     return sorted(status for status, targets in table.items() if target in targets)
 
 
-def can_transition(table: dict[str, frozenset[str]], current: str, target: str) -> bool:
-    return target in table.get(current, frozenset())
-
-
 def _non_terminal_round_trips(table: dict[str, frozenset[str]], status: str) -> frozenset[str]:
     """Statuses `status` goes to and comes back from without ending (running <-> paused)."""
     return frozenset(s for s in table[status] if status in table.get(s, ()) and s not in JOB_TERMINAL) - {status}

@@ -23,6 +23,7 @@ from django.utils import timezone
 from django_q.brokers.orm import ORM
 from django_q.conf import Conf
 from django_q.models import OrmQ, Schedule
+from django_q.signals import post_spawn
 from django_q.signing import SignedPackage
 from django_q.status import Stat
 from django_q.tasks import async_task
@@ -77,6 +78,7 @@ def drain(job_id: int | None = None) -> dict[str, Any]:
 def finalize(job_id: int) -> str:
     with log_context(job=job_id):
         job = steps.job_finalize(job_id, worker_id=worker.worker_id())
+    dispatch.notifications_due()  # the job ended
     return f"job {job_id}: " + (job.status if job else "not finalizable now")
 
 
@@ -155,14 +157,13 @@ class QDispatcher:
         return fleet_workers()
 
     def job_drained(self, job_id: int) -> None:
-        # Called on the worker that finished the last partition (or in tick): finalize right here instead of
-        # queueing a task behind a poll; the step is claimed, so a racing finalizer simply gets None.
-        try:
-            with log_context(job=job_id, partition=None, lease_token=None):
-                steps.job_finalize(job_id, worker_id=worker.worker_id())
-        except Exception:  # its step lease runs out and tick restarts it; the drain goes on meanwhile
-            log.exception("finalizing job %s failed", job_id)
-        self.notifications_due()
+        # Only enqueued: the finalize step is claimed on the job row, so a racing finalizer (tick) gets None;
+        # the broker's NOTIFY wakes a worker for it at once.
+        async_task("partitions.tasks.finalize", job_id, group=f"job-{job_id}")
+
+    def installed(self) -> None:
+        """Chosen as the engine's dispatcher (AppConfig.ready): hook worker start-up."""
+        post_spawn.connect(on_worker_spawn, dispatch_uid="partitions.on_worker_spawn")
 
 
 TICK_SCHEDULE = "partitions.tick"
@@ -259,14 +260,6 @@ class WakeupBroker(ORM):
         written[key] = (state, now)
         self._stats_written = written
         return super().set_stat(key, value, max(timeout, int(3 * every)))
-
-
-def install() -> None:
-    """Route engine notifications to django-q2 and hook worker start-up (called from AppConfig.ready)."""
-    from django_q.signals import post_spawn
-
-    dispatch.set_dispatcher(QDispatcher())
-    post_spawn.connect(on_worker_spawn, dispatch_uid="partitions.on_worker_spawn")
 
 
 # What the admin and /metrics read from django-q2 ----------------------------------------------------------

@@ -207,7 +207,11 @@ def test_params_planning_cannot_use_are_refused_before_a_job_exists(params, oper
 
 
 def test_a_planning_failure_is_one_line_for_operators_with_no_traceback(db):
-    job, _ = services.job_start("tests.split_fails", {"partitions": 1}, actor="test")
+    from tests.factories import make_job
+
+    # job_start refuses a split that fails (tests/test_plan_check.py); one that fails by the time it is planned:
+    job = make_job(status="pending", params={"partitions": 1})
+    Job.objects.filter(pk=job.pk).update(type_name="tests.split_fails")
     steps.job_plan(job.pk, worker_id="planner")
     job.refresh_from_db()
     assert job.status == "failed"

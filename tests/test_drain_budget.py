@@ -13,7 +13,7 @@ from django.core.checks import run_checks
 from partitions import throttling, worker
 from partitions.models import Job, SubJob
 from partitions.waits import sleep_for
-from partitions.worker.draining import _Drain
+from partitions.worker.draining import _DrainState
 from partitions.worker.pacing import Pacer
 from tests.factories import make_job, make_partition
 from tests.support import planned_job
@@ -67,7 +67,7 @@ def test_a_standing_by_drain_whose_budget_is_already_spent_returns_without_a_neg
     settings.PARTITIONS_DETECT_DEAD_BACKENDS = True
     job = make_job(status="running")
     make_partition(job, status="running")  # a healthy lease elsewhere: the drain would stand by
-    run = _Drain("late-drain", time.monotonic() - 1, job.pk, standby=True)  # a negative remaining budget
+    run = _DrainState("late-drain", time.monotonic() - 1, job.pk, standby=True)  # a negative remaining budget
     try:
         assert run.idle() in (True, False)  # before: ValueError: sleep length must be non-negative
     finally:

@@ -63,8 +63,8 @@ def test_restart_lost_steps_redispatches_stale_pending_jobs_and_expired_steps(dj
     make_job(status="pending")  # just created: its plan task is probably still queued
     lost_finalize = make_job(status="finalizing", step_expires_at=timezone.now() - timedelta(seconds=1))
     make_job(status="planning", step_expires_at=timezone.now() + timedelta(seconds=60))
-    assert maintenance.restart_lost_steps() == {"plans_dispatched": 1, "finalizes_dispatched": 1}
-    # The plan task; finalize runs inline, here, and queues the notification sender after it.
+    assert maintenance.restart_lost_steps() == {"plans_dispatched": 1, "refinalized": 1}
+    # The plan task; tick runs the finalize step itself, and queues the notification sender after it.
     assert sorted(task.func() for task in OrmQ.objects.all()) == ["partitions.tasks.notify", "partitions.tasks.plan"]
     lost_finalize.refresh_from_db()
     assert lost_finalize.status == "succeeded"

@@ -117,10 +117,12 @@ def test_send_invoices_mails_every_customer_once_recovers_failures_and_notifies(
     messages = "".join(p.read_text() for p in mail.iterdir())
     assert messages.count("Subject: Your invoice for 2026-11") == 120
     assert messages.count("Subject: Invoice run 2026-11 finished") == 2
-    steps = list(JobEvent.objects.filter(job=job, type__in=["planning_started", "step_finished", "planning_finished",
-                                                             "finalizing_started", "job_succeeded"])
+    steps = list(JobEvent.objects.filter(job=job, type__in=["planning_started", "prepare_summarized",
+                                                             "planning_finished", "finalizing_started",
+                                                             "job_succeeded"])
                  .order_by("id").values_list("type", flat=True))
-    assert steps[:3] == ["planning_started", "step_finished", "planning_finished"] and steps[-1] == "job_succeeded"
+    assert steps[:3] == ["planning_started", "prepare_summarized", "planning_finished"]
+    assert steps[-1] == "job_succeeded"
 
 
 def test_a_cluster_killed_with_sigkill_mid_job_loses_nothing_and_repeats_nothing(clusters):

@@ -41,7 +41,7 @@ class MigrateSubscriptions(JobType):
 
     def prepare(self, job, params):
         products = self.changed_products(params)
-        event(job.pk, "step_finished", SYSTEM, {"step": "prepare", "changed_products": len(products)})
+        event(job.pk, "prepare_summarized", SYSTEM, {"changed_products": len(products)})
         return {"changed_products": len(products)}
 
     def split(self, job, params):
@@ -155,7 +155,7 @@ class SendInvoices(JobType):
 
     def prepare(self, job, params):
         customers = Customer.objects.count()
-        event(job.pk, "step_finished", SYSTEM, {"step": "prepare", "customers": customers})
+        event(job.pk, "prepare_summarized", SYSTEM, {"customers": customers})
         return {"customers": customers}
 
     def split(self, job, params):

@@ -37,7 +37,9 @@ START = "partitions.start_job"
 
 
 @dataclass(frozen=True)
-class Outcome:
+class ActionResult:
+    """What an operator action did, as the admin reports it (a message, its level, where to go next)."""
+
     message: str
     level: int = messages.SUCCESS
     job_id: int | None = None  # where to go next (re-run: the new job)
@@ -55,7 +57,7 @@ class JobAction:
     #: Django admin permission name of the bulk action (`has_<name>_permission` on the ModelAdmin).
     admin_permission: str
     states: frozenset[str]
-    call: Callable[[Job, Any, str], Outcome]
+    call: Callable[[Job, Any, str], ActionResult]
     asks_reason: bool = False
     danger: bool = False
     #: Shown only when the job has something this action works on (a failure to retry).
@@ -71,38 +73,38 @@ def _count(n: int, what: str) -> str:
     return f"{n:,} {what}{'' if n == 1 else 's'}"
 
 
-def _retry_failed(job: Job, user: Any, reason: str) -> Outcome:
+def _retry_failed(job: Job, user: Any, reason: str) -> ActionResult:
     n = services.job_retry_failed(job.pk, actor=user)
     if not n:
-        return Outcome(f"Job #{job.pk} has no failed partitions to retry.", messages.WARNING)
-    return Outcome(f"Job #{job.pk}: {n} failed partition(s) queued again.")
+        return ActionResult(f"Job #{job.pk} has no failed partitions to retry.", messages.WARNING)
+    return ActionResult(f"Job #{job.pk}: {n} failed partition(s) queued again.")
 
 
-def _retry_subjobs(job: Job, user: Any, reason: str) -> Outcome:
+def _retry_subjobs(job: Job, user: Any, reason: str) -> ActionResult:
     n = services.subjobs_retry(job.pk, None, actor=user)
     if not n:
-        return Outcome(f"Job #{job.pk} has no failed sub-jobs to retry.", messages.WARNING)
-    return Outcome(f"Job #{job.pk}: {n} failed sub-job(s) queued again.")
+        return ActionResult(f"Job #{job.pk} has no failed sub-jobs to retry.", messages.WARNING)
+    return ActionResult(f"Job #{job.pk}: {n} failed sub-job(s) queued again.")
 
 
-def _cancel(job: Job, user: Any, reason: str) -> Outcome:
+def _cancel(job: Job, user: Any, reason: str) -> ActionResult:
     services.job_cancel(job.pk, actor=user, reason=reason.strip() or f"cancelled by {user.get_username()}")
-    return Outcome(f"Job #{job.pk} cancelled.")
+    return ActionResult(f"Job #{job.pk} cancelled.")
 
 
-def _pause(job: Job, user: Any, reason: str) -> Outcome:
+def _pause(job: Job, user: Any, reason: str) -> ActionResult:
     services.job_pause(job.pk, actor=user)
-    return Outcome(f"Job #{job.pk} paused: running partitions stop at their next batch.")
+    return ActionResult(f"Job #{job.pk} paused: running partitions stop at their next batch.")
 
 
-def _resume(job: Job, user: Any, reason: str) -> Outcome:
+def _resume(job: Job, user: Any, reason: str) -> ActionResult:
     services.job_resume(job.pk, actor=user)
-    return Outcome(f"Job #{job.pk} resumed.")
+    return ActionResult(f"Job #{job.pk} resumed.")
 
 
-def _rerun(job: Job, user: Any, reason: str) -> Outcome:
+def _rerun(job: Job, user: Any, reason: str) -> ActionResult:
     new = services.job_rerun(job.pk, actor=user)
-    return Outcome(f"Job #{job.pk} re-run as job #{new.pk}.", job_id=new.pk)
+    return ActionResult(f"Job #{job.pk} re-run as job #{new.pk}.", job_id=new.pk)
 
 
 ACTIONS: dict[str, JobAction] = {a.name: a for a in [
@@ -126,29 +128,29 @@ ACTIONS: dict[str, JobAction] = {a.name: a for a in [
 ]}
 
 
-def perform(action: JobAction, job: Job, user: Any, *, reason: str = "") -> Outcome:
+def perform(action: JobAction, job: Job, user: Any, *, reason: str = "") -> ActionResult:
     """Run one action on one job; an engine refusal becomes an error message instead of an error page."""
     return guarded(action.verb, job.pk, lambda: action.call(job, user, reason))
 
 
-def guarded(verb: str, job_id: int, call: Callable[[], Outcome]) -> Outcome:
+def guarded(verb: str, job_id: int, call: Callable[[], ActionResult]) -> ActionResult:
     """Call a service; map the engine's typed refusals to a message naming the job and why."""
     try:
         return call()
     except InvalidTransition as exc:
-        return Outcome(f"Cannot {verb} job #{job_id} while it is {exc.current}.", messages.ERROR)
+        return ActionResult(f"Cannot {verb} job #{job_id} while it is {exc.current}.", messages.ERROR)
     except JobNotFound:
-        return Outcome(f"Job #{job_id} no longer exists.", messages.ERROR)
+        return ActionResult(f"Job #{job_id} no longer exists.", messages.ERROR)
     except InvalidParams as exc:
         if exc.job_type == RUN_OPTIONS:  # the operator's own input (a reason too long …)
-            return Outcome(f"Cannot {verb} job #{job_id}: {exc.detail}", messages.ERROR)
-        return Outcome(f"Cannot {verb} job #{job_id}: its params are no longer valid ({exc}).", messages.ERROR)
+            return ActionResult(f"Cannot {verb} job #{job_id}: {exc.detail}", messages.ERROR)
+        return ActionResult(f"Cannot {verb} job #{job_id}: its params are no longer valid ({exc}).", messages.ERROR)
     except DuplicateJob as exc:
-        return Outcome(f"Cannot {verb} job #{job_id}: job #{exc.existing_id} with the same dedupe key "
+        return ActionResult(f"Cannot {verb} job #{job_id}: job #{exc.existing_id} with the same dedupe key "
                        "is still active.", messages.ERROR)
     except PartitionsError as exc:
         log.info("admin action %r on job %s refused: %s", verb, job_id, exc)
-        return Outcome(f"Cannot {verb} job #{job_id}: {exc}", messages.ERROR)
+        return ActionResult(f"Cannot {verb} job #{job_id}: {exc}", messages.ERROR)
 
 
 #: The job page's controls besides the actions, each shown in these statuses to operators.

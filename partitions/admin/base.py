@@ -15,7 +15,7 @@ from django.utils.functional import cached_property
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-from partitions.admin.actions import OPERATE, START, Outcome
+from partitions.admin.actions import OPERATE, START, ActionResult
 from partitions.models import Job
 from partitions.validation import parse_id
 
@@ -106,7 +106,7 @@ def short(text: str, limit: int = 120) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 
 
-def report(model_admin: admin.ModelAdmin, request, outcomes: list[Outcome]) -> None:
+def report(model_admin: admin.ModelAdmin, request, outcomes: list[ActionResult]) -> None:
     """message_user for each outcome (the first few; then one summary line)."""
     for outcome in outcomes[:MAX_MESSAGES]:
         model_admin.message_user(request, outcome.message, outcome.level)

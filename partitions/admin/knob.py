@@ -10,11 +10,10 @@ from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 
 from partitions import knob, validation
 from partitions.admin import humanize
-from partitions.admin.actions import OPERATE, Outcome, guarded, operator_may
+from partitions.admin.actions import OPERATE, ActionResult, guarded
 from partitions.admin.base import job_url
 from partitions.admin.fields import DeadlineField
 from partitions.models import Job
-from partitions.states import JOB_ADJUSTABLE
 
 KEEP, SET, CLEAR = "keep", "set", "clear"
 
@@ -51,10 +50,6 @@ def knob_form_for(job: Job) -> KnobForm:
     return form
 
 
-def knob_allowed(user, job: Job) -> bool:
-    return operator_may(user, job, JOB_ADJUSTABLE)
-
-
 def _changes(form: KnobForm) -> dict:
     data = form.cleaned_data
     changes = {}
@@ -87,14 +82,15 @@ def knob_view(model_admin, request, object_id):
         model_admin.message_user(request, f"Nothing changed for job #{job.pk}. {_first_error(form)}", messages.ERROR)
         return HttpResponseRedirect(job_url(job.pk))
 
-    def change() -> Outcome:
+    def change() -> ActionResult:
         changes = _changes(form)
         if not changes:
-            return Outcome(f"Nothing changed for job #{job.pk}: enter a max parallel or a deadline.", messages.WARNING)
+            return ActionResult(f"Nothing changed for job #{job.pk}: enter a max parallel or a deadline.",
+                                messages.WARNING)
         updated = knob.job_set(job.pk, actor=request.user, **changes)
         cap = updated.max_parallel or "unlimited"
         deadline = humanize.when(updated.deadline) if updated.deadline else "none"
-        return Outcome(f"Job #{job.pk}: max parallel {cap}, deadline {deadline}.")
+        return ActionResult(f"Job #{job.pk}: max parallel {cap}, deadline {deadline}.")
 
     outcome = guarded("change the settings of", job.pk, change)
     model_admin.message_user(request, outcome.message, outcome.level)

@@ -21,7 +21,7 @@ from django.utils.html import format_html
 from partitions import cadence as cadences
 from partitions import schedules
 from partitions.admin import display, start
-from partitions.admin.actions import OPERATE, START, Outcome
+from partitions.admin.actions import OPERATE, START, ActionResult
 from partitions.admin.base import (
     EngineAdmin,
     action_target,
@@ -42,28 +42,28 @@ def schedule_url(schedule_id: int) -> str:
     return reverse("admin:partitions_jobschedule_change", args=[schedule_id])
 
 
-def _run_now(schedule: JobSchedule, user: Any) -> Outcome:
+def _run_now(schedule: JobSchedule, user: Any) -> ActionResult:
     result = schedules.schedule_run_now(schedule.pk, actor=user)
     if result.outcome == "fire_started":
-        return Outcome(f"Schedule {schedule.name}: started job #{result.job.pk}.", job_id=result.job.pk)
+        return ActionResult(f"Schedule {schedule.name}: started job #{result.job.pk}.", job_id=result.job.pk)
     if result.outcome == "fire_skipped":
-        return Outcome(f"Schedule {schedule.name}: nothing started, {result.detail}.", messages.WARNING)
-    return Outcome(f"Schedule {schedule.name} {result.detail}", messages.ERROR)
+        return ActionResult(f"Schedule {schedule.name}: nothing started, {result.detail}.", messages.WARNING)
+    return ActionResult(f"Schedule {schedule.name} {result.detail}", messages.ERROR)
 
 
-def _pause(schedule: JobSchedule, user: Any) -> Outcome:
+def _pause(schedule: JobSchedule, user: Any) -> ActionResult:
     schedules.schedule_pause(schedule.pk, actor=user)
-    return Outcome(f"Schedule {schedule.name} paused.")
+    return ActionResult(f"Schedule {schedule.name} paused.")
 
 
-def _resume(schedule: JobSchedule, user: Any) -> Outcome:
+def _resume(schedule: JobSchedule, user: Any) -> ActionResult:
     resumed = schedules.schedule_resume(schedule.pk, actor=user)
-    return Outcome(f"Schedule {schedule.name} resumed: next run {display.fmt_dt(resumed.next_run_at)}.")
+    return ActionResult(f"Schedule {schedule.name} resumed: next run {display.fmt_dt(resumed.next_run_at)}.")
 
 
-def _delete(schedule: JobSchedule, user: Any) -> Outcome:
+def _delete(schedule: JobSchedule, user: Any) -> ActionResult:
     schedules.schedule_delete(schedule.pk, actor=user)
-    return Outcome(f"Schedule {schedule.name} deleted (its jobs and history stay).")
+    return ActionResult(f"Schedule {schedule.name} deleted (its jobs and history stay).")
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,7 @@ class ScheduleAction:
     perms: tuple[str, ...]
     admin_permission: str  # has_<name>_permission on the ModelAdmin
     shown: Callable[[JobSchedule], bool]
-    call: Callable[[JobSchedule, Any], Outcome]
+    call: Callable[[JobSchedule, Any], ActionResult]
     danger: bool = False
 
     def allowed_for(self, user) -> bool:
@@ -92,17 +92,17 @@ ACTIONS: dict[str, ScheduleAction] = {a.name: a for a in [
 ]}
 
 
-def perform(action: ScheduleAction, schedule: JobSchedule, user: Any) -> Outcome:
+def perform(action: ScheduleAction, schedule: JobSchedule, user: Any) -> ActionResult:
     """One action on one schedule; an engine refusal becomes a message naming the schedule and why."""
     try:
         return action.call(schedule, user)
     except ScheduleNotFound:
-        return Outcome(f"Schedule {schedule.name} no longer exists.", messages.ERROR)
+        return ActionResult(f"Schedule {schedule.name} no longer exists.", messages.ERROR)
     except InvalidParams as exc:
-        return Outcome(f"Cannot {action.label.lower()} {schedule.name}: its params do not validate ({exc}).",
+        return ActionResult(f"Cannot {action.label.lower()} {schedule.name}: its params do not validate ({exc}).",
                        messages.ERROR)
     except PartitionsError as exc:  # NotPermitted included: the service checks the permission too
-        return Outcome(f"Cannot {action.label.lower()} {schedule.name}: {exc}", messages.ERROR)
+        return ActionResult(f"Cannot {action.label.lower()} {schedule.name}: {exc}", messages.ERROR)
 
 
 def _bulk(action: ScheduleAction):

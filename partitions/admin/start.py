@@ -24,7 +24,7 @@ from partitions.admin.fields import DeadlineField, deadline_help
 from partitions.admin.schedule_form import PREFIX as SCHEDULE_PREFIX
 from partitions.admin.schedule_form import ScheduleForm, schedule_submit
 from partitions.admin.throttle import ThrottleFields
-from partitions.exceptions import InvalidParams, JobTypeNotFound, PartitionsError, error_line
+from partitions.exceptions import InvalidParams, JobNotPlannable, JobTypeNotFound, PartitionsError, error_line
 from partitions.models import Job, Partition
 from partitions.notify.config import notify_choice
 
@@ -115,18 +115,6 @@ def _preview_rows(plans) -> list[dict]:
     return rows
 
 
-def _plan_problem(type_name: str, data: dict[str, Any]) -> str | None:
-    """Why the job's split fails with these params (the preview's error, one line), or None when it plans."""
-    try:
-        services.job_preview(type_name, data)
-    except PartitionsError:
-        return None  # invalid params and the like: job_start reports them next to the fields
-    except Exception as exc:
-        log.exception("plan check of %s failed", type_name)
-        return error_line(exc)
-    return None
-
-
 #: `?mode=schedule`: the start page opened to create a schedule.
 SCHEDULE_MODE = "schedule"
 
@@ -195,6 +183,9 @@ def _submit(request, type_name, params_form, options, context, schedule_form):
             params_form.is_valid()  # the service accepted the params; show the form bound, without errors
             return None
         return _start(request, type_name, data, params_form, options)
+    except JobNotPlannable as exc:  # job_start makes the plan-ability check (nothing was written)
+        messages.error(request, f"Cannot start: the plan cannot be made ({exc.reason}); the preview says the same.")
+        params_form.is_valid()
     except InvalidParams as exc:
         _show_refusal(params_form, exc)
     except JobTypeNotFound as exc:
@@ -227,10 +218,6 @@ def _start(request, type_name: str, data: dict[str, Any], params_form, options):
     """Start the job (a redirect to its page), or None with the reason shown on the form."""
     if not options.is_valid():
         params_form.is_valid()  # show every error at once
-        return None
-    if (problem := _plan_problem(type_name, data)) is not None:  # a job is created only if it can be planned
-        messages.error(request, f"Cannot start: the plan cannot be made ({problem}); the preview says the same.")
-        params_form.is_valid()
         return None
     token = request.POST.get("start_token", "")
     key = f"start-form:{request.user.pk}:{token}" if START_TOKEN.fullmatch(token) else None

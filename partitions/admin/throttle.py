@@ -13,7 +13,7 @@ from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 from django.template.response import TemplateResponse
 
 from partitions import services, validation
-from partitions.admin.actions import OPERATE, Outcome, guarded
+from partitions.admin.actions import OPERATE, ActionResult, guarded
 from partitions.admin.base import job_url
 from partitions.models import Job
 
@@ -71,12 +71,12 @@ def throttle_view(model_admin, request, object_id):
     return TemplateResponse(request, "admin/partitions/job/throttle.html", context)
 
 
-def _apply(job: Job, user, form: ThrottleForm) -> Outcome:
+def _apply(job: Job, user, form: ThrottleForm) -> ActionResult:
     data = form.cleaned_data
 
-    def call() -> Outcome:
+    def call() -> ActionResult:
         services.job_throttle(job.pk, actor=user, rate_limit=data["rate_limit"], pause_ms=data["pause_ms"] or 0,
                               ignore_health=data["ignore_health"])
-        return Outcome(f"Job #{job.pk}: throttle changed; running partitions follow it at their next batch.")
+        return ActionResult(f"Job #{job.pk}: throttle changed; running partitions follow it at their next batch.")
 
     return guarded("throttle", job.pk, call)

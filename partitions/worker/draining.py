@@ -58,17 +58,17 @@ def drain(*, budget_seconds: float | None = None, job_id: int | None = None, wor
     its lease or backoff ends.
     """
     budget = conf.get("DRAIN_BUDGET_SECONDS") if budget_seconds is None else budget_seconds
-    run = _Drain(worker or worker_id(), time.monotonic() + budget, job_id, standby)
+    state = _DrainState(worker or worker_id(), time.monotonic() + budget, job_id, standby)
     try:
-        with renewer().session(), log_context(worker=run.worker):
-            run.loop(claim_batch or conf.get("CLAIM_BATCH"))
+        with renewer().session(), log_context(worker=state.worker):
+            state.loop(claim_batch or conf.get("CLAIM_BATCH"))
     finally:
-        if run.standby_until is not None:
+        if state.standby_until is not None:
             claiming.standby_release()
-    return run.report
+    return state.report
 
 
-class _Drain:
+class _DrainState:
     """The state of one drain: its budget, what it ran, its job setups and whether it stands by."""
 
     def __init__(self, worker: str, deadline: float, job_id: int | None, standby: bool):

@@ -41,16 +41,22 @@ def reap_expired_leases() -> dict[str, int]:
     return reaped
 
 
+def _finalize(job_ids) -> int:
+    """The finalize step of each job, run here (tick calls steps directly); how many this tick finalized."""
+    done = sum(steps.job_finalize(job_id, worker_id="tick") is not None for job_id in job_ids)
+    if done:
+        dispatch.notifications_due()  # the jobs ended
+    return done
+
+
 def finalize_finished_jobs() -> dict[str, int]:
     """Running jobs whose partitions are all terminal (a lost finalize task) are finalized now."""
-    done = 0
-    for job_id in claiming.jobs_without_unfinished_partitions():
-        done += steps.job_finalize(job_id, worker_id="tick") is not None
-    return {"finalized": done}
+    return {"finalized": _finalize(claiming.jobs_without_unfinished_partitions())}
 
 
 def restart_lost_steps() -> dict[str, int]:
-    """Pending jobs nobody planned, and plan/finalize steps whose owner died, are dispatched again."""
+    """Pending jobs nobody planned, and plan steps whose owner died, are dispatched again (a plan may run long:
+    a worker takes it, not tick); finalize steps whose owner died are finalized here."""
     # The database clock, like the step leases themselves.
     stale_pending = Job.objects.filter(status=JobStatus.PENDING, created_at__lt=Now() - timedelta(seconds=30))
     expired_steps = Job.objects.filter(claiming.step_lapsed_q())
@@ -60,11 +66,8 @@ def restart_lost_steps() -> dict[str, int]:
     ):
         dispatch.job_created(job_id)
         planned += 1
-    refinalized = 0
-    for job_id in expired_steps.filter(status=JobStatus.FINALIZING).values_list("pk", flat=True):
-        dispatch.job_drained(job_id)
-        refinalized += 1
-    return {"plans_dispatched": planned, "finalizes_dispatched": refinalized}
+    refinalized = _finalize(list(expired_steps.filter(status=JobStatus.FINALIZING).values_list("pk", flat=True)))
+    return {"plans_dispatched": planned, "refinalized": refinalized}
 
 
 def top_up_drains() -> dict[str, int]:

@@ -1,10 +1,16 @@
-"""The one place outcomes of partition runs become transitions: successes completed together, the rest one by one."""
+"""The one table from a partition run's outcome to its transition (`HANDLERS`), applied in one pass.
+
+Successes of one batch complete in one statement; every other outcome goes through its handler, one by one.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
 
-from partitions import claiming, services
+from partitions import claiming
 from partitions.exceptions import LeaseLost, error_line
 from partitions.logs import partition_fields
 from partitions.models import Partition
@@ -16,23 +22,76 @@ from partitions.worker.run import Outcome
 log = logging.getLogger(__name__)
 
 
-def _finishes(partition: Partition, token: int, outcome: Outcome, actor: str, job_type) -> bool:
-    if outcome.kind == "released":
-        claiming.partition_release(partition.pk, token, actor=actor, reason=outcome.reason)
-    elif outcome.kind in {"failed", "retry"}:
-        delay = outcome.retry_after if outcome.retry_after is not None else job_type.backoff.delay(partition.attempts)
-        status = claiming.partition_fail(partition.pk, token, actor=actor, error=outcome.reason,
-                                         traceback=outcome.traceback, retry_after=delay, final=outcome.final)
-        if status == PartitionStatus.PENDING and outcome.timed_out:
-            splitting.halve_after_failure(partition.pk, actor=actor, why=f"timed out: {outcome.reason}"[:300])
-        if status == PartitionStatus.FAILED:
-            return not steps.job_trip_breaker(partition.job_id) and _none_left(partition.job_id)
-    elif outcome.kind == "cancelled":
-        claiming.partition_cancel(partition.pk, token, actor=actor, reason=outcome.reason)
-    elif outcome.kind == "cancel_job":
-        claiming.partition_cancel(partition.pk, token, actor=actor, reason=outcome.reason)
-        services.job_cancel(partition.job_id, actor=actor, reason=error_line(outcome.reason))
+class OutcomeKind(StrEnum):
+    """How one run of a partition ended (`Outcome.kind`)."""
+
+    SUCCEEDED = "succeeded"  # every item handled: the partition completes
+    RELEASED = "released"  # handed back unfinished (budget spent, job paused, max_parallel lowered)
+    RETRY = "retry"  # the job type asked for a retry later (`Retry(after=…)`)
+    FAILED = "failed"  # an error: retried with backoff while attempts are left, else failed for good
+    CANCELLED = "cancelled"  # the job was cancelled or ended meanwhile
+    CANCEL_JOB = "cancel_job"  # the job type asked to cancel the whole job (`CancelJob`)
+    LEASE_LOST = "lease_lost"  # another worker holds the partition now: nothing to record
+
+
+@dataclass(frozen=True)
+class _Finished:
+    """One finished run as its handler sees it."""
+
+    partition: Partition
+    outcome: Outcome
+    worker_id: str
+    cache: dict[int, JobSetup] | None
+
+
+def _release(run: _Finished) -> bool:
+    claiming.partition_release(run.partition.pk, run.partition.lease_token, actor=run.worker_id,
+                               reason=run.outcome.reason)
     return False
+
+
+def _fail(run: _Finished) -> bool:
+    """Back to pending after its backoff (halved first when it timed out), or failed when out of attempts;
+    a final failure may trip the job's circuit breaker or leave the job with nothing unfinished."""
+    partition, outcome = run.partition, run.outcome
+    delay = outcome.retry_after
+    if delay is None:
+        delay = job_setup(partition.job_id, run.cache).job_type.backoff.delay(partition.attempts)
+    status = claiming.partition_fail(partition.pk, partition.lease_token, actor=run.worker_id, error=outcome.reason,
+                                     traceback=outcome.traceback, retry_after=delay, final=outcome.final)
+    if status == PartitionStatus.PENDING and outcome.timed_out:
+        splitting.halve_after_failure(partition.pk, actor=run.worker_id, why=f"timed out: {outcome.reason}"[:300])
+    if status == PartitionStatus.FAILED:
+        return not steps.job_trip_breaker(partition.job_id) and _none_left(partition.job_id)
+    return False
+
+
+def _cancel(run: _Finished) -> bool:
+    claiming.partition_cancel(run.partition.pk, run.partition.lease_token, actor=run.worker_id,
+                              reason=run.outcome.reason)
+    return False
+
+
+def _cancel_job(run: _Finished) -> bool:
+    _cancel(run)
+    steps.job_cancel(run.partition.job_id, actor=run.worker_id, reason=error_line(run.outcome.reason))
+    return False
+
+
+def _nothing(run: _Finished) -> bool:
+    return False
+
+
+#: Every outcome but success, and its transition; True when the job may now be finalized. (Successes are
+#: completed together, in one statement, by `apply_outcomes`.)
+HANDLERS: dict[OutcomeKind, Callable[[_Finished], bool]] = {
+    OutcomeKind.RELEASED: _release,
+    OutcomeKind.RETRY: _fail,
+    OutcomeKind.FAILED: _fail,
+    OutcomeKind.CANCELLED: _cancel,
+    OutcomeKind.CANCEL_JOB: _cancel_job,
+    OutcomeKind.LEASE_LOST: _nothing,
+}
 
 
 def _none_left(job_id: int) -> bool:
@@ -41,20 +100,24 @@ def _none_left(job_id: int) -> bool:
 
 def apply_outcomes(finished: list[tuple[Partition, Outcome]], *, worker_id: str,
                    cache: dict[int, JobSetup] | None = None) -> set[int]:
-    """The one place outcomes become transitions: successes in one statement, the rest one by one.
+    """Record every finished run: successes in one statement, the rest through `HANDLERS`, one by one.
 
     Returns the jobs that may now be finalized.
     """
-    done = [(p, o) for p, o in finished if o.kind == "succeeded"]
+    done = [(p, o) for p, o in finished if o.kind == OutcomeKind.SUCCEEDED]
     completed, jobs = claiming.partitions_complete([(p.pk, p.lease_token, o.stats) for p, o in done],
                                                    actor=worker_id)
-    for partition, outcome in done:
-        _log(partition, outcome)
-        if partition.pk not in completed:
-            _lease_lost(partition, outcome)
     for partition, outcome in finished:
-        if outcome.kind != "succeeded" and apply_outcome(partition, outcome, worker_id=worker_id, cache=cache):
-            jobs.add(partition.job_id)
+        _log(partition, outcome)
+        if outcome.kind == OutcomeKind.SUCCEEDED:
+            if partition.pk not in completed:
+                _lease_lost(partition, outcome)
+            continue
+        try:
+            if HANDLERS[OutcomeKind(outcome.kind)](_Finished(partition, outcome, worker_id, cache)):
+                jobs.add(partition.job_id)
+        except LeaseLost:
+            _lease_lost(partition, outcome)
     return jobs
 
 
@@ -70,15 +133,5 @@ def _lease_lost(partition: Partition, outcome: Outcome) -> None:
 
 def apply_outcome(partition: Partition, outcome: Outcome, *, worker_id: str,
                   cache: dict[int, JobSetup] | None = None) -> bool:
-    """One outcome as a transition; True when the job may now be finalized."""
-    if outcome.kind == "succeeded":
-        return partition.job_id in apply_outcomes([(partition, outcome)], worker_id=worker_id, cache=cache)
-    _log(partition, outcome)
-    if outcome.kind == "lease_lost":
-        return False
-    try:
-        job_type = job_setup(partition.job_id, cache).job_type
-        return _finishes(partition, partition.lease_token, outcome, worker_id, job_type)
-    except LeaseLost:
-        _lease_lost(partition, outcome)
-        return False
+    """One finished run, recorded; True when its job may now be finalized."""
+    return partition.job_id in apply_outcomes([(partition, outcome)], worker_id=worker_id, cache=cache)

@@ -98,6 +98,20 @@ def job_finalize(job_id: int, *, worker_id: str) -> Job | None:
                                     data=progress.as_dict(), updates={"stats": stats, "error": ""})
 
 
+def job_cancel(job_id: int, *, actor: str, reason: str) -> bool:
+    """A job type asked to cancel its job (`CancelJob`): the job's own cancel transition, as an operator's
+    cancel makes it; False when the job had ended meanwhile."""
+    try:
+        with transaction.atomic():
+            transition(Job, job_id, JobStatus.CANCELLED, actor=actor, event_type="job_cancelled",
+                       data={"reason": reason}, updates={"error": reason})
+            job_pending_work_cancel(job_id, actor=actor)
+    except InvalidTransition:
+        return False
+    transaction.on_commit(dispatch.notifications_due)
+    return True
+
+
 def job_trip_breaker(job_id: int) -> bool:
     """Fail the job early when too large a share of its partitions failed; True if it tripped."""
     progress = job_progress(job_id)

@@ -5,10 +5,7 @@ Every subcommand takes --json. Bad input exits non-zero with one line and writes
 
 from __future__ import annotations
 
-import argparse
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -19,11 +16,12 @@ from django.utils.dateparse import parse_datetime
 from partitions import conf, knob, registry, services, validation
 from partitions.encoding import dumps
 from partitions.exceptions import PartitionsError, error_line
+from partitions.management.cli_arguments import age_arg, job_id_arg, list_limit, parse_params, rate_arg, whole_number
+from partitions.management.cli_output import job_summary, progress_line, projection_line, quiet_logs, throttle_line
 from partitions.management.schedules_cli import ScheduleCommands
 from partitions.models import Job, JobEvent, Partition
-from partitions.projection import LIMIT_WORDS
 from partitions.retention import history_prune
-from partitions.selectors import job_get, job_splits, job_stats
+from partitions.selectors import job_get
 from partitions.states import JOB_TERMINAL, JobStatus, PartitionStatus
 from partitions.statistics import job_run_statistics
 from partitions.waits import sleep_for
@@ -31,142 +29,6 @@ from partitions.waits import sleep_for
 ACTOR = "cli"
 
 log = logging.getLogger(__name__)
-
-
-def parse_params(pairs: list[str]) -> dict[str, str]:
-    """`key=value` pairs into a dict (values stay strings: the Params form parses them); a key given twice is
-    refused rather than silently taking the last value."""
-    params: dict[str, str] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise CommandError(f"--param expects key=value, got {pair!r}")
-        if key in params:
-            raise CommandError(f"--param {key} given twice ({params[key]!r} and {value!r}): give it once")
-        params[key] = value
-    return params
-
-
-def list_limit(value: str) -> int:
-    """argparse type for --limit: ASCII digits from 1 to LIST_LIMIT_MAX."""
-    number = validation.parse_id(value)
-    if number is None or not 1 <= number <= validation.LIST_LIMIT_MAX:
-        raise argparse.ArgumentTypeError(f"expected a whole number from 1 to {validation.LIST_LIMIT_MAX:,}")
-    return number
-
-
-def job_id_arg(value: str) -> int:
-    """argparse type for a job id: ASCII digits that fit a bigint."""
-    number = validation.parse_id(value)
-    if number is None:
-        raise argparse.ArgumentTypeError(f"not a job id: {value!r}")
-    return number
-
-
-def whole_number(value: str) -> int:
-    """argparse type for --max-parallel/--priority: a signed whole number (the service checks the range)."""
-    text = value.strip()
-    digits = text.removeprefix("-")
-    if not (digits.isascii() and digits.isdigit()) or len(digits) > validation.ID_MAX_DIGITS:
-        raise argparse.ArgumentTypeError(f"not a whole number: {value!r}")
-    return int(text)
-
-
-def rate_arg(value: str) -> float | None:
-    """argparse type for --rate: items per second, or `none` for no limit (the service checks the range)."""
-    if value.strip().lower() in {"none", "off", "0"}:
-        return None
-    try:
-        rate = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a rate in items per second (or none): {value!r}") from None
-    if rate != rate or rate in {float("inf"), float("-inf")}:
-        raise argparse.ArgumentTypeError(f"not a finite rate: {value!r}")
-    return rate
-
-
-#: The longest --older-than: far past any history, well inside timedelta's range.
-AGE_MAX = timedelta(days=100_000)
-
-
-def age_arg(value: str) -> timedelta:
-    """argparse type for --older-than: a whole number of days, hours or minutes (`30d`, `12h`, `90m`;
-    `validation.parse_duration`'s grammar)."""
-    age = validation.duration(value)
-    if age is None or age > AGE_MAX:
-        raise argparse.ArgumentTypeError(f"expected an age such as 30d, 12h or 90m, got {value!r}")
-    return age
-
-
-def job_summary(job: Job) -> dict[str, Any]:
-    """The machine-readable state of a job (what --json prints)."""
-    stats = job_stats(job)
-    return {
-        "id": job.pk, "type": job.type_name, "status": job.status, "params": job.params, "error": job.error,
-        "created_at": job.created_at, "finished_at": job.finished_at, "max_parallel": job.max_parallel,
-        **stats.progress.as_dict(), **stats.figures(), "throttle": stats.throttle(),
-        "splits": job_splits(job.pk),
-    }
-
-
-def throttle_line(summary: dict[str, Any]) -> str:
-    """The throttle part of a status line ("" when nothing throttles the job)."""
-    t = summary["throttle"]
-    parts = []
-    if t["rate_limit"] and summary["status"] in JOB_TERMINAL:  # an ended job's average is no reading of it
-        parts.append(f"rate limit {t['rate_limit']:,g} items/s")
-    elif t["rate_limit"]:
-        parts.append(f"rate {summary['items_per_second']:,.1f}/{t['rate_limit']:,g} items/s")
-    if t["pause_ms"]:
-        parts.append(f"pause {t['pause_ms']} ms")
-    if t["held"]:
-        parts.append(f"THROTTLED since {t['throttled_since']:%H:%M:%S}: {t['throttled_reason']}")
-    if t["ignore_health"]:
-        parts.append("health checks ignored")
-    return "  " + "; ".join(parts) if parts else ""
-
-
-def projection_line(summary: dict[str, Any]) -> str:
-    """The deadline verdict, what limits the job and the advice that can work ("" when none applies)."""
-    parts = [f"deadline: {summary['verdict']}"] if summary["verdict"] else []
-    if summary["held"]:
-        parts.append(f"held: {summary['held']}")
-    elif summary["limited_by"]:
-        parts.append(LIMIT_WORDS[summary["limited_by"]])
-    if (needed := summary["workers_needed"]) is not None:
-        fleet = summary["fleet_workers"]
-        parts.append(f"needs {needed} parallel worker{'' if needed == 1 else 's'}"
-                     + ("" if fleet is None else f" (the fleet has {fleet})"))
-    if summary["rate_needed"] is not None and summary["meets_deadline"] is False:
-        parts.append(f"a rate limit of {summary['rate_needed']:,.1f} items/s would meet the deadline")
-    return "  " + "; ".join(parts) if parts else ""
-
-
-def progress_line(summary: dict[str, Any]) -> str:
-    """One line from the summary's own figures (the same computation as the admin's)."""
-    width = 30
-    filled = int(width * summary["percent"] / 100)
-    handled = summary["items_done"] + summary["items_failed"] + summary["items_skipped"]
-    eta = summary["eta_seconds"]
-    eta_text = "?" if eta is None else f"{eta:,.0f}s"
-    return (f"[{'#' * filled}{'.' * (width - filled)}] {summary['percent']:5.1f}%  "
-            f"{handled:,}/{summary['items_total']:,} items  {summary['items_per_second']:,.0f}/s  ETA {eta_text}  "
-            f"{summary['status']}, {summary['live_leases']} leases, {summary['items_failed']} failed")
-
-
-@contextmanager
-def quiet_logs(verbosity: int) -> Iterator[None]:
-    """Below `-v 2`, log records under WARNING (django-q2's "Enqueued …", the engine's INFO) are dropped while
-    the command runs, so its output is only its own; logs go to stderr in any case (the root handler)."""
-    if verbosity >= 2:
-        yield
-        return
-    previous = logging.root.manager.disable
-    logging.disable(logging.INFO)
-    try:
-        yield
-    finally:
-        logging.disable(previous)
 
 
 class Command(ScheduleCommands, BaseCommand):

@@ -6,7 +6,7 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 
 from partitions import services
-from partitions.admin.actions import Outcome, guarded
+from partitions.admin.actions import ActionResult, guarded
 from partitions.admin.base import (
     EngineAdmin,
     JobFilter,
@@ -33,10 +33,10 @@ def _confirm_selection(model_admin, request, queryset, *, name: str, label: str,
                             back_url=request.get_full_path())
 
 
-def _retry_subjobs(request, grouped: dict[int, list[int]]) -> list[Outcome]:
-    def one(job_id: int, ids: list[int]) -> Outcome:
+def _retry_subjobs(request, grouped: dict[int, list[int]]) -> list[ActionResult]:
+    def one(job_id: int, ids: list[int]) -> ActionResult:
         n = services.subjobs_retry(job_id, ids, actor=request.user)
-        return Outcome(f"Job #{job_id}: {n} failed sub-job(s) queued again.") if n else Outcome(
+        return ActionResult(f"Job #{job_id}: {n} failed sub-job(s) queued again.") if n else ActionResult(
             f"Job #{job_id}: none of the selected sub-jobs had failed.", level=messages.WARNING)
 
     return [guarded("retry the failed sub-jobs of", job_id, lambda j=job_id, i=ids: one(j, i))
@@ -95,13 +95,13 @@ class PartitionAdmin(EngineAdmin):
         for pk, job_id in queryset.filter(status="failed").values_list("pk", "job_id"):
             grouped.setdefault(job_id, []).append(pk)
 
-        def one(job_id: int, ids: list[int]) -> Outcome:
+        def one(job_id: int, ids: list[int]) -> ActionResult:
             n = services.job_retry_failed(job_id, ids, actor=request.user)
-            return Outcome(f"Job #{job_id}: {n} failed partition(s) queued again.")
+            return ActionResult(f"Job #{job_id}: {n} failed partition(s) queued again.")
 
         outcomes = [guarded("retry failed partitions of", j, lambda j=j, i=i: one(j, i))
                     for j, i in sorted(grouped.items())]
-        report(self, request, outcomes or [Outcome("None of the selected partitions had failed.",
+        report(self, request, outcomes or [ActionResult("None of the selected partitions had failed.",
                                                    level=messages.WARNING)])
         return None
 

@@ -1,0 +1,85 @@
+"""What `manage.py jobs` prints: a job's machine-readable summary (--json) and its one-line renderings, from
+the same figures as the admin's."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from partitions.models import Job
+from partitions.projection import LIMIT_WORDS
+from partitions.selectors import job_splits, job_stats
+from partitions.states import JOB_TERMINAL
+
+
+def job_summary(job: Job) -> dict[str, Any]:
+    """The machine-readable state of a job (what --json prints)."""
+    stats = job_stats(job)
+    return {
+        "id": job.pk, "type": job.type_name, "status": job.status, "params": job.params, "error": job.error,
+        "created_at": job.created_at, "finished_at": job.finished_at, "max_parallel": job.max_parallel,
+        **stats.progress.as_dict(), **stats.figures(), "throttle": stats.throttle(),
+        "splits": job_splits(job.pk),
+    }
+
+
+def throttle_line(summary: dict[str, Any]) -> str:
+    """The throttle part of a status line ("" when nothing throttles the job)."""
+    t = summary["throttle"]
+    parts = []
+    if t["rate_limit"] and summary["status"] in JOB_TERMINAL:  # an ended job's average is no reading of it
+        parts.append(f"rate limit {t['rate_limit']:,g} items/s")
+    elif t["rate_limit"]:
+        parts.append(f"rate {summary['items_per_second']:,.1f}/{t['rate_limit']:,g} items/s")
+    if t["pause_ms"]:
+        parts.append(f"pause {t['pause_ms']} ms")
+    if t["held"]:
+        parts.append(f"THROTTLED since {t['throttled_since']:%H:%M:%S}: {t['throttled_reason']}")
+    if t["ignore_health"]:
+        parts.append("health checks ignored")
+    return "  " + "; ".join(parts) if parts else ""
+
+
+def projection_line(summary: dict[str, Any]) -> str:
+    """The deadline verdict, what limits the job and the advice that can work ("" when none applies)."""
+    parts = [f"deadline: {summary['verdict']}"] if summary["verdict"] else []
+    if summary["held"]:
+        parts.append(f"held: {summary['held']}")
+    elif summary["limited_by"]:
+        parts.append(LIMIT_WORDS[summary["limited_by"]])
+    if (needed := summary["workers_needed"]) is not None:
+        fleet = summary["fleet_workers"]
+        parts.append(f"needs {needed} parallel worker{'' if needed == 1 else 's'}"
+                     + ("" if fleet is None else f" (the fleet has {fleet})"))
+    if summary["rate_needed"] is not None and summary["meets_deadline"] is False:
+        parts.append(f"a rate limit of {summary['rate_needed']:,.1f} items/s would meet the deadline")
+    return "  " + "; ".join(parts) if parts else ""
+
+
+def progress_line(summary: dict[str, Any]) -> str:
+    """One line from the summary's own figures (the same computation as the admin's)."""
+    width = 30
+    filled = int(width * summary["percent"] / 100)
+    handled = summary["items_done"] + summary["items_failed"] + summary["items_skipped"]
+    eta = summary["eta_seconds"]
+    eta_text = "?" if eta is None else f"{eta:,.0f}s"
+    return (f"[{'#' * filled}{'.' * (width - filled)}] {summary['percent']:5.1f}%  "
+            f"{handled:,}/{summary['items_total']:,} items  {summary['items_per_second']:,.0f}/s  ETA {eta_text}  "
+            f"{summary['status']}, {summary['live_leases']} leases, {summary['items_failed']} failed")
+
+
+@contextmanager
+def quiet_logs(verbosity: int) -> Iterator[None]:
+    """Below `-v 2`, log records under WARNING (django-q2's "Enqueued …", the engine's INFO) are dropped while
+    the command runs, so its output is only its own; logs go to stderr in any case (the root handler)."""
+    if verbosity >= 2:
+        yield
+        return
+    previous = logging.root.manager.disable
+    logging.disable(logging.INFO)
+    try:
+        yield
+    finally:
+        logging.disable(previous)
