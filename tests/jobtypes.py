@@ -27,7 +27,7 @@ from partitions.splits import Items, ItemSpec, KeyRange, Modulo
 
 
 class RangeParams(forms.Form):
-    partitions = forms.IntegerField(min_value=1, initial=4)
+    partitions = forms.IntegerField(min_value=1, max_value=10_000, initial=4)
     sleep_ms = forms.IntegerField(min_value=0, required=False)
 
 
@@ -56,7 +56,7 @@ class BumpRange(SubscriptionRanges):
 
 
 class ModuloParams(forms.Form):
-    buckets = forms.IntegerField(min_value=1)
+    buckets = forms.IntegerField(min_value=1, max_value=10_000)
 
 
 @register
@@ -72,8 +72,10 @@ class MarkModulo(JobType):
 
 
 class ItemsParams(forms.Form):
-    count = forms.IntegerField(min_value=0)
-    chunk_size = forms.IntegerField(min_value=1)
+    # Bounded like every real job type's params: job_start plans the split to check it, and an unbounded count
+    # (the fuzz tried trillions) would exhaust the caller's memory.
+    count = forms.IntegerField(min_value=0, max_value=20_000)
+    chunk_size = forms.IntegerField(min_value=1, max_value=20_000)
     keys = forms.IntegerField(min_value=0, required=False, help_text="ordering keys (0 = none)")
     key_runs = forms.BooleanField(required=False, help_text="each key's items are contiguous (else interleaved)")
     fail_every = forms.IntegerField(min_value=0, required=False)
@@ -283,7 +285,7 @@ class SplitFails(JobType):
 
 
 class SleepParams(forms.Form):
-    partitions = forms.IntegerField(min_value=1)
+    partitions = forms.IntegerField(min_value=1, max_value=10_000)
     sleep_ms = forms.IntegerField(min_value=0)
 
 
