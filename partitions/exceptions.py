@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from datetime import timedelta
 
 #: Characters of an error line kept for operators (the full traceback stays in the log or its own field).
@@ -19,16 +21,60 @@ def error_line(error: BaseException | str) -> str:
     return text if len(text) <= ERROR_LINE_MAX else text[: ERROR_LINE_MAX - 1] + "\u2026"
 
 
+def did_you_mean(word: str, known: Iterable[str]) -> str:
+    """` (did you mean 'x'?)` for the closest of `known` to a mistyped `word`, or "" when none is close."""
+    if not isinstance(word, str) or len(word) > 200:  # nothing that long is a typo of a name
+        return ""
+    close = difflib.get_close_matches(word, list(known), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 class PartitionsError(Exception):
     """Base class of every error the engine raises on purpose."""
 
 
+#: Why an operator's change is refused, by (target, current status) or by target alone: what the operator can
+#: do instead. Targets are statuses or the verbs of services' guards ("retry", "adjusted", "throttle").
+TRANSITION_ADVICE: dict[tuple[str, str | None] | str, str] = {
+    ("retry", "succeeded"): "nothing failed to retry",
+    ("retry", "pending"): "nothing has failed yet",
+    ("retry", "planning"): "nothing has failed yet",
+    ("retry", "cancelled"): "a cancelled job cannot be retried: re-run it instead",
+    ("cancelled", "finalizing"): "its work is done, it can no longer be cancelled",
+    "retry": "retry applies to running, paused or failed jobs",
+    "adjusted": "max parallel and the deadline apply only before a job finalizes",
+    "throttle": "the throttle applies only to jobs that have not ended",
+    "cancelled": "only a job that has not ended can be cancelled",
+    "paused": "only a running job can be paused",
+    "running": "only a paused job can be resumed",
+}
+#: Statuses after which nothing runs again (`states.JOB_TERMINAL`'s values: this module imports nothing).
+_ENDED = frozenset({"succeeded", "failed", "cancelled"})
+
+
 class InvalidTransition(PartitionsError):
-    """A status change that the transition table does not allow from the current status."""
+    """A status change that the transition table does not allow from the current status. Its message says, in
+    operator words, what the row is and what the operator can do ("job 3 has finished (succeeded); nothing
+    failed to retry"): `state` and `advice` are its two halves, for surfaces that phrase their own sentence."""
 
     def __init__(self, model: str, pk: int, current: str | None, target: str):
         self.model, self.pk, self.current, self.target = model, pk, current, target
-        super().__init__(f"{model} {pk} cannot go from {current or 'missing'} to {target}")
+        self.state, self.advice = self._state(), self._advice()
+        subject = {"Job": "job", "Partition": "partition", "SubJob": "sub-job"}.get(model, model.lower())
+        super().__init__(f"{subject} {pk} {self.state}" + (f"; {self.advice}" if self.advice else ""))
+
+    def _state(self) -> str:
+        if self.current is None:
+            return "does not exist"
+        if self.current == self.target:
+            return f"is already {self.current}"
+        return f"has finished ({self.current})" if self.current in _ENDED else f"is {self.current}"
+
+    def _advice(self) -> str:
+        if self.current is None or self.current == self.target:
+            return ""
+        return TRANSITION_ADVICE.get((self.target, self.current)) or TRANSITION_ADVICE.get(
+            self.target, f"it cannot become {self.target}")
 
 
 class LeaseLost(PartitionsError):
@@ -49,9 +95,9 @@ class BoundsMoved(PartitionsError):
 
 
 class JobTypeNotFound(PartitionsError):
-    def __init__(self, name: str):
+    def __init__(self, name: str, known: Iterable[str] = ()):
         self.name = name
-        super().__init__(f"unknown job type {name!r}")
+        super().__init__(f"unknown job type {name!r}{did_you_mean(name, known)}")
 
 
 class JobNotFound(PartitionsError):

@@ -29,7 +29,7 @@ def get(name: str) -> JobType:
     try:
         return _registry[name]
     except KeyError:
-        raise JobTypeNotFound(name) from None
+        raise JobTypeNotFound(name, _registry) from None
 
 
 def all_types() -> dict[str, JobType]:

@@ -97,6 +97,15 @@ def duration(text: Any) -> timedelta | None:
     return None if parsed is None else timedelta(**{DURATION_UNITS[parsed[1]]: parsed[0]})
 
 
+def relative_deadline(text: Any, *, now: datetime | None = None) -> datetime | None:
+    """`+30m`, `+2h`, `+1d` from now (the plus required: a bare `30m` is no date), or None for anything else:
+    how every deadline input (admin forms, CLI) reads a relative deadline."""
+    if not isinstance(text, str) or not text.strip().startswith("+"):
+        return None
+    delta = duration(text.strip())
+    return None if delta is None else (now or timezone.now()) + delta
+
+
 @functools.cache
 def _time_zone_names() -> frozenset[str]:
     # The IANA names the tzdata package ships, less the machine-dependent alias of the local zone.

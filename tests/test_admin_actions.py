@@ -194,11 +194,12 @@ def test_missing_csrf_token_is_rejected_and_a_real_token_is_accepted(action, sup
 
 
 @pytest.mark.parametrize(("action", "status", "expected"), [
-    ("pause", "succeeded", "Cannot pause job #{} while it is succeeded."),
-    ("resume", "running", "Cannot resume job #{} while it is running."),
-    ("cancel", "cancelled", "Cannot cancel job #{} while it is cancelled."),
-    ("retry_failed", "succeeded", "Cannot retry the failed partitions of job #{} while it is succeeded."),
-    ("retry_subjobs", "pending", "Cannot retry the failed sub-jobs of job #{} while it is pending."),
+    ("pause", "succeeded", "Cannot pause job #{}: it has finished (succeeded); only a running job can be paused."),
+    ("resume", "running", "Cannot resume job #{}: it is already running."),
+    ("cancel", "cancelled", "Cannot cancel job #{}: it is already cancelled."),
+    ("retry_failed", "succeeded",
+     "Cannot retry the failed partitions of job #{}: it has finished (succeeded); nothing failed to retry."),
+    ("retry_subjobs", "pending", "Cannot retry the failed sub-jobs of job #{}: it is pending; nothing has failed yet."),
 ])
 def test_action_illegal_for_the_state_gives_a_message_not_an_error_page(action, status, expected, operator):
     job = make_job(status=status)
@@ -276,7 +277,8 @@ def test_bulk_pause_confirms_then_pauses_each_job_and_reports_refusals(role, use
     assert [Job.objects.get(pk=j.pk).status for j in running] == ["paused", "paused"]
     assert Job.objects.get(pk=finished.pk).status == "succeeded"
     assert JobEvent.objects.filter(type="job_paused", actor_user=user).count() == 2
-    assert f"Cannot pause job #{finished.pk} while it is succeeded." in messages_of(done)
+    assert (f"Cannot pause job #{finished.pk}: it has finished (succeeded); only a running job can be paused."
+            in messages_of(done))
 
 
 @pytest.mark.parametrize("action", list(SCENARIOS))
@@ -516,5 +518,6 @@ def test_viewers_cannot_throttle_and_finished_jobs_are_refused_with_a_message(vi
     done = make_job(status="succeeded")
     response = client_for(operator).post(throttle_url(done), {"rate_limit": "5"})
     assert response.status_code == 302
-    assert messages_of(response) == [f"Cannot throttle job #{done.pk} while it is succeeded."]
+    assert messages_of(response) == [f"Cannot throttle job #{done.pk}: it has finished (succeeded); the throttle "
+                                     "applies only to jobs that have not ended."]
     assert Job.objects.get(pk=done.pk).rate_limit is None

@@ -51,7 +51,7 @@ class JobAction:
 
     name: str
     label: str
-    verb: str  # "cannot <verb> job #5 while it is …"
+    verb: str  # "cannot <verb> job #5: it …"
     confirm: str  # the confirm page's question, completed by "job #5 (type)?"
     perms: tuple[str, ...]
     #: Django admin permission name of the bulk action (`has_<name>_permission` on the ModelAdmin).
@@ -138,7 +138,8 @@ def guarded(verb: str, job_id: int, call: Callable[[], ActionResult]) -> ActionR
     try:
         return call()
     except InvalidTransition as exc:
-        return ActionResult(f"Cannot {verb} job #{job_id} while it is {exc.current}.", messages.ERROR)
+        return ActionResult(f"Cannot {verb} job #{job_id}: it {exc.state}"
+                            + (f"; {exc.advice}." if exc.advice else "."), messages.ERROR)
     except JobNotFound:
         return ActionResult(f"Job #{job_id} no longer exists.", messages.ERROR)
     except InvalidParams as exc:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from django import forms
-from django.utils import timezone
 from django.utils.functional import lazy
 
 from partitions import validation
@@ -38,8 +37,7 @@ class DeadlineField(forms.DateTimeField):
     def to_python(self, value):
         text = value.strip() if isinstance(value, str) else value
         if isinstance(text, str) and text.startswith("+"):
-            delta = validation.duration(text)
-            if delta is None:
+            if (when := validation.relative_deadline(text)) is None:
                 raise forms.ValidationError(self.error_messages["invalid"], code="invalid")
-            return timezone.now() + delta
+            return when
         return super().to_python(value)

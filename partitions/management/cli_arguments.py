@@ -4,32 +4,64 @@
 from __future__ import annotations
 
 import argparse
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.core.management.base import CommandError
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from partitions import validation
 
+#: One --param: (key, value text).
+type Pair = tuple[str, str]
 
-def parse_params(pairs: list[str]) -> dict[str, str]:
-    """`key=value` pairs into a dict (values stay strings: the Params form parses them); a key given twice is
-    refused rather than silently taking the last value."""
+
+def param_pair(value: str) -> Pair:
+    """argparse type for --param: `key=value` (a value may contain `=`; it stays text: the Params form parses
+    it), so `--param period 2026-11` is refused at `period` rather than as a stray argument."""
+    key, sep, text = value.partition("=")
+    if not sep and value.isidentifier():
+        raise argparse.ArgumentTypeError(f"expected key=value, got {value!r}: write {value}=VALUE as one argument")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected key=value, got {value!r}")
+    return key, text
+
+
+def parse_params(pairs: list[Pair]) -> dict[str, str]:
+    """--param pairs into a dict; a key given twice is refused rather than silently taking the last value."""
     params: dict[str, str] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise CommandError(f"--param expects key=value, got {pair!r}")
+    for key, value in pairs:
         if key in params:
             raise CommandError(f"--param {key} given twice ({params[key]!r} and {value!r}): give it once")
         params[key] = value
     return params
 
 
+DEADLINE_HELP = ("a date-time (ISO 8601; without an offset it is read in TIME_ZONE) or a time from now: "
+                 "+30m, +2h, +1d")
+
+
+def parse_deadline(value: str, *, option: str = "--deadline") -> datetime:
+    """A deadline typed on the command line: `+30m` / `+2h` / `+1d` from now (`validation.relative_deadline`,
+    as the admin's deadline inputs) or an ISO 8601 date-time, naive ones in the current zone; CommandError
+    otherwise. The service checks its range."""
+    if (when := validation.relative_deadline(value)) is not None:
+        return when
+    try:
+        parsed = parse_datetime(value.strip())
+    except ValueError:  # well formed but not a real date-time, e.g. month 13
+        parsed = None
+    if parsed is None:
+        raise CommandError(f"{option} is not an ISO 8601 date-time or a time from now such as +30m: {value!r}")
+    return timezone.make_aware(parsed) if timezone.is_naive(parsed) else parsed
+
+
 def list_limit(value: str) -> int:
     """argparse type for --limit: ASCII digits from 1 to LIST_LIMIT_MAX."""
     number = validation.parse_id(value)
     if number is None or not 1 <= number <= validation.LIST_LIMIT_MAX:
-        raise argparse.ArgumentTypeError(f"expected a whole number from 1 to {validation.LIST_LIMIT_MAX:,}")
+        raise argparse.ArgumentTypeError(f"expected a whole number from 1 to {validation.LIST_LIMIT_MAX:,}, "
+                                         f"got {value!r}")
     return number
 
 
@@ -45,8 +77,10 @@ def whole_number(value: str) -> int:
     """argparse type for --max-parallel/--priority: a signed whole number (the service checks the range)."""
     text = value.strip()
     digits = text.removeprefix("-")
-    if not (digits.isascii() and digits.isdigit()) or len(digits) > validation.ID_MAX_DIGITS:
+    if not (digits.isascii() and digits.isdigit()):
         raise argparse.ArgumentTypeError(f"not a whole number: {value!r}")
+    if len(digits) > validation.ID_MAX_DIGITS:
+        raise argparse.ArgumentTypeError(f"{value!r} is too large: at most {validation.ID_MAX_DIGITS} digits")
     return int(text)
 
 

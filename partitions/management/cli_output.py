@@ -70,6 +70,32 @@ def progress_line(summary: dict[str, Any]) -> str:
             f"{summary['status']}, {summary['live_leases']} leases, {summary['items_failed']} failed")
 
 
+#: Back to the line's start and clear to its end: a redrawn progress line leaves nothing of a longer one.
+REDRAW = "\r\x1b[K"
+
+#: `jobs list`'s columns: (header, width, alignment), each row from a summary by `list_lines`.
+LIST_COLUMNS = [("ID", 6, ">"), ("TYPE", 36, "<"), ("STATUS", 10, "<"), ("DONE", 7, ">"), ("ITEMS", 12, ">"),
+                ("FAILED", 8, ">")]
+
+
+def list_lines(summaries: list[dict[str, Any]]) -> list[str]:
+    """`jobs list`: a header line, then one line per job."""
+    def line(cells: list[str]) -> str:
+        return "  ".join(f"{cell:{align}{width}}" for cell, (_, width, align) in zip(cells, LIST_COLUMNS, strict=True))
+
+    rows = [[str(s["id"]), s["type"], s["status"], f"{s['percent']:.1f}%", f"{s['items_done']:,}",
+             f"{s['items_failed']:,}"] for s in summaries]
+    return [line([header for header, _, _ in LIST_COLUMNS]).rstrip(), *(line(row).rstrip() for row in rows)]
+
+
+def ended_line(summary: dict[str, Any]) -> str:
+    """The summary line a followed job ends with: its outcome, its items and why it failed, if it did."""
+    handled = summary["items_done"] + summary["items_failed"] + summary["items_skipped"]
+    text = (f"job {summary['id']} {summary['status']}: {handled:,}/{summary['items_total']:,} items handled, "
+            f"{summary['items_failed']:,} failed")
+    return text + (f" \u2014 {summary['error']}" if summary["error"] else "")
+
+
 @contextmanager
 def quiet_logs(verbosity: int) -> Iterator[None]:
     """Below `-v 2`, log records under WARNING (django-q2's "Enqueued …", the engine's INFO) are dropped while

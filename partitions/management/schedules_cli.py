@@ -13,6 +13,7 @@ from django.utils.dateparse import parse_datetime
 from partitions import cadence as cadences
 from partitions import schedules, validation
 from partitions.cadence import Cadence
+from partitions.management.cli_arguments import Pair, param_pair
 from partitions.models import JobSchedule, ScheduleEvent
 
 EVERY_UNITS = {"m": cadences.MINUTES, "h": cadences.HOURS, "d": cadences.DAYS}
@@ -87,7 +88,7 @@ class ScheduleCommands:
         create = add("schedule", "start a job type on a schedule (cron, --every or --monthly)")
         create.add_argument("type_name")
         create.add_argument("--name", required=True, help="unique name of the schedule")
-        create.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
+        create.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", type=param_pair)
         cadence = create.add_mutually_exclusive_group(required=True)
         cadence.add_argument("--cron", help='a five-field cron expression, e.g. "0 2 * * *"')
         cadence.add_argument("--every", type=every_arg, help="an interval: 5m, 2h or 1d")
@@ -108,7 +109,7 @@ class ScheduleCommands:
                            ("unschedule", "delete a schedule (its jobs and history stay)")]:
             add(name, text).add_argument("name")
 
-    def do_schedule(self, *, type_name: str, name: str, param: list[str], cron: str | None, every, monthly: bool,
+    def do_schedule(self, *, type_name: str, name: str, param: list[Pair], cron: str | None, every, monthly: bool,
                     tz: str, start_at: str | None, deadline, max_parallel: int, priority: int, rate, pause_ms,
                     notify: list[str], **options):
         params = self.params_of(type_name, param)

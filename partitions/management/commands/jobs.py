@@ -6,18 +6,37 @@ Every subcommand takes --json. Bad input exits non-zero with one line and writes
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
-from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 
 from partitions import conf, knob, registry, services, validation
 from partitions.encoding import dumps
-from partitions.exceptions import PartitionsError, error_line
-from partitions.management.cli_arguments import age_arg, job_id_arg, list_limit, parse_params, rate_arg, whole_number
-from partitions.management.cli_output import job_summary, progress_line, projection_line, quiet_logs, throttle_line
+from partitions.exceptions import InvalidTransition, PartitionsError, did_you_mean, error_line
+from partitions.management.cli_arguments import (
+    DEADLINE_HELP,
+    Pair,
+    age_arg,
+    job_id_arg,
+    list_limit,
+    param_pair,
+    parse_deadline,
+    parse_params,
+    rate_arg,
+    whole_number,
+)
+from partitions.management.cli_output import (
+    REDRAW,
+    ended_line,
+    job_summary,
+    list_lines,
+    progress_line,
+    projection_line,
+    quiet_logs,
+    throttle_line,
+)
+from partitions.management.cli_parser import JobEnded, OneLineErrors, OneLineParser
 from partitions.management.schedules_cli import ScheduleCommands
 from partitions.models import Job, JobEvent, Partition
 from partitions.retention import history_prune
@@ -31,12 +50,12 @@ ACTOR = "cli"
 log = logging.getLogger(__name__)
 
 
-class Command(ScheduleCommands, BaseCommand):
+class Command(OneLineErrors, ScheduleCommands, BaseCommand):
     help = "Start, watch, steer and schedule partitioned jobs."
     ACTOR = ACTOR
 
     def add_arguments(self, parser):
-        sub = parser.add_subparsers(dest="action", required=True)
+        sub = parser.add_subparsers(dest="action", required=True, parser_class=OneLineParser, metavar="subcommand")
 
         def add(name: str, help_text: str, *, job_id: bool = False):
             p = sub.add_parser(name, help=help_text)
@@ -48,10 +67,10 @@ class Command(ScheduleCommands, BaseCommand):
         add("types", "list registered job types and their params")
         start = add("start", "validate params and start a job")
         start.add_argument("type_name")
-        start.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
+        start.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", type=param_pair)
         start.add_argument("--max-parallel", type=whole_number, default=0)
         start.add_argument("--priority", type=whole_number, default=0)
-        start.add_argument("--deadline", help="ISO 8601 date-time")
+        start.add_argument("--deadline", help=DEADLINE_HELP)
         start.add_argument("--dedupe-key")
         start.add_argument("--rate", type=rate_arg, default=validation.UNSET,
                            help="items/s across the fleet, or none (default: the job type's)")
@@ -84,7 +103,7 @@ class Command(ScheduleCommands, BaseCommand):
         add("resume", "resume a paused job", job_id=True)
         knob = add("set", "change a live job's max parallel (the time/cost knob) or deadline", job_id=True)
         knob.add_argument("--max-parallel", type=whole_number, help="partitions in flight at most (0 = no cap)")
-        knob.add_argument("--deadline", help="ISO 8601 date-time, or 'none' to clear it")
+        knob.add_argument("--deadline", help=f"{DEADLINE_HELP}, or none to clear it")
         events = add("events", "a job's event timeline", job_id=True)
         events.add_argument("--limit", type=list_limit, default=50)
         prune = add("prune", "delete finished jobs' history (partition events, samples, sub-jobs) past an age")
@@ -113,11 +132,11 @@ class Command(ScheduleCommands, BaseCommand):
         lines = [f"{name:40} {', '.join(info['params']) or '-'}" for name, info in types.items()]
         self.emit(types, "\n".join(lines))
 
-    def do_start(self, *, type_name: str, param: list[str], max_parallel: int, priority: int, deadline: str | None,
+    def do_start(self, *, type_name: str, param: list[Pair], max_parallel: int, priority: int, deadline: str | None,
                  dedupe_key: str | None, dry_run: bool, wait: bool, rate, pause_ms, notify: list[str],
                  **options):
         params = self.params_of(type_name, param)
-        when = self.parse_deadline(deadline)
+        when = None if deadline is None else parse_deadline(deadline)
         throttle = {"rate_limit": rate, "pause_ms": pause_ms}
         if dry_run:
             validation.run_options(max_parallel=max_parallel, priority=priority, deadline=when, dedupe_key=dedupe_key,
@@ -151,9 +170,7 @@ class Command(ScheduleCommands, BaseCommand):
         if status:
             jobs = jobs.filter(status=status)
         summaries = [job_summary(job) for job in jobs[:limit]]
-        lines = [f"{s['id']:>6} {s['type']:36} {s['status']:10} {s['percent']:6.1f}%  {s['items_done']:>10,} done"
-                 for s in summaries]
-        self.emit(summaries, "\n".join(lines) or "no jobs")
+        self.emit(summaries, "\n".join(list_lines(summaries)) if summaries else "no jobs")
 
     def do_status(self, *, job_id: int, watch: bool, **options):
         job = job_get(job_id)
@@ -193,7 +210,7 @@ class Command(ScheduleCommands, BaseCommand):
             self.emit({"job": job_id, "partitions_retried": count}, f"job {job_id}: {count} failed partitions retried")
 
     def do_cancel(self, *, job_id: int, **options):
-        job_get(job_id)  # "does not exist" rather than "cannot go from missing to …"
+        job_get(job_id)
         job = services.job_cancel(job_id, actor=ACTOR, reason="cancelled from the CLI")
         self.emit(job_summary(job), f"job {job_id} cancelled")
 
@@ -206,7 +223,7 @@ class Command(ScheduleCommands, BaseCommand):
         # job without retrying anything): resume means paused only. Narrows, not closes, the race: see services.
         job = job_get(job_id)
         if job.status != JobStatus.PAUSED:
-            raise CommandError(f"job {job_id} is {job.status}, not paused: nothing to resume")
+            raise InvalidTransition("Job", job_id, job.status, JobStatus.RUNNING)
         self.emit(job_summary(services.job_resume(job_id, actor=ACTOR)), f"job {job_id} resumed")
 
     def do_set(self, *, job_id: int, max_parallel: int | None, deadline: str | None, **options):
@@ -215,7 +232,7 @@ class Command(ScheduleCommands, BaseCommand):
         if max_parallel is not None:
             changes["max_parallel"] = max_parallel
         if deadline is not None:
-            changes["deadline"] = None if deadline.strip().lower() == "none" else self.parse_deadline(deadline)
+            changes["deadline"] = None if deadline.strip().lower() == "none" else parse_deadline(deadline)
         if not changes:
             raise CommandError("nothing to change: give --max-parallel and/or --deadline")
         job = knob.job_set(job_id, actor=ACTOR, **changes)
@@ -245,24 +262,16 @@ class Command(ScheduleCommands, BaseCommand):
     # helpers ----------------------------------------------------------------------------
 
     @staticmethod
-    def params_of(type_name: str, pairs: list[str]) -> dict[str, str]:
-        """--param pairs for `type_name`, refusing names its Params form does not have."""
+    def params_of(type_name: str, pairs: list[Pair]) -> dict[str, str]:
+        """--param pairs for `type_name`, refusing names its Params form does not have (naming the closest)."""
         params = parse_params(pairs)
-        unknown = sorted(set(params) - set(registry.get(type_name).Params.base_fields))
+        known = registry.get(type_name).Params.base_fields
+        unknown = sorted(set(params) - set(known))
         if unknown:
-            raise CommandError(f"invalid params for {type_name}: unknown {', '.join(unknown)}")
+            named = ", ".join(f"{name}{did_you_mean(name, known)}" for name in unknown)
+            takes = ", ".join(known) or "none"
+            raise CommandError(f"invalid params for {type_name}: unknown {named}; it takes {takes}")
         return params
-
-    def parse_deadline(self, value: str | None) -> datetime | None:
-        if value is None:
-            return None
-        try:
-            parsed = parse_datetime(value)
-        except ValueError:  # well formed but not a real date-time, e.g. month 13
-            parsed = None
-        if parsed is None:
-            raise CommandError(f"--deadline is not an ISO 8601 date-time: {value!r}")
-        return timezone.make_aware(parsed) if timezone.is_naive(parsed) else parsed
 
     @staticmethod
     def bounds(row: dict) -> str:
@@ -279,12 +288,13 @@ class Command(ScheduleCommands, BaseCommand):
             job = Job.objects.get(pk=job_id)
             summary = job_summary(job)
             line = progress_line(summary) + projection_line(summary)
-            self.stderr.write(("\r" + line) if interactive else line, ending="" if interactive else "\n")
+            # On a terminal the line is redrawn in place, clearing what a longer previous line left.
+            self.stderr.write((REDRAW + line) if interactive else line, ending="" if interactive else "\n")
             if job.status in JOB_TERMINAL:
                 break
             sleep_for(interval)
         if interactive:
             self.stderr.write("")
-        self.emit(summary, f"job {job_id} {job.status}" + (f": {job.error}" if job.error else ""))
+        self.emit(summary, ended_line(summary))
         if job.status != JobStatus.SUCCEEDED:
-            raise CommandError(f"job {job_id} ended {job.status}", returncode=1)
+            raise JobEnded(f"job {job_id} ended {job.status}", returncode=1)
