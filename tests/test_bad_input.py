@@ -122,7 +122,7 @@ def test_retrying_failed_subjobs_when_none_failed_says_so_everywhere(operator):
     assert "none of the selected sub-jobs had failed" in bulk_subjobs.content.decode()
 
     code, out, err = cli("retry", str(job.pk), "--subjobs")
-    assert (code, out.strip(), err) == (0, f"job {job.pk}: 0 failed sub-jobs retried", "")
+    assert (code, out.strip(), err) == (0, f"job {job.pk} has no failed sub-jobs to retry", "")
     assert services.subjobs_retry(job.pk, [], actor="test") == 0
     assert services.job_retry_failed(job.pk, [], actor="test") == 0
     assert row_counts() == before

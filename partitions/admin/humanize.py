@@ -70,6 +70,18 @@ def duration(seconds: float | None) -> str:
     return f"{secs}s"
 
 
+def estimate(e) -> str:
+    """An `estimates.Estimate` in words: "about 2m 14s at 1,230 items/s (the pace of the last 3 runs); …"."""
+    if not e.runs:
+        return "no past runs of this job type yet: no estimated duration"
+    text = (f"about {duration(e.seconds)} at {number(e.items_per_second)} items/s (the pace of the last "
+            f"{e.runs} succeeded run{'' if e.runs == 1 else 's'}), finishing around {when(e.finish)}")
+    if e.meets_deadline is None:
+        return text
+    return text + ("; that meets the deadline" if e.meets_deadline
+                   else f"; that misses the deadline by {duration(e.late_seconds)}")
+
+
 #: Key suffixes that `value` turns into a unit, so the label leaves them out (`avg_ms` → `avg`, `51.8 ms`).
 UNIT_SUFFIXES = ("_ms", "_seconds", "_s")
 

@@ -19,11 +19,13 @@ from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 from django.template.response import TemplateResponse
 
 from partitions import registry, schedules, services, validation
+from partitions.admin import humanize
 from partitions.admin.base import job_url
 from partitions.admin.fields import DeadlineField, deadline_help
 from partitions.admin.schedule_form import PREFIX as SCHEDULE_PREFIX
 from partitions.admin.schedule_form import ScheduleForm, schedule_submit
 from partitions.admin.throttle import ThrottleFields
+from partitions.estimates import plan_estimate
 from partitions.exceptions import InvalidParams, JobNotPlannable, JobTypeNotFound, PartitionsError, error_line
 from partitions.models import Job, Partition
 from partitions.notify.config import notify_choice
@@ -179,7 +181,7 @@ def _submit(request, type_name, params_form, options, context, schedule_form):
         if "_schedule" in request.POST:
             return schedule_submit(request, type_name, data, params_form, options, schedule_form)
         if previewing:
-            context["preview"] = _preview(type_name, data)
+            context["preview"] = _preview(type_name, data, getattr(options, "cleaned_data", {}))
             params_form.is_valid()  # the service accepted the params; show the form bound, without errors
             return None
         return _start(request, type_name, data, params_form, options)
@@ -207,11 +209,14 @@ def _show_refusal(params_form, exc: InvalidParams) -> None:
                 params_form.add_error(field if field in params_form.fields else None, error)
 
 
-def _preview(type_name: str, data: dict[str, Any]) -> dict[str, Any]:
+def _preview(type_name: str, data: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
+    """The plan's counts and edges, and its estimated duration against the deadline typed (if valid)."""
     plans = services.job_preview(type_name, data)
     estimated, subjobs = sum(p.estimated_items for p in plans), sum(len(p.items) for p in plans)
+    rate_limit = options.get("rate_limit") or registry.get(type_name).rate_limit
+    estimate = plan_estimate(type_name, estimated or subjobs, rate_limit=rate_limit, deadline=options.get("deadline"))
     return {"rows": _preview_rows(plans), "partitions": len(plans), "estimated": estimated, "subjobs": subjobs,
-            "empty": not plans or not (estimated or subjobs)}
+            "empty": not plans or not (estimated or subjobs), "estimate": humanize.estimate(estimate)}
 
 
 def _start(request, type_name: str, data: dict[str, Any], params_form, options):

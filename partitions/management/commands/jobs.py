@@ -6,13 +6,16 @@ Every subcommand takes --json. Bad input exits non-zero with one line and writes
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict
 from datetime import timedelta
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
 from partitions import conf, knob, registry, services, validation
+from partitions.admin import humanize
 from partitions.encoding import dumps
+from partitions.estimates import plan_estimate
 from partitions.exceptions import InvalidTransition, PartitionsError, did_you_mean, error_line
 from partitions.management.cli_arguments import (
     DEADLINE_HELP,
@@ -152,8 +155,11 @@ class Command(OneLineErrors, ScheduleCommands, BaseCommand):
                      "remainder": p.remainder, "estimated_items": p.estimated_items} for i, p in enumerate(plans)]
             lines = [f"{r['seq']:>5} {r['kind']:7} {self.bounds(r):60} ~{r['estimated_items']:,} items" for r in rows]
             total = sum(r["estimated_items"] for r in rows)
-            text = "\n".join([*lines, f"{len(rows)} partitions, ~{total:,} items (dry run: nothing written)"])
-            self.emit({"dry_run": True, "partitions": rows}, text)
+            limit = registry.get(type_name).rate_limit if rate is validation.UNSET else rate
+            estimate = plan_estimate(type_name, total, deadline=when, rate_limit=limit)
+            text = "\n".join([*lines, f"{len(rows)} partitions, ~{total:,} items (dry run: nothing written)",
+                              f"estimated duration: {humanize.estimate(estimate)}"])
+            self.emit({"dry_run": True, "partitions": rows, "estimate": asdict(estimate)}, text)
             return
         job, created = services.job_start(type_name, params, actor=ACTOR, max_parallel=max_parallel,
                                           priority=priority, deadline=when, dedupe_key=dedupe_key, notify=notify,
@@ -202,12 +208,12 @@ class Command(OneLineErrors, ScheduleCommands, BaseCommand):
         self.emit(rows, "\n".join(lines) or "no partitions")
 
     def do_retry(self, *, job_id: int, subjobs: bool, **options):
-        if subjobs:
-            count = services.subjobs_retry(job_id, None, actor=ACTOR)
-            self.emit({"job": job_id, "subjobs_retried": count}, f"job {job_id}: {count} failed sub-jobs retried")
-        else:
-            count = services.job_retry_failed(job_id, actor=ACTOR)
-            self.emit({"job": job_id, "partitions_retried": count}, f"job {job_id}: {count} failed partitions retried")
+        key, what = ("subjobs_retried", "sub-jobs") if subjobs else ("partitions_retried", "partitions")
+        count = (services.subjobs_retry(job_id, None, actor=ACTOR) if subjobs
+                 else services.job_retry_failed(job_id, actor=ACTOR))
+        self.emit({"job": job_id, key: count},
+                  f"job {job_id}: {count:,} failed {what} retried" if count
+                  else f"job {job_id} has no failed {what} to retry")
 
     def do_cancel(self, *, job_id: int, **options):
         job_get(job_id)
