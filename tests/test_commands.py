@@ -184,7 +184,8 @@ def test_start_dry_run_prints_each_planned_range_with_bounds_and_estimated_rows_
     with django_capture_on_commit_callbacks() as callbacks:
         out, _ = jobs("start", "tests.bump_range", "--param", "partitions=4", "--dry-run")
     assert rows() == before and not callbacks, "a dry run writes and enqueues nothing"
-    *plan, total = out.strip().splitlines()
+    *plan, total, estimate = out.strip().splitlines()
+    assert estimate == "estimated duration: no past runs of this job type yet: no estimated duration"
     assert total == "4 partitions, ~200 items (dry run: nothing written)"
     assert len(plan) == 4
     for seq, line in enumerate(plan):
@@ -223,7 +224,7 @@ def test_start_dry_run_of_a_modulo_split_shows_the_bucket_of_each_partition():
     lines = out.strip().splitlines()
     assert [line.split("~")[0].split(None, 2)[2].strip() for line in lines[:3]] == [
         "id % 3 = 0", "id % 3 = 1", "id % 3 = 2"]
-    assert lines[-1] == "3 partitions, ~90 items (dry run: nothing written)"
+    assert lines[-2] == "3 partitions, ~90 items (dry run: nothing written)"
     result = jobs_json("start", "tests.mark_modulo", "--param", "buckets=3", "--dry-run")
     assert [(p["modulus"], p["remainder"]) for p in result["partitions"]] == [(3, 0), (3, 1), (3, 2)]
     assert sum(p["estimated_items"] for p in result["partitions"]) == 90
@@ -529,11 +530,11 @@ def test_events_prints_the_timeline_oldest_first_with_actor_partition_and_data()
     lines = out.strip().splitlines()
     events = list(JobEvent.objects.filter(job=job).order_by("id"))
     assert len(lines) == len(events)
-    assert [line.split()[2] for line in lines] == [e.type for e in events]
-    assert lines[0].split()[2:4] == ["job_created", "test"]
+    assert [line.split()[3] for line in lines] == [e.type for e in events]  # after "2026-12-02 10:16:49 UTC"
+    assert lines[0].split()[3:5] == ["job_created", "test"]
     claimed = next(e for e in events if e.type == "partition_claimed")
     assert f"p{claimed.partition_id}" in lines[events.index(claimed)]
-    assert lines[-1].split()[2] == "job_succeeded" and '"items_done": 20' in lines[-1]
+    assert lines[-1].split()[3] == "job_succeeded" and "items done: 20" in lines[-1]
 
 
 @pytest.mark.django_db

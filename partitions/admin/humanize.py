@@ -136,9 +136,16 @@ def rows(mapping: Mapping | None, *, skip: tuple[str, ...] = ()) -> list[tuple[s
 
 
 def changes(data: Mapping | None) -> str:
-    """Event data in one line: a [before, after] pair as `max parallel 1 → 4`, anything else as `reason: …`."""
+    """Event data in one line: a [before, after] pair as `max parallel 1 → 4` (so is each key that differs
+    between a `before` and an `after` dict), anything else as `reason: …`."""
     if not isinstance(data, Mapping):
         return ""
+    before, after = data.get("before"), data.get("after")
+    if isinstance(before, Mapping) and isinstance(after, Mapping):  # {"before": {…}, "after": {…}}: what changed
+        pairs = {k: [before.get(k), after.get(k)] for k in [*before, *(k for k in after if k not in before)]
+                 if before.get(k) != after.get(k)}
+        rest = {k: v for k, v in data.items() if k not in ("before", "after")}
+        return changes({**pairs, **rest}) or "no change"
     parts = []
     for k, v in data.items():
         if isinstance(v, list | tuple) and len(v) == 2 and not isinstance(v[0], list | dict):

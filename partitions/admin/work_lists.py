@@ -6,6 +6,7 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 
 from partitions import services
+from partitions.admin import humanize
 from partitions.admin.actions import ActionResult, guarded
 from partitions.admin.base import (
     EngineAdmin,
@@ -139,11 +140,19 @@ class SubJobAdmin(EngineAdmin):
 
 @admin.register(JobEvent)
 class JobEventAdmin(EngineAdmin):
-    list_display = ["id", "created_at", "job_col", "type", "actor", "partition_id", "data_col"]
+    list_display = ["id", "created_col", "job_col", "type", "actor_col", "partition_id", "data_col"]
     list_filter = [JobFilter]
     search_fields = ["=type", "actor"]
     show_full_result_count = False
-    list_select_related = False
+    list_select_related = ["actor_user"]
+
+    @admin.display(description="at", ordering="created_at")
+    def created_col(self, obj: JobEvent):
+        return humanize.when(obj.created_at)
+
+    @admin.display(description="actor", ordering="actor")
+    def actor_col(self, obj: JobEvent):
+        return humanize.actor(obj.actor, obj.actor_user)
 
     @admin.display(description="job", ordering="job_id")
     def job_col(self, obj: JobEvent):
@@ -151,4 +160,4 @@ class JobEventAdmin(EngineAdmin):
 
     @admin.display(description="data")
     def data_col(self, obj: JobEvent):
-        return short(str(obj.data), 120) if obj.data else ""
+        return humanize.changes(obj.data)

@@ -251,8 +251,8 @@ class Command(OneLineErrors, ScheduleCommands, BaseCommand):
         events = list(JobEvent.objects.filter(job=job).order_by("-id")[:limit])[::-1]
         rows = [{"at": e.created_at, "type": e.type, "actor": e.actor, "partition": e.partition_id, "data": e.data}
                 for e in events]
-        lines = [f"{e.created_at:%Y-%m-%d %H:%M:%S}  {e.type:26} {e.actor:32} "
-                 f"{'p' + str(e.partition_id) if e.partition_id else '':7} {dumps(e.data)}"
+        lines = [f"{humanize.when(e.created_at)}  {e.type:26} {e.actor:32} "
+                 f"{'p' + str(e.partition_id) if e.partition_id else '':7} {humanize.changes(e.data)}"
                  for e in events]
         self.emit(rows, "\n".join(lines))
 
