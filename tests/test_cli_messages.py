@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import io
 import json
+import shlex
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.core.management import call_command
@@ -209,3 +211,29 @@ def test_a_dry_run_says_there_are_no_past_runs_then_estimates_from_them_with_the
     estimate = json.loads(out)["estimate"]
     assert (estimate["runs"], estimate["seconds"], estimate["meets_deadline"]) == (1, 60_000, True)
     assert rows() == before
+
+
+# the README's commands --------------------------------------------------------------------------------------
+
+
+def readme_commands(prefix: str) -> list[list[str]]:
+    """The README's `python manage.py jobs PREFIX …` lines (continuations joined, comments dropped) as argv."""
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text().replace("\\\n", " ")
+    lines = [line.split("#")[0].strip() for line in text.splitlines()]
+    return [shlex.split(line)[3:] for line in lines if line.startswith(f"python manage.py jobs {prefix} ")]
+
+
+def test_the_readmes_starts_and_knob_changes_are_accepted_as_written_on_any_date():
+    seed(subscriptions=40, events=20)
+    starts = readme_commands("start")
+    assert len(starts) >= 4 and any("--deadline" in args for args in starts)
+    for args in starts:  # a dry run validates everything a start does (the deadline's range included)
+        args = [a for a in args if a != "--wait"] + (["--dry-run"] if "--dry-run" not in args else [])
+        code, _, err = cli(*args)
+        assert code == 0, (args, err)
+    job = make_job(status="running")
+    knob_changes = readme_commands("set")
+    assert knob_changes
+    for args in knob_changes:
+        code, _, err = cli(*[str(job.pk) if a == "JOB_ID" else a for a in args])
+        assert code == 0, (args, err)

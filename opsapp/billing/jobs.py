@@ -23,7 +23,9 @@ logger = logging.getLogger(__name__)
 
 
 class MigrateParams(forms.Form):
-    since = forms.DateTimeField(help_text="Products changed at or after this moment are migrated.")
+    since = forms.DateTimeField(help_text="Products changed at or after this moment are migrated: a date or a "
+                                          "date-time such as 2026-11-01 or 2026-11-01 08:00 (in the site's time "
+                                          "zone unless it ends with an offset such as Z or +01:00).")
     rows_per_partition = forms.IntegerField(min_value=100, max_value=10_000_000, initial=10_000)
 
 
