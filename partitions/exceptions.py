@@ -114,13 +114,25 @@ class DuplicateJob(PartitionsError):
         super().__init__(f"job {existing_id} with dedupe key {dedupe_key!r} is still active")
 
 
+#: The `job_type` of an InvalidParams about a run's own options (max parallel, deadline, throttle, reason).
+RUN_OPTIONS = "run options"
+
+
+def error_detail(errors: dict[str, list[str]]) -> str:
+    """A form's errors in one line: `field: message; …`, a form-wide error (`__all__`) without its key."""
+    return "; ".join(" ".join(msgs) if field == "__all__" else f"{field}: {' '.join(msgs)}"
+                     for field, msgs in errors.items())
+
+
 class InvalidParams(PartitionsError):
-    """Params did not validate; `errors` is the form's error dict (field -> messages)."""
+    """Params did not validate; `errors` is the form's error dict (field -> messages). About RUN_OPTIONS, the
+    message names the option ("invalid deadline: …"), not a job type's params."""
 
     def __init__(self, job_type: str, errors: dict[str, list[str]]):
         self.job_type, self.errors = job_type, errors
-        self.detail = "; ".join(f"{field}: {' '.join(msgs)}" for field, msgs in errors.items())
-        super().__init__(f"invalid params for {job_type}: {self.detail}")
+        self.detail = error_detail(errors)
+        super().__init__(f"invalid {self.detail}" if job_type == RUN_OPTIONS
+                         else f"invalid params for {job_type}: {self.detail}")
 
 
 class JobNotPlannable(InvalidParams):
@@ -149,7 +161,7 @@ class InvalidSchedule(PartitionsError):
 
     def __init__(self, errors: dict[str, list[str]]):
         self.errors = errors
-        self.detail = "; ".join(f"{field}: {' '.join(msgs)}" for field, msgs in errors.items())
+        self.detail = error_detail(errors)
         super().__init__(f"invalid schedule: {self.detail}")
 
 

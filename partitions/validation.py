@@ -19,7 +19,7 @@ from typing import Any
 
 from django.utils import timezone
 
-from partitions.exceptions import InvalidParams
+from partitions.exceptions import RUN_OPTIONS, InvalidParams
 
 #: Partitions in flight for one job at most (0 = no cap); far above any fleet, far below the column's range.
 MAX_PARALLEL_LIMIT = 100_000
@@ -46,7 +46,6 @@ RATE_LIMIT_MIN, RATE_LIMIT_MAX = 1 / 3600, 1_000_000.0
 #: The longest pause after each batch (a running partition sleeps it with its lease held).
 PAUSE_MS_MAX = 60_000
 
-RUN_OPTIONS = "run options"
 
 #: Durations, on every surface: a whole number of minutes, hours or days, ASCII, no spaces (`90m`, `+2h`, `1d`).
 DURATION_PATTERN = re.compile(r"\+?([0-9]{1,6})([mhd])")

@@ -237,3 +237,9 @@ def test_the_readmes_starts_and_knob_changes_are_accepted_as_written_on_any_date
     for args in knob_changes:
         code, _, err = cli(*[str(job.pk) if a == "JOB_ID" else a for a in args])
         assert code == 0, (args, err)
+
+
+def test_a_bad_run_option_is_named_as_itself_not_as_params_of_run_options():
+    seed(subscriptions=10)
+    code, _, err = cli("start", "tests.bump_range", "--deadline", "2001-01-01T00:00:00Z")
+    assert (code, err) == (1, "CommandError: invalid deadline: Enter a deadline in the future.\n")
