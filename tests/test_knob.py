@@ -82,7 +82,7 @@ def test_jobs_set_changes_the_knob_and_refuses_bad_input_in_one_line():
     job = make_job(status="paused", max_parallel=2)
     deadline = (timezone.now() + timedelta(days=30)).replace(microsecond=0)
     code, out, _ = cli("set", str(job.pk), "--max-parallel", "6", "--deadline", deadline.isoformat())
-    assert code == 0 and out.strip() == f"job {job.pk}: max_parallel 6, deadline {deadline}"
+    assert code == 0 and out.strip() == f"job {job.pk}: max parallel 6, deadline {deadline:%Y-%m-%d %H:%M:%S} UTC"
     code, out, _ = cli("set", str(job.pk), "--deadline", "none")
     assert code == 0 and Job.objects.get(pk=job.pk).deadline is None
     for bad in (["--max-parallel", "-3"], ["--max-parallel", "x"], ["--deadline", "yesterday"], []):

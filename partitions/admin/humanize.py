@@ -118,6 +118,8 @@ def value(key: str, v) -> str:
         if key.endswith(UNIT_SUFFIXES[1:]):
             return duration(v)
         return number(v)
+    if isinstance(v, datetime):
+        return when(v)
     if isinstance(v, str):
         dt = _as_datetime(v)
         return when(dt) if dt is not None else v

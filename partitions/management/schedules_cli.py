@@ -12,6 +12,7 @@ from django.utils.dateparse import parse_datetime
 
 from partitions import cadence as cadences
 from partitions import schedules, validation
+from partitions.admin import humanize
 from partitions.cadence import Cadence
 from partitions.management.cli_arguments import Pair, param_pair
 from partitions.models import JobSchedule, ScheduleEvent
@@ -76,7 +77,7 @@ def schedule_summary(schedule: JobSchedule) -> dict[str, Any]:
 
 
 def schedule_line(s: dict[str, Any]) -> str:
-    when = f"next {s['next_run_at']:%Y-%m-%d %H:%M} UTC" if s["next_run_at"] else f"PAUSED: {s['paused_reason']}"
+    when = f"next {humanize.when(s['next_run_at'])}" if s["next_run_at"] else f"PAUSED: {s['paused_reason']}"
     last = f"last job #{s['last_job']} {s['last_job_status']}" if s["last_job"] else "no run yet"
     return f"{s['name']:24} {s['type']:32} {s['cadence']:34} {when}  ({last})"
 
@@ -126,7 +127,7 @@ class ScheduleCommands:
             pause_ms=pause_ms, notify=notify)
         summary = schedule_summary(schedule)
         self.emit(summary, f"schedule {schedule.name} created: {summary['cadence']}, "
-                           f"next {schedule.next_run_at:%Y-%m-%d %H:%M} UTC")
+                           f"next {humanize.when(schedule.next_run_at)}")
 
     def do_schedules(self, **options):
         rows = [schedule_summary(s) for s in JobSchedule.objects.select_related("last_job").order_by("name")]
@@ -138,7 +139,7 @@ class ScheduleCommands:
                     "scheduled_for": e.scheduled_for, "data": e.data}
                    for e in ScheduleEvent.objects.filter(schedule=schedule).order_by("-id")[:50]]
         lines = [schedule_line(schedule_summary(schedule))] + [
-            f"  {h['at']:%Y-%m-%d %H:%M:%S}  {h['type']:22} {h['actor']:28} "
+            f"  {humanize.when(h['at'])}  {h['type']:22} {h['actor']:28} "
             f"{'job #' + str(h['job']) if h['job'] else '':10} {h['data'].get('reason', '')}" for h in history]
         self.emit({**schedule_summary(schedule), "history": history}, "\n".join(lines))
 
@@ -160,7 +161,7 @@ class ScheduleCommands:
     def do_schedule_resume(self, *, name: str, **options):
         schedule = schedules.schedule_resume(name, actor=self.ACTOR)
         self.emit(schedule_summary(schedule),
-                  f"schedule {name} resumed: next {schedule.next_run_at:%Y-%m-%d %H:%M} UTC")
+                  f"schedule {name} resumed: next {humanize.when(schedule.next_run_at)}")
 
     def do_unschedule(self, *, name: str, **options):
         schedules.schedule_delete(name, actor=self.ACTOR)

@@ -242,7 +242,8 @@ class Command(OneLineErrors, ScheduleCommands, BaseCommand):
         if not changes:
             raise CommandError("nothing to change: give --max-parallel and/or --deadline")
         job = knob.job_set(job_id, actor=ACTOR, **changes)
-        shown = ", ".join(f"{name} {getattr(job, name) if getattr(job, name) is not None else 'none'}"
+        shown = ", ".join(f"{humanize.label(name)} "
+                          + ("none" if getattr(job, name) is None else humanize.value(name, getattr(job, name)))
                           for name in changes)
         self.emit(job_summary(job), f"job {job_id}: {shown}")
 
