@@ -145,9 +145,9 @@ class JobNotPlannable(InvalidParams):
 
 
 class ScheduleNotFound(PartitionsError):
-    def __init__(self, name: object):
+    def __init__(self, name: object, known: Iterable[str] = ()):
         self.name = name
-        super().__init__(f"schedule {name!r} does not exist")
+        super().__init__(f"schedule {name!r} does not exist{did_you_mean(name, known)}")
 
 
 class ScheduleNameTaken(PartitionsError):

@@ -66,6 +66,9 @@ OPERATE_JOB, START_JOB = "partitions.operate_job", "partitions.start_job"
 RUN_ACTIVE = "a run is active"
 
 
+#: Schedule names a mistyped one is compared with ("did you mean …").
+SUGGEST_FROM = 1_000
+
 def schedule_permitted(actor: Any, permission: str, what: str) -> None:
     """NotPermitted unless `actor` is a trusted label (CLI, a schedule, a worker) or a user holding `permission`."""
     if hasattr(actor, "has_perm") and not (actor.is_active and actor.has_perm(permission)):
@@ -163,7 +166,8 @@ def schedule_get(name_or_id: str | int, *, lock: bool = False) -> JobSchedule:
     else:
         found = JobSchedule.objects.filter(**{"pk": name_or_id} if by_id else {"name": str(name_or_id)}).first()
     if found is None:
-        raise ScheduleNotFound(name_or_id)
+        known = [] if by_id else JobSchedule.objects.values_list("name", flat=True)[:SUGGEST_FROM]
+        raise ScheduleNotFound(name_or_id, known)
     return found
 
 

@@ -243,3 +243,10 @@ def test_a_bad_run_option_is_named_as_itself_not_as_params_of_run_options():
     seed(subscriptions=10)
     code, _, err = cli("start", "tests.bump_range", "--deadline", "2001-01-01T00:00:00Z")
     assert (code, err) == (1, "CommandError: invalid deadline: Enter a deadline in the future.\n")
+
+
+def test_a_mistyped_schedule_name_is_refused_with_the_closest_one():
+    seed(subscriptions=10)
+    assert cli("schedule", "tests.bump_range", "--name", "nightly-invoices", "--every", "1d")[0] == 0
+    assert cli("schedule-show", "nightly-invoice") == (
+        1, "", "CommandError: schedule 'nightly-invoice' does not exist (did you mean 'nightly-invoices'?)\n")
