@@ -250,3 +250,9 @@ def test_a_mistyped_schedule_name_is_refused_with_the_closest_one():
     assert cli("schedule", "tests.bump_range", "--name", "nightly-invoices", "--every", "1d")[0] == 0
     assert cli("schedule-show", "nightly-invoice") == (
         1, "", "CommandError: schedule 'nightly-invoice' does not exist (did you mean 'nightly-invoices'?)\n")
+
+
+def test_jobs_set_names_the_settings_as_the_admin_does():
+    job = make_job(status="running", max_parallel=2)
+    assert cli("set", str(job.pk), "--max-parallel", "0", "--deadline", "none") == (
+        0, f"job {job.pk}: max parallel unlimited, deadline none\n", "")

@@ -4,10 +4,11 @@ the same figures as the admin's."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from partitions.admin import humanize
 from partitions.models import Job
 from partitions.projection import LIMIT_WORDS
 from partitions.selectors import job_splits, job_stats
@@ -86,6 +87,13 @@ def list_lines(summaries: list[dict[str, Any]]) -> list[str]:
     rows = [[str(s["id"]), s["type"], s["status"], f"{s['percent']:.1f}%", f"{s['items_done']:,}",
              f"{s['items_failed']:,}"] for s in summaries]
     return [line([header for header, _, _ in LIST_COLUMNS]).rstrip(), *(line(row).rstrip() for row in rows)]
+
+
+def knob_line(job: Job, names: Iterable[str]) -> str:
+    """`max parallel 6, deadline 2026-12-03 09:00:00 UTC`: the knob's settings named, as the admin's message."""
+    shown = {"max_parallel": f"max parallel {job.max_parallel or 'unlimited'}",
+             "deadline": f"deadline {humanize.when(job.deadline) if job.deadline else 'none'}"}
+    return ", ".join(shown[name] for name in names)
 
 
 def ended_line(summary: dict[str, Any]) -> str:

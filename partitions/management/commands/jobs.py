@@ -33,6 +33,7 @@ from partitions.management.cli_output import (
     REDRAW,
     ended_line,
     job_summary,
+    knob_line,
     list_lines,
     progress_line,
     projection_line,
@@ -242,10 +243,7 @@ class Command(OneLineErrors, ScheduleCommands, BaseCommand):
         if not changes:
             raise CommandError("nothing to change: give --max-parallel and/or --deadline")
         job = knob.job_set(job_id, actor=ACTOR, **changes)
-        shown = ", ".join(f"{humanize.label(name)} "
-                          + ("none" if getattr(job, name) is None else humanize.value(name, getattr(job, name)))
-                          for name in changes)
-        self.emit(job_summary(job), f"job {job_id}: {shown}")
+        self.emit(job_summary(job), f"job {job_id}: {knob_line(job, changes)}")
 
     def do_events(self, *, job_id: int, limit: int, **options):
         job = job_get(job_id)
