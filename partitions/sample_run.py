@@ -191,6 +191,10 @@ def job_sample(type_name: str, params: dict[str, Any] | None = None, *, partitio
                 measured = _run(setup, [(seq, plans[seq]) for seq in chosen], items)
             changes = _changes() if job_type.changes_models else []
             now = claiming.db_now()
+        except PartitionsError:
+            raise
+        except Exception as exc:  # the job code, or a lock it waited for past LOCK_TIMEOUT
+            raise SampleFailed(type_name, error_line(exc)) from exc
         finally:
             transaction.set_rollback(True)
     parallel = min(options.max_parallel or len(plans), len(plans)) or 1
@@ -314,10 +318,6 @@ def _run_batch(job_type: JobType, ctx: Context, items: list, measured: Measured)
                 job_type.on_checkpoint(ctx, [item for item, _ in ok], [value for _, value in ok])
     except JobControl as exc:
         raise SampleFailed(job_type.name, f"the job code asked to stop ({error_line(exc)})") from exc
-    except PartitionsError:
-        raise
-    except Exception as exc:
-        raise SampleFailed(job_type.name, error_line(exc)) from exc
     finally:
         measured.seconds += time.perf_counter() - started
     measured.done += len(ok)
