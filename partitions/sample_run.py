@@ -145,6 +145,13 @@ class SampleReport:
         }
 
 
+def change_text(change: dict[str, Any]) -> str:
+    """One changed row of `as_dict()['changes']` as `column before -> after, …` (∅: no row)."""
+    before, after = change["before"] or {}, change["after"] or {}
+    return ", ".join(f"{column} {before.get(column, '∅')!r} -> {after.get(column, '∅')!r}"
+                     for column in dict.fromkeys([*before, *after]))
+
+
 def sample_refusal(job_type: JobType) -> str | None:
     """Why this type cannot be sampled (None: it can): its effects must be declared, and be in the database
     or recorded."""
@@ -189,7 +196,7 @@ def job_sample(type_name: str, params: dict[str, Any] | None = None, *, partitio
             setup = JobSetup(Job(type_name=type_name, params=cleaned, status=JobStatus.RUNNING), job_type, cleaned)
             with recording_effects(calls.append) if job_type.records_effects else nullcontext():
                 measured = _run(setup, [(seq, plans[seq]) for seq in chosen], items)
-            changes = _changes() if job_type.changes_models else []
+            changes = _changes(job_type.changes_models) if job_type.changes_models else []
             now = claiming.db_now()
         except PartitionsError:
             raise
@@ -242,22 +249,23 @@ def _capture(models) -> None:
             cursor.execute(queries["sample_watch"], {"table": model._meta.db_table})
 
 
-def _changes() -> list[RowChange]:
-    """The captured changes, one per row: its first state before and its last after (a row inserted and deleted
-    again is no change); an update lists only the columns it changed."""
+def _changes(models) -> list[RowChange]:
+    """The captured changes, one per row (by its primary key): its first state before and its last after (a row
+    inserted and deleted again is no change); an update lists only the columns it changed."""
+    pk_columns = {model._meta.db_table: model._meta.pk.column for model in models}
     with connection.cursor() as cursor:
         cursor.execute(queries["sample_changes"])
         rows = cursor.fetchall()
-    first: dict[tuple[str, Any], tuple[str, dict | None]] = {}
-    last: dict[tuple[str, Any], tuple[str, dict | None]] = {}
-    for table, op, old, new in rows:
+    first: dict[tuple[str, Any], dict | None] = {}
+    last: dict[tuple[str, Any], dict | None] = {}
+    for table, old, new in rows:
         old, new = _json(old), _json(new)
-        key = (table, (old or new).get("id", json.dumps(old or new, sort_keys=True)))
-        first.setdefault(key, (op, old))
-        last[key] = (op, new)
+        key = (table, (old or new)[pk_columns[table]])
+        first.setdefault(key, old)
+        last[key] = new
     changes = []
-    for key, (first_op, before) in first.items():
-        last_op, after = last[key]
+    for key, before in first.items():
+        after = last[key]
         if before is None and after is None:
             continue
         if before is not None and after is not None:

@@ -9,7 +9,13 @@ from typing import Any
 from django.core.management.base import CommandError
 
 from partitions import validation
-from partitions.sample_run import SAMPLE_ITEMS_DEFAULT, SAMPLE_ITEMS_MAX, SAMPLE_PARTITIONS_MAX, job_sample
+from partitions.sample_run import (
+    SAMPLE_ITEMS_DEFAULT,
+    SAMPLE_ITEMS_MAX,
+    SAMPLE_PARTITIONS_MAX,
+    change_text,
+    job_sample,
+)
 
 #: Shown for a figure the sample could not measure (no item handled).
 UNKNOWN = "?"
@@ -48,19 +54,13 @@ def sample_text(sample: dict[str, Any]) -> str:
         + (f"; needs {sample['workers_needed']} in parallel" if sample["workers_needed"] else "")
         + (f"; a rate of {sample['rate_needed']:,.1f} items/s would meet it" if sample["rate_needed"] else ""),
         f"  would change {sample['changes_total']:,} row(s)" + (":" if sample["changes"] else ""),
-        *(f"    {c['table']} {c['pk']} {c['op']}: {_change(c)}" for c in sample["changes"]),
+        *(f"    {c['table']} {c['pk']} {c['op']}: {change_text(c)}" for c in sample["changes"]),
     ]
     if sample["calls_total"]:
         lines += [f"  external calls not made ({sample['calls_total']:,}):", *(f"    {c}" for c in sample["calls"])]
     if sample["errors"]:
         lines += ["  item errors:", *(f"    {e}" for e in sample["errors"])]
     return "\n".join(lines)
-
-
-def _change(change: dict[str, Any]) -> str:
-    before, after = change["before"] or {}, change["after"] or {}
-    return ", ".join(f"{column} {before.get(column, '∅')!r} -> {after.get(column, '∅')!r}"
-                     for column in dict.fromkeys([*before, *after]))
 
 
 class SampleCommands:

@@ -5,7 +5,7 @@ SELECT set_config('lock_timeout', %(timeout)s, true)
 -- name: sample_changes_table
 -- Where the sample's capture trigger writes each row change; temporary, so it lives only in the transaction.
 CREATE TEMP TABLE partitions_sample_changes (
-    seq bigserial PRIMARY KEY, tbl regclass NOT NULL, op text NOT NULL, old jsonb, new jsonb
+    seq bigserial PRIMARY KEY, tbl text NOT NULL, op text NOT NULL, old jsonb, new jsonb
 ) ON COMMIT DROP
 
 -- name: sample_capture_function
@@ -13,7 +13,7 @@ CREATE TEMP TABLE partitions_sample_changes (
 CREATE FUNCTION pg_temp.partitions_sample_capture() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO partitions_sample_changes (tbl, op, old, new) VALUES (
-        TG_RELID, TG_OP,
+        TG_TABLE_NAME, TG_OP,
         CASE WHEN TG_OP <> 'INSERT' THEN to_jsonb(OLD) END,
         CASE WHEN TG_OP <> 'DELETE' THEN to_jsonb(NEW) END);
     RETURN NULL;
@@ -33,5 +33,5 @@ END $$
 SELECT pg_temp.partitions_sample_watch(%(table)s::regclass)
 
 -- name: sample_changes
--- The captured row changes in the order they happened: table, operation, row before, row after.
-SELECT tbl::text, op, old, new FROM partitions_sample_changes ORDER BY seq
+-- The captured row changes in the order they happened: table, row before, row after (op stays for psql).
+SELECT tbl, old, new FROM partitions_sample_changes ORDER BY seq
