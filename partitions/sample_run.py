@@ -102,6 +102,10 @@ class Measured:
     def handled(self) -> int:
         return self.done + self.failed + self.skipped
 
+    @property
+    def items_per_second(self) -> float | None:
+        return self.handled / self.seconds if self.handled and self.seconds > 0 else None
+
 
 @dataclass
 class SampleReport:
@@ -110,16 +114,13 @@ class SampleReport:
     planned_partitions: int
     planned_items: int
     parallel: int
+    #: Items the type runs at once on a worker; the sample runs them one at a time (its rate is a lower bound).
+    item_concurrency: int
     measured: Measured
     changes: list[RowChange]
     calls: list[str]
     projection: Projection
     deadline: datetime | None
-
-    @property
-    def items_per_second(self) -> float | None:
-        m = self.measured
-        return m.handled / m.seconds if m.handled and m.seconds > 0 else None
 
     def per_item(self, total: int) -> float | None:
         return total / self.measured.handled if self.measured.handled else None
@@ -133,9 +134,10 @@ class SampleReport:
             "partitions": self.sampled, "planned_partitions": self.planned_partitions,
             "planned_items": self.planned_items, "items": m.handled, "items_done": m.done, "items_failed": m.failed,
             "items_skipped": m.skipped, "errors": m.errors[:SHOWN], "seconds": round(m.seconds, 6),
-            "items_per_second": self.items_per_second, "statements": m.statements, "statements_per_item": statements,
-            "rows_per_item": rows, "parallel": self.parallel, "projected_items_per_second": rate,
-            "projected_seconds": p.eta_seconds, "projected_finish": p.projected_finish,
+            "items_per_second": m.items_per_second, "item_concurrency": self.item_concurrency,
+            "statements": m.statements, "statements_per_item": statements, "rows_per_item": rows,
+            "parallel": self.parallel, "projected_items_per_second": rate, "projected_seconds": p.eta_seconds,
+            "projected_finish": p.projected_finish,
             "statements_per_second": None if rate is None or statements is None else statements * rate,
             "rows_per_second": None if rate is None or rows is None else rows * rate,
             "limited_by": p.limited_by, "deadline": self.deadline, "verdict": p.verdict,
@@ -206,12 +208,11 @@ def job_sample(type_name: str, params: dict[str, Any] | None = None, *, partitio
             transaction.set_rollback(True)
     parallel = min(options.max_parallel or len(plans), len(plans)) or 1
     planned_items = sum(p.estimated_items for p in plans)
-    report = SampleReport(type_name, chosen, len(plans), planned_items, parallel, measured, changes, calls,
-                          Projection(), options.deadline)
-    report.projection = projection_at(report.items_per_second, items=planned_items, parallel=parallel,
-                                      max_parallel=options.max_parallel, rate_limit=options.rate_limit,
-                                      deadline=options.deadline, now=now)
-    return report
+    projection = projection_at(measured.items_per_second, items=planned_items, parallel=parallel,
+                               max_parallel=options.max_parallel, rate_limit=options.rate_limit,
+                               deadline=options.deadline, now=now)
+    return SampleReport(type_name, chosen, len(plans), planned_items, parallel, job_type.concurrency(cleaned),
+                        measured, changes, calls, projection, options.deadline)
 
 
 def spread(planned: int, wanted: int) -> list[int]:
@@ -298,7 +299,7 @@ def _run(setup: JobSetup, chosen: list[tuple[int, PartitionPlan]], limit: int) -
 def _batches(setup: JobSetup, partition: Partition, plan: PartitionPlan, limit: int) -> Iterator[list]:
     """At most `limit` items of the partition, in batches of the type's batch size, as a worker reads them."""
     size = setup.job_type.batch_size
-    if partition.kind == Partition.Kind.ITEMS:
+    if partition.kind == Partition.Kind.ITEMS or partition.scope.get("items"):  # as source_for tells them
         items = [SubJob(seq=i, key=s.key, payload=s.payload, ordering_key=s.ordering_key, attempts=0)
                  for i, s in enumerate(plan.items[:limit])]
         yield from (items[i:i + size] for i in range(0, len(items), size))

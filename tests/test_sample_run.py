@@ -106,6 +106,7 @@ def test_invoice_sample_records_the_mails_instead_of_sending_them_and_shows_the_
     assert checksum(Invoice) == before and engine_counts() == counts
     assert len(mail.outbox) == outbox, "no mail went out"
     assert report.calls[0].startswith("would mail invoice 2026-11 (") and len(report.calls) == 3
+    assert report.item_concurrency == 4, "run one at a time by the sample, four at once by a worker"
     assert [c.op for c in report.changes] == ["insert"] * 3
     assert {c.after["period"] for c in report.changes} == {"2026-11"}
     assert all(c.after["mailed_at"] for c in report.changes)

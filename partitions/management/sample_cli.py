@@ -43,7 +43,9 @@ def sample_text(sample: dict[str, Any]) -> str:
     lines = [
         f"sample: {len(sample['partitions'])} of {sample['planned_partitions']} partitions, {sample['items']:,} items "
         f"({sample['items_failed']} failed, {sample['items_skipped']} skipped) in {sample['seconds']:.3f}s: "
-        f"{_figure(sample['items_per_second'])} items/s on one worker (rolled back: nothing written)",
+        f"{_figure(sample['items_per_second'])} items/s on one worker"
+        + (f" (one at a time; it runs {sample['item_concurrency']} at once)" if sample["item_concurrency"] > 1 else "")
+        + " (rolled back: nothing written)",
         f"  database: {_figure(sample['statements_per_item'])} statements and {_figure(sample['rows_per_item'])} "
         f"rows per item; for the whole job {_figure(sample['statements_per_second'])} statements/s and "
         f"{_figure(sample['rows_per_second'])} rows/s",
