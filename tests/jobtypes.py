@@ -241,6 +241,7 @@ class Controlled(SubscriptionRanges):
     name = "tests.controlled"
     Params = ControlParams
     max_attempts = 3
+    dry_run_safe = True  # it changes nothing
     backoff = Backoff(base=0.01, cap=0.02)
 
     def process_batch(self, ctx, items):

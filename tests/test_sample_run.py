@@ -208,6 +208,21 @@ def test_a_job_code_failure_ends_the_sample_with_one_error_and_everything_rolled
     assert checksum(Subscription) == before and engine_counts() == counts
 
 
+@pytest.mark.django_db
+@pytest.mark.parametrize(("action", "reason"), [
+    ("retry", "the job code asked to stop (Retry: broker busy)"),
+    ("cancel", "the job code asked to stop (CancelJob: bad data found)"),
+    ("crash", "RuntimeError: batch exploded"),
+])
+def test_a_retry_a_cancel_or_a_crash_of_the_job_code_is_the_samples_one_error(action, reason):
+    seed(subscriptions=20)
+    counts = engine_counts()
+    with pytest.raises(SampleFailed) as refused:
+        job_sample("tests.controlled", {"action": action, "partitions": 1}, items=5)
+    assert str(refused.value) == f"sample of tests.controlled failed (rolled back): {reason}"
+    assert engine_counts() == counts
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_changed_table_busy_with_a_writer_refuses_the_sample_at_the_lock_timeout(db_url):
     seed(subscriptions=50)
