@@ -35,7 +35,8 @@ sample_items_arg = _bounded(SAMPLE_ITEMS_MAX, "a number of items")
 
 
 def _figure(value: float | None, unit: str = "") -> str:
-    return UNKNOWN if value is None else f"{value:,.1f}{unit}" if value < 100 else f"{value:,.0f}{unit}"
+    """Three significant digits below 100 (0.0133, 51.8), none above (1,234)."""
+    return UNKNOWN if value is None else f"{value:,.3g}{unit}" if value < 100 else f"{value:,.0f}{unit}"
 
 
 def sample_text(sample: dict[str, Any]) -> str:
@@ -53,7 +54,8 @@ def sample_text(sample: dict[str, Any]) -> str:
         f"{sample['parallel']} in parallel ({_figure(sample['projected_items_per_second'])} items/s"
         + (f", {sample['limited_by'].replace('_', ' ')} binds" if sample["limited_by"] else "") + ")"
         + (f"; deadline: {sample['verdict'] or UNKNOWN}" if sample["deadline"] else "")
-        + (f"; needs {sample['workers_needed']} in parallel" if sample["workers_needed"] else "")
+        + (f"; needs {sample['workers_needed']} parallel worker{'' if sample['workers_needed'] == 1 else 's'}"
+           if sample["workers_needed"] else "")
         + (f"; a rate of {sample['rate_needed']:,.1f} items/s would meet it" if sample["rate_needed"] else ""),
         f"  would change {sample['changes_total']:,} row(s)" + (":" if sample["changes"] else ""),
         *(f"    {c['table']} {c['pk']} {c['op']}: {change_text(c)}" for c in sample["changes"]),
