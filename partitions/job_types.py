@@ -205,9 +205,9 @@ class JobType:
         if not issubclass(cls.Params, forms.BaseForm):
             raise JobCodeError(f"{cls.name}: Params must be a django.forms.Form")
         cls._check_pacing()
-        if cls.dry_run_safe not in (None, True, False) or not all(
+        if cls.dry_run_safe not in (None, True, False) or not isinstance(cls.changes_models, tuple) or not all(
                 isinstance(m, type) and issubclass(m, Model) for m in cls.changes_models):
-            raise JobCodeError(f"{cls.name}: dry_run_safe must be True, False or None and changes_models a tuple "
+            raise JobCodeError(f"{cls.name}: dry_run_safe must be True, False or None, and changes_models a tuple "
                                "of models")
 
     @classmethod

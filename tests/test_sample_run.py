@@ -21,7 +21,8 @@ from django.utils import timezone
 from opsapp.billing import broker
 from opsapp.billing.models import Event, Invoice, Product, Subscription
 from partitions import sample_run
-from partitions.exceptions import JobTypeNotFound
+from partitions.exceptions import JobCodeError, JobTypeNotFound
+from partitions.job_types import JobType
 from partitions.projection import MAX_PARALLEL, RATE_LIMIT
 from partitions.sample_run import SampleFailed, SampleRefused, job_sample, spread
 from tests.jobtypes import RECORDER
@@ -234,6 +235,14 @@ def test_a_changed_table_busy_with_a_writer_refuses_the_sample_at_the_lock_timeo
             job_sample("tests.bump_range", {"partitions": 1}, items=10)
         writer.rollback()
     assert checksum(Subscription) == before
+
+
+@pytest.mark.parametrize("declaration", [{"changes_models": Subscription}, {"changes_models": ("opsapp_subscription",)},
+                                         {"dry_run_safe": "yes"}])
+def test_a_type_that_declares_its_sample_wrongly_is_refused_at_registration(declaration):
+    wrong = type("Wrong", (JobType,), {"name": "tests.wrong", **declaration})
+    with pytest.raises(JobCodeError, match="dry_run_safe must be True, False or None, and changes_models a tuple"):
+        wrong.check_declaration()
 
 
 @pytest.mark.parametrize(("planned", "wanted", "chosen"), [
