@@ -178,9 +178,10 @@ def sample_size_errors(partitions: int, items: int) -> dict[str, list[str]]:
 
 def job_sample(type_name: str, params: dict[str, Any] | None = None, *, partitions: int = 1,
                items: int = SAMPLE_ITEMS_DEFAULT, max_parallel: int = 0, rate_limit: Any = validation.UNSET,
-               deadline: datetime | None = None) -> SampleReport:
+               deadline: datetime | None = None, plans: list[PartitionPlan] | None = None) -> SampleReport:
     """Run `type_name` on a sample of its plan and roll it all back (see the module docstring). The run options
-    are the start's (a rate limit left UNSET is the type's default): the projection applies them."""
+    are the start's (a rate limit left UNSET is the type's default): the projection applies them. `plans`: the
+    plan of these params when the caller has just made it (the preview it shows), so the split runs once."""
     job_type = registry.get(type_name)
     if reason := sample_refusal(job_type):
         raise SampleRefused(type_name, reason)
@@ -188,7 +189,7 @@ def job_sample(type_name: str, params: dict[str, Any] | None = None, *, partitio
         raise InvalidParams(validation.RUN_OPTIONS, errors)
     options = validation.run_options(max_parallel=max_parallel, deadline=deadline,
                                      rate_limit=job_type.rate_limit if rate_limit is validation.UNSET else rate_limit)
-    plans = services.job_preview(type_name, params)
+    plans = services.job_preview(type_name, params) if plans is None else plans
     cleaned = job_type.load_params(job_type.validate_params(params))
     chosen = spread(len(plans), partitions)
     calls: list[str] = []

@@ -66,6 +66,14 @@ def test_a_sample_of_a_type_that_has_not_declared_its_effects_is_refused_with_on
     assert engine_counts() == before
 
 
+def test_the_preview_of_a_refused_type_says_why_it_offers_no_sample(operator):
+    html = client_for(operator).post(reverse(START), {
+        "job_type": "tests.calls_out", "params-partitions": "1", "_preview": "Preview plan"}).content.decode()
+    assert 'id="pj-sample"' not in html and 'id="pj-sample-options"' not in html
+    assert ('No sample offered: it has effects outside the database (dry_run_safe = False) and does not record '
+            'them (records_effects).') in html
+
+
 @pytest.mark.parametrize(("field", "value"), [("partitions", "0"), ("partitions", "21"), ("items", "0"),
                                               ("items", "10001"), ("items", "x"), ("partitions", "")])
 def test_bad_sample_sizes_show_their_error_and_run_nothing(operator, field, value):

@@ -21,6 +21,7 @@ from partitions.sample_run import (
     change_text,
     job_sample,
 )
+from partitions.splits import PartitionPlan
 
 log = logging.getLogger(__name__)
 
@@ -39,16 +40,18 @@ class SampleForm(forms.Form):
                                help_text="Items the sample reads from each; everything it does is rolled back.")
 
 
-def sample_submit(request, type_name: str, data: dict[str, Any], options, sample_form: SampleForm) -> dict | None:
-    """The sample report (`SampleReport.as_dict()`) at the chosen run options, or None when a form said no (its
-    errors show on the page). Typed refusals (`SampleRefused`, `SampleFailed`) go to the caller."""
+def sample_submit(request, type_name: str, data: dict[str, Any], options, sample_form: SampleForm, *,
+                  plans: list[PartitionPlan]) -> dict | None:
+    """The sample report (`SampleReport.as_dict()`) of the previewed `plans` at the chosen run options, or None
+    when a form said no (its errors show on the page). Typed refusals (`SampleRefused`, `SampleFailed`) go to
+    the caller."""
     if not (options.is_valid() & sample_form.is_valid()):  # both, so every error shows at once
         return None
     chosen, size = options.cleaned_data, sample_form.cleaned_data
     log.info("sample dry-run of %s by %s: %s partition(s), %s item(s) each", type_name, request.user,
              size["partitions"], size["items"])
     report = job_sample(type_name, data, partitions=size["partitions"], items=size["items"],
-                        max_parallel=chosen["max_parallel"] or 0, deadline=chosen["deadline"],
+                        max_parallel=chosen["max_parallel"] or 0, deadline=chosen["deadline"], plans=plans,
                         rate_limit=validation.UNSET if chosen.get("rate_limit") is None else chosen["rate_limit"]
                         ).as_dict()
     return {**report, "projected": humanize.duration(report["projected_seconds"]),

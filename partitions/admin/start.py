@@ -29,6 +29,8 @@ from partitions.admin.throttle import ThrottleFields
 from partitions.exceptions import InvalidParams, JobNotPlannable, JobTypeNotFound, PartitionsError, error_line
 from partitions.models import Job, Partition
 from partitions.notify.config import notify_choice
+from partitions.sample_run import sample_refusal
+from partitions.splits import PartitionPlan
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +151,7 @@ def start_view(model_admin, request):
     if job_type is None:
         request.current_app = model_admin.admin_site.name
         return TemplateResponse(request, "admin/partitions/job/start.html", context)
+    context["sample_refused"] = sample_refusal(job_type)  # the preview says why it offers no sample
 
     if request.method == "POST":
         if "_schedule" in request.POST and not request.user.has_perm(schedules.ADD_SCHEDULE):
@@ -186,10 +189,12 @@ def _submit(request, type_name, params_form, options, context, schedule_form):
         if "_schedule" in request.POST:
             return schedule_submit(request, type_name, data, params_form, options, schedule_form)
         if previewing:
-            context["preview"] = _preview(type_name, data)
+            plans = services.job_preview(type_name, data)
+            context["preview"] = _preview(plans)
             params_form.is_valid()  # the service accepted the params; show the form bound, without errors
             if sampling:
-                context["sample"] = sample_submit(request, type_name, data, options, context["sample_form"])
+                context["sample"] = sample_submit(request, type_name, data, options, context["sample_form"],
+                                                  plans=plans)
             return None
         return _start(request, type_name, data, params_form, options)
     except JobNotPlannable as exc:  # job_start makes the plan-ability check (nothing was written)
@@ -216,8 +221,7 @@ def _show_refusal(params_form, exc: InvalidParams) -> None:
                 params_form.add_error(field if field in params_form.fields else None, error)
 
 
-def _preview(type_name: str, data: dict[str, Any]) -> dict[str, Any]:
-    plans = services.job_preview(type_name, data)
+def _preview(plans: list[PartitionPlan]) -> dict[str, Any]:
     estimated, subjobs = sum(p.estimated_items for p in plans), sum(len(p.items) for p in plans)
     return {"rows": _preview_rows(plans), "partitions": len(plans), "estimated": estimated, "subjobs": subjobs,
             "empty": not plans or not (estimated or subjobs)}

@@ -16,6 +16,7 @@ from partitions.sample_run import (
     change_text,
     job_sample,
 )
+from partitions.splits import PartitionPlan
 
 #: Shown for a figure the sample could not measure (no item handled).
 UNKNOWN = "?"
@@ -88,8 +89,10 @@ class SampleCommands:
 
     @staticmethod
     def sample_of(type_name: str, params: dict[str, Any], *, sample: int, sample_items: int | None,
-                  options: validation.RunOptions, rate: Any) -> dict[str, Any]:
-        """The sample report's `sample` object, with the start's run options applied to its projection."""
+                  options: validation.RunOptions, rate: Any, plans: list[PartitionPlan]) -> dict[str, Any]:
+        """The sample report's `sample` object for the previewed `plans`, with the start's run options applied to
+        its projection."""
         report = job_sample(type_name, params, partitions=sample, items=sample_items or SAMPLE_ITEMS_DEFAULT,
-                            max_parallel=options.max_parallel, rate_limit=rate, deadline=options.deadline)
+                            max_parallel=options.max_parallel, rate_limit=rate, deadline=options.deadline,
+                            plans=plans)
         return report.as_dict()

@@ -141,7 +141,7 @@ class Command(SampleCommands, ScheduleCommands, BaseCommand):
             report = {"dry_run": True, "partitions": rows}
             if sample is not None:
                 report["sample"] = self.sample_of(type_name, params, sample=sample, sample_items=sample_items,
-                                                  options=run, rate=rate)
+                                                  options=run, rate=rate, plans=plans)
                 text += "\n" + sample_text(report["sample"])
             self.emit(report, text)
             return
