@@ -18,6 +18,7 @@ from partitions.encoding import dumps
 from partitions.exceptions import PartitionsError, error_line
 from partitions.management.cli_arguments import age_arg, job_id_arg, list_limit, parse_params, rate_arg, whole_number
 from partitions.management.cli_output import job_summary, progress_line, projection_line, quiet_logs, throttle_line
+from partitions.management.sample_cli import SampleCommands, sample_text
 from partitions.management.schedules_cli import ScheduleCommands
 from partitions.models import Job, JobEvent, Partition
 from partitions.retention import history_prune
@@ -31,7 +32,7 @@ ACTOR = "cli"
 log = logging.getLogger(__name__)
 
 
-class Command(ScheduleCommands, BaseCommand):
+class Command(SampleCommands, ScheduleCommands, BaseCommand):
     help = "Start, watch, steer and schedule partitioned jobs."
     ACTOR = ACTOR
 
@@ -61,6 +62,7 @@ class Command(ScheduleCommands, BaseCommand):
                            help="this run's channels instead of the defaults: email:ADDRESS, webhook:NAME or none")
         start.add_argument("--dry-run", action="store_true", help="print the planned partitions, write nothing")
         start.add_argument("--wait", action="store_true", help="show progress until the job ends")
+        self.add_sample_arguments(start)
         listing = add("list", "recent jobs")
         listing.add_argument("--status", choices=list(JobStatus.values))
         listing.add_argument("--limit", type=list_limit, default=20)
@@ -115,13 +117,15 @@ class Command(ScheduleCommands, BaseCommand):
 
     def do_start(self, *, type_name: str, param: list[str], max_parallel: int, priority: int, deadline: str | None,
                  dedupe_key: str | None, dry_run: bool, wait: bool, rate, pause_ms, notify: list[str],
-                 **options):
+                 sample: int | None = None, sample_items: int | None = None, **options):
+        self.check_sample_options(dry_run=dry_run, sample=sample, sample_items=sample_items)
         params = self.params_of(type_name, param)
         when = self.parse_deadline(deadline)
         throttle = {"rate_limit": rate, "pause_ms": pause_ms}
         if dry_run:
-            validation.run_options(max_parallel=max_parallel, priority=priority, deadline=when, dedupe_key=dedupe_key,
-                                   **{k: v for k, v in throttle.items() if v is not validation.UNSET})
+            run = validation.run_options(max_parallel=max_parallel, priority=priority, deadline=when,
+                                         dedupe_key=dedupe_key,
+                                         **{k: v for k, v in throttle.items() if v is not validation.UNSET})
             try:
                 plans = services.job_preview(type_name, params)
             except PartitionsError:
@@ -134,7 +138,12 @@ class Command(ScheduleCommands, BaseCommand):
             lines = [f"{r['seq']:>5} {r['kind']:7} {self.bounds(r):60} ~{r['estimated_items']:,} items" for r in rows]
             total = sum(r["estimated_items"] for r in rows)
             text = "\n".join([*lines, f"{len(rows)} partitions, ~{total:,} items (dry run: nothing written)"])
-            self.emit({"dry_run": True, "partitions": rows}, text)
+            report = {"dry_run": True, "partitions": rows}
+            if sample is not None:
+                report["sample"] = self.sample_of(type_name, params, sample=sample, sample_items=sample_items,
+                                                  options=run, rate=rate, plans=plans)
+                text += "\n" + sample_text(report["sample"])
+            self.emit(report, text)
             return
         job, created = services.job_start(type_name, params, actor=ACTOR, max_parallel=max_parallel,
                                           priority=priority, deadline=when, dedupe_key=dedupe_key, notify=notify,
