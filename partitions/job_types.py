@@ -17,12 +17,14 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from django import forms
-from django.db.models import QuerySet
+from django.db.models import Model, QuerySet
 
 from partitions.encoding import to_json
 from partitions.exceptions import InvalidParams, JobCodeError
@@ -45,6 +47,20 @@ class Backoff:
     def delay(self, attempt: int) -> float:
         ceiling = min(self.cap, self.base * 2 ** max(0, attempt - 1))
         return random.uniform(ceiling / 2, ceiling)
+
+
+#: Set while a sample dry-run runs a type that `records_effects`: where it describes an external effect.
+_effect_recorder: ContextVar[Callable[[str], None] | None] = ContextVar("partitions_effect_recorder", default=None)
+
+
+@contextmanager
+def recording_effects(record: Callable[[str], None]) -> Iterator[None]:
+    """Inside: `JobType.effect_recorder()` returns `record` (the sample dry-run's list of calls not made)."""
+    token = _effect_recorder.set(record)
+    try:
+        yield
+    finally:
+        _effect_recorder.reset(token)
 
 
 class JobType:
@@ -86,6 +102,17 @@ class JobType:
     #: The longest one process_item (or process_batch) call may take; None: PARTITIONS_MAX_ITEM_SECONDS. A drain
     #: starts no item its estimate says would run past its budget, so it ends within budget + this.
     max_item_seconds: ClassVar[float | None] = None
+    #: The sample dry-run (`jobs start … --dry-run --sample N`) runs this type's real code in a transaction it
+    #: always rolls back, so it may run only a type that says what else it does (explicit opt-in):
+    #: True: every effect is in this database; False: it has effects outside it (mail, a broker) and is
+    #: refused, unless `records_effects`. None (not declared): refused.
+    dry_run_safe: ClassVar[bool | None] = None
+    #: Its external effects ask `self.effect_recorder()` first and, inside a sample, describe themselves to it
+    #: ("would mail invoice X to Y") instead of happening; such a type may be sampled.
+    records_effects: ClassVar[bool] = False
+    #: The models whose rows the sample shows before -> after: every row its statements insert, update or
+    #: delete in their tables is captured (by a trigger that lives only in the sample's transaction).
+    changes_models: ClassVar[tuple[type[Model], ...]] = ()
 
     def validate_params(self, data: dict[str, Any] | None) -> dict[str, Any]:
         """Clean raw params through the Params form (fields' `initial` are defaults); JSON-safe or InvalidParams."""
@@ -152,6 +179,11 @@ class JobType:
         """Step 3, once when every partition is terminal; may return a summary kept in job.stats."""
         return None
 
+    def effect_recorder(self) -> Callable[[str], None] | None:
+        """Inside a sample dry-run of a type that `records_effects`: describe an external effect to this instead
+        of making it. None: make it."""
+        return _effect_recorder.get() if self.records_effects else None
+
     # Introspection used by the runner and registry -------------------------------
 
     @classmethod
@@ -173,6 +205,10 @@ class JobType:
         if not issubclass(cls.Params, forms.BaseForm):
             raise JobCodeError(f"{cls.name}: Params must be a django.forms.Form")
         cls._check_pacing()
+        if cls.dry_run_safe not in (None, True, False) or not isinstance(cls.changes_models, tuple) or not all(
+                isinstance(m, type) and issubclass(m, Model) for m in cls.changes_models):
+            raise JobCodeError(f"{cls.name}: dry_run_safe must be True, False or None, and changes_models a tuple "
+                               "of models")
 
     @classmethod
     def _check_pacing(cls) -> None:

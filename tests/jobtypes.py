@@ -48,6 +48,9 @@ class BumpRange(SubscriptionRanges):
     backoff = Backoff(base=0.01, cap=0.05)
     #: The fencing and lease tests watch one partition whole: idle workers must not split it (tests.skewed does).
     split_when_idle = False
+    #: Its one effect is the UPDATE of subscriptions (a sample dry-run shows them before -> after).
+    dry_run_safe = True
+    changes_models = (Subscription,)
 
     def process_batch(self, ctx, items):
         Subscription.objects.filter(pk__in=[s.pk for s in items]).update(product_version=F("product_version") + 1)
@@ -148,6 +151,27 @@ class RecordingItems(JobType):
 @register
 class SerialItems(RecordingItems):
     name = "tests.items_serial"
+    #: Its only effect is the test process's RECORDER (a sample dry-run may run it).
+    dry_run_safe = True
+
+
+@register
+class BumpThenFail(BumpRange):
+    """Bumps its batch, then fails (a sample dry-run must roll the bump back)."""
+
+    name = "tests.bump_then_fail"
+
+    def process_batch(self, ctx, items):
+        super().process_batch(ctx, items)
+        raise RuntimeError("the job code broke")
+
+
+@register
+class CallsOut(BumpRange):
+    """tests.bump_range that also calls out of the database, as it says (dry_run_safe = False): never sampled."""
+
+    name = "tests.calls_out"
+    dry_run_safe = False
 
 
 @register
@@ -217,6 +241,7 @@ class Controlled(SubscriptionRanges):
     name = "tests.controlled"
     Params = ControlParams
     max_attempts = 3
+    dry_run_safe = True  # it changes nothing
     backoff = Backoff(base=0.01, cap=0.02)
 
     def process_batch(self, ctx, items):

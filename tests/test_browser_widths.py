@@ -72,8 +72,6 @@ def page(live_server, settings, admin_env, monkeypatch):
         browser.close()
 
 
-@pytest.mark.xfail(strict=False, reason="known failure after the session-4 merges: the job list's results scroll "
-                   "sideways at 800 px (786-806 px in a 760 px box); open in the closing note (issue 26)")
 def test_the_console_pages_fit_1280_and_800_px_without_sideways_scroll(page, live_server):
     job = busy_job()
     for status in ("succeeded", "failed", "paused"):

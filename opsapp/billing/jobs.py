@@ -37,6 +37,9 @@ class MigrateSubscriptions(JobType):
     label = "Migrate subscriptions of changed products"
     Params = MigrateParams
     batch_size = 1000
+    #: Its only effect is the UPDATE of subscriptions: a sample shows their before -> after.
+    dry_run_safe = True
+    changes_models = (Subscription,)
 
     def changed_products(self, params) -> list[tuple[int, int]]:
         return list(Product.objects.filter(updated_at__gte=params["since"]).order_by("pk").values_list("pk", "version"))
@@ -100,6 +103,9 @@ class DispatchEvents(JobType):
     atomic = False
     item_concurrency = 8
     batch_size = 200
+    #: A sample records "would publish" instead of publishing, and shows the events it would mark sent.
+    records_effects = True
+    changes_models = (Event,)
 
     def concurrency(self, params):
         return params["concurrency"]
@@ -116,6 +122,9 @@ class DispatchEvents(JobType):
         return Event.objects.filter(status=Event.Status.PENDING, id__lte=scope["upto"])
 
     def process_item(self, ctx, item):
+        if (record := self.effect_recorder()) is not None:
+            record(f"would publish {item.kind} event {item.pk} to the broker (key {ctx.idempotency_key(item)})")
+            return f"sample-ack-{item.pk}"
         return broker.publish(ctx.idempotency_key(item), {"kind": item.kind, **item.payload},
                               confirm_ms=ctx.params["confirm_ms"])
 
@@ -154,6 +163,9 @@ class SendInvoices(JobType):
     item_retries = 0
     max_item_failures = 10_000
     max_item_seconds = 15.0  # work_ms at its maximum, plus the invoice's own queries
+    #: A sample records "would mail" instead of mailing, and shows the invoices it would record mailed.
+    records_effects = True
+    changes_models = (Invoice,)
 
     def prepare(self, job, params):
         customers = Customer.objects.count()
@@ -195,11 +207,16 @@ class SendInvoices(JobType):
         if not to_mail:
             return
         invoices = [self._invoice_of(ctx, item) for item in to_mail]
-        with mailers.default as mailer:
-            mailer.send_messages([
-                EmailMessage(f"Your invoice for {invoice.period}", invoice.body, settings.DEFAULT_FROM_EMAIL,
-                             [item.customer.email], headers={"X-Idempotency-Key": ctx.idempotency_key(item)})
-                for item, invoice in zip(to_mail, invoices, strict=True)])
+        messages = [EmailMessage(f"Your invoice for {invoice.period}", invoice.body, settings.DEFAULT_FROM_EMAIL,
+                                 [item.customer.email], headers={"X-Idempotency-Key": ctx.idempotency_key(item)})
+                    for item, invoice in zip(to_mail, invoices, strict=True)]
+        if (record := self.effect_recorder()) is not None:
+            for message, invoice in zip(messages, invoices, strict=True):
+                record(f"would mail invoice {invoice.period} ({invoice.amount_cents / 100:.2f} EUR) to "
+                       f"{', '.join(message.to)}")
+        else:
+            with mailers.default as mailer:
+                mailer.send_messages(messages)
         mailed_at = timezone.now()
         for invoice in invoices:
             invoice.mailed_at = mailed_at

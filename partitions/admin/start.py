@@ -22,6 +22,8 @@ from partitions import registry, schedules, services, validation
 from partitions.admin import humanize
 from partitions.admin.base import job_url
 from partitions.admin.fields import DeadlineField, deadline_help
+from partitions.admin.sample import PREFIX as SAMPLE_PREFIX
+from partitions.admin.sample import SampleForm, sample_submit
 from partitions.admin.schedule_form import PREFIX as SCHEDULE_PREFIX
 from partitions.admin.schedule_form import ScheduleForm, schedule_submit
 from partitions.admin.throttle import ThrottleFields
@@ -29,6 +31,8 @@ from partitions.estimates import plan_estimate
 from partitions.exceptions import InvalidParams, JobNotPlannable, JobTypeNotFound, PartitionsError, error_line
 from partitions.models import Job, Partition
 from partitions.notify.config import notify_choice
+from partitions.sample_run import sample_refusal
+from partitions.splits import PartitionPlan
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +153,7 @@ def start_view(model_admin, request):
     if job_type is None:
         request.current_app = model_admin.admin_site.name
         return TemplateResponse(request, "admin/partitions/job/start.html", context)
+    context["sample_refused"] = sample_refusal(job_type)  # the preview says why it offers no sample
 
     if request.method == "POST":
         if "_schedule" in request.POST and not request.user.has_perm(schedules.ADD_SCHEDULE):
@@ -158,6 +163,8 @@ def start_view(model_admin, request):
         # Bound (and so checked) only when scheduling: a preview or a run now says nothing about a schedule.
         schedule_form = ScheduleForm(data=request.POST if "_schedule" in request.POST else None,
                                      prefix=SCHEDULE_PREFIX)
+        context["sample_form"] = SampleForm(data=request.POST if "_sample" in request.POST else None,
+                                            prefix=SAMPLE_PREFIX)
         response = _submit(request, type_name, params_form, options, context, schedule_form)
         if response is not None:
             return response
@@ -165,6 +172,7 @@ def start_view(model_admin, request):
         params_form = job_type.Params(prefix=PARAMS_PREFIX)
         options = StartOptionsForm()
         schedule_form = ScheduleForm(prefix=SCHEDULE_PREFIX)
+        context["sample_form"] = SampleForm(prefix=SAMPLE_PREFIX)
     context.update(params_form=params_form, options_form=options, schedule_form=schedule_form,
                    scheduling="_schedule" in request.POST or context["schedule_mode"],
                    media=model_admin.media + params_form.media + options.media)
@@ -176,13 +184,19 @@ def _submit(request, type_name, params_form, options, context, schedule_form):
     """Preview, start or schedule through the services; they validate params, the page shows their errors."""
     data = _params_data(params_form)
     options.is_valid()  # its errors show on a preview too
-    previewing = "_preview" in request.POST
+    sampling = "_sample" in request.POST
+    previewing = "_preview" in request.POST or sampling  # a sample is shown with the plan it sampled
+    verb = "sample" if sampling else "preview" if previewing else "start"
     try:
         if "_schedule" in request.POST:
             return schedule_submit(request, type_name, data, params_form, options, schedule_form)
         if previewing:
-            context["preview"] = _preview(type_name, data, getattr(options, "cleaned_data", {}))
+            plans = services.job_preview(type_name, data)
+            context["preview"] = _preview(type_name, plans, getattr(options, "cleaned_data", {}))
             params_form.is_valid()  # the service accepted the params; show the form bound, without errors
+            if sampling:
+                context["sample"] = sample_submit(request, type_name, data, options, context["sample_form"],
+                                                  plans=plans)
             return None
         return _start(request, type_name, data, params_form, options)
     except JobNotPlannable as exc:  # job_start makes the plan-ability check (nothing was written)
@@ -193,12 +207,12 @@ def _submit(request, type_name, params_form, options, context, schedule_form):
     except JobTypeNotFound as exc:
         messages.error(request, str(exc))
     except PartitionsError as exc:
-        messages.error(request, f"Cannot {'preview' if previewing else 'start'}: {exc}")
+        messages.error(request, f"Cannot {verb}: {exc}")
     except Exception as exc:  # job code (split) failed during a preview: say so instead of an error page
         if not previewing:
             raise
-        log.exception("preview of %s failed", type_name)
-        messages.error(request, f"Preview failed: {error_line(exc)}")
+        log.exception("%s of %s failed", verb, type_name)
+        messages.error(request, f"{verb.capitalize()} failed: {error_line(exc)}")
     return None
 
 
@@ -209,9 +223,8 @@ def _show_refusal(params_form, exc: InvalidParams) -> None:
                 params_form.add_error(field if field in params_form.fields else None, error)
 
 
-def _preview(type_name: str, data: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
+def _preview(type_name: str, plans: list[PartitionPlan], options: dict[str, Any]) -> dict[str, Any]:
     """The plan's counts and edges, and its estimated duration against the deadline typed (if valid)."""
-    plans = services.job_preview(type_name, data)
     estimated, subjobs = sum(p.estimated_items for p in plans), sum(len(p.items) for p in plans)
     rate_limit = options.get("rate_limit") or registry.get(type_name).rate_limit
     estimate = plan_estimate(type_name, estimated or subjobs, rate_limit=rate_limit, deadline=options.get("deadline"))

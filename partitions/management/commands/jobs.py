@@ -41,6 +41,7 @@ from partitions.management.cli_output import (
     throttle_line,
 )
 from partitions.management.cli_parser import JobEnded, OneLineErrors, OneLineParser
+from partitions.management.sample_cli import SampleCommands, sample_text
 from partitions.management.schedules_cli import ScheduleCommands
 from partitions.models import Job, JobEvent, Partition
 from partitions.retention import history_prune
@@ -54,7 +55,7 @@ ACTOR = "cli"
 log = logging.getLogger(__name__)
 
 
-class Command(OneLineErrors, ScheduleCommands, BaseCommand):
+class Command(OneLineErrors, SampleCommands, ScheduleCommands, BaseCommand):
     help = "Start, watch, steer and schedule partitioned jobs."
     ACTOR = ACTOR
 
@@ -84,6 +85,7 @@ class Command(OneLineErrors, ScheduleCommands, BaseCommand):
                            help="this run's channels instead of the defaults: email:ADDRESS, webhook:NAME or none")
         start.add_argument("--dry-run", action="store_true", help="print the planned partitions, write nothing")
         start.add_argument("--wait", action="store_true", help="show progress until the job ends")
+        self.add_sample_arguments(start)
         listing = add("list", "recent jobs")
         listing.add_argument("--status", choices=list(JobStatus.values))
         listing.add_argument("--limit", type=list_limit, default=20)
@@ -138,13 +140,15 @@ class Command(OneLineErrors, ScheduleCommands, BaseCommand):
 
     def do_start(self, *, type_name: str, param: list[Pair], max_parallel: int, priority: int, deadline: str | None,
                  dedupe_key: str | None, dry_run: bool, wait: bool, rate, pause_ms, notify: list[str],
-                 **options):
+                 sample: int | None = None, sample_items: int | None = None, **options):
+        self.check_sample_options(dry_run=dry_run, sample=sample, sample_items=sample_items)
         params = self.params_of(type_name, param)
         when = None if deadline is None else parse_deadline(deadline)
         throttle = {"rate_limit": rate, "pause_ms": pause_ms}
         if dry_run:
-            validation.run_options(max_parallel=max_parallel, priority=priority, deadline=when, dedupe_key=dedupe_key,
-                                   **{k: v for k, v in throttle.items() if v is not validation.UNSET})
+            run = validation.run_options(max_parallel=max_parallel, priority=priority, deadline=when,
+                                         dedupe_key=dedupe_key,
+                                         **{k: v for k, v in throttle.items() if v is not validation.UNSET})
             try:
                 plans = services.job_preview(type_name, params)
             except PartitionsError:
@@ -160,7 +164,12 @@ class Command(OneLineErrors, ScheduleCommands, BaseCommand):
             estimate = plan_estimate(type_name, total, deadline=when, rate_limit=limit)
             text = "\n".join([*lines, f"{len(rows)} partitions, ~{total:,} items (dry run: nothing written)",
                               f"estimated duration: {humanize.estimate(estimate)}"])
-            self.emit({"dry_run": True, "partitions": rows, "estimate": asdict(estimate)}, text)
+            report = {"dry_run": True, "partitions": rows, "estimate": asdict(estimate)}
+            if sample is not None:
+                report["sample"] = self.sample_of(type_name, params, sample=sample, sample_items=sample_items,
+                                                  options=run, rate=rate, plans=plans)
+                text += "\n" + sample_text(report["sample"])
+            self.emit(report, text)
             return
         job, created = services.job_start(type_name, params, actor=ACTOR, max_parallel=max_parallel,
                                           priority=priority, deadline=when, dedupe_key=dedupe_key, notify=notify,
