@@ -256,3 +256,14 @@ def test_jobs_set_names_the_settings_as_the_admin_does():
     job = make_job(status="running", max_parallel=2)
     assert cli("set", str(job.pk), "--max-parallel", "0", "--deadline", "none") == (
         0, f"job {job.pk}: max parallel unlimited, deadline none\n", "")
+
+
+def test_a_long_dry_run_lists_its_first_and_last_partitions_in_text_and_every_one_in_json():
+    seed(subscriptions=60)
+    code, out, _ = cli("start", "tests.bump_range", "--param", "partitions=30", "--dry-run")
+    lines = out.splitlines()
+    assert code == 0
+    assert [line.split()[0] for line in lines[:11]] == ["0", "1", "2", "3", "4", "…", "25", "26", "27", "28", "29"]
+    assert lines[5].endswith("20 more partitions") and lines[11].startswith("30 partitions, ~60 items")
+    code, out, _ = cli("start", "tests.bump_range", "--param", "partitions=30", "--dry-run", "--json")
+    assert [row["seq"] for row in json.loads(out)["partitions"]] == list(range(30))

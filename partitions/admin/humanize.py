@@ -53,6 +53,17 @@ def number(value: float | int) -> str:
     return f"{float(text):,}" if "e" not in text else f"{value:.2e}"
 
 
+#: A long plan is shown as its first and last PREVIEW_EDGE partitions (the admin preview and `jobs start --dry-run`).
+PREVIEW_EDGE = 5
+
+
+def edges(count: int, edge: int = PREVIEW_EDGE) -> list[int | None]:
+    """The positions of a long list to show: the first and last `edge`, None where the rest is left out."""
+    if count <= 2 * edge + 1:
+        return list(range(count))
+    return [*range(edge), None, *range(count - edge, count)]
+
+
 def duration(seconds: float | None) -> str:
     """`2d 3h`, `1h 02m`, `3m 20s`, `12s`."""
     if seconds is None:

@@ -40,7 +40,6 @@ log = logging.getLogger(__name__)
 PARAMS_PREFIX = "params"
 #: Rows of a preview shown on the page (the totals always cover every partition).
 #: The preview lists the first and the last few partitions of a plan, not all of them.
-PREVIEW_EDGE = 5
 #: What a start token looks like (secrets.token_urlsafe(16)); anything else is ignored (no dedupe).
 START_TOKEN = re.compile(r"[A-Za-z0-9_-]{16,64}")
 
@@ -105,13 +104,11 @@ def _params_data(form: forms.Form) -> dict[str, Any]:
 
 
 def _preview_rows(plans) -> list[dict]:
-    """The first and last PREVIEW_EDGE partitions, with a gap row ("…") between them when there are more."""
+    """The first and last few partitions, with a gap row ("…") between them when there are more."""
     rows = []
-    edges = range(len(plans)) if len(plans) <= 2 * PREVIEW_EDGE + 1 else [
-        *range(PREVIEW_EDGE), None, *range(len(plans) - PREVIEW_EDGE, len(plans))]
-    for seq in edges:
+    for seq in humanize.edges(len(plans)):
         if seq is None:
-            rows.append({"gap": len(plans) - 2 * PREVIEW_EDGE})
+            rows.append({"gap": len(plans) - 2 * humanize.PREVIEW_EDGE})
             continue
         plan = plans[seq]
         unsaved = Partition(kind=plan.kind, lower=plan.lower, upper=plan.upper, modulus=plan.modulus,

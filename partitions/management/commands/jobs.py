@@ -158,7 +158,9 @@ class Command(OneLineErrors, SampleCommands, ScheduleCommands, BaseCommand):
                 raise CommandError(f"dry run failed: {error_line(exc)}") from exc
             rows = [{"seq": i, "kind": p.kind, "lower": p.lower, "upper": p.upper, "modulus": p.modulus,
                      "remainder": p.remainder, "estimated_items": p.estimated_items} for i, p in enumerate(plans)]
-            lines = [f"{r['seq']:>5} {r['kind']:7} {self.bounds(r):60} ~{r['estimated_items']:,} items" for r in rows]
+            lines = [f"{r['seq']:>5} {r['kind']:7} {self.bounds(r):60} ~{r['estimated_items']:,} items"
+                     if r else f"{'…':>5} {len(rows) - 2 * humanize.PREVIEW_EDGE:,} more partitions"
+                     for r in (None if seq is None else rows[seq] for seq in humanize.edges(len(rows)))]
             total = sum(r["estimated_items"] for r in rows)
             limit = registry.get(type_name).rate_limit if rate is validation.UNSET else rate
             estimate = plan_estimate(type_name, total, deadline=when, rate_limit=limit)
