@@ -7,7 +7,10 @@ Each file holds named sections, Procrastinate-style:
     UPDATE …
 
 A `-- fragment: claimable(p)` section is a predicate defined once; a statement (or another fragment) uses it
-as `{claimable(p)}`, `{claimable(l)}`, the argument replacing `{p}` in the fragment. The statuses come from
+as `{claimable(p)}`, `{claimable(l)}`, the argument replacing `{p}` in the fragment. A `-- template:
+items_fetch(scope, bounds, order)` section is SQL that can only be completed at run time (it wraps a job type's
+own queryset): `build("items_fetch", scope=…, bounds=…, order=…)` fills in its parts, which are identifiers and
+SQL the ORM compiled, never values. The statuses come from
 `partitions.states`, never as literals: `{partition_running}` is the quoted status, `{partition_terminal}` a
 terminal set, `{partition_to_running}` the transition table's sources of a target (the guard of an UPDATE).
 They are substituted here, once, at import: every statement is one constant string with %(name)s parameters,
@@ -20,7 +23,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from partitions.stamps import stamps_sql
+from partitions.stamps import CLEAR, KEEP_OR_NOW, NOW, stamps
 from partitions.states import (
     JOB_TERMINAL,
     JOB_TRANSITIONS,
@@ -35,8 +38,9 @@ from partitions.states import (
     sources,
 )
 
-_HEADER = re.compile(r"^-- (name|fragment): (\w+)(?:\((\w+)\))?\s*$", re.MULTILINE)
+_HEADER = re.compile(r"^-- (name|fragment|template): (\w+)(?:\(([\w, ]+)\))?\s*$", re.MULTILINE)
 _USE = re.compile(r"\{(\w+)(?:\((\w+)\))?\}")
+_PART = re.compile(r"\{(\w+)\}")
 
 
 def _quoted(values) -> str:
@@ -61,9 +65,16 @@ def _vocabulary() -> dict[str, str]:
     return words
 
 
+def _stamps_sql(model: str, target: str) -> str:
+    """`col = expr, …` for an UPDATE's SET on entering `target` (`{p}`: the updated row), from `stamps`."""
+    render = {NOW: lambda c: "statement_timestamp()", CLEAR: lambda c: "NULL",
+              KEEP_OR_NOW: lambda c: f"coalesce({{p}}.{c}, statement_timestamp())"}
+    return ", ".join(f"{column} = {render[how](column)}" for column, how in stamps(model, target).items())
+
+
 def _stamp_fragments() -> dict[str, tuple[str, str | None, str]]:
     """`{partition_enters_running(p)}` …: what entering a status sets, from the table lifecycle renders too."""
-    return {f"{model}_enters_{status}": ("fragment", "p", stamps_sql(model, status, "{p}"))
+    return {f"{model}_enters_{status}": ("fragment", "p", _stamps_sql(model, status))
             for model, statuses in (("job", JobStatus), ("partition", PartitionStatus), ("subjob", SubJobStatus))
             for status in statuses}
 
@@ -83,38 +94,70 @@ def _sections(text: str, source: str):
         yield head[1], head[2], head[3], notes[0], "\n".join(lines).strip()
 
 
-def load(directory: Path) -> tuple[dict[str, str], dict[str, str]]:
-    """(statements by name, descriptions by name) of every `.sql` file in `directory`."""
-    raw: dict[str, tuple[str, str | None, str]] = {}
+Raw = dict[str, tuple[str, str | None, str]]  # name -> (kind, its alias or parts, body)
+
+
+def _expand(text: str, raw: Raw, words: dict[str, str], stack: tuple[str, ...], parts: tuple[str, ...] = ()) -> str:
+    """`text` with every status word and fragment use expanded (recursively); a template's `parts` stay."""
+    def one(match: re.Match) -> str:
+        name, argument = match[1], match[2]
+        if name in words and argument is None:
+            return words[name]
+        if name in parts and argument is None:  # a template's part, filled in by build()
+            return match[0]
+        if name not in raw or raw[name][0] != "fragment" or name in stack:
+            raise KeyError(f"unknown or recursive SQL fragment {{{match[0][1:-1]}}} in {stack[-1]}")
+        _, param, body = raw[name]
+        if (param is None) != (argument is None):
+            raise KeyError(f"fragment {name} takes {'(' + param + ')' if param else 'no argument'}")
+        if param is not None:  # `{p}`, and `p` passed on to a nested fragment: `{lease_lapsed(p)}`
+            body = body.replace(f"{{{param}}}", argument)
+            body = re.sub(rf"\{{(\w+)\({param}\)\}}", rf"{{\1({argument})}}", body)
+        return _expand(body, raw, words, (*stack, name))
+    return _USE.sub(one, text)
+
+
+def load(directory: Path) -> tuple[dict[str, str], dict[str, str], dict[str, tuple[tuple[str, ...], str]]]:
+    """(statements by name, descriptions by name, templates by name: their parts and text) of every `.sql` file
+    in `directory`."""
+    raw: Raw = {}
     descriptions: dict[str, str] = {}
     for path in sorted(directory.glob("*.sql")):
         for kind, name, param, description, body in _sections(path.read_text(), path.name):
             if name in raw:
                 raise ValueError(f"{path.name}: {name} is defined twice")
+            if kind == "fragment" and param and "," in param:
+                raise ValueError(f"{path.name}: fragment {name} takes one alias, not ({param})")
             raw[name] = (kind, param, body)
             descriptions[name] = description
     raw = {**_stamp_fragments(), **raw}
     words = _vocabulary()
-
-    def expand(text: str, stack: tuple[str, ...]) -> str:
-        def one(match: re.Match) -> str:
-            name, argument = match[1], match[2]
-            if name in words and argument is None:
-                return words[name]
-            if name not in raw or raw[name][0] != "fragment" or name in stack:
-                raise KeyError(f"unknown or recursive SQL fragment {{{match[0][1:-1]}}} in {stack[-1]}")
-            _, param, body = raw[name]
-            if (param is None) != (argument is None):
-                raise KeyError(f"fragment {name} takes {'(' + param + ')' if param else 'no argument'}")
-            if param is not None:  # `{p}`, and `p` passed on to a nested fragment: `{lease_lapsed(p)}`
-                body = body.replace(f"{{{param}}}", argument)
-                body = re.sub(rf"\{{(\w+)\({param}\)\}}", rf"{{\1({argument})}}", body)
-            return expand(body, (*stack, name))
-        return _USE.sub(one, text)
-
-    statements = {name: expand(body, (name,)) for name, (kind, _, body) in raw.items() if kind == "name"}
-    return statements, {name: descriptions[name] for name in statements}
+    statements = {name: _expand(body, raw, words, (name,)) for name, (kind, _, body) in raw.items() if kind == "name"}
+    templates = {}
+    for name, (kind, declared, body) in raw.items():
+        if kind == "template":
+            parts = tuple(part.strip() for part in (declared or "").split(",") if part.strip())
+            templates[name] = (parts, _expand(body, raw, words, (name,), parts))
+    return statements, {name: descriptions[name] for name in [*statements, *templates]}, templates
 
 
-#: Every statement of the engine by name, and its one-line description.
-queries, descriptions = load(Path(__file__).parent)
+#: Every statement of the engine by name, its one-line description (templates' too), and the templates.
+queries, descriptions, templates = load(Path(__file__).parent)
+
+
+def build(name: str, **parts: str) -> str:
+    """Template `name` with its parts filled in (SQL compiled at run time from a job type's queryset)."""
+    declared, text = templates[name]
+    if set(parts) != set(declared):
+        raise KeyError(f"template {name} takes the parts {', '.join(declared)}, not {', '.join(sorted(parts))}")
+    return _PART.sub(lambda match: parts[match[1]], text)
+
+
+def placeholders(count: int) -> str:
+    """`%s, %s, …`: the positional parameters of a row of `count` values."""
+    return ", ".join(["%s"] * count)
+
+
+def conjunction(conditions: list[str]) -> str:
+    """The conditions ANDed (TRUE when there is none)."""
+    return " AND ".join(conditions) or "TRUE"
