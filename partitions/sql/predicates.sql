@@ -26,6 +26,11 @@
 -- How many live leases job `j` holds now (what max_parallel caps).
 (SELECT count(*) FROM partitions_partition l WHERE l.job_id = {j}.id AND {live_lease(l)})
 
+-- fragment: free_slots(j)
+-- The one "free slot under max_parallel" rule: how many more partitions job `j` may run now; NULL when it is
+-- uncapped (max_parallel 0), negative when an operator lowered the cap below its live leases (see pulse).
+(CASE WHEN {j}.max_parallel > 0 THEN {j}.max_parallel - {live_leases(j)} END)
+
 -- fragment: all_finished(j)
 -- Job `j` has no unfinished partition (every one is terminal). The one definition of "unfinished".
 NOT EXISTS (SELECT 1 FROM partitions_partition u

@@ -32,7 +32,7 @@ from partitions import claiming, conf
 from partitions.claiming import live_lease_q
 from partitions.encoding import to_json
 from partitions.lifecycle import Actor, event
-from partitions.models import Job, Partition, SubJob
+from partitions.models import Partition, SubJob
 from partitions.splits import row_compare
 from partitions.sql import queries
 from partitions.states import JobStatus, PartitionStatus, SubJobStatus
@@ -212,15 +212,8 @@ def _candidates(job_id: int | None) -> list[Partition]:
         running = running.filter(job_id=job_id)
     left = F("estimated_items") - F("done_items") - F("failed_items") - F("skipped_items")
     rows = list(running.alias(left=left).filter(left__gte=2).order_by("-job__priority", "-left")[:CANDIDATES * 4])
-    jobs = {j.pk: j for j in Job.objects.filter(pk__in={p.job_id for p in rows})}
-    return [p for p in rows if _has_room(jobs[p.job_id])][:CANDIDATES]
-
-
-def _has_room(job: Job) -> bool:
-    """The job may run one more partition (its max_parallel is not reached)."""
-    if not job.max_parallel:
-        return True
-    return Partition.objects.filter(job=job).filter(live_lease_q()).count() < job.max_parallel
+    room = claiming.jobs_with_free_slot(p.job_id for p in rows) if rows else set()  # the new one needs a slot
+    return [p for p in rows if p.job_id in room][:CANDIDATES]
 
 
 def halve_after_failure(partition_id: int, *, actor: Any, why: str) -> Partition | None:
