@@ -20,8 +20,8 @@ from partitions.management.cli_arguments import age_arg, job_id_arg, list_limit,
 from partitions.management.cli_output import job_summary, progress_line, projection_line, quiet_logs, throttle_line
 from partitions.management.schedules_cli import ScheduleCommands
 from partitions.models import Job, JobEvent, Partition
+from partitions.pages import job_get
 from partitions.retention import history_prune
-from partitions.selectors import job_get
 from partitions.states import JOB_TERMINAL, JobStatus, PartitionStatus
 from partitions.statistics import job_run_statistics
 from partitions.waits import sleep_for
