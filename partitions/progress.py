@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from django.db.models import Count, F, Sum
+from django.db.models import Count, Sum
 from django.db.models.functions import Greatest
 
-from partitions.claiming import live_lease_q
+from partitions.claiming import handled_items, live_lease_q
 from partitions.models import Partition
 
 
@@ -54,10 +54,9 @@ def jobs_progress(job_ids: list[int]) -> dict[int, Progress]:
     may fall short (rows added since), and progress must never pass 100% nor count another job's work.
     """
     result: dict[int, Progress] = defaultdict(Progress)
-    handled = F("done_items") + F("failed_items") + F("skipped_items")
     rows = (
         Partition.objects.filter(job_id__in=job_ids).values("job_id", "status")
-        .annotate(n=Count("id"), est=Sum(Greatest("estimated_items", handled)), done=Sum("done_items"),
+        .annotate(n=Count("id"), est=Sum(Greatest("estimated_items", handled_items())), done=Sum("done_items"),
                   failed=Sum("failed_items"), skipped=Sum("skipped_items"),
                   live=Count("id", filter=live_lease_q()))
         .order_by()

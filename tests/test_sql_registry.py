@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from django.db import connection
 from django.db.models.functions import Now
 
 from partitions import claiming
@@ -16,6 +17,7 @@ from partitions.lifecycle import TABLES, delivery_finish, timestamps_for
 from partitions.models import Delivery, Job, JobEvent, Partition, SubJob
 from partitions.sql import build, conjunction, descriptions, load, placeholders, queries, templates
 from partitions.states import DeliveryStatus, JobStatus, PartitionStatus, SubJobStatus
+from partitions.worker.splitting import remaining
 from tests.factories import make_job, make_partition
 
 ENGINE = Path(__file__).resolve().parent.parent / "partitions"
@@ -229,3 +231,29 @@ def test_the_orm_and_the_statements_stamp_the_same_columns_on_entering_a_status(
         assert set_columns == list(timestamps_for(model, status)), (name, status, sql)
     assert "started_at = coalesce(p.started_at, statement_timestamp())" in queries["partition_claim"]
     assert "finished_at = statement_timestamp(), lease_expires_at = NULL" in queries["partitions_complete_if_held"]
+
+
+# The one "handled" expression: rendered from states.HANDLED_COUNTERS for SQL and for the ORM.
+
+@pytest.mark.django_db
+def test_the_orm_and_the_statements_count_the_same_items_as_handled(tmp_path):
+    job = make_job()
+    part = make_partition(job, status=PartitionStatus.RUNNING)
+    Partition.objects.filter(pk=part.pk).update(done_items=7, failed_items=2, skipped_items=3, estimated_items=20)
+    (tmp_path / "h.sql").write_text("-- name: h\n-- handled\nSELECT {handled(p)} FROM partitions_partition p "
+                                    "WHERE p.id = %(id)s\n")
+    with connection.cursor() as cursor:
+        cursor.execute(load(tmp_path)[0]["h"], {"id": part.pk})
+        in_sql = cursor.fetchone()[0]
+    in_orm = Partition.objects.filter(pk=part.pk).annotate(h=claiming.handled_items()).get().h
+    assert in_sql == in_orm == 12
+    assert remaining(Partition.objects.get(pk=part.pk)) == 8
+
+
+def test_no_engine_module_adds_up_the_handled_counters_by_hand():
+    counter = "(done_items|failed_items|skipped_items)"
+    by_hand = re.compile(rf"{counter}\W{{0,4}}\s*[+-]\s*\W{{0,4}}\w*\W{{0,3}}{counter}")
+    found = [str(path.relative_to(ENGINE)) for path in [*_engine_python(), *(ENGINE / "sql").glob("*.sql")]
+             if by_hand.search(path.read_text())]
+    assert not found, f"'handled' spelled out again in {found}: use claiming.handled_items() or {{handled(p)}}"
+    assert queries["jobs_sample_window"].count("(s.done_items + s.failed_items + s.skipped_items)") == 1

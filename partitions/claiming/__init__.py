@@ -28,7 +28,7 @@ from partitions.claiming.locks import (
     standby_acquire,
     standby_release,
 )
-from partitions.claiming.predicates import lapsed_lease_q, live_lease_q, step_lapsed_q
+from partitions.claiming.predicates import handled_items, lapsed_lease_q, live_lease_q, step_lapsed_q
 from partitions.claiming.slots import claimable_slots, job_free_slots, jobs_with_free_slot, partitions_over_cap
 from partitions.claiming.steps import job_finalize_claim, job_plan_claim, job_step_finish
 from partitions.lifecycle import (
@@ -40,8 +40,8 @@ from partitions.lifecycle import (
 )
 
 __all__ = [
-    "claimable_slots", "db_now", "deliveries_claim_due", "job_finalize_claim", "job_free_slots", "job_locked",
-    "job_plan_claim", "job_step_finish", "jobs_with_claimable_work", "jobs_with_free_slot",
+    "claimable_slots", "db_now", "deliveries_claim_due", "handled_items", "job_finalize_claim", "job_free_slots",
+    "job_locked", "job_plan_claim", "job_step_finish", "jobs_with_claimable_work", "jobs_with_free_slot",
     "jobs_without_unfinished_partitions", "lapsed_lease_q", "live_lease_q", "outbox_cursor_locked",
     "partition_cancel", "partition_checkpoint", "partition_claim", "partition_fail", "partition_locked_for_split",
     "partition_release", "partitions_claimable_count", "partitions_complete", "partitions_lease_lapsed",

@@ -25,10 +25,12 @@ from pathlib import Path
 
 from partitions.stamps import CLEAR, KEEP_OR_NOW, NOW, stamps
 from partitions.states import (
+    HANDLED_COUNTERS,
     JOB_TERMINAL,
     JOB_TRANSITIONS,
     PARTITION_TERMINAL,
     PARTITION_TRANSITIONS,
+    SUBJOB_HANDLED,
     SUBJOB_TERMINAL,
     SUBJOB_TRANSITIONS,
     DeliveryStatus,
@@ -60,8 +62,7 @@ def _vocabulary() -> dict[str, str]:
             words[f"{model}_{status}"] = f"'{status}'"
             words[f"{model}_to_{status}"] = _quoted(sources(table, status))
     words.update({f"delivery_{status}": f"'{status}'" for status in DeliveryStatus})
-    # Sub-jobs whose item was handled (succeeded, failed or skipped): terminal, except cancelled.
-    words["subjob_handled"] = _quoted(SUBJOB_TERMINAL - {SubJobStatus.CANCELLED})
+    words["subjob_handled"] = _quoted(SUBJOB_HANDLED)
     return words
 
 
@@ -72,11 +73,14 @@ def _stamps_sql(model: str, target: str) -> str:
     return ", ".join(f"{column} = {render[how](column)}" for column, how in stamps(model, target).items())
 
 
-def _stamp_fragments() -> dict[str, tuple[str, str | None, str]]:
-    """`{partition_enters_running(p)}` …: what entering a status sets, from the table lifecycle renders too."""
-    return {f"{model}_enters_{status}": ("fragment", "p", _stamps_sql(model, status))
-            for model, statuses in (("job", JobStatus), ("partition", PartitionStatus), ("subjob", SubJobStatus))
-            for status in statuses}
+def _generated_fragments() -> dict[str, tuple[str, str | None, str]]:
+    """Fragments rendered from Python tables the ORM reads too: `{partition_enters_running(p)}` … (what entering
+    a status sets, as lifecycle stamps it) and `{handled(p)}` (a row's items handled so far)."""
+    fragments = {f"{model}_enters_{status}": ("fragment", "p", _stamps_sql(model, status))
+                 for model, statuses in (("job", JobStatus), ("partition", PartitionStatus), ("subjob", SubJobStatus))
+                 for status in statuses}
+    fragments["handled"] = ("fragment", "p", "(" + " + ".join(f"{{p}}.{column}" for column in HANDLED_COUNTERS) + ")")
+    return fragments
 
 
 def _sections(text: str, source: str):
@@ -130,7 +134,7 @@ def load(directory: Path) -> tuple[dict[str, str], dict[str, str], dict[str, tup
                 raise ValueError(f"{path.name}: fragment {name} takes one alias, not ({param})")
             raw[name] = (kind, param, body)
             descriptions[name] = description
-    raw = {**_stamp_fragments(), **raw}
+    raw = {**_generated_fragments(), **raw}
     words = _vocabulary()
     statements = {name: _expand(body, raw, words, (name,)) for name, (kind, _, body) in raw.items() if kind == "name"}
     templates = {}

@@ -51,10 +51,6 @@ NOT EXISTS (SELECT 1 FROM partitions_partition u
     AND (({j}.status = {job_running} AND {all_finished(j)})
          OR ({j}.status = {job_finalizing} AND {step_lapsed(j)}))
 
--- fragment: handled(s)
--- Items of row `s` (a partition or a sample) handled so far: done, failed or skipped.
-({s}.done_items + {s}.failed_items + {s}.skipped_items)
-
 -- fragment: control_columns(j)
 -- What a running partition obeys, in `throttling.JobControls` order: status, throttle knobs, throttled.
 {j}.status, {j}.rate_limit, {j}.pause_ms, {j}.ignore_health, {j}.throttled_since IS NOT NULL
