@@ -135,8 +135,10 @@ STORAGES = {
 # Django 6.1 mailers; EMAIL_BACKEND picks the backend (console, filebased, locmem, smtp). SMTP unless DEBUG.
 _DEFAULT_MAIL = f"django.core.mail.backends.{'console' if DEBUG else 'smtp'}.EmailBackend"
 MAILERS = {"default": {"BACKEND": env.str("EMAIL_BACKEND", default=_DEFAULT_MAIL)}}
-if mail_folder := env.str("EMAIL_FILE_PATH", default=""):  # for the filebased backend
-    MAILERS["default"]["OPTIONS"] = {"file_path": mail_folder}
+# The folder only for the filebased backend: the others refuse unknown options, so an EMAIL_FILE_PATH left in
+# .env must not break an EMAIL_BACKEND overridden from the environment (locmem, smtp). Relative to the project.
+if MAILERS["default"]["BACKEND"].endswith(".filebased.EmailBackend"):
+    MAILERS["default"]["OPTIONS"] = {"file_path": str(BASE_DIR / env.str("EMAIL_FILE_PATH", default="var/mail"))}
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="billing@example.com")
 OPS_NOTIFY_EMAILS = env.list("OPS_NOTIFY_EMAILS", default=["ops@example.com"])
 

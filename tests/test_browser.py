@@ -121,8 +121,6 @@ def signed_in(page, base: str, settings, *, customers: int) -> None:
     log_in(page, base)
 
 
-@pytest.mark.xfail(strict=False, reason="known failure after the session-4 merges (the console-formatting branch): a "
-                   "wait on the job page times out; open in the closing note, to be fixed next session")
 def test_an_operator_starts_a_run_watches_it_finish_and_recovers_a_failed_one(
     live_server, browser_page, csp_watch, cluster, settings, admin_env, capsys,
 ):
@@ -179,8 +177,6 @@ def wait_for_leases(page, text: str) -> None:
                            arg=text)
 
 
-@pytest.mark.xfail(strict=False, reason="known failure after the session-4 merges: the job page's live sections stop "
-                   "moving in the browser (server-side live.json tests pass); open in the closing note")
 def test_the_whole_job_page_moves_without_a_reload_and_the_knob_changes_the_leases_in_flight(
     live_server, browser_page, csp_watch, cluster, settings, admin_env,
 ):

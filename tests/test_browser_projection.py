@@ -37,8 +37,6 @@ def text_of(page, selector: str) -> str:
     return page.locator(selector).first.inner_text().strip()
 
 
-@pytest.mark.xfail(strict=False, reason="known failure after the session-4 merges: a Retry sub-jobs control shows on a "
-                   "running job with nothing failed (first render); open in the closing note, to be fixed next session")
 def test_a_throttled_late_job_says_so_and_loses_its_running_controls_when_it_ends_while_open(
     live_server, browser_page, csp_watch, cluster, settings, admin_env,  # noqa: F811
 ):

@@ -1,6 +1,7 @@
 """What every page of the console relies on: the icon browsers ask for, the admin index's order."""
 
 import logging
+import os
 import shutil
 import struct
 import subprocess
@@ -72,3 +73,20 @@ def test_make_writes_a_dot_env_that_sends_mail_to_files_not_the_terminal(tmp_pat
     assert settings["EMAIL_BACKEND"] == "django.core.mail.backends.filebased.EmailBackend"
     assert settings["EMAIL_FILE_PATH"] == "var/mail"
     assert len(settings["SECRET_KEY"]) > 40
+
+
+@pytest.mark.slow  # a fresh settings module per environment, in a subprocess
+@pytest.mark.parametrize("backend", ["locmem", "filebased", "console"])
+def test_mail_works_whatever_backend_the_environment_picks_over_the_dot_env_folder(tmp_path, backend):
+    """make's .env names a mail folder; a backend chosen in the environment (as the test clusters pick locmem)
+    must still send, and only the filebased one writes under the folder."""
+    env = {**os.environ, "EMAIL_BACKEND": f"django.core.mail.backends.{backend}.EmailBackend",
+           "EMAIL_FILE_PATH": str(tmp_path / "mail")}
+    sent = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c",
+         "from django.core.mail import send_mail; print('sent', send_mail('s', 'b', 'a@x.example', ['b@x.example']))"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+
+    assert "sent 1" in sent.stdout, sent.stderr[-2000:]
+    written = list((tmp_path / "mail").glob("*.log")) if (tmp_path / "mail").exists() else []
+    assert len(written) == (1 if backend == "filebased" else 0)
