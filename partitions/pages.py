@@ -17,6 +17,7 @@ from partitions.states import PartitionStatus, SubJobStatus
 
 
 def job_get(job_id: int) -> Job:
+    """The job with this id; JobNotFound for any id that names none (malformed ones included)."""
     try:
         return Job.objects.get(pk=job_id)
     except (Job.DoesNotExist, ValueError, TypeError):

@@ -73,4 +73,5 @@ def jobs_progress(job_ids: list[int]) -> dict[int, Progress]:
 
 
 def job_progress(job_id: int) -> Progress:
+    """Progress of one job."""
     return jobs_progress([job_id])[job_id]

@@ -177,6 +177,7 @@ def jobs_stats(jobs: Sequence[Job], *, window_seconds: float = RATE_WINDOW_SECON
 
 
 def job_stats(job: Job) -> JobStats:
+    """Progress, attempts and projection of one job."""
     return jobs_stats([job])[job.pk]
 
 
