@@ -29,6 +29,9 @@ class CompiledRows:
     def __init__(self, queryset: QuerySet):
         self.model, self.db = queryset.model, queryset.db
         self.ops = connections[self.db].ops
+        # Built once per drain, not per partition: every partition of a job has the same shape of statement.
+        self._columns: dict[str, str] = {}
+        self._statements: dict[tuple[tuple[str, ...], tuple[str, ...]], str] = {}
         # Related rows load lazily instead (select_related would put duplicate column names in the subquery).
         self.prefetch = queryset._prefetch_related_lookups
         compiler = queryset.order_by().select_related(None).query.get_compiler(using=self.db)
@@ -50,7 +53,10 @@ class CompiledRows:
 
     def column(self, name: str) -> str:
         """`_items."col"` for a field name of the model (the wrapped query's output column)."""
-        return build("items_column", column=self.ops.quote_name(self.model._meta.get_field(name).column))
+        if name not in self._columns:
+            quoted = self.ops.quote_name(self.model._meta.get_field(name).column)
+            self._columns[name] = build("items_column", column=quoted)
+        return self._columns[name]
 
     def prepared(self, name: str, value: Any) -> Any:
         """A JSON-safe key value as the field's Python value, ready to bind."""
@@ -58,7 +64,11 @@ class CompiledRows:
 
     def statement(self, bounds: Sequence[str], order: Sequence[str]) -> str:
         """The fetch text for these bound conditions; the same text for every partition of the same shape."""
-        return build("items_fetch", scope=self.scope_sql, bounds=conjunction(bounds), order=", ".join(order))
+        key = (tuple(bounds), tuple(order))
+        if key not in self._statements:
+            self._statements[key] = build("items_fetch", scope=self.scope_sql, bounds=conjunction(bounds),
+                                          order=", ".join(order))
+        return self._statements[key]
 
     def fetch(self, sql: str, params: Sequence[Any], limit: int) -> list:
         """Model instances of the rows `sql` (from `statement`) returns, with `params` then `limit` bound."""
