@@ -8,7 +8,9 @@ name (auth_type trust: local use only).
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -112,7 +114,14 @@ class PgBouncer:
     def stop(self) -> None:
         """Shut it down (SIGTERM: close every connection at once) and remove its folder."""
         if self.proc.poll() is None:
-            self.proc.terminate()
+            # To pgbouncer itself: runuser (root starts it as the server's user) waits 2 s after passing a signal on.
+            try:
+                children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text()
+                pids = [int(pid) for pid in children.split()]
+                for pid in pids or [self.proc.pid]:
+                    os.kill(pid, signal.SIGTERM)
+            except (OSError, ValueError):  # gone meanwhile, or no /proc children: the wrapper passes it on
+                self.proc.terminate()
             try:
                 self.proc.wait(timeout=10)
             except subprocess.TimeoutExpired:

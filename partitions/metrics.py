@@ -19,9 +19,9 @@ from prometheus_client.registry import Collector
 from partitions import tasks
 from partitions.claiming import lapsed_lease_q, live_lease_q, partitions_claimable_count
 from partitions.models import Job, Partition
-from partitions.selectors import jobs_stats
 from partitions.sql import queries
 from partitions.states import JOB_TERMINAL, PARTITION_TERMINAL, JobStatus
+from partitions.statistics import jobs_stats
 
 ACTIVE = sorted(set(JobStatus) - JOB_TERMINAL - {JobStatus.PENDING})
 #: Running jobs given per-job series at most (the oldest first), so a runaway fleet cannot explode cardinality.

@@ -13,7 +13,7 @@ from django.db.models.functions import Now
 
 from partitions import conf
 from partitions.models import JobSample
-from partitions.selectors import jobs_progress
+from partitions.progress import jobs_progress
 from partitions.sql import queries
 
 

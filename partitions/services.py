@@ -25,7 +25,8 @@ from partitions.exceptions import (
 from partitions.lifecycle import Actor, event, job_pending_work_cancel, transition, transition_many
 from partitions.models import Job, Partition, SubJob
 from partitions.notify.config import notify_choice
-from partitions.selectors import job_get, job_progress
+from partitions.pages import job_get
+from partitions.progress import job_progress
 from partitions.splits import PartitionPlan, plan_splits
 from partitions.states import (
     JOB_REOPENABLE,

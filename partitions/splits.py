@@ -3,9 +3,8 @@
 A split only plans (returns PartitionPlans); nothing is written here, so the
 same call serves the dry-run preview and the real plan.
 
-This is the one module that builds SQL at run time (every other statement is in the registry,
-`partitions/sql/`): the key-range walk and its row comparisons depend on the job type's own queryset and
-key columns, so they are compiled from them here.
+The key-range walk and its row comparisons depend on the job type's own queryset and key columns, so they are
+built at run time, from the registry's templates (`partitions/sql/runtime.sql`) and the ORM's compiled SQL.
 """
 
 from __future__ import annotations
@@ -21,6 +20,10 @@ from django.db.models.functions import Mod
 
 from partitions.encoding import to_json
 from partitions.exceptions import JobCodeError
+from partitions.sql import build, placeholders
+
+#: The comparisons a keyset bound may use.
+ROW_OPERATORS = frozenset({"<", "<=", "=", ">=", ">"})
 
 
 @dataclass(frozen=True)
@@ -62,11 +65,11 @@ def key_values(queryset: QuerySet, key: Sequence[str], values: Sequence[Any]) ->
 def row_compare(queryset: QuerySet, key: Sequence[str], op: str, values: Sequence[Any] | None,
                 raw_rhs: str | None = None) -> RawSQL:
     """A boolean `(k1, k2) op (v1, v2)` row comparison usable in .filter()."""
-    lhs = key_columns(queryset, key)
-    if raw_rhs is not None:
-        return RawSQL(f"({lhs}) {op} ({raw_rhs})", [], output_field=BooleanField())
-    placeholders = ", ".join(["%s"] * len(key))
-    return RawSQL(f"({lhs}) {op} ({placeholders})", key_values(queryset, key, values), output_field=BooleanField())
+    if op not in ROW_OPERATORS:
+        raise ValueError(f"not a row comparison: {op!r}")
+    sql = build("row_compare", row=key_columns(queryset, key), op=op,
+                values=placeholders(len(key)) if raw_rhs is None else raw_rhs)
+    return RawSQL(sql, [] if raw_rhs is not None else key_values(queryset, key, values), output_field=BooleanField())
 
 
 class Split:
@@ -95,6 +98,7 @@ class KeyRange(Split):
         self.partitions, self.rows_per_partition, self.scope = partitions, rows_per_partition, scope or {}
 
     def boundaries_sql(self) -> tuple[str, list[Any]]:
+        """The walk's SQL and parameters, built at run time: it runs over the job type's own queryset and key."""
         base = self.queryset.order_by(*self.key).values_list(*self.key)
         count_sql, count_params = self.queryset.order_by().values("pk").query.sql_with_params()
         first_sql, first_params = base.query.sql_with_params()
@@ -102,19 +106,10 @@ class KeyRange(Split):
             f"b.c{i}" for i in range(len(self.key))
         )))
         step_sql, step_params = step.query.sql_with_params()
-        cols = ", ".join(f"c{i}" for i in range(len(self.key)))
-        s_cols = ", ".join(f"s.c{i}" for i in range(len(self.key)))
-        per = "%s::bigint" if self.rows_per_partition else "greatest(1, ceil(count(*)::numeric / %s))::bigint"
-        sql = f"""
-            WITH RECURSIVE params AS (SELECT count(*) AS total, {per} AS k FROM ({count_sql}) counted),
-            b(n, {cols}) AS (
-                SELECT 1, {s_cols} FROM params, LATERAL ({first_sql} OFFSET params.k LIMIT 1) s({cols})
-                UNION ALL
-                SELECT b.n + 1, {s_cols} FROM b, params, LATERAL ({step_sql} OFFSET params.k LIMIT 1) s({cols})
-            )
-            SELECT params.total, params.k, b.* FROM params LEFT JOIN b ON true ORDER BY b.n
-        """
-        params = [self.rows_per_partition or self.partitions, *count_params, *first_params, *step_params]
+        columns = ", ".join(f"c{i}" for i in range(len(self.key)))
+        sql = build("key_range_boundaries", count_sql=count_sql, first_sql=first_sql, step_sql=step_sql,
+                    columns=columns, s_columns=", ".join(f"s.c{i}" for i in range(len(self.key))))
+        params = [self.rows_per_partition, self.partitions or 1, *count_params, *first_params, *step_params]
         return sql, params
 
     def plan(self) -> list[PartitionPlan]:

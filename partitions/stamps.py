@@ -1,8 +1,8 @@
 """The columns that go with entering a status, one table for the ORM and for SQL.
 
-`lifecycle.timestamps_for` renders it as Django expressions; the SQL registry renders it as the fragments
-`{partition_enters_running(p)}`, `{partition_enters_succeeded(p)}`, … that its statements SET, so a claim or
-a batched completion stamps exactly what `transition()` would.
+`lifecycle.timestamps_for` renders it as Django expressions; the SQL registry (`partitions.sql`) renders it
+as the fragments `{partition_enters_running(p)}`, `{partition_enters_succeeded(p)}`, … that its statements SET,
+so a claim or a batched completion stamps exactly what `transition()` would.
 """
 
 from __future__ import annotations
@@ -32,9 +32,3 @@ def stamps(model: str, target: str) -> dict[str, str]:
         }[target]
     return {"finished_at": NOW} if target in SUBJOB_TERMINAL else {"finished_at": CLEAR}
 
-
-def stamps_sql(model: str, target: str, alias: str) -> str:
-    """The same as `col = expr, …` for an UPDATE's SET (`alias`: the updated row)."""
-    render = {NOW: lambda c: "statement_timestamp()", CLEAR: lambda c: "NULL",
-              KEEP_OR_NOW: lambda c: f"coalesce({alias}.{c}, statement_timestamp())"}
-    return ", ".join(f"{column} = {render[how](column)}" for column, how in stamps(model, target).items())

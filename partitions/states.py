@@ -50,6 +50,12 @@ class DeliveryStatus(models.TextChoices):
 JOB_TERMINAL = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
 PARTITION_TERMINAL = frozenset({PartitionStatus.SUCCEEDED, PartitionStatus.FAILED, PartitionStatus.CANCELLED})
 SUBJOB_TERMINAL = frozenset({SubJobStatus.SUCCEEDED, SubJobStatus.FAILED, SubJobStatus.SKIPPED, SubJobStatus.CANCELLED})
+#: Sub-jobs whose item was handled (succeeded, failed or skipped): terminal, except cancelled.
+SUBJOB_HANDLED = SUBJOB_TERMINAL - {SubJobStatus.CANCELLED}
+#: The counters of a partition (and of a sample) whose sum is its items handled so far, the counterpart of
+#: SUBJOB_HANDLED: the one "handled" expression, rendered for SQL by the registry (`{handled(p)}`) and for the
+#: ORM by `claiming.handled_items()`.
+HANDLED_COUNTERS = ("done_items", "failed_items", "skipped_items")
 
 J, P, S = JobStatus, PartitionStatus, SubJobStatus
 

@@ -93,7 +93,8 @@ def viewer(db):
 
 @pytest.fixture
 def clusters(db_url, tmp_path):
-    """Start real qclusters on the test database: `clusters(n, **env)`; each is stopped at teardown."""
+    """Start real qclusters on the test database: `clusters(n, **env)`; each still running is killed at
+    teardown (the test has checked what it proves; a graceful stop would wait out their drains' budgets)."""
     from django.db import connections
 
     from tests.support import Cluster
@@ -109,7 +110,7 @@ def clusters(db_url, tmp_path):
     yield start
     for cluster in started:
         if cluster.proc.poll() is None:
-            cluster.stop()
+            cluster.kill()
 
 
 @pytest.fixture

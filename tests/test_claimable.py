@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from partitions import claiming, worker
 from partitions.models import JobEvent, Partition
-from partitions.selectors import jobs_progress
+from partitions.progress import jobs_progress
 from tests.factories import make_job, make_partition, move
 
 pytestmark = pytest.mark.usefixtures("no_dispatcher")

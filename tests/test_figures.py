@@ -16,7 +16,7 @@ from opsapp.billing.seeding import seed_demo
 from partitions import sampling, worker
 from partitions.admin import display
 from partitions.models import Job, JobEvent, JobSample, Partition
-from partitions.selectors import job_stats
+from partitions.statistics import job_stats
 from partitions.worker import maintenance
 from tests.factories import make_job, make_partition
 from tests.support import cli, planned_job, run_to_end

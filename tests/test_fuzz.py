@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from partitions import registry, services
 from partitions.exceptions import PartitionsError
 from partitions.models import Job, JobEvent, Partition, SubJob
-from partitions.selectors import jobs_stats
+from partitions.statistics import jobs_stats
 from tests.factories import make_job, make_partition
 from tests.support import cli
 

@@ -16,8 +16,7 @@ from partitions import services
 from partitions.admin import display
 from partitions.admin.actions import job_controls
 from partitions.models import Job, JobEvent
-from partitions.selectors import job_stats
-from partitions.statistics import job_run_statistics
+from partitions.statistics import job_run_statistics, job_stats
 from tests.factories import make_job, make_partition
 from tests.support import planned_job, run_to_end
 

@@ -12,8 +12,9 @@ import pytest
 from partitions.admin import display
 from partitions.attempts import Mark, active_seconds, attempts_of, work_seconds
 from partitions.models import Job
+from partitions.progress import Progress
 from partitions.projection import JobFacts, Sample, current_rate, project
-from partitions.selectors import JobStats, Progress
+from partitions.statistics import JobStats
 
 T0 = datetime(2026, 1, 1, 10, 0, tzinfo=UTC)
 

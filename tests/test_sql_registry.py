@@ -1,5 +1,5 @@
 """The SQL registry: every statement named and described once in partitions/sql/*.sql, statuses from `states`,
-no SQL in the engine's Python outside the loader (and the one run-time builder, the key-range walk)."""
+no SQL in the engine's Python outside the loader (run-time SQL is built from the registry's templates)."""
 
 from __future__ import annotations
 
@@ -9,29 +9,53 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from django.db import connection
 from django.db.models.functions import Now
 
 from partitions import claiming
 from partitions.lifecycle import TABLES, delivery_finish, timestamps_for
 from partitions.models import Delivery, Job, JobEvent, Partition, SubJob
-from partitions.sql import descriptions, load, queries
+from partitions.sql import build, conjunction, descriptions, load, placeholders, queries, templates
 from partitions.states import DeliveryStatus, JobStatus, PartitionStatus, SubJobStatus
+from partitions.worker.splitting import remaining
 from tests.factories import make_job, make_partition
 
 ENGINE = Path(__file__).resolve().parent.parent / "partitions"
-#: The loader, and the key-range planner's keyset walk built from a job type's own queryset.
-#: The loader, and the two builders of SQL from a job type's own queryset (the planner's keyset walk, the compiled
-#: item fetch): their statements depend on the job type, so they cannot be registry constants.
-SQL_IN_PYTHON_ALLOWED = {ENGINE / "sql" / "__init__.py", ENGINE / "splits.py", ENGINE / "worker" / "compiled.py"}
-STATEMENT = re.compile(r"^\s*(SELECT|UPDATE|INSERT|DELETE|WITH|LISTEN|COPY|SET LOCAL)\s+\S")
+#: The loader is the only engine module that may hold SQL text; nothing else is allowed, not even the run-time
+#: builders (splits.py's keyset walk, worker/compiled.py's item fetch): they fill in the registry's templates.
+LOADER = ENGINE / "sql" / "__init__.py"
+#: Two distinct upper-case SQL words in one string literal make it SQL ("SELECT … FROM", "… AND … IS NULL")…
+SQL_WORDS = re.compile(r"\b(SELECT|FROM|WHERE|UPDATE|SET|INSERT|INTO|DELETE|JOIN|LIMIT|OFFSET|RETURNING|UNION"
+                       r"|LATERAL|VALUES|ORDER BY|GROUP BY|FOR UPDATE|SKIP LOCKED|AND|OR|NOT|NULL|TRUE|FALSE|IS|IN|AS"
+                       r"|WITH|EXISTS|ANY|CASE|WHEN|THEN|END)\b")
+#: … and so does a piece of SQL's shape: a compared placeholder, a named parameter, a cast, a database function,
+#: a row of placeholders, or one bare SQL word (" AND ", "TRUE" joining conditions).
+SQL_SHAPE = re.compile(r"[=<>]\s*\(?%s|\bANY\(%s|%\(\w+\)s|::[a-z]"
+                       r"|\b(statement_timestamp|coalesce|greatest|least|mod)\(|^\s*%s(\s*,\s*%s)*\s*$|^\s*(AND|OR|NOT|NULL|TRUE|FALSE)\s*$")
 STATUSES = {str(s) for s in (*JobStatus, *PartitionStatus, *SubJobStatus, *DeliveryStatus)}
+
+
+def looks_like_sql(text: str) -> bool:
+    """Whether a string literal is SQL, or a piece of it."""
+    return len(set(SQL_WORDS.findall(text))) >= 2 or SQL_SHAPE.search(text) is not None
+
+
+def sql_literals(source: str) -> list[int]:
+    """Lines of the string literals in `source` that are SQL (docstrings are prose, and not counted)."""
+    tree = ast.parse(source)
+    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+                  and node.body and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
+    return [node.lineno for node in ast.walk(tree) if isinstance(node, ast.Constant) and isinstance(node.value, str)
+            and id(node) not in docstrings and looks_like_sql(node.value)]
 
 
 def test_every_statement_has_a_one_line_description_and_is_fully_expanded():
     assert len(queries) > 40
-    for name, sql in queries.items():
+    for name, sql in [*queries.items(), *((name, text) for name, (_, text) in templates.items())]:
         assert descriptions[name].strip() and "\n" not in descriptions[name], name
-        assert not re.search(r"\{\w+(\(\w+\))?\}", sql), f"{name} has an unexpanded fragment"
+        left = set(re.findall(r"\{(\w+)(?:\(\w+\))?\}", sql))
+        assert left == set(templates[name][0] if name in templates else ()), f"{name} has an unexpanded fragment"
         assert not sql.lstrip().startswith("--"), name
 
 
@@ -50,23 +74,67 @@ def test_the_statuses_in_the_statements_are_the_transition_tables():
 
 def _engine_python():
     for path in ENGINE.rglob("*.py"):
-        if "migrations" not in path.parts and path not in SQL_IN_PYTHON_ALLOWED:
+        if "migrations" not in path.parts and path != LOADER:
             yield path
 
 
 def test_no_engine_module_outside_the_loader_holds_sql():
-    found = []
-    for path in _engine_python():
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Constant) and isinstance(node.value, str) and STATEMENT.match(node.value):
-                found.append(f"{path.relative_to(ENGINE)}:{node.lineno}")
+    found = [f"{path.relative_to(ENGINE)}:{line}"
+             for path in _engine_python() for line in sql_literals(path.read_text())]
     assert not found, f"SQL outside partitions/sql: {found}"
 
 
-def test_every_statement_is_used_by_the_engine():
+@pytest.mark.parametrize("source", [
+    'SQL = "SELECT * FROM ({scope}) AS _items WHERE {bounds} ORDER BY {order} LIMIT %s"',
+    'cursor.execute("UPDATE partitions_job SET status = %(status)s")',
+    'sql = "DELETE FROM partitions_jobevent WHERE job_id = ANY(%s)"',
+    'bound = f"mod({column}, %s) = %s"',
+    'bound = f"{seq} > %s"',
+    'where = " AND ".join(bounds) or "TRUE"',
+    'values = ", ".join(["%s"] * n)',
+    'per = "%s::bigint"',
+    'stamp = f"coalesce({alias}.{column}, statement_timestamp())"',
+    'q = "p.status IN (\'pending\') AND p.lease_expires_at IS NULL"',
+    'def f():\n    """Doc."""\n    return "SELECT 1 FROM t WHERE x"',
+])
+def test_sql_in_any_form_is_detected(source):
+    assert sql_literals(source)
+
+
+@pytest.mark.parametrize("source", [
+    '"""A docstring may say SELECT … FROM … WHERE, FOR UPDATE SKIP LOCKED."""',
+    'log.warning("giving up delivery %s (%s) after %s attempts: %s", 1, 2, 3, 4)',
+    'log.info("partition %s: a batch timed out (%s); retrying with %d items", 1, 2, 3)',
+    'MODE = "NOTIFY"',
+    'HELP = "rows per DELETE"',
+    'label = ", ".join(names)',
+])
+def test_prose_and_log_lines_are_not_sql(source):
+    assert not sql_literals(source)
+
+
+def test_every_statement_and_template_is_used_by_the_engine():
     text = "\n".join(path.read_text() for path in _engine_python())
-    unused = [name for name in queries if f'"{name}"' not in text]
+    unused = [name for name in [*queries, *templates] if f'"{name}"' not in text]
     assert not unused, f"statements nobody runs: {unused}"
+
+
+def test_a_template_is_built_from_exactly_its_parts():
+    assert build("items_column", column='"seq"') == '_items."seq"'
+    assert build("row_compare", row="a, b", op=">=", values=placeholders(2)) == "(a, b) >= (%s, %s)"
+    assert conjunction([]) == "TRUE" and conjunction(["a", "b"]) == "a AND b"
+    with pytest.raises(KeyError, match="takes the parts column"):
+        build("items_column", column="x", extra="y")
+    with pytest.raises(KeyError, match="takes the parts column"):
+        build("items_column")
+
+
+def test_a_template_keeps_its_parts_and_expands_the_rest(tmp_path):
+    (tmp_path / "t.sql").write_text("-- template: t(scope, where)\n-- a wrapped scope\n"
+                                    "SELECT 1 FROM ({scope}) s WHERE {where} AND s.status = {partition_running}\n")
+    statements, described, built = load(tmp_path)
+    assert statements == {} and described == {"t": "a wrapped scope"}
+    assert built == {"t": (("scope", "where"), "SELECT 1 FROM ({scope}) s WHERE {where} AND s.status = \'running\'")}
 
 
 @pytest.mark.parametrize(("text", "error"), [
@@ -78,6 +146,9 @@ def test_every_statement_is_used_by_the_engine():
     ("-- fragment: f(p)\n-- calls itself\n{f(p)}\n-- name: a\n-- loops\nSELECT {f(x)}\n", "unknown or recursive"),
     ("-- fragment: f(p)\n-- takes an alias\n{p}.id\n-- name: a\n-- gives none\nSELECT {f}\n", "takes (p)"),
     ("-- name: a\n-- a statement is not a fragment\nSELECT 1\n-- name: b\n-- uses it\nSELECT {a}\n", "unknown"),
+    ("-- template: t(x)\n-- a template is not a fragment\n{x}\n-- name: b\n-- uses it\nSELECT {t}\n", "unknown"),
+    ("-- template: t(x)\n-- a part unknown\nSELECT {y}\n", "unknown"),
+    ("-- fragment: f(a, b)\n-- two aliases\n{a}.id = {b}.id\n", "takes one alias"),
 ])
 def test_a_malformed_registry_is_one_clear_error_at_load(tmp_path, text, error):
     (tmp_path / "bad.sql").write_text(text)
@@ -90,7 +161,7 @@ def test_a_fragment_passes_its_alias_on_to_the_fragments_it_uses(tmp_path):
         "-- fragment: inner(p)\n-- inner\n{p}.status = {partition_running}\n"
         "-- fragment: outer(p)\n-- outer\n({inner(p)} AND {p}.id > 0)\n"
         "-- name: a\n-- uses outer with l\nSELECT 1 FROM t l WHERE {outer(l)}\n")
-    statements, described = load(tmp_path)
+    statements, described, _ = load(tmp_path)
     assert statements == {"a": "SELECT 1 FROM t l WHERE (l.status = 'running' AND l.id > 0)"}
     assert described == {"a": "uses outer with l"}
 
@@ -160,3 +231,29 @@ def test_the_orm_and_the_statements_stamp_the_same_columns_on_entering_a_status(
         assert set_columns == list(timestamps_for(model, status)), (name, status, sql)
     assert "started_at = coalesce(p.started_at, statement_timestamp())" in queries["partition_claim"]
     assert "finished_at = statement_timestamp(), lease_expires_at = NULL" in queries["partitions_complete_if_held"]
+
+
+# The one "handled" expression: rendered from states.HANDLED_COUNTERS for SQL and for the ORM.
+
+@pytest.mark.django_db
+def test_the_orm_and_the_statements_count_the_same_items_as_handled(tmp_path):
+    job = make_job()
+    part = make_partition(job, status=PartitionStatus.RUNNING)
+    Partition.objects.filter(pk=part.pk).update(done_items=7, failed_items=2, skipped_items=3, estimated_items=20)
+    (tmp_path / "h.sql").write_text("-- name: h\n-- handled\nSELECT {handled(p)} FROM partitions_partition p "
+                                    "WHERE p.id = %(id)s\n")
+    with connection.cursor() as cursor:
+        cursor.execute(load(tmp_path)[0]["h"], {"id": part.pk})
+        in_sql = cursor.fetchone()[0]
+    in_orm = Partition.objects.filter(pk=part.pk).annotate(h=claiming.handled_items()).get().h
+    assert in_sql == in_orm == 12
+    assert remaining(Partition.objects.get(pk=part.pk)) == 8
+
+
+def test_no_engine_module_adds_up_the_handled_counters_by_hand():
+    counter = "(done_items|failed_items|skipped_items)"
+    by_hand = re.compile(rf"{counter}\W{{0,4}}\s*[+-]\s*\W{{0,4}}\w*\W{{0,3}}{counter}")
+    found = [str(path.relative_to(ENGINE)) for path in [*_engine_python(), *(ENGINE / "sql").glob("*.sql")]
+             if by_hand.search(path.read_text())]
+    assert not found, f"'handled' spelled out again in {found}: use claiming.handled_items() or {{handled(p)}}"
+    assert queries["jobs_sample_window"].count("(s.done_items + s.failed_items + s.skipped_items)") == 1

@@ -25,8 +25,8 @@ from opsapp.billing.jobs import SendInvoices
 from opsapp.billing.seeding import seed_demo
 from partitions import services, tasks
 from partitions.models import Job, SubJob
-from partitions.selectors import job_stats
 from partitions.states import JOB_TERMINAL
+from partitions.statistics import job_stats
 
 ITEM_CONCURRENCY, CHUNK_SIZE = 4, 20
 #: The demo's mail goes to memory: the mail server is not what this measures.

@@ -46,7 +46,8 @@ SAMPLE_SECONDS = 0.2
 START_TIMEOUT, QUEUE_TIMEOUT, JOB_TIMEOUT = 60.0, 60.0, 300.0
 
 # Partitions of a job in flight: the engine's own live-lease count, with the database time of the sample.
-SQL_IN_FLIGHT = f"SELECT statement_timestamp(), ({queries["job_live_leases"]})"
+SQL_IN_FLIGHT = (f"SELECT statement_timestamp(), count(*) FROM ({queries["partitions_live_lease"]}) l"
+                 " JOIN partitions_partition p ON p.id = l.id WHERE p.job_id = %(job_id)s")
 # Transactions this database has committed or rolled back (cumulative statistics). The forced flush makes
 # this backend's own transaction count by the next reading, so exactly one is ours.
 SQL_DATABASE_TRANSACTIONS = """

@@ -17,7 +17,7 @@ from django.contrib import messages
 from partitions import services
 from partitions.exceptions import DuplicateJob, InvalidParams, InvalidTransition, JobNotFound, PartitionsError
 from partitions.models import Job
-from partitions.selectors import JobStats, job_failed_subjobs
+from partitions.pages import job_failed_subjobs
 from partitions.states import (
     JOB_ADJUSTABLE,
     JOB_CANCELLABLE,
@@ -28,6 +28,7 @@ from partitions.states import (
     PartitionStatus,
 )
 from partitions.states import JobStatus as S
+from partitions.statistics import JobStats
 from partitions.validation import RUN_OPTIONS
 
 log = logging.getLogger(__name__)

@@ -16,8 +16,8 @@ from django.utils.safestring import SafeString
 from partitions import projection
 from partitions.admin import humanize
 from partitions.admin.humanize import duration as fmt_duration
-from partitions.selectors import JobStats, ThroughputPoint
 from partitions.states import JobStatus, PartitionStatus
+from partitions.statistics import JobStats, ThroughputPoint
 
 DASH = humanize.DASH
 PARTITION_ORDER = [PartitionStatus.RUNNING, PartitionStatus.PENDING, PartitionStatus.SUCCEEDED,

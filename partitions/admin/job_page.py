@@ -22,17 +22,9 @@ from partitions.admin.base import KnownCountPaginator, changelist_url, short
 from partitions.admin.knob import knob_form_for
 from partitions.models import Job
 from partitions.notify.config import plan_for
-from partitions.selectors import (
-    job_deliveries,
-    job_events,
-    job_failed_subjobs,
-    job_partitions,
-    job_splits,
-    job_stats,
-    job_throughput_series,
-)
+from partitions.pages import job_deliveries, job_events, job_failed_subjobs, job_partitions, job_splits
 from partitions.states import JobStatus, PartitionStatus
-from partitions.statistics import job_run_statistics
+from partitions.statistics import job_run_statistics, job_stats, job_throughput_series
 from partitions.validation import parse_id
 
 PARTITIONS_PER_PAGE = 50

@@ -21,7 +21,7 @@ from partitions.admin.base import (
     selection_items,
 )
 from partitions.models import Job
-from partitions.selectors import JobStats, job_stats, jobs_stats
+from partitions.statistics import JobStats, job_stats, jobs_stats
 from partitions.validation import parse_id
 
 #: Most jobs one progress poll may ask about.

@@ -19,7 +19,7 @@ from partitions.admin.base import (
     short,
 )
 from partitions.models import JobEvent, Partition, SubJob
-from partitions.selectors import partitions_failed_subjob_ids
+from partitions.pages import partitions_failed_subjob_ids
 
 
 def _confirm_selection(model_admin, request, queryset, *, name: str, label: str, question: str):

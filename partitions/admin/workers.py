@@ -8,7 +8,7 @@ from django.template.response import TemplateResponse
 
 from partitions.admin import display
 from partitions.models import Partition
-from partitions.selectors import leases_live, workers_recent
+from partitions.pages import leases_live, workers_recent
 from partitions.tasks import clusters_recent
 
 LEASES_SHOWN = 500

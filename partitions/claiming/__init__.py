@@ -1,13 +1,13 @@
 """Claims, leases, fencing, steps and locks: the engine's concurrency, one module per concern.
 
 `predicates` (the registry's predicates as ORM filters), `leases` (partition claim, renew, checkpoint,
-complete), `steps` (plan and finalize, the job row as lease), `locks` (every other lock). The statements are
-in the SQL registry (`partitions.sql`); status writes that are not one fenced statement go through
-`partitions.lifecycle`. The names below are re-exported so callers say `claiming.partition_claim`.
+complete), `slots` (free slots under max_parallel), `steps` (plan and finalize, the job row as lease), `locks`
+(every other lock). The statements are in the SQL registry (`partitions.sql`); status writes that are not one
+fenced statement go through `partitions.lifecycle`. The names below are re-exported so callers say
+`claiming.partition_claim`.
 """
 
 from partitions.claiming.leases import (
-    claimable_slots,
     db_now,
     jobs_with_claimable_work,
     jobs_without_unfinished_partitions,
@@ -28,7 +28,8 @@ from partitions.claiming.locks import (
     standby_acquire,
     standby_release,
 )
-from partitions.claiming.predicates import lapsed_lease_q, live_lease_q, step_lapsed_q
+from partitions.claiming.predicates import handled_items, lapsed_lease_q, live_lease_q, step_lapsed_q
+from partitions.claiming.slots import claimable_slots, job_free_slots, jobs_with_free_slot, partitions_over_cap
 from partitions.claiming.steps import job_finalize_claim, job_plan_claim, job_step_finish
 from partitions.lifecycle import (
     partition_cancel,
@@ -39,11 +40,11 @@ from partitions.lifecycle import (
 )
 
 __all__ = [
-    "claimable_slots", "db_now", "deliveries_claim_due", "job_finalize_claim", "job_locked", "job_plan_claim",
-    "job_step_finish", "jobs_with_claimable_work", "jobs_without_unfinished_partitions", "lapsed_lease_q",
-    "live_lease_q", "outbox_cursor_locked", "partition_cancel", "partition_checkpoint", "partition_claim",
-    "partition_fail", "partition_locked_for_split", "partition_release", "partitions_claimable_count",
-    "partitions_complete", "partitions_lease_lapsed", "partitions_reap_expired", "partitions_renew_leases",
-    "schedule_claim_due", "schedule_locked", "seconds_until_claimable", "standby_acquire", "standby_release",
-    "step_lapsed_q",
+    "claimable_slots", "db_now", "deliveries_claim_due", "handled_items", "job_finalize_claim", "job_free_slots",
+    "job_locked", "job_plan_claim", "job_step_finish", "jobs_with_claimable_work", "jobs_with_free_slot",
+    "jobs_without_unfinished_partitions", "lapsed_lease_q", "live_lease_q", "outbox_cursor_locked",
+    "partition_cancel", "partition_checkpoint", "partition_claim", "partition_fail", "partition_locked_for_split",
+    "partition_release", "partitions_claimable_count", "partitions_complete", "partitions_lease_lapsed",
+    "partitions_over_cap", "partitions_reap_expired", "partitions_renew_leases", "schedule_claim_due",
+    "schedule_locked", "seconds_until_claimable", "standby_acquire", "standby_release", "step_lapsed_q",
 ]

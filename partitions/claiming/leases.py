@@ -51,7 +51,7 @@ def partition_claim(*, worker_id: str, lease_seconds: float, job_id: int | None 
 
     An uncapped job is claimed by one statement (atomic on its own: two round trips in all, no BEGIN/COMMIT);
     a job with max_parallel takes its job-row lock first, in a transaction, so two claimers cannot both see
-    the last free slot.
+    the last free slot (`free_slots`, the rule `claiming.slots` shares).
     """
     params = {"owner": worker_id, "lease": lease_seconds, "track_backend": conf.get("DETECT_DEAD_BACKENDS")}
     for candidate_id, max_parallel in _jobs_with_claimable_work(job_id):
@@ -64,8 +64,9 @@ def partition_claim(*, worker_id: str, lease_seconds: float, job_id: int | None 
                 cursor.execute(queries["job_lock_for_claim"], {"job_id": candidate_id})
                 if cursor.fetchone() is None:
                     continue
-                cursor.execute(queries["job_live_leases"], {"job_id": candidate_id})
-                slots = min(limit, max_parallel - cursor.fetchone()[0])
+                cursor.execute(queries["job_free_slots"], {"job_id": candidate_id})
+                free = cursor.fetchone()[0]  # after the lock: a fresh snapshot sees every committed claim
+                slots = limit if free is None else min(limit, free)
                 if slots <= 0:
                     continue
                 cursor.execute(queries["partition_claim"], {**params, "job_id": candidate_id, "limit": slots})
@@ -85,11 +86,6 @@ def _scalar(name: str, params: dict | None = None):
     with connection.cursor() as cursor:
         cursor.execute(queries[name], params or {})
         return cursor.fetchone()[0]
-
-
-def claimable_slots(*, cap: int = 1000) -> int:
-    """Partitions that could start now across every running job (claimable, within max_parallel)."""
-    return int(_scalar("claimable_slots", {"cap": cap}))
 
 
 def partitions_claimable_count() -> int:

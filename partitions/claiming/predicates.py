@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from django.db.models import Q
-from django.db.models.expressions import RawSQL
+from django.db.models import F, Q
+from django.db.models.expressions import CombinedExpression, RawSQL
 
 from partitions.sql import queries
-from partitions.states import JobStatus, PartitionStatus
+from partitions.states import HANDLED_COUNTERS, JobStatus, PartitionStatus
+
+
+def handled_items() -> CombinedExpression:
+    """ORM: a partition's items handled so far (done + failed + skipped), the registry's `{handled(p)}`."""
+    first, *rest = (F(column) for column in HANDLED_COUNTERS)
+    return sum(rest, first)
 
 
 def live_lease_q() -> Q:

@@ -10,9 +10,10 @@ from typing import Any
 
 from partitions.admin import humanize
 from partitions.models import Job
+from partitions.pages import job_splits
 from partitions.projection import LIMIT_WORDS
-from partitions.selectors import job_splits, job_stats
 from partitions.states import JOB_TERMINAL
+from partitions.statistics import job_stats
 
 
 def job_summary(job: Job) -> dict[str, Any]:

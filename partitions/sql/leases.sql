@@ -10,17 +10,27 @@ SELECT j.id, j.max_parallel FROM partitions_job j
 
 -- name: claimable_slots
 -- Partitions that could start now across the fleet: each running job's claimable ones within its free slots.
--- The one "free slot under max_parallel" rule (0: uncapped); at most %(cap)s per job, so the count stays cheap.
-SELECT coalesce(sum(CASE WHEN j.max_parallel = 0 THEN c.n
-                             ELSE least(c.n, greatest(0, j.max_parallel - {live_leases(j)})) END), 0)
+-- At most %(cap)s per job, so the count stays cheap.
+SELECT coalesce(sum(least(c.n, greatest(0, coalesce({free_slots(j)}, c.n)))), 0)
     FROM partitions_job j
     CROSS JOIN LATERAL (SELECT count(*) AS n FROM (
         SELECT 1 FROM partitions_partition p WHERE p.job_id = j.id AND {claimable(p)} LIMIT %(cap)s) x) c
     WHERE j.status = {job_running} AND c.n > 0
 
--- name: job_live_leases
--- Leases currently alive for job %(job_id)s (database clock, holder's backend present).
-SELECT count(*) FROM partitions_partition p WHERE p.job_id = %(job_id)s AND {live_lease(p)}
+-- name: job_free_slots
+-- How many more partitions job %(job_id)s may run now (NULL: uncapped). The claim runs it under the job lock.
+SELECT {free_slots(j)} FROM partitions_job j WHERE j.id = %(job_id)s
+
+-- name: jobs_with_free_slot
+-- Which of these jobs may run one more partition now (an idle worker's split needs a slot to run it in).
+SELECT j.id FROM partitions_job j WHERE j.id = ANY(%(job_ids)s::bigint[]) AND coalesce({free_slots(j)} > 0, true)
+
+-- name: job_partitions_over_cap
+-- The live partitions of job %(job_id)s beyond its free slots (a lowered max_parallel): the highest ids, so every
+-- process picks the same ones. LIMIT 0 (uncapped, or within the cap) reads no partition.
+SELECT p.id FROM partitions_partition p WHERE p.job_id = %(job_id)s AND {live_lease(p)}
+    ORDER BY p.id DESC
+    LIMIT coalesce((SELECT greatest(0, -{free_slots(j)}) FROM partitions_job j WHERE j.id = %(job_id)s), 0)
 
 -- name: partitions_live_lease
 -- Ids of the partitions held by a live lease (the ORM's live_lease_q, so the console never disagrees).

@@ -26,6 +26,11 @@
 -- How many live leases job `j` holds now (what max_parallel caps).
 (SELECT count(*) FROM partitions_partition l WHERE l.job_id = {j}.id AND {live_lease(l)})
 
+-- fragment: free_slots(j)
+-- The one "free slot under max_parallel" rule: how many more partitions job `j` may run now; NULL when it is
+-- uncapped (max_parallel 0), negative when an operator lowered the cap below its live leases (see pulse).
+(CASE WHEN {j}.max_parallel > 0 THEN {j}.max_parallel - {live_leases(j)} END)
+
 -- fragment: all_finished(j)
 -- Job `j` has no unfinished partition (every one is terminal). The one definition of "unfinished".
 NOT EXISTS (SELECT 1 FROM partitions_partition u
@@ -45,10 +50,6 @@ NOT EXISTS (SELECT 1 FROM partitions_partition u
 {j}.status IN ({job_to_finalizing})
     AND (({j}.status = {job_running} AND {all_finished(j)})
          OR ({j}.status = {job_finalizing} AND {step_lapsed(j)}))
-
--- fragment: handled(s)
--- Items of row `s` (a partition or a sample) handled so far: done, failed or skipped.
-({s}.done_items + {s}.failed_items + {s}.skipped_items)
 
 -- fragment: control_columns(j)
 -- What a running partition obeys, in `throttling.JobControls` order: status, throttle knobs, throttled.

@@ -2,14 +2,13 @@
 
 Building and compiling a queryset per partition and per batch costs more Python than the fetch's round
 trip (`bench claim`'s cost split). A `CompiledRows` compiles the scope's queryset once per drain (it lives
-in the job's `JobSetup`) and wraps it, `SELECT * FROM (<scope>) AS _items WHERE <bounds> ORDER BY <key>
-LIMIT %s`, so every fetch of a job is the same parameterised text (PostgreSQL flattens the subquery: the
+in the job's `JobSetup`) and wraps it in the registry's `items_fetch` template (`partitions/sql/runtime.sql`),
+so every fetch of a job is the same parameterised text (PostgreSQL flattens the subquery: the
 key's index is used as before). Rows become model instances as the ORM's own iterable makes them
 (`from_db`, with the compiler's converters).
 
-SQL here is built from the job type's queryset and the model's quoted column names only, never from values; like
-the planner's keyset walk in `splits.py`, it depends on the job type, so it is one of the two run-time builders the
-SQL registry's test allows.
+The SQL is built at run time, because it depends on the job type: from the registry's templates, the job type's
+compiled queryset and the model's quoted column names, never from values.
 """
 
 from __future__ import annotations
@@ -21,10 +20,7 @@ from django.core.exceptions import EmptyResultSet
 from django.db import connections
 from django.db.models import QuerySet, prefetch_related_objects
 
-#: SQL: the next rows of the scope within a partition's bounds, in key order (`{bounds}`: ANDed conditions).
-SQL_ITEMS_FETCH = "SELECT * FROM ({scope}) AS _items WHERE {bounds} ORDER BY {order} LIMIT %s"
-#: SQL: how many of the given primary keys lie within the scope and a partition's bounds.
-SQL_ITEMS_HELD = "SELECT count(*) FROM ({scope}) AS _items WHERE {bounds} AND _items.{pk} = ANY(%s)"
+from partitions.sql import build, conjunction
 
 
 class CompiledRows:
@@ -33,6 +29,9 @@ class CompiledRows:
     def __init__(self, queryset: QuerySet):
         self.model, self.db = queryset.model, queryset.db
         self.ops = connections[self.db].ops
+        # Built once per drain, not per partition: every partition of a job has the same shape of statement.
+        self._columns: dict[str, str] = {}
+        self._statements: dict[tuple[tuple[str, ...], tuple[str, ...]], str] = {}
         # Related rows load lazily instead (select_related would put duplicate column names in the subquery).
         self.prefetch = queryset._prefetch_related_lookups
         compiler = queryset.order_by().select_related(None).query.get_compiler(using=self.db)
@@ -54,7 +53,10 @@ class CompiledRows:
 
     def column(self, name: str) -> str:
         """`_items."col"` for a field name of the model (the wrapped query's output column)."""
-        return f"_items.{self.ops.quote_name(self.model._meta.get_field(name).column)}"
+        if name not in self._columns:
+            quoted = self.ops.quote_name(self.model._meta.get_field(name).column)
+            self._columns[name] = build("items_column", column=quoted)
+        return self._columns[name]
 
     def prepared(self, name: str, value: Any) -> Any:
         """A JSON-safe key value as the field's Python value, ready to bind."""
@@ -62,8 +64,11 @@ class CompiledRows:
 
     def statement(self, bounds: Sequence[str], order: Sequence[str]) -> str:
         """The fetch text for these bound conditions; the same text for every partition of the same shape."""
-        return SQL_ITEMS_FETCH.format(scope=self.scope_sql, bounds=" AND ".join(bounds) or "TRUE",
-                                      order=", ".join(order))
+        key = (tuple(bounds), tuple(order))
+        if key not in self._statements:
+            self._statements[key] = build("items_fetch", scope=self.scope_sql, bounds=conjunction(bounds),
+                                          order=", ".join(order))
+        return self._statements[key]
 
     def fetch(self, sql: str, params: Sequence[Any], limit: int) -> list:
         """Model instances of the rows `sql` (from `statement`) returns, with `params` then `limit` bound."""
@@ -88,8 +93,8 @@ class CompiledRows:
         """How many of `pks` are rows of the scope inside `bounds`."""
         if self.empty:
             return 0
-        sql = SQL_ITEMS_HELD.format(scope=self.scope_sql, bounds=" AND ".join(bounds) or "TRUE",
-                                    pk=self.ops.quote_name(self.model._meta.pk.column))
+        sql = build("items_held", scope=self.scope_sql, bounds=conjunction(bounds),
+                    pk=self.ops.quote_name(self.model._meta.pk.column))
         with connections[self.db].cursor() as cursor:
             cursor.execute(sql, (*self.scope_params, *params, list(pks)))
             return cursor.fetchone()[0]

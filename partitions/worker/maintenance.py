@@ -12,8 +12,8 @@ from partitions.lifecycle import SYSTEM, event
 from partitions.models import Job, JobEvent
 from partitions.notify import outbox, relay
 from partitions.retention import history_prune
-from partitions.selectors import jobs_stats
 from partitions.states import JobStatus
+from partitions.statistics import jobs_stats
 from partitions.worker import splitting, steps
 
 log = logging.getLogger(__name__)

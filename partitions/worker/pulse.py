@@ -13,8 +13,7 @@ import time
 from dataclasses import dataclass, field
 
 from partitions import conf, sampling
-from partitions.claiming import live_lease_q
-from partitions.models import Job, Partition
+from partitions.claiming import partitions_over_cap
 
 
 @dataclass
@@ -24,17 +23,6 @@ class _Beat:
 
 
 _beats: dict[tuple[int, int], _Beat] = {}  # (pid, job id) -> last beat in this process
-
-
-def partitions_over_cap(job_id: int) -> frozenset[int]:
-    """Live partitions of a job beyond its max_parallel: the highest ids (every process picks the same ones)."""
-    cap = Job.objects.filter(pk=job_id).values_list("max_parallel", flat=True).first()
-    if not cap:
-        return frozenset()
-    live = (Partition.objects.filter(live_lease_q(), job_id=job_id)
-            .order_by("id").values_list("id", flat=True))
-    ids = list(live)
-    return frozenset(ids[cap:]) if len(ids) > cap else frozenset()
 
 
 def should_yield(job_id: int, partition_id: int) -> bool:

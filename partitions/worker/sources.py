@@ -11,6 +11,7 @@ from django.db.models import QuerySet
 from partitions.encoding import to_json
 from partitions.models import Partition, SubJob
 from partitions.splits import row_compare
+from partitions.sql import build, placeholders
 from partitions.states import SubJobStatus
 from partitions.worker.compiled import CompiledRows
 
@@ -51,8 +52,8 @@ class _CompiledSource(ItemSource):
         self.bounds, self.params = bounds, params
         order = [self.rows.column(name) for name in self.key]
         self.first = self.rows.statement(bounds, order)
-        self.next = self.rows.statement([*bounds, f"({', '.join(order)}) > ({', '.join(['%s'] * len(order))})"],
-                                        order)
+        after = build("row_compare", row=", ".join(order), op=">", values=placeholders(len(order)))
+        self.next = self.rows.statement([*bounds, after], order)
 
     def fetch(self, after: Any, limit: int) -> list:
         if after is None:
@@ -73,7 +74,7 @@ class KeyRangeSource(_CompiledSource):
         bounds, params = [], []
         for op, values in ((">=", partition.lower), ("<", partition.upper)):
             if values is not None:
-                bounds.append(f"({lhs}) {op} ({', '.join(['%s'] * len(values))})")
+                bounds.append(build("row_compare", row=lhs, op=op, values=placeholders(len(values))))
                 params += [rows.prepared(name, v) for name, v in zip(partition.key, values, strict=True)]
         super().__init__(queryset, rows, partition.key, bounds, params)
         self.partition = partition
@@ -96,7 +97,7 @@ class ModuloSource(_CompiledSource):
     def __init__(self, queryset: QuerySet, partition: Partition, rows: CompiledRows | None = None):
         rows = rows or CompiledRows(queryset)
         (name,) = partition.key
-        super().__init__(queryset, rows, partition.key, [f"mod({rows.column(name)}, %s) = %s"],
+        super().__init__(queryset, rows, partition.key, [build("key_in_bucket", column=rows.column(name))],
                          [partition.modulus, partition.remainder])
 
     def checkpoint_of(self, item) -> Any:
@@ -117,9 +118,10 @@ class SubJobSource(ItemSource):
     def __init__(self, partition: Partition):
         self.partition_id = partition.pk
         rows = self.rows = _pending_subjobs()
-        bounds, seq = [f"{rows.column('partition')} = %s"], rows.column("seq")
+        seq = rows.column("seq")
+        bounds = [build("row_compare", row=rows.column("partition"), op="=", values=placeholders(1))]
         self.first = rows.statement(bounds, [seq])
-        self.next = rows.statement([*bounds, f"{seq} > %s"], [seq])
+        self.next = rows.statement([*bounds, build("row_compare", row=seq, op=">", values=placeholders(1))], [seq])
 
     def fetch(self, after: Any, limit: int) -> list:
         if after is None:

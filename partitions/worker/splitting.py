@@ -32,10 +32,10 @@ from partitions import claiming, conf
 from partitions.claiming import live_lease_q
 from partitions.encoding import to_json
 from partitions.lifecycle import Actor, event
-from partitions.models import Job, Partition, SubJob
+from partitions.models import Partition, SubJob
 from partitions.splits import row_compare
 from partitions.sql import queries
-from partitions.states import JobStatus, PartitionStatus, SubJobStatus
+from partitions.states import HANDLED_COUNTERS, JobStatus, PartitionStatus, SubJobStatus
 from partitions.worker.context import JobSetup, job_setup
 from partitions.worker.sources import KeyRangeSource
 
@@ -59,8 +59,7 @@ class SplitPlan:
 
 def remaining(partition: Partition) -> int:
     """Items left by the partition's estimate."""
-    handled = partition.done_items + partition.failed_items + partition.skipped_items
-    return max(0, partition.estimated_items - handled)
+    return max(0, partition.estimated_items - sum(getattr(partition, counter) for counter in HANDLED_COUNTERS))
 
 
 def min_split_items(job_type, partition: Partition) -> int:
@@ -210,17 +209,10 @@ def _candidates(job_id: int | None) -> list[Partition]:
                                        job__status=JobStatus.RUNNING)
     if job_id is not None:
         running = running.filter(job_id=job_id)
-    left = F("estimated_items") - F("done_items") - F("failed_items") - F("skipped_items")
+    left = F("estimated_items") - claiming.handled_items()
     rows = list(running.alias(left=left).filter(left__gte=2).order_by("-job__priority", "-left")[:CANDIDATES * 4])
-    jobs = {j.pk: j for j in Job.objects.filter(pk__in={p.job_id for p in rows})}
-    return [p for p in rows if _has_room(jobs[p.job_id])][:CANDIDATES]
-
-
-def _has_room(job: Job) -> bool:
-    """The job may run one more partition (its max_parallel is not reached)."""
-    if not job.max_parallel:
-        return True
-    return Partition.objects.filter(job=job).filter(live_lease_q()).count() < job.max_parallel
+    room = claiming.jobs_with_free_slot(p.job_id for p in rows) if rows else set()  # the new one needs a slot
+    return [p for p in rows if p.job_id in room][:CANDIDATES]
 
 
 def halve_after_failure(partition_id: int, *, actor: Any, why: str) -> Partition | None:

@@ -12,7 +12,7 @@ from partitions.encoding import dumps
 from partitions.exceptions import InvalidTransition, LeaseLost, error_line
 from partitions.lifecycle import job_pending_work_cancel, transition
 from partitions.models import Job, Partition, SubJob
-from partitions.selectors import job_progress
+from partitions.progress import job_progress
 from partitions.splits import PartitionPlan, plan_splits
 from partitions.sql import queries
 from partitions.states import JobStatus, PartitionStatus, SubJobStatus

@@ -44,8 +44,8 @@ from partitions.management.cli_parser import JobEnded, OneLineErrors, OneLinePar
 from partitions.management.sample_cli import SampleCommands, sample_text
 from partitions.management.schedules_cli import ScheduleCommands
 from partitions.models import Job, JobEvent, Partition
+from partitions.pages import job_get
 from partitions.retention import history_prune
-from partitions.selectors import job_get
 from partitions.states import JOB_TERMINAL, JobStatus, PartitionStatus
 from partitions.statistics import job_run_statistics
 from partitions.waits import sleep_for
