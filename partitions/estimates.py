@@ -15,8 +15,8 @@ from datetime import datetime, timedelta
 from django.utils import timezone
 
 from partitions.models import Job
-from partitions.selectors import jobs_stats
 from partitions.states import JobStatus
+from partitions.statistics import jobs_stats
 
 #: Succeeded runs of the type read for its pace, newest first.
 PAST_RUNS = 5

@@ -10,7 +10,7 @@ from django.test import Client
 from django.urls import reverse
 
 from partitions.estimates import PAST_RUNS, past_pace, plan_estimate
-from partitions.selectors import job_stats
+from partitions.statistics import job_stats
 from tests.factories import make_job
 from tests.support import planned_job, run_to_end, seed
 

@@ -1,4 +1,4 @@
-"""`manage.py jobs …`: the operators' CLI, thin over services and selectors.
+"""`manage.py jobs …`: the operators' CLI, thin over services and the read modules (progress, statistics, pages).
 
 Every subcommand takes --json. Bad input exits non-zero with one line and writes nothing.
 """
