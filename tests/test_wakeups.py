@@ -50,7 +50,9 @@ def settled(waiter: wakeups.Waiter) -> None:
 
 def listener_pids() -> list[int]:
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pid FROM pg_stat_activity WHERE application_name = %s", [wakeups.APPLICATION_NAME])
+        # This database's only: another test run may share the server (TEST_DATABASE_NAME).
+        cursor.execute("SELECT pid FROM pg_stat_activity WHERE application_name = %s AND datname = current_database()",
+                       [wakeups.APPLICATION_NAME])
         return [pid for (pid,) in cursor.fetchall()]
 
 
