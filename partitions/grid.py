@@ -37,7 +37,7 @@ URGENCY = (PartitionStatus.FAILED, PartitionStatus.RUNNING, PartitionStatus.PEND
 #: The statement's per-status columns, in its order.
 COUNT_COLUMNS = (PartitionStatus.PENDING, PartitionStatus.RUNNING, PartitionStatus.SUCCEEDED,
                  PartitionStatus.FAILED, PartitionStatus.CANCELLED)
-_SEQ_RANGE = re.compile(r"([1-9][0-9]{0,9})(?:-([1-9][0-9]{0,9}))?")
+_SEQ_RANGE = re.compile(r"(0|[1-9][0-9]{0,9})(?:-(0|[1-9][0-9]{0,9}))?")
 
 
 def bucket_size(total: int, max_cells: int = MAX_CELLS) -> int:
@@ -122,7 +122,8 @@ def cell_from_row(row: tuple) -> Cell:
 
 
 def parse_seq_range(text: str | None) -> tuple[int, int] | None:
-    """`?pseq=` as (first, last) seq: "12" or "12-40"; anything else (or a reversed span) is no filter."""
+    """`?pseq=` as (first, last) seq (seqs count from 0): "12" or "12-40"; anything else, or a reversed span, is no
+    filter (as a bad `?pstatus=` is)."""
     match = _SEQ_RANGE.fullmatch(text or "")
     if not match:
         return None
