@@ -1,5 +1,5 @@
 """The partition grid's rule as pure functions, without the database: bucket sizes, a bucket's status, progress and
-bounds, its tooltip, the cells' markup and the `?pseq=` filter value."""
+bounds, its tooltip's facts, the cells' markup and the `?pseq=` filter value."""
 
 from __future__ import annotations
 
@@ -94,33 +94,39 @@ def test_bounds_of_a_bucket_run_from_its_first_partitions_lower_to_its_last_ones
     assert span_text(RANGE, ["retry", None, None, None, None, 2], size=2, sub_jobs=102) == "[(10), (20)) … 2 sub-jobs"
 
 
-def test_a_single_partitions_tooltip_names_its_status_bounds_attempt_and_worker():
+def test_a_single_partitions_facts_give_its_counts_progress_attempt_worker_and_bounds():
     cell = cell_from_row(row(7, 7, running=1, unfinished=0.42, attempts=2, max_attempts=5, worker="host-a:12:x"))
     assert (cell.status, cell.size, cell.seqs, cell.progress) == (S.RUNNING, 1, "7", 0.42)
-    assert cell.tooltip == "#7 running · 42% · [(10), (20)) · attempt 2/5 · worker host-a:12:x"
+    assert cell.facts == "0 1 0 0 0|42|2/5|0|host-a:12:x|[(10), (20))"
 
 
-def test_a_buckets_tooltip_counts_each_status_and_gives_the_highest_attempt():
+def test_an_unfinished_cell_never_reads_100_percent_and_a_finished_one_always_does():
+    almost = cell_from_row(row(1, 1, running=1, unfinished=0.999))
+    assert almost.facts.split("|")[1] == "99" and 'class="running p9"' in render_cells([almost])
+    seventy = cell_from_row(row(0, 9, succeeded=6, failed=1, running=1, pending=2))
+    assert seventy.facts.split("|")[1] == "70" and 'class="failed p7"' in render_cells([seventy])
+    assert cell_from_row(row(0, 0, failed=1)).facts.startswith("1 0 0 0 0|100|")
+
+
+def test_a_buckets_facts_count_each_status_in_urgency_order_and_give_the_highest_attempt():
     cell = cell_from_row(row(11, 20, succeeded=6, failed=1, running=2, pending=1, unfinished=0.5, attempts=3,
                              worker="host-b:1:y", first=["range", [100], [110], None, None, 10],
                              last=["range", [190], [200], None, None, 10], splits=1))
     assert (cell.status, cell.size, cell.seqs) == (S.FAILED, 10, "11-20")
     assert cell.progress == pytest.approx(0.75)
-    assert cell.tooltip == ("#11\u201320: 1 failed, 2 running, 1 pending, 6 succeeded · 75% · [(100), (200)) · "
-                            "attempts ≤ 3/5 · worker host-b:1:y (+1 more) · 1 split off")
+    assert cell.facts == "1 2 1 0 6|75|3/5|1|host-b:1:y|[(100), (200))"
 
 
-def test_cells_render_as_tiny_elements_with_escaped_tooltips_and_the_selection_marked():
+def test_cells_render_as_tiny_elements_with_escaped_facts_and_the_selection_marked():
     hostile = ["range", ['"><script>x</script>'], ["&"], None, None, 1]
     cells = [cell_from_row(row(1, 2, succeeded=2, first=hostile, last=hostile)),
              cell_from_row(row(3, 4, running=1, pending=1, unfinished=0.96)),
              cell_from_row(row(5, 5, pending=1))]
     html = render_cells(cells, selected=(3, 4))
     assert html.count("<i ") == 3 and "<script>" not in html
-    assert ('<i class="succeeded p10" data-seq="1-2" title="#1\u20132: 2 succeeded · 100% · '
-            '[(&quot;&gt;&lt;script') in html
-    assert '<i class="running p5 sel" data-seq="3-4"' in html  # (0 + 0.96) / 2 → 48% → p5
-    assert '<i class="pending p0" data-seq="5" title="#5 pending · 0% ·' in html
+    assert '<i class="succeeded p10" data-seq="1-2" data-t="0 0 0 0 2|100|1/5|0||[(&quot;&gt;&lt;script' in html
+    assert '<i class="running p4 sel" data-seq="3-4" data-t="0 1 1 0 0|48|' in html  # (0 + 0.96) / 2
+    assert '<i class="pending p0" data-seq="5" data-t="0 0 1 0 0|0|1/5|0||[(10), (20))"></i>' in html
     assert render_cells([]) == ""
 
 
