@@ -181,13 +181,20 @@ class Partition(models.Model):
 
     @property
     def bounds_display(self) -> str:
-        if self.kind == self.Kind.MODULO:
-            return f"id % {self.modulus} = {self.remainder}"
-        if self.kind == self.Kind.RANGE:
-            lower = "-inf" if self.lower is None else ", ".join(map(str, self.lower))
-            upper = "+inf" if self.upper is None else ", ".join(map(str, self.upper))
-            return f"[({lower}), ({upper}))"
-        return f"{self.estimated_items} sub-jobs"
+        return bounds_text(self.kind, lower=self.lower, upper=self.upper, modulus=self.modulus,
+                           remainder=self.remainder, sub_jobs=self.estimated_items)
+
+
+def bounds_text(kind: str, *, lower=None, upper=None, modulus=None, remainder=None, sub_jobs: int = 0) -> str:
+    """A partition's bounds in words, from its columns (the partition grid passes a run of partitions' outer
+    bounds, without building model instances)."""
+    if kind == Partition.Kind.MODULO:
+        return f"id % {modulus} = {remainder}"
+    if kind == Partition.Kind.RANGE:
+        lower = "-inf" if lower is None else ", ".join(map(str, lower))
+        upper = "+inf" if upper is None else ", ".join(map(str, upper))
+        return f"[({lower}), ({upper}))"
+    return f"{sub_jobs} sub-jobs"
 
 
 class SubJob(models.Model):

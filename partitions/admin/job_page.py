@@ -20,9 +20,10 @@ from partitions.admin import display, humanize
 from partitions.admin.actions import ACTIONS, OPERATE, job_controls
 from partitions.admin.base import KnownCountPaginator, changelist_url, short
 from partitions.admin.knob import knob_form_for
+from partitions.grid import job_partition_grid, parse_seq_range
 from partitions.models import Job
 from partitions.notify.config import plan_for
-from partitions.pages import job_deliveries, job_events, job_failed_subjobs, job_partitions, job_splits
+from partitions.pages import job_deliveries, job_events, job_failed_subjobs, job_partitions
 from partitions.states import JobStatus, PartitionStatus
 from partitions.statistics import job_run_statistics, job_stats, job_throughput_series
 from partitions.validation import parse_id
@@ -33,7 +34,8 @@ EVENTS_PER_PAGE = 50
 DELIVERIES_SHOWN = 50
 #: The page's sections below the header, in order, with their anchors; templates under
 #: admin/partitions/job/sections/. The live poll re-renders these, the facts and the summary.
-PAGE_SECTIONS = (("chart", "pj-throughput"), ("partitions", "pj-partitions"), ("failed", "pj-failed-subjobs"),
+PAGE_SECTIONS = (("chart", "pj-throughput"), ("grid", "pj-grid"),
+                 ("partitions", "pj-partitions"), ("failed", "pj-failed-subjobs"),
                  ("timeline", "pj-timeline"), ("notifications", "pj-notifications"), ("statistics", "pj-statistics"))
 SECTIONS = ("facts", "summary", *(name for name, _ in PAGE_SECTIONS))
 
@@ -88,8 +90,11 @@ def job_context(model_admin, request, job: Job) -> dict:
     status = request.GET.get("pstatus", "")
     status = status if status in PartitionStatus.values else ""
     total = counts.get(status, 0) if status else stats.progress.partitions_total
-    partitions = KnownCountPaginator(job_partitions(job.pk, status=status or None), PARTITIONS_PER_PAGE,
-                                     count=total).get_page(request.GET.get("pp"))
+    seqs = parse_seq_range(request.GET.get("pseq"))  # a grid cell's partitions (a bounded COUNT over the seq index)
+    rows = job_partitions(job.pk, status=status or None)
+    partitions = (Paginator(rows.filter(seq__range=seqs), PARTITIONS_PER_PAGE) if seqs else
+                  KnownCountPaginator(rows, PARTITIONS_PER_PAGE, count=total)).get_page(request.GET.get("pp"))
+    grid = job_partition_grid(job.pk, total=stats.progress.partitions_total, selected=seqs)
 
     failed = Paginator(job_failed_subjobs(job.pk), SUBJOBS_PER_PAGE).get_page(request.GET.get("sp"))
 
@@ -123,7 +128,9 @@ def job_context(model_admin, request, job: Job) -> dict:
         "actions": [a for a in ACTIONS.values() if a.allowed_for(request.user)],
         "controls": job_controls(request.user, stats),
         "may_operate": request.user.is_active and request.user.has_perm(OPERATE),
-        "splits": job_splits(job.pk),
+        "splits": grid.splits,
+        "grid": grid,
+        "seq_filter": seqs,
         "knob_form": knob_form_for(job) if request.user.has_perm(OPERATE) else None,
         "status_filter": status,
         "status_choices": [(s, counts.get(s, 0)) for s in display.PARTITION_ORDER],
