@@ -8,7 +8,7 @@
 WITH p AS (
         SELECT seq, status, attempts, max_attempts, lease_owner, split_from_id, estimated_items,
                CASE WHEN status IN ({partition_terminal}) OR estimated_items <= 0 THEN 0
-                    ELSE least(1.0, (done_items + failed_items + skipped_items)::float8 / estimated_items) END AS part,
+                    ELSE least(1.0, ({handled(partitions_partition)})::float8 / estimated_items) END AS part,
                kind, lower, upper, modulus, remainder,
                row_number() OVER (ORDER BY seq) - 1 AS rn, count(*) OVER () AS n
         FROM partitions_partition WHERE job_id = %(job_id)s
