@@ -18,9 +18,14 @@ class EngineJSONEncoder(DjangoJSONEncoder):
             return str(o)
 
 
+_ENCODER = EngineJSONEncoder()  # one instance: json.dumps(cls=…) would build one per call (a plan dumps every item)
+
+
 def dumps(value: Any, **kwargs: Any) -> str:
     """JSON text of `value`, as the engine stores it."""
-    return json.dumps(value, cls=EngineJSONEncoder, **kwargs)
+    if kwargs:
+        return json.dumps(value, cls=EngineJSONEncoder, **kwargs)
+    return _ENCODER.encode(value)
 
 
 def to_json(value: Any) -> Any:

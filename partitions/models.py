@@ -5,6 +5,8 @@ Who changes a status: a job's, a partition's and a sub-job's only `partitions.li
 statements of `partitions.claiming` (guarded by the transition tables of `partitions.states`); a delivery's
 only `partitions.notify.outbox`; a schedule's rows only `partitions.schedules`.
 All timestamps are written with the database clock (`now()` / `db_default`).
+A foreign key that leads a composite index has `db_index=False`: the composite serves its lookups, and each
+extra index is one more write per inserted or moved row (`tests/test_indexes.py`).
 """
 
 from django.conf import settings
@@ -118,7 +120,7 @@ class Partition(models.Model):
         ITEMS = "items"
         RETRY = "retry"
 
-    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="partitions")
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, db_index=False, related_name="partitions")
     seq = models.PositiveIntegerField()
     kind = models.CharField(max_length=8, choices=Kind.choices)
     lower = _json(null=True, blank=True)
@@ -200,8 +202,8 @@ def bounds_text(kind: str, *, lower=None, upper=None, modulus=None, remainder=No
 class SubJob(models.Model):
     """An individually tracked item: every item of an item-list job, and every failed item of a range job."""
 
-    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="subjobs")
-    partition = models.ForeignKey(Partition, on_delete=models.CASCADE, related_name="subjobs")
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, db_index=False, related_name="subjobs")
+    partition = models.ForeignKey(Partition, on_delete=models.CASCADE, db_index=False, related_name="subjobs")
     seq = models.BigIntegerField(help_text="Position in the job; items of one ordering key keep their order.")
     key = models.CharField(max_length=255)
     payload = _json(default=dict, blank=True)
@@ -230,7 +232,7 @@ class SubJob(models.Model):
 class JobEvent(models.Model):
     """Append-only timeline: what happened to a job, by whom (user or worker)."""
 
-    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="events")
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, db_index=False, related_name="events")
     partition = models.ForeignKey(Partition, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
     subjob = models.ForeignKey(SubJob, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
     type = models.CharField(max_length=64)
@@ -255,7 +257,7 @@ class JobSample(models.Model):
     """A throughput sample of a running job, taken by its workers every few seconds (and by `tick`): drives
     the chart, the rate and so the ETA (see `partitions.sampling`)."""
 
-    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="samples")
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, db_index=False, related_name="samples")
     taken_at = models.DateTimeField(db_default=Now())
     done_items = models.BigIntegerField()
     failed_items = models.BigIntegerField()
@@ -275,7 +277,7 @@ class Delivery(models.Model):
 
     Status = DeliveryStatus
 
-    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="deliveries")
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, db_index=False, related_name="deliveries")
     event = models.ForeignKey(JobEvent, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     kind = models.CharField(max_length=64, help_text="step_started, step_finished, job_succeeded, …")
     step = models.CharField(max_length=16, blank=True, help_text="prepare, process or finalize (step events).")
@@ -368,7 +370,7 @@ class ScheduleEvent(models.Model):
     """Append-only history of a schedule: each fire (started, skipped, missed), operator actions (with the
     user), automatic pauses. Survives the schedule's deletion (the name stays)."""
 
-    schedule = models.ForeignKey(JobSchedule, null=True, blank=True, on_delete=models.SET_NULL,
+    schedule = models.ForeignKey(JobSchedule, null=True, blank=True, on_delete=models.SET_NULL, db_index=False,
                                  related_name="events")
     schedule_name = models.CharField(max_length=100)
     type = models.CharField(max_length=64)
