@@ -6,12 +6,14 @@ from __future__ import annotations
 import threading
 
 import pytest
+from django.db.models.signals import post_init
 
 from opsapp.billing.models import Subscription
-from partitions.models import Partition
+from partitions.models import Partition, SubJob
 from partitions.registry import register, unregister
 from partitions.worker.compiled import CompiledRows
 from partitions.worker.sources import KeyRangeSource, ModuloSource
+from tests.factories import make_job, make_partition, make_subjob
 from tests.jobtypes import ConcurrentItems, SerialItems
 from tests.support import planned_job, run_to_end, seed
 
@@ -97,3 +99,36 @@ def test_a_modulo_bucket_and_an_empty_queryset_read_through_the_same_compiled_te
     empty = ModuloSource(Subscription.objects.none(), Partition(kind=Partition.Kind.MODULO, key=["id"],
                                                                 modulus=3, remainder=0))
     assert empty.fetch(None, 10) == [] and empty.fetch(5, 10) == []
+
+
+def _fields(row) -> dict:
+    return {name: value for name, value in vars(row).items() if name != "_state"}
+
+
+@pytest.mark.parametrize("queryset", [lambda: Subscription.objects.all(), lambda: SubJob.objects.all()],
+                         ids=["subscription", "subjob"])
+def test_rows_filled_in_directly_are_the_instances_from_db_makes(queryset):
+    seed(subscriptions=5)
+    partition = make_partition(make_job())
+    for seq in range(3):
+        make_subjob(partition, seq=seq, payload={"n": seq})
+    rows = CompiledRows(queryset())
+    assert rows.plain, "a plain model takes the direct path"
+    fast = rows.fetch(rows.statement([], [rows.column("id")]), [], 100)
+    expected = list(queryset().order_by("id"))
+    assert [_fields(row) for row in fast] == [_fields(row) for row in expected] and fast
+    assert all(not row._state.adding and row._state.db == "default" for row in fast)
+    first = fast[0]
+    first.save()  # an UPDATE of the row it came from, not an INSERT of a new one
+    assert queryset().count() == len(expected)
+
+
+def test_a_model_with_an_init_receiver_or_deferred_fields_goes_through_from_db():
+    receiver = lambda **kwargs: None  # noqa: E731
+    post_init.connect(receiver, sender=Subscription, weak=False)
+    try:
+        assert not CompiledRows(Subscription.objects.all()).plain
+    finally:
+        post_init.disconnect(receiver, sender=Subscription)
+    assert CompiledRows(Subscription.objects.all()).plain
+    assert not CompiledRows(Subscription.objects.only("id", "created_at")).plain

@@ -20,14 +20,14 @@ WITH s AS (
     ORDER BY taken_at
 
 -- name: subjobs_finish
--- Finish many sub-jobs in one statement: (id, duration, result, error, traceback) arrays, guarded by %(from)s.
--- %(from)s is the transition table's sources of the target %(target)s (lifecycle.subjobs_finish); every
--- target is terminal, so each stamps what entering succeeded does.
+-- Finish many sub-jobs in one statement: %(rows)s is one JSON array of {id, ms, result, error, tb}, guarded by
+-- %(from)s, the transition table's sources of the target %(target)s (lifecycle.subjobs_finish); every target
+-- is terminal, so each stamps what entering succeeded does. One JSON text, not five arrays: the driver dumps
+-- arrays element by element in Python, the JSON encoder in C.
 UPDATE partitions_subjob s
     SET status = %(target)s, {subjob_enters_succeeded(s)}, attempts = s.attempts + 1,
-        duration_ms = v.ms, result = v.result::jsonb, error = v.error, traceback = v.tb
-    FROM unnest(%(ids)s::bigint[], %(ms)s::int[], %(results)s::text[], %(errors)s::text[], %(tbs)s::text[])
-         AS v(id, ms, result, error, tb)
+        duration_ms = v.ms, result = v.result, error = v.error, traceback = v.tb
+    FROM jsonb_to_recordset(%(rows)s::jsonb) AS v(id bigint, ms int, result jsonb, error text, tb text)
     WHERE s.id = v.id AND s.status = ANY(%(from)s)
 
 -- name: async_commit

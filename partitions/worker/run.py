@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from django.db import DatabaseError, transaction
 
 from partitions import claiming, conf
-from partitions.encoding import dumps
 from partitions.exceptions import BoundsMoved, CancelJob, JobControl, LeaseLost, Retry, SkipItem, error_line
 from partitions.lifecycle import Actor, event, subjobs_finish
 from partitions.models import JobEvent, Partition, SubJob
@@ -294,9 +293,7 @@ class PartitionRun:
 
     def _finish_subjobs(self, pairs: list, status: str) -> None:
         subjobs_finish([
-            (self.source.subjob_of(item).pk, result.duration_ms,
-             None if result.value is None else dumps(result.value),
-             _error_text(result), result.traceback)
+            (self.source.subjob_of(item).pk, result.duration_ms, result.value, _error_text(result), result.traceback)
             for item, result in pairs
         ], status)
 
