@@ -6,7 +6,7 @@ statements of `partitions.claiming` (guarded by the transition tables of `partit
 only `partitions.notify.outbox`; a schedule's rows only `partitions.schedules`.
 All timestamps are written with the database clock (`now()` / `db_default`).
 A foreign key that leads a composite index has `db_index=False`: the composite serves its lookups, and each
-extra index is one more write per inserted or moved row (`tests/test_indexes.py`).
+extra index is one more write per inserted or moved row (`tests/test_schema_keys.py`).
 """
 
 from django.conf import settings
@@ -171,6 +171,8 @@ class Partition(models.Model):
         ]
         constraints = [
             models.UniqueConstraint(fields=["job", "seq"], name="partition_unique_job_seq"),
+            # What a sub-job's composite foreign key (partition_id, job_id) references (migration 0009).
+            models.UniqueConstraint(fields=["id", "job"], name="partition_id_job_key"),
             _finished_iff_terminal(PARTITION_TERMINAL, "partition_finished_at_iff_terminal"),
             models.CheckConstraint(
                 condition=~Q(status=PartitionStatus.RUNNING) | Q(lease_expires_at__isnull=False),
@@ -202,8 +204,12 @@ def bounds_text(kind: str, *, lower=None, upper=None, modulus=None, remainder=No
 class SubJob(models.Model):
     """An individually tracked item: every item of an item-list job, and every failed item of a range job."""
 
-    job = models.ForeignKey(Job, on_delete=models.CASCADE, db_index=False, related_name="subjobs")
-    partition = models.ForeignKey(Partition, on_delete=models.CASCADE, db_index=False, related_name="subjobs")
+    # One composite foreign key, (partition_id, job_id) → partition (id, job_id), stands for both (migration
+    # 0009): a sub-job's job is its partition's, and a plan's rows cost one check each at commit, not two.
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, db_index=False, db_constraint=False,
+                            related_name="subjobs")
+    partition = models.ForeignKey(Partition, on_delete=models.CASCADE, db_index=False, db_constraint=False,
+                                  related_name="subjobs")
     seq = models.BigIntegerField(help_text="Position in the job; items of one ordering key keep their order.")
     key = models.CharField(max_length=255)
     payload = _json(default=dict, blank=True)

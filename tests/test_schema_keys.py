@@ -1,8 +1,13 @@
-"""No index of the engine's tables is a left prefix of another one on the same table: the longer index serves
-every lookup of the shorter, and each extra index is one more write per inserted or moved row (a sub-job's
-status change rewrites every index of its row)."""
+"""The engine tables' keys and indexes: no index is a left prefix of another one on the same table (the
+longer index serves every lookup of the shorter, and each extra index is one more write per inserted or
+moved row: a sub-job's status change rewrites every index of its row), and a sub-job's one composite foreign
+key keeps its job its partition's."""
 
-from django.db import connection
+import pytest
+from django.db import IntegrityError, connection, transaction
+
+from partitions.models import SubJob
+from tests.factories import make_job, make_partition
 
 
 def _indexes() -> dict[str, list[tuple[str, list[str], bool, bool]]]:
@@ -37,3 +42,14 @@ def test_no_index_is_a_left_prefix_of_another_on_the_same_table(db):
 def test_the_sub_job_table_keeps_the_indexes_its_queries_use(db):
     names = {name for name, *_ in _indexes()["partitions_subjob"]}
     assert {"subjob_partition_seq_idx", "subjob_job_status_idx"} <= names
+
+
+def test_a_sub_job_belongs_to_its_partitions_job_and_to_an_existing_partition(db):
+    partition, other_job = make_partition(make_job()), make_job()
+    with connection.cursor() as cursor:
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # checked now, not at the test's (rolled back) commit
+    SubJob.objects.create(job=partition.job, partition=partition, seq=0, key="mine")
+    for job_id, partition_id in ((other_job.pk, partition.pk), (partition.job_id, partition.pk + 1000)):
+        with pytest.raises(IntegrityError, match="subjob_partition_job_fk"), transaction.atomic():
+            SubJob.objects.create(job_id=job_id, partition_id=partition_id, seq=1, key="stray")
+    assert list(SubJob.objects.values_list("key", flat=True)) == ["mine"]
