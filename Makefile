@@ -5,6 +5,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.requirements-installed
 PORT ?= 8000
+# Test processes of `make test` (pytest-xdist, one file per process at a time; each has its own test database).
+# Most slow tests wait on subprocesses, so two share this 2-core machine well. The tests marked `serial`
+# (they restart the shared PostgreSQL) run alone afterwards.
+TEST_PROCESSES ?= 2
 
 # The first interpreter >= 3.12 found: pyenv's shim for .python-version, then the usual names.
 FIND_PYTHON := for p in python3.13 python3.12 python3 python; do \
@@ -23,7 +27,8 @@ test: bootstrap browser pgbouncer
 	$(PY) manage.py devdb start
 	$(VENV)/bin/ruff check .
 	$(PY) manage.py makemigrations --check --dry-run
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_PROCESSES) --dist loadfile -m "not serial"
+	$(PY) -m pytest -m serial
 
 test-fast: bootstrap
 	$(PY) manage.py devdb start

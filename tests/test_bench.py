@@ -26,13 +26,15 @@ def test_bench_all_quick_reports_positive_figures_with_ratios_for_every_scenario
     for name, scenario in report["scenarios"].items():
         figures = scenario["figures"]
         assert figures, name
-        assert all(f["value"] > 0 for f in figures), (name, figures)
+        # A cost measured less the background (an idle cluster's ~0.4 xact/s) may be 0; every other is positive.
+        assert all(f["value"] > 0 or ("background" in f["label"] and f["value"] == 0) for f in figures), (
+            name, figures)
         keys = {f["key"] for f in figures}
         compared = [f for f in figures if f["ratios"]]
         assert compared, f"{name}: no figure is compared with a baseline"
         for figure in compared:
             assert set(figure["ratios"]) <= keys, (name, figure)
-            assert all(r > 0 for r in figure["ratios"].values()), (name, figure)
+            assert all(r > 0 or figure["value"] == 0 for r in figure["ratios"].values()), (name, figure)
     assert report["scenarios"]["failover"]["checks"]["rows_redone"] == 0
     assert report["scenarios"]["failover"]["checks"]["configured_lease_round"] == "skipped (--quick)"
 

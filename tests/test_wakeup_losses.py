@@ -62,6 +62,7 @@ def test_work_started_while_the_listen_connection_was_dropped_runs_and_the_clust
     assert finished(again, fleet, timeout=60).status == "succeeded"
 
 
+@pytest.mark.serial
 @pytest.mark.skipif(bool(os.environ.get("DATABASE_URL")), reason="restarts the embedded PostgreSQL only")
 def test_after_a_postgresql_restart_the_cluster_listens_again_and_runs_new_work(clusters):
     fleet = listening_cluster(clusters)
