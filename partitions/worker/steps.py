@@ -8,6 +8,7 @@ import logging
 from django.db import connection, transaction
 
 from partitions import claiming, conf, dispatch, registry
+from partitions.deadline_alerts import WATCH_KEY
 from partitions.encoding import dumps
 from partitions.exceptions import InvalidTransition, LeaseLost, error_line
 from partitions.lifecycle import job_pending_work_cancel, transition
@@ -77,7 +78,9 @@ def job_finalize(job_id: int, *, worker_id: str) -> Job | None:
     job = Job.objects.get(pk=job_id)
     job_type = registry.get(job.type_name)
     progress = job_progress(job_id)
-    stats = {**job.stats, **progress.as_dict(), "run": job_run_statistics(job)}
+    # The job's end ends its deadline episode: the watch is not part of its final stats.
+    kept = {name: value for name, value in job.stats.items() if name != WATCH_KEY}
+    stats = {**kept, **progress.as_dict(), "run": job_run_statistics(job)}
     failed = progress.partitions.get(PartitionStatus.FAILED, 0)
     failed_items = SubJob.objects.filter(job_id=job_id, status=SubJobStatus.FAILED).count()
     try:
