@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from django.db import DatabaseError, transaction
 
-from partitions import claiming, conf
+from partitions import claiming, conf, tracing
 from partitions.encoding import dumps
 from partitions.exceptions import BoundsMoved, CancelJob, JobControl, LeaseLost, Retry, SkipItem, error_line
 from partitions.lifecycle import Actor, event, subjobs_finish
@@ -285,12 +285,14 @@ class PartitionRun:
                 bounds_version=self.partition.bounds_version, **counts)
 
         try:
-            return write()
+            controls = write()
         except BoundsMoved:
             self._reload_bounds()
             if not self.source.holds(items):
                 raise
-            return write()
+            controls = write()
+        tracing.event("checkpoint", {f"items.{name}": n for name, n in counts.items()})
+        return controls
 
     def _finish_subjobs(self, pairs: list, status: str) -> None:
         subjobs_finish([
