@@ -118,7 +118,8 @@ def alert_data(stats: JobStats, since: datetime | None) -> dict:
 
 
 def _apply(stats: JobStats, seen: Reading, grace: float) -> str | None:
-    """One reading of one job, under its row lock: the watch moves, and an alert is written with it."""
+    """One reading of one job, under its row lock (the watch read again: another host's tick may have moved
+    it): the watch moves, and an alert is written with it."""
     with transaction.atomic():
         job = claiming.job_locked(stats.job.pk, no_key=True)
         if job is None or job.status not in JOB_DEADLINE_WATCHED or job.deadline != stats.job.deadline:
@@ -141,6 +142,9 @@ def deadline_alerts_check() -> dict[str, int]:
     jobs = list(Job.objects.filter(status__in=sorted(JOB_DEADLINE_WATCHED), deadline__isnull=False))
     for stats in jobs_stats(jobs).values():
         seen = reading(stats.projection, stats.job.deadline, stats.now)
+        before = watch_of(stats.job.stats, len(stats.attempts))
+        if step(before, seen, stats.now, grace)[0] == before:
+            continue  # nothing moves (the common case): no lock, no write
         if (alert := _apply(stats, seen, grace)) is not None:
             counts[alert] += 1
     return counts

@@ -215,6 +215,22 @@ def test_a_grace_of_zero_turns_the_alerts_off_and_writes_nothing(settings):
     assert WATCH_KEY not in Job.objects.get(pk=job.pk).stats
 
 
+def _tick_at_once(barrier) -> dict[str, int]:
+    barrier.wait()
+    return maintenance.alert_deadlines()
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_ticks_on_several_hosts_at_once_alert_once(children):
+    job = late_job()
+    maintenance.alert_deadlines()
+    seen_since(job, 61)
+    reports = children.race(_tick_at_once, lambda i: (), 4, "tick")
+    assert sum(report[AT_RISK] for report in reports) == 1
+    assert len(events(job, AT_RISK)) == 1
+
+
 # End to end ---------------------------------------------------------------------------------------------------
 
 @pytest.mark.slow
