@@ -142,7 +142,8 @@ class _DrainState:
                     claiming.partition_release(rest.pk, rest.lease_token, actor=self.worker, reason=reason)
                 break
             started = time.monotonic()
-            span = self.spans[partition.pk] = _partition_span(partition, self.worker)
+            if (span := _partition_span(partition, self.worker)) is not None:
+                self.spans[partition.pk] = span
             with log_context(**partition_fields(partition)), tracing.use(span):
                 outcome = run_partition(partition, worker_id=self.worker, deadline=self.deadline, cache=self.setups)
             slow = time.monotonic() - started > HOLD_SECONDS
@@ -161,7 +162,7 @@ class _DrainState:
     def record(self, finished: list[tuple]) -> None:
         for job_id in sorted(apply_outcomes(finished, worker_id=self.worker, cache=self.setups)):
             dispatch.job_drained(job_id)
-        for partition, outcome in finished:  # each run's span ends with its completion written
+        for partition, outcome in finished if self.spans else ():  # each run's span ends with its completion
             tracing.end(self.spans.pop(partition.pk, None), {
                 "partition.outcome": outcome.kind, **{f"items.{k}": outcome.stats.get(k, 0)
                                                       for k in ("done", "failed", "skipped")}})

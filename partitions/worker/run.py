@@ -291,7 +291,8 @@ class PartitionRun:
             if not self.source.holds(items):
                 raise
             controls = write()
-        tracing.event("checkpoint", {f"items.{name}": n for name, n in counts.items()})
+        if tracing.ENABLED:
+            tracing.event("checkpoint", {f"items.{name}": n for name, n in counts.items()})
         return controls
 
     def _finish_subjobs(self, pairs: list, status: str) -> None:
