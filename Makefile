@@ -4,6 +4,8 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.requirements-installed
+# The optional OpenTelemetry packages, for the tracing tests only (the runtime never needs them).
+OTEL_STAMP := $(VENV)/.otel-installed
 PORT ?= 8000
 # Test processes of `make test` (pytest-xdist, one file per process at a time; each has its own test database).
 # Most slow tests wait on subprocesses, so two share this 2-core machine well. The tests marked `serial`
@@ -18,19 +20,19 @@ FIND_PYTHON := for p in python3.13 python3.12 python3 python; do \
 CHROMIUM ?= /usr/bin/chromium
 PGBOUNCER ?= /usr/sbin/pgbouncer
 
-.PHONY: run test test-fast lint stop-db bootstrap browser pgbouncer bench
+.PHONY: run test test-fast lint stop-db bootstrap otel browser pgbouncer bench
 
 run: bootstrap
 	$(PY) manage.py runstack --port $(PORT)
 
-test: bootstrap browser pgbouncer
+test: bootstrap otel browser pgbouncer
 	$(PY) manage.py devdb start
 	$(VENV)/bin/ruff check .
 	$(PY) manage.py makemigrations --check --dry-run
 	$(PY) -m pytest -n $(TEST_PROCESSES) --dist loadfile -m "not serial"
 	$(PY) -m pytest -m serial
 
-test-fast: bootstrap
+test-fast: bootstrap otel
 	$(PY) manage.py devdb start
 	$(PY) -m pytest -m "not slow" --hypothesis-profile=fast
 
@@ -53,6 +55,12 @@ $(STAMP): requirements.txt
 	fi
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	touch $(STAMP)
+
+otel: $(OTEL_STAMP)
+
+$(OTEL_STAMP): $(STAMP) requirements-otel.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-otel.txt
+	touch $(OTEL_STAMP)
 
 # Debian packages some tests need, installed when we are root: $(call apt-install,BINARY,PACKAGE,WHAT FOR).
 define apt-install

@@ -65,6 +65,10 @@ DEFAULTS = {
     # for all of them, without it they are only recorded and the schedule waits for its next fire.
     "SCHEDULE_CATCH_UP": True,
     "SCHEDULE_MISFIRE_GRACE_SECONDS": 300.0,
+    # Deadline alerts (partitions.deadline_alerts): seconds a running job must be projected late, without a
+    # break, before its one `deadline_at_risk` notification, and projected on time with a margin before its
+    # `deadline_recovered` one. 0 (or None) turns the alerts off.
+    "DEADLINE_GRACE_SECONDS": 60.0,
     # Dotted modules imported at startup to register job types (apps' `jobs` modules are found anyway).
     "JOB_MODULES": [],
 }
@@ -72,7 +76,8 @@ DEFAULTS = {
 
 #: Settings where 0 means "off" (a check not made, history kept forever), as None does: so a value from the
 #: environment, where None cannot be written, turns them off the same way in every project.
-OFF_WHEN_ZERO = frozenset({"MAX_REPLICATION_LAG_SECONDS", "MAX_TRANSACTION_AGE_SECONDS", "RETENTION_DAYS"})
+OFF_WHEN_ZERO = frozenset({"MAX_REPLICATION_LAG_SECONDS", "MAX_TRANSACTION_AGE_SECONDS", "RETENTION_DAYS",
+                           "DEADLINE_GRACE_SECONDS"})
 
 
 def get(name: str):

@@ -13,7 +13,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Max, Q
 from django.db.models.functions import Now
 
-from partitions import claiming, dispatch, registry, throttling, validation
+from partitions import claiming, dispatch, registry, throttling, tracing, validation
 from partitions.exceptions import (
     DuplicateJob,
     InvalidParams,
@@ -67,6 +67,13 @@ def job_start(type_name: str, params: dict[str, Any] | None = None, *, actor: An
         pause_ms=job_type.pause_ms if pause_ms is UNSET else pause_ms)
     channels = notify_choice(notify or [])
     actor = Actor.of(actor)
+    with tracing.span("partitions.job.start", {"job.type": type_name, "actor": actor.label}):
+        return _job_create(type_name, cleaned, options, channels, actor)
+
+
+def _job_create(type_name: str, cleaned: dict[str, Any], options, channels, actor: Actor) -> tuple[Job, bool]:
+    """The job row and its `job_created` event (carrying the trace context, for the workers' spans)."""
+    trace = tracing.carrier()
     for _ in range(DEDUPE_ATTEMPTS):
         try:
             with transaction.atomic():
@@ -75,7 +82,7 @@ def job_start(type_name: str, params: dict[str, Any] | None = None, *, actor: An
                                          dedupe_key=options.dedupe_key, created_by_id=actor.user_id,
                                          rate_limit=options.rate_limit, pause_ms=options.pause_ms, notify=channels)
                 event(job.pk, "job_created", actor, {"params": cleaned, "max_parallel": options.max_parallel,
-                                                     **_throttle_data(job)})
+                                                     **_throttle_data(job), **({"trace": trace} if trace else {})})
         except IntegrityError:
             existing = (Job.objects.filter(dedupe_key=options.dedupe_key)
                         .exclude(status__in=sorted(JOB_TERMINAL)).first())
@@ -83,6 +90,7 @@ def job_start(type_name: str, params: dict[str, Any] | None = None, *, actor: An
                 return existing, False
             continue  # the active run ended between the conflict and the look-up: the key is free again
         transaction.on_commit(lambda pk=job.pk: dispatch.job_created(pk))
+        tracing.annotate({"job.id": job.pk})
         return job, True
     raise DuplicateJob(0, options.dedupe_key or "")
 

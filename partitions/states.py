@@ -155,3 +155,5 @@ JOB_RETRYABLE = JOB_PAUSABLE | JOB_RESUMABLE | JOB_REOPENABLE
 JOB_ADJUSTABLE = JOB_CANCELLABLE
 #: Change the rate limit, pause or health override: any status before the end.
 JOB_THROTTLEABLE = frozenset(JobStatus) - JOB_TERMINAL
+#: Watched for deadline alerts (`partitions.deadline_alerts`): running, and the holds it comes back from (paused).
+JOB_DEADLINE_WATCHED = frozenset({J.RUNNING}) | JOB_RESUMABLE

@@ -20,6 +20,7 @@ from partitions.statistics import job_stats
 from partitions.worker import maintenance
 from tests.factories import make_job, make_partition
 from tests.support import cli, planned_job, run_to_end
+from tests.test_deadline_alerts import seen_since
 
 pytestmark = pytest.mark.usefixtures("admin_env")
 
@@ -94,10 +95,14 @@ def test_page_list_progress_json_cli_metrics_and_deadline_warning_agree_on_every
     assert metrics["partitions_job_eta_seconds"][series] == pytest.approx(figures["eta_seconds"], rel=0.01)
     assert metrics["partitions_job_workers_needed"][series] == 6
 
-    assert maintenance.warn_deadlines() == {"deadline_warnings": 1}
+    maintenance.alert_deadlines()  # the first look at the late job starts its grace
+    seen_since(job, 61)
+    assert maintenance.alert_deadlines() == {"deadline_at_risk": 1, "deadline_recovered": 0}
     warning = JobEvent.objects.get(job=job, type="deadline_at_risk").data
     assert warning["workers_needed"] == 6 and warning["items_remaining"] == 9000
     assert warning["items_per_second"] == pytest.approx(figures["items_per_second"], rel=0.01)
+    # The alert speaks the job page's words: its projection, what limits the job and the advice.
+    assert (warning["projection"], warning["advice"]) == (fields["projection"], fields["workers_needed"])
 
 
 @pytest.mark.django_db

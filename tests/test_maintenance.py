@@ -35,18 +35,6 @@ def test_sample_throughput_records_one_sample_per_running_job():
     assert (sample.job_id, sample.done_items, sample.failed_items, sample.live_leases) == (running.pk, 40, 2, 0)
 
 
-def test_deadline_warning_when_the_projected_finish_is_late_and_not_again_within_ten_minutes():
-    now = timezone.now()
-    late = make_job(deadline=now + timedelta(minutes=1), planned_at=now - timedelta(minutes=10))
-    make_partition(late, estimated_items=100_000, done_items=600)  # 1 item/s: ~28 h to go
-    on_time = make_job(deadline=now + timedelta(days=1), planned_at=now - timedelta(minutes=10))
-    make_partition(on_time, estimated_items=1_000, done_items=900)
-    assert maintenance.warn_deadlines() == {"deadline_warnings": 1}
-    warning = JobEvent.objects.get(type="deadline_at_risk")
-    assert warning.job_id == late.pk and warning.data["items_remaining"] == 99_400
-    assert maintenance.warn_deadlines() == {"deadline_warnings": 0}
-
-
 def test_top_up_drains_only_for_running_jobs_with_claimable_work():
     claimable = make_job()
     make_partition(claimable)

@@ -20,6 +20,7 @@ from partitions.admin import display, humanize
 from partitions.admin.actions import ACTIONS, OPERATE, job_controls
 from partitions.admin.base import KnownCountPaginator, changelist_url, short
 from partitions.admin.knob import knob_form_for
+from partitions.deadline_alerts import WATCH_KEY
 from partitions.grid import job_partition_grid, parse_seq_range
 from partitions.models import Job
 from partitions.notify.config import plan_for
@@ -122,7 +123,7 @@ def job_context(model_admin, request, job: Job) -> dict:
         "params_items": sorted((job.params or {}).items()),
         # The finalize step's summary and the rest of the stored stats, as rows of a small table.
         "summary_rows": humanize.rows((job.stats or {}).get("summary")),
-        "stats_rows": humanize.rows(job.stats, skip=("summary",)),
+        "stats_rows": humanize.rows(job.stats, skip=("summary", WATCH_KEY)),
         "zone": humanize.zone_name(),
         # Every control the user may ever use here is in the page, hidden unless `controls` shows it now.
         "actions": [a for a in ACTIONS.values() if a.allowed_for(request.user)],

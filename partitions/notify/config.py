@@ -32,7 +32,7 @@ from partitions.exceptions import InvalidParams
 from partitions.validation import RUN_OPTIONS
 
 EVENTS = ("step_started", "step_finished", "job_succeeded", "job_failed", "job_cancelled", "deadline_at_risk",
-          "partitions_failed")
+          "deadline_recovered", "partitions_failed")
 #: Most channels one run may name.
 MAX_CHANNELS = 20
 

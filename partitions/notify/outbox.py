@@ -10,7 +10,7 @@ from datetime import timedelta
 
 from django.db.models.functions import Now
 
-from partitions import claiming, conf, registry
+from partitions import claiming, conf, registry, tracing
 from partitions.exceptions import JobTypeNotFound, error_line
 from partitions.lifecycle import delivery_finish
 from partitions.models import Delivery
@@ -70,12 +70,17 @@ def deliveries_send(*, job_id: int | None = None, budget_seconds: float = 20.0) 
         if not batch:
             break
         for delivery in batch:
-            try:
-                channels.send(delivery, _plan(delivery, plans))
-                error = None
-            except Exception as exc:  # a receiver's failure is the delivery's, never the job's
-                error = error_line(exc)[:1000]
-            _record(delivery, error)
+            with tracing.span("partitions.notify.deliver", {
+                "job.id": delivery.job_id, "delivery.id": delivery.pk, "delivery.kind": delivery.kind,
+                "delivery.step": delivery.step, "delivery.channel": delivery.channel,
+                "delivery.attempt": delivery.attempts}, parent=tracing.job_parent(delivery.job_id)):
+                try:
+                    channels.send(delivery, _plan(delivery, plans))
+                    error = None
+                except Exception as exc:  # a receiver's failure is the delivery's, never the job's
+                    error = error_line(exc)[:1000]
+                tracing.annotate({"delivery.error": error})
+                _record(delivery, error)
             counts["sent" if error is None else "retry"] += 1
     return counts
 

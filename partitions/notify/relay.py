@@ -30,6 +30,7 @@ NOTIFICATIONS: dict[str, tuple[tuple[str, str], ...]] = {
     "job_failed": (("job_failed", ""),),
     "job_cancelled": (("job_cancelled", ""),),
     "deadline_at_risk": (("deadline_at_risk", ""),),
+    "deadline_recovered": (("deadline_recovered", ""),),
     "partition_failed": (("partitions_failed", ""),),
 }
 SETTLE_SECONDS = 30

@@ -9,7 +9,7 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 
-from partitions import claiming, conf, dispatch
+from partitions import claiming, conf, dispatch, tracing
 from partitions.logs import log_context, partition_fields
 from partitions.waits import seconds_left, sleep_for
 from partitions.worker import splitting
@@ -76,6 +76,7 @@ class _DrainState:
         self.lease = conf.get("LEASE_SECONDS")
         self.report = DrainReport()
         self.setups: dict = {}  # job id -> JobSetup, for this drain only
+        self.spans: dict = {}  # partition id -> its run's span until its outcome is written (tracing)
         self.standby_until: float | None = None
 
     def loop(self, claim_batch: int) -> None:
@@ -141,7 +142,9 @@ class _DrainState:
                     claiming.partition_release(rest.pk, rest.lease_token, actor=self.worker, reason=reason)
                 break
             started = time.monotonic()
-            with log_context(**partition_fields(partition)):
+            if (span := _partition_span(partition, self.worker)) is not None:
+                self.spans[partition.pk] = span
+            with log_context(**partition_fields(partition)), tracing.use(span):
                 outcome = run_partition(partition, worker_id=self.worker, deadline=self.deadline, cache=self.setups)
             slow = time.monotonic() - started > HOLD_SECONDS
             if outcome.kind == "released" and outcome.reason == BUDGET_SPENT:
@@ -159,3 +162,20 @@ class _DrainState:
     def record(self, finished: list[tuple]) -> None:
         for job_id in sorted(apply_outcomes(finished, worker_id=self.worker, cache=self.setups)):
             dispatch.job_drained(job_id)
+        for partition, outcome in finished if self.spans else ():  # each run's span ends with its completion
+            tracing.end(self.spans.pop(partition.pk, None), {
+                "partition.outcome": outcome.kind, **{f"items.{k}": outcome.stats.get(k, 0)
+                                                      for k in ("done", "failed", "skipped")}})
+
+
+def _partition_span(partition, worker: str):
+    """The span of one run of a claimed partition, under its job's trace: claimed, checkpoints, completed."""
+    if not tracing.ENABLED:
+        return None
+    begun = tracing.start("partitions.partition.drain", {
+        "job.id": partition.job_id, "partition.id": partition.pk, "partition.seq": partition.seq,
+        "partition.attempt": partition.attempts, "lease.token": partition.lease_token, "worker": worker,
+    }, parent=tracing.job_parent(partition.job_id))
+    with tracing.use(begun):
+        tracing.event("claimed", {"checkpoint": partition.checkpoint})
+    return begun

@@ -8,18 +8,14 @@ from datetime import timedelta
 from django.db.models.functions import Now
 
 from partitions import claiming, conf, dispatch, sampling, schedules
-from partitions.lifecycle import SYSTEM, event
-from partitions.models import Job, JobEvent
+from partitions.deadline_alerts import deadline_alerts_check
+from partitions.models import Job
 from partitions.notify import outbox, relay
 from partitions.retention import history_prune
 from partitions.states import JobStatus
-from partitions.statistics import jobs_stats
 from partitions.worker import splitting, steps
 
 log = logging.getLogger(__name__)
-
-DEADLINE_WARNING_EVERY = timedelta(minutes=10)
-
 
 #: A partition whose lease lapsed this many times is halved when it is requeued (it may be too big for a lease).
 HALVE_AFTER_LAPSES = 2
@@ -84,32 +80,14 @@ def sample_throughput() -> dict[str, int]:
     return {"sampled": sum(sampling.job_sample_take(job_id) for job_id in job_ids)}
 
 
-def warn_deadlines() -> dict[str, int]:
-    """A `deadline_at_risk` event when the projected finish is past the deadline, or unknown because nothing
-    moves (at most one every 10 minutes per job)."""
-    jobs = list(Job.objects.filter(status=JobStatus.RUNNING, deadline__isnull=False))
-    warned = 0
-    for stats in jobs_stats(jobs).values():
-        figures = stats.figures()  # the job page's own figures
-        if figures["meets_deadline"]:
-            continue
-        recent = JobEvent.objects.filter(job=stats.job, type="deadline_at_risk",
-                                         created_at__gt=stats.now - DEADLINE_WARNING_EVERY)
-        if recent.exists():
-            continue
-        finish = figures["eta"]
-        event(stats.job.pk, "deadline_at_risk", SYSTEM, {
-            "deadline": stats.job.deadline.isoformat(), "projected_finish": finish.isoformat() if finish else None,
-            "items_remaining": stats.remaining_items,
-            **{name: figures[name] for name in ("items_per_second", "limited_by", "held", "workers_needed",
-                                                "rate_needed", "per_worker_rate", "fleet_workers")},
-        })
-        warned += 1
-    return {"deadline_warnings": warned}
+def alert_deadlines() -> dict[str, int]:
+    """One `deadline_at_risk` event per episode of a job projected late past the grace, one
+    `deadline_recovered` when it is back on time (partitions.deadline_alerts); relayed by the next duty."""
+    return deadline_alerts_check()
 
 
 def relay_notifications() -> dict[str, int]:
-    """Job events to the outbox (a lost relay, the deadline warnings above), and a sender when some are due."""
+    """Job events to the outbox (a lost relay, the deadline alerts above), and a sender when some are due."""
     counts = relay.notifications_relay()
     if outbox.deliveries_due():
         dispatch.notifications_due()
@@ -127,7 +105,7 @@ def prune_history() -> dict[str, int]:
 
 
 DUTIES = [fire_schedules, reap_expired_leases, finalize_finished_jobs, restart_lost_steps, top_up_drains,
-          sample_throughput, warn_deadlines, relay_notifications, prune_history]
+          sample_throughput, alert_deadlines, relay_notifications, prune_history]
 
 
 def run_once() -> dict[str, dict[str, int]]:

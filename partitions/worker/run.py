@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from django.db import DatabaseError, transaction
 
-from partitions import claiming, conf
+from partitions import claiming, conf, tracing
 from partitions.exceptions import BoundsMoved, CancelJob, JobControl, LeaseLost, Retry, SkipItem, error_line
 from partitions.lifecycle import Actor, event, subjobs_finish
 from partitions.models import JobEvent, Partition, SubJob
@@ -284,12 +284,15 @@ class PartitionRun:
                 bounds_version=self.partition.bounds_version, **counts)
 
         try:
-            return write()
+            controls = write()
         except BoundsMoved:
             self._reload_bounds()
             if not self.source.holds(items):
                 raise
-            return write()
+            controls = write()
+        if tracing.ENABLED:
+            tracing.event("checkpoint", {f"items.{name}": n for name, n in counts.items()})
+        return controls
 
     def _finish_subjobs(self, pairs: list, status: str) -> None:
         subjobs_finish([

@@ -7,7 +7,8 @@ import logging
 
 from django.db import connection, transaction
 
-from partitions import claiming, conf, dispatch, registry
+from partitions import claiming, conf, dispatch, registry, tracing
+from partitions.deadline_alerts import WATCH_KEY
 from partitions.encoding import dumps
 from partitions.exceptions import InvalidTransition, LeaseLost, error_line
 from partitions.lifecycle import job_pending_work_cancel, transition
@@ -26,6 +27,12 @@ def job_plan(job_id: int, *, worker_id: str) -> Job | None:
     token = claiming.job_plan_claim(job_id, worker_id=worker_id, lease_seconds=conf.get("LEASE_SECONDS"))
     if token is None:
         return None
+    with tracing.span("partitions.job.plan", {"job.id": job_id, "worker": worker_id},
+                      parent=tracing.job_parent(job_id)):
+        return _plan(job_id, token, worker_id)
+
+
+def _plan(job_id: int, token: int, worker_id: str) -> Job:
     job = Job.objects.get(pk=job_id)
     job_type = registry.get(job.type_name)
     try:
@@ -47,6 +54,7 @@ def job_plan(job_id: int, *, worker_id: str) -> Job | None:
                                        updates={"stats": {"prepare": prepared} if prepared else {}})
         _write_plans(job, plans, max_attempts=job_type.max_attempts)
     transaction.on_commit(dispatch.work_available)
+    tracing.annotate({"job.type": job.type_name, "partitions": len(plans)})
     return job
 
 
@@ -74,10 +82,20 @@ def job_finalize(job_id: int, *, worker_id: str) -> Job | None:
     token = claiming.job_finalize_claim(job_id, worker_id=worker_id, lease_seconds=conf.get("LEASE_SECONDS"))
     if token is None:
         return None
+    with tracing.span("partitions.job.finalize", {"job.id": job_id, "worker": worker_id},
+                      parent=tracing.job_parent(job_id)):
+        finished = _finalize(job_id, token, worker_id)
+        tracing.annotate({"job.status": finished.status})
+        return finished
+
+
+def _finalize(job_id: int, token: int, worker_id: str) -> Job:
     job = Job.objects.get(pk=job_id)
     job_type = registry.get(job.type_name)
     progress = job_progress(job_id)
-    stats = {**job.stats, **progress.as_dict(), "run": job_run_statistics(job)}
+    # The job's end ends its deadline episode: the watch is not part of its final stats.
+    kept = {name: value for name, value in job.stats.items() if name != WATCH_KEY}
+    stats = {**kept, **progress.as_dict(), "run": job_run_statistics(job)}
     failed = progress.partitions.get(PartitionStatus.FAILED, 0)
     failed_items = SubJob.objects.filter(job_id=job_id, status=SubJobStatus.FAILED).count()
     try:
