@@ -27,8 +27,7 @@ from datetime import datetime, timedelta
 from django.db import transaction
 from django.utils.dateparse import parse_datetime
 
-from partitions import claiming, conf
-from partitions.admin import display
+from partitions import claiming, conf, verdicts
 from partitions.lifecycle import SYSTEM, event
 from partitions.models import Job
 from partitions.projection import PAUSED, Projection
@@ -112,8 +111,8 @@ def alert_data(stats: JobStats, since: datetime | None) -> dict:
         "items_remaining": stats.remaining_items, "seen_since": since.isoformat() if since else None,
         **{name: figures[name] for name in ("items_per_second", "limited_by", "held", "workers_needed",
                                             "rate_needed", "per_worker_rate", "fleet_workers")},
-        "projection": display.projection_text(stats), "limit": display.limit_text(stats),
-        "advice": display.advice_text(stats),
+        "projection": verdicts.projection_text(stats), "limit": verdicts.limit_text(stats),
+        "advice": verdicts.advice_text(stats),
     }
 
 

@@ -7,8 +7,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from partitions import knob, services
-from partitions.admin import humanize
+from partitions import humanize, knob, services
 from partitions.models import JobEvent
 from tests.factories import make_job
 from tests.support import cli

@@ -103,3 +103,22 @@ def test_the_package_exports_exactly_the_api_lazily():
     assert all(getattr(partitions, name) is getattr(api, name) for name in api.__all__)
     with pytest.raises(AttributeError):
         partitions.claim_everything  # noqa: B018 - the engine's internals are not exported
+
+
+#: The engine's surfaces: what operators use. The core (everything else) never imports them, so a duty of
+#: tick or a worker cannot depend on how a page or a command words things.
+SURFACES = ("partitions.admin", "partitions.management", "partitions.templatetags", "partitions.views")
+
+
+def test_the_engine_core_never_imports_its_surfaces():
+    core = [path for path in sorted(ENGINE.rglob("*.py"))
+            if not any(path.relative_to(REPO).with_suffix("").as_posix().replace("/", ".").startswith(surface)
+                       for surface in SURFACES)]
+    assert len(core) > 20
+    offenders = {
+        str(path.relative_to(REPO)): hits
+        for path in core
+        for surface in SURFACES
+        if (hits := imports_of_forbidden(path.read_text(encoding="utf-8"), str(path), package=surface))
+    }
+    assert offenders == {}

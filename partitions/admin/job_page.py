@@ -15,8 +15,8 @@ from django.http import Http404, HttpResponseNotAllowed, JsonResponse
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 
-from partitions import registry
-from partitions.admin import display, humanize
+from partitions import humanize, registry
+from partitions.admin import display
 from partitions.admin.actions import ACTIONS, OPERATE, job_controls
 from partitions.admin.base import KnownCountPaginator, changelist_url, short
 from partitions.admin.knob import knob_form_for

@@ -9,7 +9,8 @@ from django.http import HttpResponseNotAllowed, HttpResponseRedirect, JsonRespon
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from partitions.admin import display, humanize, job_page, knob, start, throttle, workers
+from partitions import humanize
+from partitions.admin import display, job_page, knob, start, throttle, workers
 from partitions.admin.actions import ACTIONS, JobAction, perform
 from partitions.admin.base import (
     EngineAdmin,

@@ -8,8 +8,7 @@ from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 
-from partitions import knob, validation
-from partitions.admin import humanize
+from partitions import humanize, knob, validation
 from partitions.admin.actions import OPERATE, ActionResult, guarded
 from partitions.admin.base import job_url
 from partitions.admin.fields import DeadlineField

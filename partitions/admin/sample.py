@@ -12,8 +12,7 @@ from typing import Any
 
 from django import forms
 
-from partitions import validation
-from partitions.admin import humanize
+from partitions import humanize, validation
 from partitions.sample_run import (
     SAMPLE_ITEMS_DEFAULT,
     SAMPLE_ITEMS_MAX,

@@ -18,8 +18,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 from django.template.response import TemplateResponse
 
-from partitions import registry, schedules, services, validation
-from partitions.admin import humanize
+from partitions import humanize, registry, schedules, services, validation
 from partitions.admin.base import job_url
 from partitions.admin.fields import DeadlineField, deadline_help
 from partitions.admin.sample import PREFIX as SAMPLE_PREFIX

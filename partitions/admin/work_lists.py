@@ -5,8 +5,7 @@ from __future__ import annotations
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 
-from partitions import services
-from partitions.admin import humanize
+from partitions import humanize, services
 from partitions.admin.actions import ActionResult, guarded
 from partitions.admin.base import (
     EngineAdmin,

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from partitions.admin import humanize
+from partitions import humanize
 from partitions.models import Job
 from partitions.pages import job_splits
 from partitions.projection import LIMIT_WORDS

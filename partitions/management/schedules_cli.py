@@ -11,8 +11,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from partitions import cadence as cadences
-from partitions import schedules, validation
-from partitions.admin import humanize
+from partitions import humanize, schedules, validation
 from partitions.cadence import Cadence
 from partitions.management.cli_arguments import Pair, param_pair
 from partitions.models import JobSchedule, ScheduleEvent

@@ -1,10 +1,10 @@
-"""Template filters for the console's one way to show values (partitions.admin.humanize)."""
+"""Template filters for the console's one way to show values (partitions.humanize)."""
 
 from __future__ import annotations
 
 from django import template
 
-from partitions.admin import humanize
+from partitions import humanize
 
 register = template.Library()
 

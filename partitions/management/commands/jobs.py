@@ -12,8 +12,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from partitions import conf, knob, registry, services, validation
-from partitions.admin import humanize
+from partitions import conf, humanize, knob, registry, services, validation
 from partitions.encoding import dumps
 from partitions.estimates import plan_estimate
 from partitions.exceptions import InvalidTransition, PartitionsError, did_you_mean, error_line
