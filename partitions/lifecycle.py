@@ -153,8 +153,9 @@ def _update_returning(model: type[models.Model], where: Q, values: dict[str, Any
     return [model(pk=pk, job_id=job_id) for pk, job_id in rows]
 
 
-def subjobs_finish(outcomes: list[tuple[int, int, str | None, str, str]], target: str) -> int:
-    """Finish many sub-jobs in one statement: (id, duration_ms, result JSON text, error line, traceback) each.
+def subjobs_finish(outcomes: list[tuple[int, int, str | None, str, str, str, str]], target: str) -> int:
+    """Finish many sub-jobs in one statement: (id, duration_ms, result JSON text, error line, traceback, error
+    class, reason) each; a reason ("" for a success) also stamps the ledger's first and last seen.
 
     The batched form of transition_many for the runner's hot path (no event per row):
     one UPDATE … FROM unnest(…) guarded by the transition table, instead of an UPDATE
@@ -162,12 +163,26 @@ def subjobs_finish(outcomes: list[tuple[int, int, str | None, str, str]], target
     """
     if not outcomes:
         return 0
-    ids, durations, results, errors, tracebacks = (list(column) for column in zip(*outcomes, strict=True))
+    ids, durations, results, errors, tracebacks, classes, reasons = (list(column)
+                                                                      for column in zip(*outcomes, strict=True))
     with connection.cursor() as cursor:
         cursor.execute(queries["subjobs_finish"], {
             "target": target, "ids": ids, "ms": durations, "results": results, "errors": errors, "tbs": tracebacks,
-            "from": sources(SUBJOB_TRANSITIONS, target)})
+            "classes": classes, "reasons": reasons, "from": _worker_sources(target)})
         return cursor.rowcount
+
+
+def _worker_sources(target: str) -> list[str]:
+    # A worker finishes only the items it ran (pending ones): the table's failed -> skipped edge is the operators'.
+    return [status for status in sources(SUBJOB_TRANSITIONS, target) if status == SubJobStatus.PENDING]
+
+
+def subjobs_skip_failed(job_id: int, *, reason: str, note: str) -> int:
+    """An operator's skip: the job's failed items of one reason to skipped with a note, and their partitions'
+    counters (failed to skipped) in the same statement. Returns how many items moved."""
+    with connection.cursor() as cursor:
+        cursor.execute(queries["subjobs_skip_failed_of_reason"], {"job_id": job_id, "reason": reason, "note": note})
+        return sum(n for _, n in cursor.fetchall())
 
 
 def job_pending_work_cancel(job_id: int, *, actor: Any) -> None:

@@ -20,14 +20,20 @@ WITH s AS (
     ORDER BY taken_at
 
 -- name: subjobs_finish
--- Finish many sub-jobs in one statement: (id, duration, result, error, traceback) arrays, guarded by %(from)s.
--- %(from)s is the transition table's sources of the target %(target)s (lifecycle.subjobs_finish); every
--- target is terminal, so each stamps what entering succeeded does.
+-- Finish many sub-jobs in one statement: (id, duration, result, error, traceback, class, reason) arrays.
+-- Guarded by %(from)s, the transition table's sources of the target %(target)s (lifecycle.subjobs_finish);
+-- every target is terminal, so each stamps what entering succeeded does. A failure or skip (a reason) is
+-- also the ledger's: first seen kept across operator retries, last seen now; a success keeps both.
 UPDATE partitions_subjob s
     SET status = %(target)s, {subjob_enters_succeeded(s)}, attempts = s.attempts + 1,
-        duration_ms = v.ms, result = v.result::jsonb, error = v.error, traceback = v.tb
-    FROM unnest(%(ids)s::bigint[], %(ms)s::int[], %(results)s::text[], %(errors)s::text[], %(tbs)s::text[])
-         AS v(id, ms, result, error, tb)
+        duration_ms = v.ms, result = v.result::jsonb, error = v.error, traceback = v.tb,
+        error_class = v.cls, reason = v.reason,
+        first_seen_at = CASE WHEN v.reason = '' THEN s.first_seen_at
+                             ELSE coalesce(s.first_seen_at, statement_timestamp()) END,
+        last_seen_at = CASE WHEN v.reason = '' THEN s.last_seen_at ELSE statement_timestamp() END
+    FROM unnest(%(ids)s::bigint[], %(ms)s::int[], %(results)s::text[], %(errors)s::text[], %(tbs)s::text[],
+                %(classes)s::text[], %(reasons)s::text[])
+         AS v(id, ms, result, error, tb, cls, reason)
     WHERE s.id = v.id AND s.status = ANY(%(from)s)
 
 -- name: async_commit
