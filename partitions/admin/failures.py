@@ -72,7 +72,6 @@ def failures_context(request, job: Job) -> dict:
         "csv_url": _url("failures_csv", job.pk, reason=g.reason),
         "retry_url": _action_url(job.pk, "retry", g.reason) if may["retry"] else "",
         "skip_url": _action_url(job.pk, "skip", g.reason) if may["skip"] and g.failed else "",
-        "first_seen": humanize.when(g.first_seen), "last_seen": humanize.when(g.last_seen),
     } for g in groups.groups]
     return {"ledger": groups, "ledger_rows": rows, "ledger_list_url": _url("failures", job.pk),
             "ledger_csv_url": _url("failures_csv", job.pk), "ledger_statuses": sorted(SUBJOB_LEDGER)}
