@@ -102,3 +102,16 @@ def test_fuzz_reason_note_and_options_refuse_with_one_line_or_act_only_on_that_r
             assert {r[3] for r in changed} <= {reason}, args
         transaction.set_rollback(True)
     assert Job.objects.get(pk=failed_job.pk).status == "failed"
+
+
+def test_the_readmes_failure_commands_run_as_written(failed_job):
+    from tests.test_cli_messages import readme_commands
+
+    commands = [*readme_commands("failures"), *readme_commands("retry"), *readme_commands("skip")]
+    ledger_commands = [args for args in commands if args[0] == "failures" or "--reason" in args]
+    assert len(ledger_commands) >= 5
+    for args in ledger_commands:
+        args = args[:args.index(">")] if ">" in args else args  # the shell's redirection
+        code, out, err = cli(*[str(failed_job.pk) if a == "JOB_ID" else a for a in args])
+        assert code == 0 and out, (args, err)
+    assert SubJob.objects.filter(job=failed_job, reason=NO_TAX, status="skipped").count() == 5
