@@ -9,6 +9,7 @@ from partitions import ledger, services
 from partitions.exceptions import InvalidParams, InvalidTransition, SkipItem, UnknownReason
 from partitions.models import Job, JobEvent, Partition, SubJob
 from partitions.reasons import REASON_MAX_LENGTH, failure_of, normalised, reason_of
+from partitions.statistics import job_run_statistics
 from tests.factories import make_job, make_partition, make_subjob
 from tests.support import planned_job, run_to_end
 
@@ -78,6 +79,9 @@ def test_groups_count_each_reason_with_its_share_first_example_and_seen_times(fa
     assert tax.first_seen <= tax.last_seen
     assert (by_reason[OPTED_OUT].failed, by_reason[OPTED_OUT].skipped) == (0, 5)
     assert ledger.job_failure_groups(failed_job.pk, limit=2).more == 1
+    # The run statistics' failures by class read the same class column (failed items only: a skip is no failure).
+    classes = {row["error_class"]: row["count"] for row in job_run_statistics(failed_job)["failures_by_class"]}
+    assert classes == {"LookupError": 5, "ValueError": 5}
 
 
 def test_keyset_pages_list_every_item_once_in_reason_then_id_order(failed_job):

@@ -64,12 +64,14 @@ SELECT count(*), percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY 
     WHERE job_id = %(job_id)s AND status IN ({subjob_handled}) AND duration_ms IS NOT NULL
 
 -- name: job_failures_by_class
--- Failures of a job grouped by error class (the text before the first ':'), with a count and one example.
--- From failed sub-jobs and failed partitions.
-SELECT split_part(error, ':', 1) AS class, count(*), min(error) FROM (
-        SELECT error FROM partitions_subjob WHERE job_id = %(job_id)s AND status = {subjob_failed} AND error <> ''
+-- Failures of a job grouped by error class, with a count and one example; from failed sub-jobs and partitions.
+-- A sub-job's class is the ledger's (written with its outcome, partitions.reasons); a partition's last error
+-- has none stored, so its class is the text before the first ':' (the `Type: message` of its error line).
+SELECT class, count(*), min(error) FROM (
+        SELECT coalesce(nullif(error_class, ''), split_part(error, ':', 1)) AS class, error FROM partitions_subjob
+        WHERE job_id = %(job_id)s AND status = {subjob_failed} AND error <> ''
         UNION ALL
-        SELECT last_error FROM partitions_partition
+        SELECT split_part(last_error, ':', 1), last_error FROM partitions_partition
         WHERE job_id = %(job_id)s AND status = {partition_failed} AND last_error <> ''
     ) e GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT %(limit)s
 
