@@ -170,3 +170,22 @@ def test_retry_and_skip_of_a_reason_are_refused_where_the_job_status_does_not_al
     with pytest.raises(InvalidTransition):
         services.subjobs_retry(job.pk, actor="test", reason=NO_TAX)
     assert SubJob.objects.get(job=job).status == "failed"
+
+
+def test_migration_0008_gives_items_failed_before_the_ledger_their_reason_from_their_error_line():
+    from importlib import import_module
+
+    from django.apps import apps
+
+    backfill = import_module("partitions.migrations.0008_subjob_failure_ledger").backfill_reasons
+    partition = make_partition(make_job(status="failed"))
+    old = make_subjob(partition, seq=0, status="failed", error="ValueError: customer 12 has no address")
+    odd = make_subjob(partition, seq=1, status="skipped", error="not applicable for 3 days")
+    kept = make_subjob(partition, seq=2, status="failed", error="KeyError: x", reason="already set")
+    ok = make_subjob(partition, seq=3, status="succeeded")
+    backfill(apps, None)
+    rows = {s.pk: s for s in SubJob.objects.filter(job=partition.job)}
+    assert (rows[old.pk].error_class, rows[old.pk].reason) == ("ValueError", NO_ADDRESS)
+    assert rows[old.pk].first_seen_at == rows[old.pk].last_seen_at == rows[old.pk].finished_at
+    assert (rows[odd.pk].error_class, rows[odd.pk].reason) == ("", "not applicable for <n> days")
+    assert rows[kept.pk].reason == "already set" and rows[ok.pk].reason == ""
