@@ -42,6 +42,10 @@ TRANSITION_ADVICE: dict[tuple[str, str | None] | str, str] = {
     ("retry", "cancelled"): "a cancelled job cannot be retried: re-run it instead",
     ("cancelled", "finalizing"): "its work is done, it can no longer be cancelled",
     "retry": "retry applies to running, paused or failed jobs",
+    ("skip", "succeeded"): "nothing failed to skip",
+    ("skip", "pending"): "nothing has failed yet",
+    ("skip", "planning"): "nothing has failed yet",
+    "skip": "skipping failed items applies to running, paused or failed jobs",
     "adjusted": "max parallel and the deadline apply only before a job finalizes",
     "throttle": "the throttle applies only to jobs that have not ended",
     "cancelled": "only a job that has not ended can be cancelled",
@@ -104,6 +108,16 @@ class JobNotFound(PartitionsError):
     def __init__(self, job_id: object):
         self.job_id = job_id
         super().__init__(f"job {job_id} does not exist")
+
+
+class UnknownReason(PartitionsError):
+    """No failed or skipped item of the job has this failure reason (the closest one is named)."""
+
+    def __init__(self, job_id: int, reason: str, known: Iterable[str] = ()):
+        self.job_id, self.reason = job_id, reason
+        shown = reason if len(reason) <= 80 else reason[:79] + "\u2026"
+        super().__init__(f"job {job_id} has no failed or skipped items with reason {shown!r}"
+                         + did_you_mean(reason, known))
 
 
 class DuplicateJob(PartitionsError):

@@ -154,9 +154,9 @@ def _update_returning(model: type[models.Model], where: Q, values: dict[str, Any
     return [model(pk=pk, job_id=job_id) for pk, job_id in rows]
 
 
-def subjobs_finish(outcomes: list[tuple[int, int, Any, str, str]], target: str) -> int:
-    """Finish many sub-jobs in one statement: (id, duration_ms, result value or None, error line, traceback)
-    each.
+def subjobs_finish(outcomes: list[tuple[int, int, Any, str, str, str, str]], target: str) -> int:
+    """Finish many sub-jobs in one statement: (id, duration_ms, result value or None, error line, traceback,
+    error class, reason) each; a reason ("" for a success) also stamps the ledger's first and last seen.
 
     The batched form of transition_many for the runner's hot path (no event per row):
     one UPDATE … FROM jsonb_to_recordset(…) guarded by the transition table, instead of an UPDATE
@@ -164,12 +164,25 @@ def subjobs_finish(outcomes: list[tuple[int, int, Any, str, str]], target: str) 
     """
     if not outcomes:
         return 0
-    rows = dumps([{"id": pk, "ms": ms, "result": result, "error": error, "tb": tb}
-                  for pk, ms, result, error, tb in outcomes])
+    rows = dumps([{"id": pk, "ms": ms, "result": result, "error": error, "tb": tb, "cls": cls, "reason": reason}
+                  for pk, ms, result, error, tb, cls, reason in outcomes])
     with connection.cursor() as cursor:
         cursor.execute(queries["subjobs_finish"], {
-            "target": target, "rows": rows, "from": sources(SUBJOB_TRANSITIONS, target)})
+            "target": target, "rows": rows, "from": _worker_sources(target)})
         return cursor.rowcount
+
+
+def _worker_sources(target: str) -> list[str]:
+    # A worker finishes only the items it ran (pending ones): the table's failed -> skipped edge is the operators'.
+    return [status for status in sources(SUBJOB_TRANSITIONS, target) if status == SubJobStatus.PENDING]
+
+
+def subjobs_skip_failed(job_id: int, *, reason: str, note: str) -> int:
+    """An operator's skip: the job's failed items of one reason to skipped with a note, and their partitions'
+    counters (failed to skipped) in the same statement. Returns how many items moved."""
+    with connection.cursor() as cursor:
+        cursor.execute(queries["subjobs_skip_failed_of_reason"], {"job_id": job_id, "reason": reason, "note": note})
+        return sum(n for _, n in cursor.fetchall())
 
 
 def job_pending_work_cancel(job_id: int, *, actor: Any) -> None:

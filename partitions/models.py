@@ -19,6 +19,7 @@ from partitions.projection import COURSE_EVENTS
 from partitions.states import (
     JOB_TERMINAL,
     PARTITION_TERMINAL,
+    SUBJOB_LEDGER,
     DeliveryStatus,
     JobStatus,
     PartitionStatus,
@@ -223,12 +224,24 @@ class SubJob(models.Model):
     duration_ms = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(db_default=Now())
     finished_at = models.DateTimeField(null=True, blank=True)
+    # The failure ledger (partitions.ledger): written with the outcome by the checkpoint's bulk statement.
+    error_class = models.CharField(max_length=200, blank=True, db_default="",
+                                   help_text="The exception's class of a failed item (SkipItem for a skip).")
+    reason = models.CharField(max_length=300, blank=True, db_default="",
+                              help_text="Error class and normalised message: the ledger's group (partitions.reasons).")
+    first_seen_at = models.DateTimeField(null=True, blank=True, help_text="When it first failed or was skipped.")
+    last_seen_at = models.DateTimeField(null=True, blank=True, help_text="When it last failed or was skipped.")
+    note = models.CharField(max_length=1000, blank=True, db_default="",
+                            help_text="The operator's note when they skipped it.")
 
     class Meta:
         ordering = ["job_id", "seq"]
         indexes = [
             models.Index(fields=["partition", "seq"], name="subjob_partition_seq_idx"),
             models.Index(fields=["job", "status"], name="subjob_job_status_idx"),
+            # The ledger: its groups in one index-only pass, its item pages by keyset on (reason, id).
+            models.Index(fields=["job", "reason", "id"], include=["status", "first_seen_at", "last_seen_at"],
+                         condition=Q(status__in=sorted(SUBJOB_LEDGER)), name="subjob_failure_reason_idx"),
         ]
 
     def __str__(self) -> str:

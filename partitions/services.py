@@ -13,7 +13,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Max, Q
 from django.db.models.functions import Now
 
-from partitions import claiming, dispatch, registry, throttling, tracing, validation
+from partitions import claiming, dispatch, ledger, registry, throttling, tracing, validation
 from partitions.exceptions import (
     DuplicateJob,
     InvalidParams,
@@ -22,7 +22,7 @@ from partitions.exceptions import (
     PartitionsError,
     error_line,
 )
-from partitions.lifecycle import Actor, event, job_pending_work_cancel, transition, transition_many
+from partitions.lifecycle import Actor, event, job_pending_work_cancel, subjobs_skip_failed, transition, transition_many
 from partitions.models import Job, Partition, SubJob
 from partitions.notify.config import notify_choice
 from partitions.pages import job_get
@@ -31,6 +31,7 @@ from partitions.splits import PartitionPlan, plan_splits
 from partitions.states import (
     JOB_REOPENABLE,
     JOB_RETRYABLE,
+    JOB_SKIPPABLE,
     JOB_TERMINAL,
     JOB_THROTTLEABLE,
     JobStatus,
@@ -191,8 +192,9 @@ def job_retry_failed(job_id: int, partition_ids: list[int] | None = None, *, act
     return len(moved)
 
 
-def subjobs_retry(job_id: int, subjob_ids: list[int] | None = None, *, actor: Any) -> int:
-    """Failed (or skipped) sub-jobs back to pending in new retry partitions; None = all failed ones."""
+def subjobs_retry(job_id: int, subjob_ids: list[int] | None = None, *, actor: Any, reason: str | None = None) -> int:
+    """Failed (or skipped) sub-jobs back to pending in new retry partitions; None = all failed ones. With a
+    `reason` (the failure ledger's), only the items of that reason: UnknownReason when the job has none."""
     with transaction.atomic():
         job = job_get(job_id)
         if job.status not in JOB_RETRYABLE:
@@ -200,10 +202,13 @@ def subjobs_retry(job_id: int, subjob_ids: list[int] | None = None, *, actor: An
         where = Q(job_id=job_id, status__in=[SubJobStatus.FAILED, SubJobStatus.SKIPPED])
         if subjob_ids is not None:
             where &= Q(pk__in=subjob_ids)
+        if reason is not None:
+            where &= Q(reason=ledger.reason_check(job_id, reason))
         before = {row["pk"]: row for row in SubJob.objects.filter(where).values("pk", "partition_id", "status")}
         handled = _handled(job_id)
         moved = transition_many(SubJob, where & Q(pk__in=list(before)), SubJobStatus.PENDING, actor=actor,
-                                event_type="subjob_retried", event_per_row=False, updates={"error": ""})
+                                event_type="subjob_retried", event_per_row=False,
+                                updates={"error": "", "error_class": "", "reason": "", "note": ""})
         if not moved:
             return 0
         by_partition: dict[int, list[int]] = {}
@@ -225,10 +230,31 @@ def subjobs_retry(job_id: int, subjob_ids: list[int] | None = None, *, actor: An
                                              key=source.key, estimated_items=len(ids),
                                              max_attempts=registry.get(job.type_name).max_attempts)
             SubJob.objects.filter(pk__in=ids).update(partition=retry)
-        event(job_id, "subjobs_retried", Actor.of(actor), {"count": len(moved)})
+        event(job_id, "subjobs_retried", Actor.of(actor), {"count": len(moved)} | (
+            {"reason": reason} if reason is not None else {}))
         _reopen(job, actor, "failed sub-jobs retried", count=len(moved), handled=handled,
                 handled_after=_handled(job_id))
     return len(moved)
+
+
+def subjobs_skip(job_id: int, *, reason: str, note: str, actor: Any) -> int:
+    """The failed items of one failure reason marked skipped with the operator's note (audited with it).
+
+    Refused with one error, writing nothing: an empty or too long note (InvalidParams), a job whose status does
+    not allow it (InvalidTransition; a failed job stays failed: a skip settles items, it runs nothing), a reason
+    no item of the job has (UnknownReason). Returns how many items it skipped (0: the reason's items were
+    skipped already)."""
+    note = validation.reason_text(note)
+    if not note:
+        raise InvalidParams(validation.RUN_OPTIONS, {"note": ["Say why these items are skipped."]})
+    with transaction.atomic():
+        job = job_get(job_id)
+        if job.status not in JOB_SKIPPABLE:
+            raise InvalidTransition("Job", job_id, job.status, "skip")
+        moved = subjobs_skip_failed(job_id, reason=ledger.reason_check(job_id, reason), note=note)
+        if moved:
+            event(job_id, "subjobs_skipped", Actor.of(actor), {"count": moved, "reason": reason, "note": note})
+    return moved
 
 
 def _handled(job_id: int) -> int:

@@ -6,7 +6,7 @@ Who moves what:
 - Partition: the fenced statements of claiming.leases (claim, complete) and
   lifecycle (release/fail/cancel/reap; fenced by lease token except reap),
   and services (operator retry, cancel).
-- SubJob: the runner (batched, lifecycle.subjobs_finish) and services (operator retry).
+- SubJob: the runner (batched, lifecycle.subjobs_finish) and services (operator retry, skip with a note).
 """
 
 from django.db import models
@@ -52,6 +52,9 @@ PARTITION_TERMINAL = frozenset({PartitionStatus.SUCCEEDED, PartitionStatus.FAILE
 SUBJOB_TERMINAL = frozenset({SubJobStatus.SUCCEEDED, SubJobStatus.FAILED, SubJobStatus.SKIPPED, SubJobStatus.CANCELLED})
 #: Sub-jobs whose item was handled (succeeded, failed or skipped): terminal, except cancelled.
 SUBJOB_HANDLED = SUBJOB_TERMINAL - {SubJobStatus.CANCELLED}
+#: The items the failure ledger keeps (partitions.ledger): failed, and skipped (by job code's SkipItem or by an
+#: operator's skip with a note). Its index (subjob_failure_reason_idx) is partial on this set.
+SUBJOB_LEDGER = frozenset({SubJobStatus.FAILED, SubJobStatus.SKIPPED})
 #: The counters of a partition (and of a sample) whose sum is its items handled so far, the counterpart of
 #: SUBJOB_HANDLED: the one "handled" expression, rendered for SQL by the registry (`{handled(p)}`) and for the
 #: ORM by `claiming.handled_items()`.
@@ -121,6 +124,7 @@ SUBJOB_TRANSITIONS: dict[str, frozenset[str]] = {
     S.SUCCEEDED: frozenset(),  # final
     S.FAILED: frozenset({
         S.PENDING,  # an operator retry of failed sub-jobs
+        S.SKIPPED,  # an operator skips the items of one failure reason, with a note
     }),
     S.SKIPPED: frozenset({
         S.PENDING,  # an operator retry of skipped sub-jobs
@@ -151,6 +155,9 @@ JOB_RESUMABLE = _non_terminal_round_trips(JOB_TRANSITIONS, J.RUNNING)
 JOB_REOPENABLE = frozenset(s for s in JOB_TERMINAL if JOB_TRANSITIONS[s])
 #: Retry failed work: while partitions may run (pausable or resumable), or by reopening the job.
 JOB_RETRYABLE = JOB_PAUSABLE | JOB_RESUMABLE | JOB_REOPENABLE
+#: Skip the failed items of one reason with a note: wherever they could be retried (running, paused, or a
+#: failed job, which stays failed: a skip settles items, it runs nothing).
+JOB_SKIPPABLE = JOB_RETRYABLE
 #: Change max parallel or the deadline: the statuses before finalize, the same ones that may be cancelled.
 JOB_ADJUSTABLE = JOB_CANCELLABLE
 #: Change the rate limit, pause or health override: any status before the end.

@@ -534,3 +534,22 @@ class LoggedItems(ConcurrentItems):
     def process_item(self, ctx, item):
         logging.getLogger("tests.jobtypes").info("processing %s", item.key)
         return super().process_item(ctx, item)
+
+
+@register
+class TwoFailures(RecordingItems):
+    """Items failing for two reasons (tests.test_failure_ledger): every 10th (from 1) has no address on its first
+    attempt only, so a retry of that reason succeeds; every 10th from 2 has no tax rate for its region, always;
+    every 10th from 3 is skipped by job code."""
+
+    name = "tests.two_failures"
+
+    def process_item(self, ctx, item):
+        i = item.payload["i"]
+        if i % 10 == 1 and item.attempts == 0:
+            raise ValueError(f"customer {i} has no address")
+        if i % 10 == 2:
+            raise LookupError(f"no tax rate for region {i % 3}")
+        if i % 10 == 3:
+            raise SkipItem(f"customer {i} opted out")
+        return {"i": i}

@@ -48,7 +48,8 @@ def busy_job():
         if status == "failed":
             for n in range(3):
                 make_subjob(partition, seq=seq * 10 + n, status="failed",
-                            error="RuntimeError: the mail server said no " * 8)
+                            error="RuntimeError: the mail server said no " * 8,
+                            reason=("RuntimeError: the mail server said no " * 8)[:300], error_class="RuntimeError")
     for cap in (3, 4, 6):
         knob.job_set(job.pk, actor="user:ops", max_parallel=cap)
     JobEvent.objects.create(job=job, type="job_note", actor="worker-with-a-long-host-name-and-pid-12345",

@@ -145,7 +145,8 @@ def test_batched_subjob_finish_moves_only_rows_the_table_allows_and_records_each
     partition = make_partition(make_job())
     pending = SubJob.objects.create(job=partition.job, partition=partition, seq=0, key="a")
     done = make_subjob(partition, seq=1, key="b", status="succeeded")
-    moved = subjobs_finish([(pending.pk, 12, {"ok": 1}, "", ""), (done.pk, 99, None, "late", "")], "succeeded")
+    moved = subjobs_finish([(pending.pk, 12, {"ok": 1}, "", "", "", ""), (done.pk, 99, None, "late", "", "", "")],
+                           "succeeded")
     assert moved == 1
     pending.refresh_from_db()
     done.refresh_from_db()

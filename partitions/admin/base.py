@@ -121,10 +121,11 @@ def report(model_admin: admin.ModelAdmin, request, outcomes: list[ActionResult])
 
 def confirm_response(model_admin: admin.ModelAdmin, request, *, label: str, question: str,
                      items: list[tuple[str, str]], hidden: list[tuple[str, object]], form_url: str, back_url: str,
-                     asks_reason: bool = False, danger: bool = False,
+                     asks_reason: bool = False, asks_note: bool = False, danger: bool = False,
                      confirm_label: str | None = None) -> TemplateResponse:
     """The intermediate "are you sure?" page (like delete confirmation); its form POSTs `hidden` back.
-    `confirm_label`: the button's words when they can say more than "Yes, <label>" ("Yes, retry 526 …")."""
+    `confirm_label`: the button's words when they can say more than "Yes, <label>" ("Yes, retry 526 …");
+    `asks_note`: a required note (a skip's)."""
     context = {
         **model_admin.admin_site.each_context(request),
         "opts": model_admin.opts,
@@ -137,6 +138,7 @@ def confirm_response(model_admin: admin.ModelAdmin, request, *, label: str, ques
         "form_url": form_url,
         "back_url": back_url,
         "asks_reason": asks_reason,
+        "asks_note": asks_note,
         "danger": danger,
     }
     request.current_app = model_admin.admin_site.name

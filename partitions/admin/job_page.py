@@ -1,4 +1,4 @@
-"""The job page: header with progress/ETA/deadline, throughput chart, partitions, failed sub-jobs, timeline;
+"""The job page: header with progress/ETA/deadline, throughput chart, partitions, failures by reason, timeline;
 and its live poll, which re-renders every section from the same context.
 
 Bounded work whatever the job's size: one aggregate for progress, the partition
@@ -19,24 +19,24 @@ from partitions import humanize, registry
 from partitions.admin import display
 from partitions.admin.actions import ACTIONS, OPERATE, job_controls
 from partitions.admin.base import KnownCountPaginator, changelist_url, short
+from partitions.admin.failures import failures_context
 from partitions.admin.knob import knob_form_for
 from partitions.deadline_alerts import WATCH_KEY
 from partitions.grid import job_partition_grid, parse_seq_range
 from partitions.models import Job
 from partitions.notify.config import plan_for
-from partitions.pages import job_deliveries, job_events, job_failed_subjobs, job_partitions
+from partitions.pages import job_deliveries, job_events, job_partitions
 from partitions.states import JobStatus, PartitionStatus
 from partitions.statistics import job_run_statistics, job_stats, job_throughput_series
 from partitions.validation import parse_id
 
 PARTITIONS_PER_PAGE = 50
-SUBJOBS_PER_PAGE = 25
 EVENTS_PER_PAGE = 50
 DELIVERIES_SHOWN = 50
 #: The page's sections below the header, in order, with their anchors; templates under
 #: admin/partitions/job/sections/. The live poll re-renders these, the facts and the summary.
 PAGE_SECTIONS = (("chart", "pj-throughput"), ("grid", "pj-grid"),
-                 ("partitions", "pj-partitions"), ("failed", "pj-failed-subjobs"),
+                 ("partitions", "pj-partitions"), ("failures", "pj-failures"),
                  ("timeline", "pj-timeline"), ("notifications", "pj-notifications"), ("statistics", "pj-statistics"))
 SECTIONS = ("facts", "summary", *(name for name, _ in PAGE_SECTIONS))
 
@@ -97,8 +97,6 @@ def job_context(model_admin, request, job: Job) -> dict:
                   KnownCountPaginator(rows, PARTITIONS_PER_PAGE, count=total)).get_page(request.GET.get("pp"))
     grid = job_partition_grid(job.pk, total=stats.progress.partitions_total, selected=seqs)
 
-    failed = Paginator(job_failed_subjobs(job.pk), SUBJOBS_PER_PAGE).get_page(request.GET.get("sp"))
-
     before = parse_id(request.GET.get("ebefore"))
     events = job_events(job.pk, before_id=before, limit=EVENTS_PER_PAGE)
     older = events[EVENTS_PER_PAGE - 1].pk if len(events) > EVENTS_PER_PAGE else None
@@ -138,7 +136,7 @@ def job_context(model_admin, request, job: Job) -> dict:
         "partitions_total": stats.progress.partitions_total,
         "partitions": partitions,
         "partition_rows": _partition_rows(partitions),
-        "failed": failed,
+        **failures_context(request, job),
         "events": events,
         "events_older": older,
         "events_newest": before is not None,
@@ -147,7 +145,6 @@ def job_context(model_admin, request, job: Job) -> dict:
         "run": job_run_statistics(job, points=points, stats=stats),
         "links": {
             "partitions": changelist_url("partition", job=job.pk),
-            "failed_subjobs": changelist_url("subjob", job=job.pk, status__exact="failed"),
             "events": changelist_url("jobevent", job=job.pk),
         },
     }

@@ -10,7 +10,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from partitions import humanize
-from partitions.admin import display, job_page, knob, start, throttle, workers
+from partitions.admin import display, failures, job_page, knob, start, throttle, workers
 from partitions.admin.actions import ACTIONS, JobAction, perform
 from partitions.admin.base import (
     EngineAdmin,
@@ -120,6 +120,10 @@ class JobAdmin(EngineAdmin):
             path("<path:object_id>/throttle/", wrap(self.throttle_view), name="partitions_job_throttle"),
             path("<path:object_id>/live.json", wrap(self.live_view), name="partitions_job_live"),
             path("<path:object_id>/settings/", wrap(self.knob_view), name="partitions_job_knob"),
+            path("<path:object_id>/failures/", wrap(self.failures_view), name="partitions_job_failures"),
+            path("<path:object_id>/failures.csv", wrap(self.failures_csv_view), name="partitions_job_failures_csv"),
+            path("<path:object_id>/failures/<slug:action_name>/", wrap(self.failures_action_view),
+                 name="partitions_job_failures_action"),
             *super().get_urls(),
         ]
 
@@ -136,6 +140,15 @@ class JobAdmin(EngineAdmin):
 
     def knob_view(self, request, object_id):
         return knob.knob_view(self, request, object_id)
+
+    def failures_view(self, request, object_id):
+        return failures.failures_list_view(self, request, object_id)
+
+    def failures_csv_view(self, request, object_id):
+        return failures.failures_csv_view(self, request, object_id)
+
+    def failures_action_view(self, request, object_id, action_name):
+        return failures.failures_action_view(self, request, object_id, action_name)
 
     def start_view(self, request):
         return start.start_view(self, request)

@@ -31,6 +31,7 @@ from partitions.states import (
     PARTITION_TERMINAL,
     PARTITION_TRANSITIONS,
     SUBJOB_HANDLED,
+    SUBJOB_LEDGER,
     SUBJOB_TERMINAL,
     SUBJOB_TRANSITIONS,
     DeliveryStatus,
@@ -62,6 +63,7 @@ def _vocabulary() -> dict[str, str]:
             words[f"{model}_to_{status}"] = _quoted(sources(table, status))
     words.update({f"delivery_{status}": f"'{status}'" for status in DeliveryStatus})
     words["subjob_handled"] = _quoted(SUBJOB_HANDLED)
+    words["subjob_ledger"] = _quoted(SUBJOB_LEDGER)
     return words
 
 

@@ -20,14 +20,21 @@ WITH s AS (
     ORDER BY taken_at
 
 -- name: subjobs_finish
--- Finish many sub-jobs in one statement: %(rows)s is one JSON array of {id, ms, result, error, tb}, guarded by
--- %(from)s, the transition table's sources of the target %(target)s (lifecycle.subjobs_finish); every target
--- is terminal, so each stamps what entering succeeded does. One JSON text, not five arrays: the driver dumps
--- arrays element by element in Python, the JSON encoder in C.
+-- Finish many sub-jobs in one statement: %(rows)s is one JSON array of {id, ms, result, error, tb, cls,
+-- reason}, guarded by %(from)s, the transition table's sources of the target %(target)s
+-- (lifecycle.subjobs_finish); every target is terminal, so each stamps what entering succeeded does. A
+-- failure or skip (a reason) is also the ledger's: first seen kept across operator retries, last seen now; a
+-- success keeps both. One JSON text, not seven arrays: the driver dumps arrays element by element in Python,
+-- the JSON encoder in C.
 UPDATE partitions_subjob s
     SET status = %(target)s, {subjob_enters_succeeded(s)}, attempts = s.attempts + 1,
-        duration_ms = v.ms, result = v.result, error = v.error, traceback = v.tb
-    FROM jsonb_to_recordset(%(rows)s::jsonb) AS v(id bigint, ms int, result jsonb, error text, tb text)
+        duration_ms = v.ms, result = v.result, error = v.error, traceback = v.tb,
+        error_class = v.cls, reason = v.reason,
+        first_seen_at = CASE WHEN v.reason = '' THEN s.first_seen_at
+                             ELSE coalesce(s.first_seen_at, statement_timestamp()) END,
+        last_seen_at = CASE WHEN v.reason = '' THEN s.last_seen_at ELSE statement_timestamp() END
+    FROM jsonb_to_recordset(%(rows)s::jsonb)
+         AS v(id bigint, ms int, result jsonb, error text, tb text, cls text, reason text)
     WHERE s.id = v.id AND s.status = ANY(%(from)s)
 
 -- name: async_commit
@@ -58,12 +65,14 @@ SELECT count(*), percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY 
     WHERE job_id = %(job_id)s AND status IN ({subjob_handled}) AND duration_ms IS NOT NULL
 
 -- name: job_failures_by_class
--- Failures of a job grouped by error class (the text before the first ':'), with a count and one example.
--- From failed sub-jobs and failed partitions.
-SELECT split_part(error, ':', 1) AS class, count(*), min(error) FROM (
-        SELECT error FROM partitions_subjob WHERE job_id = %(job_id)s AND status = {subjob_failed} AND error <> ''
+-- Failures of a job grouped by error class, with a count and one example; from failed sub-jobs and partitions.
+-- A sub-job's class is the ledger's (written with its outcome, partitions.reasons); a partition's last error
+-- has none stored, so its class is the text before the first ':' (the `Type: message` of its error line).
+SELECT class, count(*), min(error) FROM (
+        SELECT coalesce(nullif(error_class, ''), split_part(error, ':', 1)) AS class, error FROM partitions_subjob
+        WHERE job_id = %(job_id)s AND status = {subjob_failed} AND error <> ''
         UNION ALL
-        SELECT last_error FROM partitions_partition
+        SELECT split_part(last_error, ':', 1), last_error FROM partitions_partition
         WHERE job_id = %(job_id)s AND status = {partition_failed} AND last_error <> ''
     ) e GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT %(limit)s
 

@@ -9,11 +9,13 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 from django.db import DatabaseError, transaction
+from django.db.models.functions import Now
 
 from partitions import claiming, conf, tracing
 from partitions.exceptions import BoundsMoved, CancelJob, JobControl, LeaseLost, Retry, SkipItem, error_line
 from partitions.lifecycle import Actor, event, subjobs_finish
 from partitions.models import JobEvent, Partition, SubJob
+from partitions.reasons import failure_of
 from partitions.states import JobStatus, SubJobStatus
 from partitions.throttling import JobControls
 from partitions.worker import pulse
@@ -296,7 +298,8 @@ class PartitionRun:
 
     def _finish_subjobs(self, pairs: list, status: str) -> None:
         subjobs_finish([
-            (self.source.subjob_of(item).pk, result.duration_ms, result.value, _error_text(result), result.traceback)
+            (self.source.subjob_of(item).pk, result.duration_ms, result.value, _error_text(result), result.traceback,
+             *_failure(result))
             for item, result in pairs
         ], status)
 
@@ -312,6 +315,8 @@ class PartitionRun:
             for row, (_, result) in zip(rows, pairs, strict=True):
                 row.status, row.error, row.traceback, row.attempts = status, _error_text(result), result.traceback, 1
                 row.duration_ms = result.duration_ms
+                row.error_class, row.reason = _failure(result)
+                row.first_seen_at = row.last_seen_at = Now()
             subjob_ids = [row.pk for row in SubJob.objects.bulk_create(rows)]
         JobEvent.objects.bulk_create([
             JobEvent(job_id=self.job.pk, partition_id=self.partition.pk, subjob_id=sid, type=f"subjob_{status}",
@@ -330,6 +335,11 @@ def _error_text(result: ItemResult) -> str:
     if isinstance(result.error, SkipItem):
         return error_line(result.error.reason)
     return error_line(result.error)
+
+
+def _failure(result: ItemResult) -> tuple[str, str]:
+    """The ledger's (error class, reason) of an item's outcome; ("", "") for a success."""
+    return ("", "") if result.error is None else failure_of(result.error)
 
 
 def run_partition(partition: Partition, *, worker_id: str, deadline: float | None = None,

@@ -40,6 +40,7 @@ from partitions.management.cli_output import (
     throttle_line,
 )
 from partitions.management.cli_parser import JobEnded, OneLineErrors, OneLineParser
+from partitions.management.failures_cli import REASON_HELP, FailureCommands
 from partitions.management.sample_cli import SampleCommands, sample_text
 from partitions.management.schedules_cli import ScheduleCommands
 from partitions.models import Job, JobEvent, Partition
@@ -54,7 +55,7 @@ ACTOR = "cli"
 log = logging.getLogger(__name__)
 
 
-class Command(OneLineErrors, SampleCommands, ScheduleCommands, BaseCommand):
+class Command(OneLineErrors, SampleCommands, ScheduleCommands, FailureCommands, BaseCommand):
     help = "Start, watch, steer and schedule partitioned jobs."
     ACTOR = ACTOR
 
@@ -90,8 +91,10 @@ class Command(OneLineErrors, SampleCommands, ScheduleCommands, BaseCommand):
         listing.add_argument("--limit", type=list_limit, default=20)
         status = add("status", "one job's progress", job_id=True)
         status.add_argument("--watch", action="store_true", help="show progress until the job ends")
-        retry = add("retry", "retry failed partitions (or --subjobs: failed sub-jobs)", job_id=True)
+        retry = add("retry", "retry failed partitions (or --subjobs: failed sub-jobs; --reason: those of one reason)",
+                    job_id=True)
         retry.add_argument("--subjobs", action="store_true")
+        retry.add_argument("--reason", help=f"only the failed and skipped items of one reason: {REASON_HELP}")
         throttle = add("throttle", "change a job's rate limit, pause or health override while it runs", job_id=True)
         throttle.add_argument("--rate", type=rate_arg, default=validation.UNSET, help="items/s, or none")
         throttle.add_argument("--pause-ms", type=whole_number, default=validation.UNSET)
@@ -117,6 +120,7 @@ class Command(OneLineErrors, SampleCommands, ScheduleCommands, BaseCommand):
         prune.add_argument("--force", action="store_true",
                            help="allow an --older-than under the floor (PARTITIONS_PRUNE_FLOOR_SECONDS, a day)")
         self.add_schedule_arguments(add, whole_number=whole_number, rate_arg=rate_arg)
+        self.add_failure_arguments(add, list_limit=list_limit)
 
     def handle(self, *args, action: str, **options):
         self.as_json = options["json"]
@@ -218,9 +222,10 @@ class Command(OneLineErrors, SampleCommands, ScheduleCommands, BaseCommand):
                  + (f"  (split from partition {r['split_from']})" if r["split_from"] else "") for r in rows]
         self.emit(rows, "\n".join(lines) or "no partitions")
 
-    def do_retry(self, *, job_id: int, subjobs: bool, **options):
+    def do_retry(self, *, job_id: int, subjobs: bool, reason: str | None, **options):
+        subjobs = subjobs or reason is not None
         key, what = ("subjobs_retried", "sub-jobs") if subjobs else ("partitions_retried", "partitions")
-        count = (services.subjobs_retry(job_id, None, actor=ACTOR) if subjobs
+        count = (services.subjobs_retry(job_id, None, actor=ACTOR, reason=reason) if subjobs
                  else services.job_retry_failed(job_id, actor=ACTOR))
         self.emit({"job": job_id, key: count},
                   f"job {job_id}: {count:,} failed {what} retried" if count
