@@ -92,12 +92,12 @@ def viewer(db):
 
 
 @pytest.fixture
-def clusters(db_url, tmp_path):
+def clusters(db_url, tmp_path, django_db_blocker):
     """Start real qclusters on the test database: `clusters(n, **env)`; each still running is killed at
     teardown (the test has checked what it proves; a graceful stop would wait out their drains' budgets)."""
     from django.db import connections
 
-    from tests.support import Cluster
+    from tests.support import Cluster, forget_clusters
 
     started: list[Cluster] = []
 
@@ -111,6 +111,8 @@ def clusters(db_url, tmp_path):
     for cluster in started:
         if cluster.proc.poll() is None:
             cluster.kill()
+    with django_db_blocker.unblock():
+        forget_clusters()
 
 
 @pytest.fixture

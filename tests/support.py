@@ -210,6 +210,14 @@ class Cluster(QCluster):
         super().__init__({**CLUSTER_ENV, "DATABASE_URL": db_url, **extra_env}, log_path)
 
 
+def forget_clusters() -> None:
+    """Drop what stopped clusters reported (django-q2's stats in the database cache, which no flush empties), so
+    a later test in this process does not see a fleet that is gone."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
 def wait_for(condition: Callable[[], bool], *, timeout: float, what: str, clusters: list[Cluster] = ()) -> None:
     """Poll until condition() is true; on timeout fail with the clusters' logs."""
     deadline = time.monotonic() + timeout

@@ -13,7 +13,7 @@ from opsapp.billing.models import Invoice
 from opsapp.billing.seeding import seed_demo
 from partitions import services
 from partitions.models import Job
-from tests.support import Cluster, wait_for
+from tests.support import Cluster, forget_clusters, wait_for
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
@@ -72,12 +72,14 @@ def assert_nonced_under_csp(page, response) -> None:
 
 
 @pytest.fixture
-def cluster(db_url, tmp_path):
+def cluster(db_url, tmp_path, django_db_blocker):
     connections.close_all()
     running = Cluster(db_url, tmp_path / "qcluster.log", EMAIL_BACKEND="django.core.mail.backends.locmem.EmailBackend",
                       PARTITIONS_NOTIFY='{"email": ["ops@example.com"]}')
     yield running
     running.stop()
+    with django_db_blocker.unblock():
+        forget_clusters()
 
 
 def status_text(page) -> str:
