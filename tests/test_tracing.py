@@ -109,6 +109,9 @@ def test_without_a_configured_provider_workers_look_up_no_parent(django_assert_n
     assert "trace" not in JobEvent.objects.get(job=job, type="job_created").data
     with django_assert_num_queries(0):
         assert tracing.job_parent(job.pk) is None
+    # Nor does any call make a span object: an installed but unused API costs the claim path nothing.
+    assert not tracing.active()
+    assert tracing.span("x", {"a": 1}) is tracing._NOTHING and tracing.start("x") is None
 
 
 @pytest.fixture

@@ -170,7 +170,7 @@ class _DrainState:
 
 def _partition_span(partition, worker: str):
     """The span of one run of a claimed partition, under its job's trace: claimed, checkpoints, completed."""
-    if not tracing.ENABLED:
+    if not tracing.active():
         return None
     begun = tracing.start("partitions.partition.drain", {
         "job.id": partition.job_id, "partition.id": partition.pk, "partition.seq": partition.seq,

@@ -292,7 +292,7 @@ class PartitionRun:
             if not self.source.holds(items):
                 raise
             controls = write()
-        if tracing.ENABLED:
+        if tracing.active():
             tracing.event("checkpoint", {f"items.{name}": n for name, n in counts.items()})
         return controls
 
