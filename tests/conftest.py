@@ -26,6 +26,18 @@ def pytest_sessionstart(session):
 
 
 @pytest.fixture(autouse=True)
+def no_clusters_reported(request):
+    """Each database test starts with an empty stats cache: django-q2's clusters report to the database cache,
+    which no test flush empties, so a cluster an earlier test ran in this process would still be seen (in the
+    fleet's size, the workers page and their query counts) until its entry expires."""
+    if "_django_db_helper" in request.fixturenames:  # what every database test (marker or fixture) requests
+        from tests.support import forget_clusters
+
+        request.getfixturevalue("_django_db_helper")  # the database is open for this test first
+        forget_clusters()
+
+
+@pytest.fixture(autouse=True)
 def processes_only_in_slow_tests(request, monkeypatch):
     """The fast lane (`-m "not slow"`) starts no process: a qcluster, a browser, a fork or any subprocess
     fails a test that is not marked slow, so the mark cannot be forgotten."""
@@ -92,12 +104,12 @@ def viewer(db):
 
 
 @pytest.fixture
-def clusters(db_url, tmp_path, django_db_blocker):
+def clusters(db_url, tmp_path):
     """Start real qclusters on the test database: `clusters(n, **env)`; each still running is killed at
     teardown (the test has checked what it proves; a graceful stop would wait out their drains' budgets)."""
     from django.db import connections
 
-    from tests.support import Cluster, forget_clusters
+    from tests.support import Cluster
 
     started: list[Cluster] = []
 
@@ -111,8 +123,6 @@ def clusters(db_url, tmp_path, django_db_blocker):
     for cluster in started:
         if cluster.proc.poll() is None:
             cluster.kill()
-    with django_db_blocker.unblock():
-        forget_clusters()
 
 
 @pytest.fixture

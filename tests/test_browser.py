@@ -13,17 +13,19 @@ from opsapp.billing.models import Invoice
 from opsapp.billing.seeding import seed_demo
 from partitions import services
 from partitions.models import Job
-from tests.support import Cluster, forget_clusters, wait_for
+from tests.support import Cluster, wait_for
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 TIMEOUT_MS = int(os.environ.get("BROWSER_TIMEOUT_MS", "120000"))
 
-pytestmark = [
+#: The marks of every browser test module (`pytestmark = BROWSER_TEST`).
+BROWSER_TEST = [
     pytest.mark.django_db(transaction=True),
     pytest.mark.slow,
     pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="no Debian chromium (make test installs it as root)"),
 ]
+pytestmark = BROWSER_TEST
 
 
 @pytest.fixture
@@ -72,14 +74,12 @@ def assert_nonced_under_csp(page, response) -> None:
 
 
 @pytest.fixture
-def cluster(db_url, tmp_path, django_db_blocker):
+def cluster(db_url, tmp_path):
     connections.close_all()
     running = Cluster(db_url, tmp_path / "qcluster.log", EMAIL_BACKEND="django.core.mail.backends.locmem.EmailBackend",
                       PARTITIONS_NOTIFY='{"email": ["ops@example.com"]}')
     yield running
     running.stop()
-    with django_db_blocker.unblock():
-        forget_clusters()
 
 
 def status_text(page) -> str:

@@ -4,13 +4,13 @@ its picture is docs/failure-groups.png, in the README."""
 
 from pathlib import Path
 
-import pytest
 from django.urls import reverse
 
 from partitions.models import JobEvent, SubJob
 from tests.support import dispatcher_off, planned_job, run_to_end
 from tests.test_browser import (  # noqa: F401 - fixtures
     ARTIFACTS,
+    BROWSER_TEST,
     CHROMIUM,
     browser_page,
     csp_watch,
@@ -18,11 +18,7 @@ from tests.test_browser import (  # noqa: F401 - fixtures
 )
 from tests.test_failure_ledger import NO_ADDRESS, NO_TAX
 
-pytestmark = [
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.slow,
-    pytest.mark.skipif(not CHROMIUM or not __import__("os").path.exists(CHROMIUM), reason="no Debian chromium"),
-]
+pytestmark = BROWSER_TEST
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 GROUPS = "[data-failure-groups] tbody tr"

@@ -5,7 +5,6 @@ browser (its picture is docs/partition-grid.png, in the README)."""
 
 from pathlib import Path
 
-import pytest
 from django.db import connection
 from django.urls import reverse
 
@@ -15,6 +14,7 @@ from partitions.states import JOB_TERMINAL
 from tests.factories import make_job
 from tests.test_browser import (  # noqa: F401 - fixtures
     ARTIFACTS,
+    BROWSER_TEST,
     CHROMIUM,
     browser_page,
     cluster,
@@ -23,11 +23,7 @@ from tests.test_browser import (  # noqa: F401 - fixtures
     start_invoices,
 )
 
-pytestmark = [
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.slow,
-    pytest.mark.skipif(not CHROMIUM or not __import__("os").path.exists(CHROMIUM), reason="no Debian chromium"),
-]
+pytestmark = BROWSER_TEST
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 CELLS = "[data-partition-grid] i[data-seq]"

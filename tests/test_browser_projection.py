@@ -3,7 +3,6 @@ rate limit", and the job's end takes its running-job controls away without a rel
 
 from datetime import timedelta
 
-import pytest
 from django.db import connection
 from django.urls import reverse
 
@@ -11,6 +10,7 @@ from partitions import services
 from partitions.models import Job
 from tests.test_browser import (  # noqa: F401 - fixtures
     ARTIFACTS,
+    BROWSER_TEST,
     CHROMIUM,
     browser_page,
     cluster,
@@ -19,11 +19,7 @@ from tests.test_browser import (  # noqa: F401 - fixtures
     wait_for_status,
 )
 
-pytestmark = [
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.slow,
-    pytest.mark.skipif(not CHROMIUM or not __import__("os").path.exists(CHROMIUM), reason="no Debian chromium"),
-]
+pytestmark = BROWSER_TEST
 
 RUNNING_JOB_CONTROLS = ("pause", "cancel", "throttle", "knob")
 

@@ -3,21 +3,23 @@ change and its projection, and find the table exactly as it was."""
 
 from datetime import timedelta
 
-import pytest
 from django.contrib.auth.models import User
 from django.urls import reverse
 from django.utils import timezone
 
 from opsapp.billing.models import Subscription
 from tests.support import seed
-from tests.test_browser import ARTIFACTS, CHROMIUM, browser_page, csp_watch, log_in  # noqa: F401 - fixtures
+from tests.test_browser import (  # noqa: F401 - fixtures
+    ARTIFACTS,
+    BROWSER_TEST,
+    CHROMIUM,
+    browser_page,
+    csp_watch,
+    log_in,
+)
 from tests.test_sample_run import checksum, engine_counts
 
-pytestmark = [
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.slow,
-    pytest.mark.skipif(not CHROMIUM or not __import__("os").path.exists(CHROMIUM), reason="no Debian chromium"),
-]
+pytestmark = BROWSER_TEST
 
 
 def test_an_operator_tries_a_migration_on_a_sample_from_the_preview_and_nothing_changes(

@@ -16,10 +16,9 @@ from partitions import knob, schedules
 from partitions.cadence import CRON, Cadence
 from partitions.models import JobEvent
 from tests.factories import make_job, make_partition, make_subjob
-from tests.test_browser import ARTIFACTS, CHROMIUM, TIMEOUT_MS, log_in
+from tests.test_browser import ARTIFACTS, BROWSER_TEST, CHROMIUM, TIMEOUT_MS, log_in
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow,
-              pytest.mark.skipif(not CHROMIUM, reason="no chromium")]
+pytestmark = BROWSER_TEST
 
 WIDTHS = (1280, 800)
 
