@@ -17,6 +17,14 @@ from tests.support import Cluster, wait_for
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+
+def docs_picture(name: str) -> Path:
+    """Where a browser test saves a README picture: docs/ when asked (`UPDATE_DOCS=1`), otherwise
+    test-artifacts/, so a test run leaves the tree as it found it."""
+    folder = Path(__file__).resolve().parent.parent / "docs" if os.environ.get("UPDATE_DOCS") else ARTIFACTS
+    folder.mkdir(exist_ok=True)
+    return folder / name
 TIMEOUT_MS = int(os.environ.get("BROWSER_TIMEOUT_MS", "120000"))
 
 #: The marks of every browser test module (`pytestmark = BROWSER_TEST`).

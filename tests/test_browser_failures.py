@@ -2,7 +2,6 @@
 (and some were skipped), the reason filter leading to the item list, and "Skip with note" through its confirm page;
 its picture is docs/failure-groups.png, in the README."""
 
-from pathlib import Path
 
 from django.urls import reverse
 
@@ -14,13 +13,13 @@ from tests.test_browser import (  # noqa: F401 - fixtures
     CHROMIUM,
     browser_page,
     csp_watch,
+    docs_picture,
     signed_in,
 )
 from tests.test_failure_ledger import NO_ADDRESS, NO_TAX
 
 pytestmark = BROWSER_TEST
 
-DOCS = Path(__file__).resolve().parent.parent / "docs"
 GROUPS = "[data-failure-groups] tbody tr"
 
 
@@ -60,5 +59,5 @@ def test_an_operator_reads_the_failure_groups_filters_one_reason_and_skips_it_wi
     assert JobEvent.objects.get(job=job, type="subjobs_skipped").actor == "user:ops"
     assert page.evaluate("document.documentElement.scrollWidth <= document.documentElement.clientWidth")
     ARTIFACTS.mkdir(exist_ok=True)
-    page.locator("#pj-failures").screenshot(path=str(DOCS / "failure-groups.png"))
+    page.locator("#pj-failures").screenshot(path=str(docs_picture("failure-groups.png")))
     assert csp_watch() == []

@@ -3,7 +3,6 @@ partitions finish (no reload), hovering a cell words its bounds, attempts and wo
 its partitions, a filter the live poll keeps; and a 10k-partition job's grid of buckets, drawn and worded by the
 browser (its picture is docs/partition-grid.png, in the README)."""
 
-from pathlib import Path
 
 from django.db import connection
 from django.urls import reverse
@@ -19,13 +18,13 @@ from tests.test_browser import (  # noqa: F401 - fixtures
     browser_page,
     cluster,
     csp_watch,
+    docs_picture,
     signed_in,
     start_invoices,
 )
 
 pytestmark = BROWSER_TEST
 
-DOCS = Path(__file__).resolve().parent.parent / "docs"
 CELLS = "[data-partition-grid] i[data-seq]"
 
 
@@ -129,5 +128,5 @@ def test_a_10k_partition_grid_draws_1000_buckets_and_words_a_bucket_on_hover(
     # The grid fits the content's width: no sideways scroll at 1280 px.
     assert page.evaluate("document.documentElement.scrollWidth <= document.documentElement.clientWidth")
     page.mouse.move(0, 0)
-    page.locator("#pj-grid").screenshot(path=str(DOCS / "partition-grid.png"))
+    page.locator("#pj-grid").screenshot(path=str(docs_picture("partition-grid.png")))
     assert csp_watch() == []
