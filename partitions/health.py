@@ -5,7 +5,7 @@ process per interval, however many batches run.
 Built in, each with a threshold in settings (None turns it off):
 - `MAX_REPLICATION_LAG_SECONDS`: the replay lag of any standby (`pg_stat_replication`);
 - `MAX_TRANSACTION_AGE_SECONDS`: the oldest transaction in this database that holds back vacuum (it has a
-  snapshot or a transaction id): while it is open, every UPDATE leaves bloat behind.
+  snapshot or a transaction id): while it is open, every row version written is bloat vacuum cannot remove.
 A job type may add its own: `JobType.healthy(job) -> HealthVerdict | None`.
 
 Another role's sessions are only visible to a member of `pg_monitor` (or `pg_read_all_stats`): grant it to

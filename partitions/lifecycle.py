@@ -1,10 +1,10 @@
 """The only code that changes a status.
 
 `transition()` moves one row: it checks the transition table, runs one
-conditional UPDATE guarded by the allowed source statuses (plus any extra
+conditional write guarded by the allowed source statuses (plus any extra
 guard, such as a lease token), sets the timestamps that belong to the target
 status, and writes the JobEvent, all in one transaction. `transition_many()`
-does the same for a set of rows with one UPDATE … RETURNING and one bulk insert.
+does the same for a set of rows with one guarded write that returns them and one bulk insert.
 """
 
 from __future__ import annotations
@@ -140,7 +140,7 @@ def transition_many(
 
 
 def _update_returning(model: type[models.Model], where: Q, values: dict[str, Any]) -> list[models.Model]:
-    # One UPDATE … RETURNING (Django's update() only returns a count): the rows
+    # One guarded write that returns its rows (Django's update() only returns a count): the rows
     # we get back are exactly the rows the guard let through, for their events.
     opts = model._meta
     fields = [(opts.get_field(name), None, value) for name, value in values.items()]
@@ -159,8 +159,8 @@ def subjobs_finish(outcomes: list[tuple[int, int, Any, str, str, str, str]], tar
     error class, reason) each; a reason ("" for a success) also stamps the ledger's first and last seen.
 
     The batched form of transition_many for the runner's hot path (no event per row):
-    one UPDATE … FROM jsonb_to_recordset(…) guarded by the transition table, instead of an UPDATE
-    plus a per-row bulk_update. Returns how many rows moved.
+    one statement over one JSON text of rows (`subjobs_finish`), guarded by the transition table, instead of a
+    write plus a per-row bulk_update. Returns how many rows moved.
     """
     if not outcomes:
         return 0

@@ -97,7 +97,7 @@ JOB_TRANSITIONS: dict[str, frozenset[str]] = {
 
 PARTITION_TRANSITIONS: dict[str, frozenset[str]] = {
     P.PENDING: frozenset({
-        P.RUNNING,  # a worker claims it (FOR UPDATE SKIP LOCKED, a new lease token)
+        P.RUNNING,  # a worker claims it (the registry's `partition_claim`, skipping locked rows; a new lease token)
         P.CANCELLED,  # its job is cancelled or fails before anyone claimed it
     }),
     P.RUNNING: frozenset({
@@ -134,7 +134,7 @@ SUBJOB_TRANSITIONS: dict[str, frozenset[str]] = {
 
 
 def sources(table: dict[str, frozenset[str]], target: str) -> list[str]:
-    """Statuses from which `target` may be reached: the guard of a conditional UPDATE."""
+    """Statuses from which `target` may be reached: the guard of a conditional write."""
     return sorted(status for status, targets in table.items() if target in targets)
 
 

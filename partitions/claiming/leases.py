@@ -1,10 +1,10 @@
-"""Partition leases: claim (FOR UPDATE SKIP LOCKED, one short transaction), renew, checkpoint, complete.
+"""Partition leases: claim (skipping rows others hold, one short transaction), renew, checkpoint, complete.
 
 Rules kept here:
 - No row lock is held while a partition is processed.
 - Leases and every timestamp come from the database clock (`statement_timestamp()`, which is what Django's
   Now() uses on PostgreSQL, so ORM and raw SQL agree even inside one transaction).
-- Every write a worker makes about a claimed partition carries its `lease_token` in the WHERE clause; zero
+- Every write a worker makes about a claimed partition carries its `lease_token` in its guard; zero
   rows means the lease is gone and raises LeaseLost, so the caller rolls back its batch.
 The statements are the registry's (`partitions/sql/leases.sql`).
 """
@@ -29,7 +29,7 @@ _CONTROLS = 5
 
 def _fetch_partitions(cursor) -> list[Partition]:
     # from_db() wants values in model field order, converted (JSON arrives as text);
-    # RETURNING gives raw values in table order.
+    # the statement returns raw values in table order.
     names = [col.name for col in cursor.description][:-_CONTROLS]
     fields = Partition._meta.concrete_fields
     partitions = []

@@ -15,8 +15,8 @@ def _locked(model, statement: str, params: dict):
 
 
 def job_locked(job_id: int, *, no_key: bool = False) -> Job | None:
-    """The job row, locked for an operator command that changes it in place (throttle, knob). `no_key`: FOR NO
-    KEY UPDATE, which does not block inserts of child rows."""
+    """The job row, locked for an operator command that changes it in place (throttle, knob). `no_key`: the weaker
+    row lock (`job_lock_no_key`), which does not block inserts of child rows."""
     return _locked(Job, "job_lock_no_key" if no_key else "job_lock", {"job_id": job_id})
 
 

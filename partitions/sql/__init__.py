@@ -4,7 +4,7 @@ Each file holds named sections, Procrastinate-style:
 
     -- name: partition_checkpoint_if_held
     -- One line saying what it does (the first comment line is the description; more lines are notes).
-    UPDATE …
+    (the statement)
 
 A `-- fragment: claimable(p)` section is a predicate defined once; a statement (or another fragment) uses it
 as `{claimable(p)}`, `{claimable(l)}`, the argument replacing `{p}` in the fragment. A `-- template:
@@ -12,7 +12,7 @@ items_fetch(scope, bounds, order)` section is SQL that can only be completed at 
 own queryset): `build("items_fetch", scope=…, bounds=…, order=…)` fills in its parts, which are identifiers and
 SQL the ORM compiled, never values. The statuses come from
 `partitions.states`, never as literals: `{partition_running}` is the quoted status, `{partition_terminal}` a
-terminal set, `{partition_to_running}` the transition table's sources of a target (the guard of an UPDATE).
+terminal set, `{partition_to_running}` the transition table's sources of a target (a write's guard).
 They are substituted here, once, at import: every statement is one constant string with %(name)s parameters,
 so psycopg prepares it (a partial index such as partition_claimable_idx matches only status literals, which a
 generic plan over a parameter could not prove).
@@ -68,7 +68,7 @@ def _vocabulary() -> dict[str, str]:
 
 
 def _stamps_sql(model: str, target: str) -> str:
-    """`col = expr, …` for an UPDATE's SET on entering `target` (`{p}`: the updated row), from `stamps`."""
+    """`col = expr, …` assignments on entering `target` (`{p}`: the updated row), from `stamps`."""
     render = {NOW: lambda c: "statement_timestamp()", CLEAR: lambda c: "NULL",
               KEEP_OR_NOW: lambda c: f"coalesce({{p}}.{c}, statement_timestamp())"}
     return ", ".join(f"{column} = {render[how](column)}" for column, how in stamps(model, target).items())

@@ -66,8 +66,8 @@ def _write_plans(job: Job, plans: list[PartitionPlan], *, max_attempts: int) -> 
                   max_attempts=max_attempts)
         for seq, p in enumerate(plans)
     ], batch_size=2000)
-    # Sub-jobs go in through COPY: ~2x faster than one INSERT … SELECT FROM unnest per 20k rows, and ~6x
-    # faster than bulk_create's multi-row VALUES, for 100k-item jobs.
+    # Sub-jobs are streamed in (`subjobs_copy`): ~2x faster than one insert from arrays per 20k rows, and ~6x
+    # faster than bulk_create's multi-row insert, for 100k-item jobs.
     with connection.cursor() as cursor, cursor.cursor.copy(queries["subjobs_copy"]) as copy:
         seq = 0
         for partition, plan in zip(partitions, plans, strict=True):
