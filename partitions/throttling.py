@@ -1,17 +1,16 @@
 """A job's throttle in PostgreSQL: the knobs running partitions read, the fleet-wide rate limiter, and
 health-check episodes.
 
-The rate limiter is GCRA (the generic cell rate algorithm) on the job row: `rate_tat` is the theoretical
-arrival time of the next item. A worker that fetched n items reserves n / rate seconds from
-max(rate_tat, now) in one conditional write (`job_rate_reserve`) and sleeps until its slot starts.
-Reservations are refused past `RATE_HORIZON_SECONDS` ahead (the worker waits and asks again), so no worker
-sleeps on an old rate for long and a changed limit applies within about a second. It holds with any number
-of workers, however skewed their speed, because every item of the job passes the same row; the cost is one short write per
-batch, only for rate-limited jobs. A share per worker (limit / live leases) would need no row, but drifts
-whenever leases come and go and leaves a slow worker's share unused. Reserved items a drain's budget leaves
-unstarted are given back (`rate_release`) while theirs is still the latest reservation: exactly as if it
-had been smaller, so the guarantee holds and a short drain does not burn the rate.
-"""
+The rate limiter is GCRA (the generic cell rate algorithm) on the job row: `rate_tat` is the theoretical arrival
+time of the next item. A worker that fetched n items reserves n / rate seconds from max(rate_tat, now) in one
+conditional write (`job_rate_reserve`) and sleeps until its slot starts. Reservations are refused past
+`RATE_HORIZON_SECONDS` ahead (the worker waits and asks again), so no worker sleeps on an old rate for long and
+a changed limit applies within about a second. It holds with any number of workers, however skewed their speed,
+because every item of the job passes the same row; the cost is one short write per batch, only for rate-limited
+jobs. A share per worker (limit / live leases) would need no row, but drifts whenever leases come and go and
+leaves a slow worker's share unused. Reserved items a drain's budget leaves unstarted are given back
+(`rate_release`) while theirs is still the latest reservation: exactly as if it had been smaller, so the
+guarantee holds and a short drain does not burn the rate."""
 
 from __future__ import annotations
 
