@@ -9,8 +9,8 @@ OTEL_STAMP := $(VENV)/.otel-installed
 PORT ?= 8000
 # Test processes of `make test` (pytest-xdist, one file per process at a time; each has its own test database).
 # Most slow tests wait on qclusters, browsers and sleeps, so three share a 2-core machine well (4.5 min of tests
-# here, against 5.9 with two and ~10 in one). The tests marked `serial` (they restart the shared PostgreSQL, or
-# bound a time that needs the machine to themselves) run alone afterwards.
+# here, against 5.9 with two and ~10 in one). The tests marked `serial` (they restart the shared PostgreSQL) run
+# alone afterwards.
 TEST_PROCESSES ?= 3
 # The fast lane is CPU-bound: one process a core (1 min 21 s here, against 2 min 24 s in one).
 FAST_PROCESSES ?= 2
