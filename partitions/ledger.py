@@ -15,12 +15,13 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import connection
+from django.db.models import Count, Q
 
 from partitions.exceptions import UnknownReason
 from partitions.models import SubJob
 from partitions.reasons import REASON_MAX_LENGTH
 from partitions.sql import queries
-from partitions.states import SUBJOB_LEDGER
+from partitions.states import SUBJOB_LEDGER, SubJobStatus
 
 #: Groups one read returns (the largest first); the rest are counted, not listed.
 GROUPS_SHOWN = 50
@@ -107,11 +108,22 @@ def valid_reason(reason: object) -> bool:
 def reason_check(job_id: int, reason: object) -> str:
     """`reason` when some failed or skipped item of the job has it; UnknownReason (naming the closest of the
     job's largest groups) otherwise, for any text, without a query that text could break."""
-    if valid_reason(reason) and SubJob.objects.filter(job_id=job_id, status__in=sorted(SUBJOB_LEDGER),
-                                                      reason=reason).exists():
+    if valid_reason(reason) and _of_reason(job_id, reason).exists():
         return reason
     known = [g.reason for g in job_failure_groups(job_id).groups]
     raise UnknownReason(job_id, str(reason) if isinstance(reason, str) else repr(reason), known)
+
+
+def reason_counts(job_id: int, reason: str) -> tuple[int, int]:
+    """(items, of which failed) of the job's failed and skipped items with a checked `reason`, whatever its
+    group's rank (the page's groups are only the largest)."""
+    counts = _of_reason(job_id, reason).aggregate(items=Count("id"),
+                                                  failed=Count("id", filter=Q(status=SubJobStatus.FAILED)))
+    return counts["items"], counts["failed"]
+
+
+def _of_reason(job_id: int, reason: str):
+    return SubJob.objects.filter(job_id=job_id, status__in=sorted(SUBJOB_LEDGER), reason=reason)
 
 
 def job_failed_items(job_id: int, *, reason: str | None = None, status: str | None = None,

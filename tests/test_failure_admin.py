@@ -129,6 +129,16 @@ def test_retry_these_items_confirms_then_reruns_that_reason_only_and_is_audited(
     assert Job.objects.get(pk=failed_job.pk).status == "running"
 
 
+def test_the_confirmation_counts_a_reason_beyond_the_groups_the_page_shows(failed_job, operator, monkeypatch):
+    groups = ledger.job_failure_groups(failed_job.pk).groups
+    smallest = groups[-1]
+    monkeypatch.setitem(ledger.job_failure_groups.__kwdefaults__, "limit", 1)  # the page shows only the largest
+    assert [g.reason for g in ledger.job_failure_groups(failed_job.pk).groups] != [smallest.reason]
+    confirm = client_for(operator).get(url("failures_action", failed_job, "retry"), {"reason": smallest.reason})
+    assert confirm.status_code == 200
+    assert f"This touches {smallest.count} item{'' if smallest.count == 1 else 's'}." in confirm.content.decode()
+
+
 def test_skip_with_note_needs_a_note_and_is_audited_with_the_user(failed_job, operator):
     client = client_for(operator)
     confirm = client.get(url("failures_action", failed_job, "skip"), {"reason": NO_TAX})

@@ -157,8 +157,8 @@ def failures_action_view(model_admin, request, object_id, action_name):
     if (refused := _refusal(action.verb, job, reason)) is not None:
         model_admin.message_user(request, refused.message, refused.level)
         return HttpResponseRedirect(job_url(job.pk) + "#pj-failures")
-    group = next((g for g in ledger.job_failure_groups(job.pk).groups if g.reason == reason), None)
-    touched = (group.count if action.name == "retry" else group.failed) if group else 0
+    items, failed = ledger.reason_counts(job.pk, reason)  # this reason's, also past the page's largest groups
+    touched = items if action.name == "retry" else failed
     what = f"{touched:,} item{'' if touched == 1 else 's'}"
     return confirm_response(
         model_admin, request, label=action.label,
