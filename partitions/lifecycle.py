@@ -168,13 +168,14 @@ def subjobs_finish(outcomes: list[tuple[int, int, Any, str, str, str, str]], tar
                   for pk, ms, result, error, tb, cls, reason in outcomes])
     with connection.cursor() as cursor:
         cursor.execute(queries["subjobs_finish"], {
-            "target": target, "rows": rows, "from": _worker_sources(target)})
+            "target": target, "rows": rows, "from": _WORKER_SOURCES[target]})
         return cursor.rowcount
 
 
-def _worker_sources(target: str) -> list[str]:
-    # A worker finishes only the items it ran (pending ones): the table's failed -> skipped edge is the operators'.
-    return [status for status in sources(SUBJOB_TRANSITIONS, target) if status == SubJobStatus.PENDING]
+#: The guard of a worker's finish, per target, computed once: a worker finishes only the items it ran (pending
+#: ones); the table's failed -> skipped edge is the operators'.
+_WORKER_SOURCES = {target: [status for status in sources(SUBJOB_TRANSITIONS, target) if status == SubJobStatus.PENDING]
+                   for target in SUBJOB_TRANSITIONS[SubJobStatus.PENDING]}
 
 
 def subjobs_skip_failed(job_id: int, *, reason: str, note: str) -> int:
