@@ -41,6 +41,11 @@ def zone_name() -> str:
     return str(timezone.get_current_timezone())
 
 
+def plural(n: int, word: str) -> str:
+    """`1 worker`, `2,000 workers`."""
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
 def number(value: float | int) -> str:
     """`1,234`, `51.8`, `0.0028`: separators, three significant digits below 100, none above."""
     if isinstance(value, bool):
@@ -86,7 +91,7 @@ def estimate(e) -> str:
     if not e.runs:
         return "no past runs of this job type yet: no estimated duration"
     text = (f"about {duration(e.seconds)} at {number(e.items_per_second)} items/s (the pace of the last "
-            f"{e.runs} succeeded run{'' if e.runs == 1 else 's'}), finishing around {when(e.finish)}")
+            f"{plural(e.runs, 'succeeded run')}), finishing around {when(e.finish)}")
     if e.meets_deadline is None:
         return text
     return text + ("; that meets the deadline" if e.meets_deadline

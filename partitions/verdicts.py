@@ -7,12 +7,9 @@ from datetime import datetime
 
 from partitions import humanize, projection
 from partitions.humanize import duration as fmt_duration
+from partitions.humanize import plural
 from partitions.states import JobStatus
 from partitions.statistics import JobStats
-
-
-def plural(n: int, word: str) -> str:
-    return f"{n:,} {word}{'' if n == 1 else 's'}"
 
 
 def fmt_rate(rate: float | None) -> str:

@@ -14,7 +14,7 @@ from typing import Any
 
 from django.contrib import messages
 
-from partitions import services
+from partitions import humanize, services
 from partitions.exceptions import DuplicateJob, InvalidParams, InvalidTransition, JobNotFound, PartitionsError
 from partitions.models import Job
 from partitions.pages import job_failed_subjobs
@@ -70,10 +70,6 @@ class JobAction:
         return user.is_active and all(user.has_perm(p) for p in self.perms)
 
 
-def _count(n: int, what: str) -> str:
-    return f"{n:,} {what}{'' if n == 1 else 's'}"
-
-
 def _retry_failed(job: Job, user: Any, reason: str) -> ActionResult:
     n = services.job_retry_failed(job.pk, actor=user)
     if not n:
@@ -112,12 +108,12 @@ ACTIONS: dict[str, JobAction] = {a.name: a for a in [
     JobAction("retry_failed", "Retry failed partitions", "retry the failed partitions of",
               "Put every failed partition back to pending, with fresh attempts, for", (OPERATE,), "operate",
               JOB_RETRYABLE, _retry_failed, needs=lambda s: bool(s.progress.partitions.get(PartitionStatus.FAILED)),
-              touches=lambda job: _count(job.partitions.filter(status=PartitionStatus.FAILED).count(),
+              touches=lambda job: humanize.plural(job.partitions.filter(status=PartitionStatus.FAILED).count(),
                                          "failed partition")),
     JobAction("retry_subjobs", "Retry failed sub-jobs", "retry the failed sub-jobs of",
               "Run every failed sub-job again (in new retry partitions) for", (OPERATE,), "operate",
               JOB_RETRYABLE, _retry_subjobs, needs=lambda s: s.progress.items_failed > 0,
-              touches=lambda job: _count(job_failed_subjobs(job.pk).count(), "failed sub-job")),
+              touches=lambda job: humanize.plural(job_failed_subjobs(job.pk).count(), "failed sub-job")),
     JobAction("pause", "Pause", "pause", "Stop claiming new work for", (OPERATE,), "operate",
               JOB_PAUSABLE, _pause),
     JobAction("resume", "Resume", "resume", "Start claiming work again for", (OPERATE,), "operate",

@@ -14,9 +14,10 @@ from django.utils.safestring import SafeString
 
 from partitions import humanize
 from partitions.humanize import duration as fmt_duration
+from partitions.humanize import plural
 from partitions.states import JobStatus, PartitionStatus
 from partitions.statistics import JobStats, ThroughputPoint
-from partitions.verdicts import advice_text, fmt_dt, fmt_rate, plural, projection_text
+from partitions.verdicts import advice_text, fmt_dt, fmt_rate, projection_text
 
 DASH = humanize.DASH
 PARTITION_ORDER = [PartitionStatus.RUNNING, PartitionStatus.PENDING, PartitionStatus.SUCCEEDED,

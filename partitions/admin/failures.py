@@ -159,7 +159,7 @@ def failures_action_view(model_admin, request, object_id, action_name):
         return HttpResponseRedirect(job_url(job.pk) + "#pj-failures")
     items, failed = ledger.reason_counts(job.pk, reason)  # this reason's, also past the page's largest groups
     touched = items if action.name == "retry" else failed
-    what = f"{touched:,} item{'' if touched == 1 else 's'}"
+    what = humanize.plural(touched, "item")
     return confirm_response(
         model_admin, request, label=action.label,
         question=f"{action.question} job #{job.pk} ({job.type_name}) with reason “{reason}”? This touches {what}.",

@@ -53,7 +53,7 @@ def projection_line(summary: dict[str, Any]) -> str:
         parts.append(LIMIT_WORDS[summary["limited_by"]])
     if (needed := summary["workers_needed"]) is not None:
         fleet = summary["fleet_workers"]
-        parts.append(f"needs {needed} parallel worker{'' if needed == 1 else 's'}"
+        parts.append(f"needs {humanize.plural(needed, 'parallel worker')}"
                      + ("" if fleet is None else f" (the fleet has {fleet})"))
     if summary["rate_needed"] is not None and summary["meets_deadline"] is False:
         parts.append(f"a rate limit of {summary['rate_needed']:,.1f} items/s would meet the deadline")

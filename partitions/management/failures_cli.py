@@ -69,8 +69,8 @@ class FailureCommands:
                       text)
             return
         groups = ledger.job_failure_groups(job_id)
-        head = (f"job {job_id}: {groups.total:,} failed or skipped item{'' if groups.total == 1 else 's'}, "
-                f"{groups.reasons:,} reason{'' if groups.reasons == 1 else 's'}" if groups.total
+        head = (f"job {job_id}: {humanize.plural(groups.total, 'failed or skipped item')}, "
+                f"{humanize.plural(groups.reasons, 'reason')}" if groups.total
                 else f"job {job_id} has no failed or skipped items")
         lines = [head, *map(_group_line, groups.groups)]
         if groups.more:
@@ -85,5 +85,5 @@ class FailureCommands:
     def do_skip(self, *, job_id: int, reason: str, note: str, **options) -> None:
         count = services.subjobs_skip(job_id, reason=reason, note=note, actor=self.ACTOR)
         self.emit({"job": job_id, "reason": reason, "skipped": count},
-                  f"job {job_id}: {count:,} failed item{'' if count == 1 else 's'} of {reason!r} skipped" if count
+                  f"job {job_id}: {humanize.plural(count, 'failed item')} of {reason!r} skipped" if count
                   else f"job {job_id} has no failed items of {reason!r} left to skip")

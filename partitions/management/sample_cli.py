@@ -8,7 +8,7 @@ from typing import Any
 
 from django.core.management.base import CommandError
 
-from partitions import validation
+from partitions import humanize, validation
 from partitions.sample_run import (
     SAMPLE_ITEMS_DEFAULT,
     SAMPLE_ITEMS_MAX,
@@ -55,7 +55,7 @@ def sample_text(sample: dict[str, Any]) -> str:
         f"{sample['parallel']} in parallel ({_figure(sample['projected_items_per_second'])} items/s"
         + (f", {sample['limited_by'].replace('_', ' ')} binds" if sample["limited_by"] else "") + ")"
         + (f"; deadline: {sample['verdict'] or UNKNOWN}" if sample["deadline"] else "")
-        + (f"; needs {sample['workers_needed']} parallel worker{'' if sample['workers_needed'] == 1 else 's'}"
+        + (f"; needs {humanize.plural(sample['workers_needed'], 'parallel worker')}"
            if sample["workers_needed"] else "")
         + (f"; a rate of {sample['rate_needed']:,.1f} items/s would meet it" if sample["rate_needed"] else ""),
         f"  would change {sample['changes_total']:,} row(s)" + (":" if sample["changes"] else ""),
