@@ -16,16 +16,15 @@
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from django import forms
 from django.db.models import Model, QuerySet
 
+from partitions.backoff import Backoff
 from partitions.encoding import to_json
 from partitions.exceptions import InvalidParams, JobCodeError
 from partitions.health import HealthVerdict
@@ -35,18 +34,6 @@ from partitions.validation import throttle_errors, unstorable_values
 
 class NoParams(forms.Form):
     """A job type without parameters."""
-
-
-@dataclass(frozen=True)
-class Backoff:
-    """Exponential backoff with equal jitter: attempt n waits between half and all of min(cap, base * 2^(n-1))."""
-
-    base: float = 2.0
-    cap: float = 300.0
-
-    def delay(self, attempt: int) -> float:
-        ceiling = min(self.cap, self.base * 2 ** max(0, attempt - 1))
-        return random.uniform(ceiling / 2, ceiling)
 
 
 #: Set while a sample dry-run runs a type that `records_effects`: where it describes an external effect.

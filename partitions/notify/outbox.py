@@ -4,13 +4,13 @@ a channel that keeps failing is given up after `MAX_ATTEMPTS` and never blocks o
 from __future__ import annotations
 
 import logging
-import random
 import time
 from datetime import timedelta
 
 from django.db.models.functions import Now
 
 from partitions import claiming, conf, registry, tracing
+from partitions.backoff import Backoff
 from partitions.exceptions import JobTypeNotFound, error_line
 from partitions.lifecycle import delivery_finish
 from partitions.models import Delivery
@@ -23,13 +23,8 @@ log = logging.getLogger(__name__)
 SEND_LEASE_SECONDS = 60
 #: Deliveries one pass claims.
 PASS_SIZE = 50
-
-
-def backoff_seconds(attempt: int) -> float:
-    """Exponential with jitter from PARTITIONS_NOTIFY_BACKOFF seconds, at most an hour."""
-    base = conf.get("NOTIFY_BACKOFF")
-    ceiling = min(3600.0, base * 2 ** max(0, attempt - 1))
-    return random.uniform(ceiling / 2, ceiling)
+#: The longest a delivery waits between two attempts (its backoff starts at PARTITIONS_NOTIFY_BACKOFF seconds).
+BACKOFF_CAP_SECONDS = 3600.0
 
 
 def _claim(job_id: int | None) -> list[Delivery]:
@@ -56,7 +51,8 @@ def _record(delivery: Delivery, error: str | None) -> None:
                     delivery.attempts, error)
         delivery_finish(delivery.pk, error=error)
         return
-    retry_at = Now() + timedelta(seconds=backoff_seconds(delivery.attempts))
+    backoff = Backoff(base=conf.get("NOTIFY_BACKOFF"), cap=BACKOFF_CAP_SECONDS)
+    retry_at = Now() + timedelta(seconds=backoff.delay(delivery.attempts))
     Delivery.objects.filter(pk=delivery.pk).update(next_attempt_at=retry_at, last_error=error)
 
 
