@@ -6,6 +6,7 @@ The worker-side steps (plan, finalize, the circuit breaker) are in `partitions.w
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -27,7 +28,7 @@ from partitions.models import Job, Partition, SubJob
 from partitions.notify.config import notify_choice
 from partitions.pages import job_get
 from partitions.progress import job_progress
-from partitions.splits import PartitionPlan, plan_splits
+from partitions.splits import PartitionPlan, Split, check_splits, plan_splits
 from partitions.states import (
     JOB_REOPENABLE,
     JOB_RETRYABLE,
@@ -97,11 +98,12 @@ def _job_create(type_name: str, cleaned: dict[str, Any], options, channels, acto
 
 
 def _plan_check(type_name: str, params: dict[str, Any]) -> None:
-    """Raise JobNotPlannable when the job type's split fails with these (valid) params: the dry run, in a
-    savepoint, so a failing query leaves the caller's transaction usable."""
+    """Raise JobNotPlannable when the job type's split fails with these (valid) params: the split made and
+    checked (`Split.check`: its statements planned, not run), in a savepoint, so a failing query leaves the
+    caller's transaction usable."""
     try:
         with transaction.atomic():
-            job_preview(type_name, params)
+            check_splits(_split(type_name, params))
     except PartitionsError:
         raise
     except Exception as exc:
@@ -111,9 +113,14 @@ def _plan_check(type_name: str, params: dict[str, Any]) -> None:
 
 def job_preview(type_name: str, params: dict[str, Any] | None = None) -> list[PartitionPlan]:
     """Dry run: validate and split without writing anything (prepare is not run)."""
+    return plan_splits(_split(type_name, params))
+
+
+def _split(type_name: str, params: dict[str, Any] | None) -> Split | Sequence[Split]:
+    """What the job type's `split` returns for these params, validated and loaded (nothing planned yet)."""
     job_type = registry.get(type_name)
     cleaned = job_type.load_params(job_type.validate_params(params))
-    return plan_splits(job_type.split(Job(type_name=type_name, params=cleaned), cleaned))
+    return job_type.split(Job(type_name=type_name, params=cleaned), cleaned)
 
 
 def job_throttle(job_id: int, *, actor: Any, rate_limit: float | Any | None = UNSET,

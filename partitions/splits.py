@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.core.exceptions import EmptyResultSet
 from django.db import connection
 from django.db.models import BooleanField, Count, F, QuerySet, Value
 from django.db.models.expressions import RawSQL
@@ -78,6 +79,11 @@ class Split:
     def plan(self) -> list[PartitionPlan]:
         raise NotImplementedError
 
+    def check(self) -> None:
+        """Raise what `plan()` would raise, as cheaply as the split can tell (a job's start checks that the job
+        can be planned; its plan step plans it in full). Here: by planning."""
+        self.plan()
+
 
 class KeyRange(Split):
     """Balanced half-open ranges of a unique ordered key over a queryset.
@@ -112,6 +118,10 @@ class KeyRange(Split):
         params = [self.rows_per_partition, self.partitions or 1, *count_params, *first_params, *step_params]
         return sql, params
 
+    def check(self) -> None:
+        """The walk's statement planned and the scope's first row read, without counting or walking the rows."""
+        _check_statement(*self.boundaries_sql(), self.queryset)
+
     def plan(self) -> list[PartitionPlan]:
         sql, params = self.boundaries_sql()
         with connection.cursor() as cursor:
@@ -139,11 +149,21 @@ class Modulo(Split):
             raise JobCodeError("Modulo buckets must be >= 1")
         self.queryset, self.key, self.buckets, self.scope = queryset, key, buckets, scope or {}
 
+    def _counts(self) -> QuerySet:
+        """The rows of each bucket, in one query: `(bucket, rows)`."""
+        return (self.queryset.order_by().annotate(bucket=Mod(F(self.key), Value(self.buckets)))
+                .values_list("bucket").annotate(n=Count("*")))
+
+    def check(self) -> None:
+        """The counting statement planned and the scope's first row read, without counting the rows."""
+        try:
+            sql, params = self._counts().query.sql_with_params()
+        except EmptyResultSet:  # an empty scope (`.none()`): plan() reads nothing, so nothing can fail
+            return
+        _check_statement(sql, params, self.queryset)
+
     def plan(self) -> list[PartitionPlan]:
-        counts = dict(
-            self.queryset.order_by().annotate(bucket=Mod(F(self.key), Value(self.buckets)))
-            .values_list("bucket").annotate(n=Count("*"))
-        )
+        counts = dict(self._counts())
         return [
             PartitionPlan(kind="modulo", modulus=self.buckets, remainder=r, estimated_items=counts.get(r, 0),
                           key=[self.key], scope=self.scope)
@@ -183,6 +203,24 @@ class Items(Split):
         return [PartitionPlan(kind="items", estimated_items=len(c), items=c, scope=self.scope) for c in chunks]
 
 
+def _check_statement(sql: str, params: Sequence[Any], scope: QuerySet) -> None:
+    """EXPLAIN a split's statement (the errors of its text, as running it raises them) and read the first row of
+    its scope (what its conditions raise on the rows they see: a bad pattern, a failing cast)."""
+    with connection.cursor() as cursor:
+        cursor.execute(build("explain", statement=sql), params)
+    scope.exists()
+
+
+def _each(splits: Split | Sequence[Split]) -> Sequence[Split]:
+    return [splits] if isinstance(splits, Split) else splits
+
+
 def plan_splits(splits: Split | Sequence[Split]) -> list[PartitionPlan]:
     """What a job type's split() returned (one split or several), planned in order."""
-    return [plan for split in ([splits] if isinstance(splits, Split) else splits) for plan in split.plan()]
+    return [plan for split in _each(splits) for plan in split.plan()]
+
+
+def check_splits(splits: Split | Sequence[Split]) -> None:
+    """Raise what `plan_splits(splits)` would raise, as cheaply as each split can tell (`Split.check`)."""
+    for split in _each(splits):
+        split.check()

@@ -21,6 +21,12 @@ _items.{column}
 -- A modulo partition's bound: the key's remainder by the modulus (both parameters).
 mod({column}, %s) = %s
 
+-- template: explain(statement)
+-- A split's statement planned, not run (`Split.check`, the start's check that a job can be planned): every
+-- error of its text (a column, a type, a value out of range) is raised as running it raises it, at a fraction
+-- of its cost.
+EXPLAIN {statement}
+
 -- template: key_range_boundaries(count_sql, first_sql, step_sql, columns, s_columns)
 -- The planner's keyset walk: count the rows, then jump `k` rows from each boundary along the key's index.
 -- `k` is rows_per_partition when given (the first parameter), else the count over partitions (the second).
