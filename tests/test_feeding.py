@@ -11,7 +11,7 @@ from django.db.models.functions import Now
 from opsapp.billing.models import Event
 from partitions import claiming, services, worker
 from partitions.models import Partition, SubJob
-from partitions.worker.outcomes import apply_outcome
+from partitions.worker.commit import apply_outcome
 from partitions.worker.run import run_partition
 from tests import jobtypes
 from tests.support import (

@@ -13,7 +13,8 @@ from partitions import claiming, conf, dispatch, tracing
 from partitions.logs import log_context, partition_fields
 from partitions.waits import seconds_left, sleep_for
 from partitions.worker import splitting
-from partitions.worker.outcomes import apply_outcomes
+from partitions.worker.commit import apply_outcomes
+from partitions.worker.outcomes import OutcomeKind
 from partitions.worker.renewer import renewer
 from partitions.worker.run import BUDGET_SPENT, run_partition
 
@@ -147,7 +148,7 @@ class _DrainState:
             with log_context(**partition_fields(partition)), tracing.use(span):
                 outcome = run_partition(partition, worker_id=self.worker, deadline=self.deadline, cache=self.setups)
             slow = time.monotonic() - started > HOLD_SECONDS
-            if outcome.kind == "released" and outcome.reason == BUDGET_SPENT:
+            if outcome.kind == OutcomeKind.RELEASED and outcome.reason == BUDGET_SPENT:
                 self.deadline = min(self.deadline, time.monotonic())  # no room for more work: the drain ends
             ran += 1
             self.report.partitions += 1

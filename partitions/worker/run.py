@@ -6,7 +6,6 @@ import logging
 import time
 import traceback as tb
 from contextlib import nullcontext
-from dataclasses import dataclass, field
 
 from django.db import DatabaseError, transaction
 from django.db.models.functions import Now
@@ -22,6 +21,7 @@ from partitions.worker import pulse
 from partitions.worker.concurrency import ItemPool, ItemResult
 from partitions.worker.context import Context, JobSetup, job_setup
 from partitions.worker.feeding import feed_items, first_control
+from partitions.worker.outcomes import Outcome
 from partitions.worker.pacing import Pacer
 from partitions.worker.renewer import Held, renewer
 from partitions.worker.sizing import BatchSizer, timed_out
@@ -35,21 +35,6 @@ CHECKPOINT_EVERY_SECONDS = 1.0
 BUDGET_SPENT = "drain budget spent"
 #: What a split changes on the partition it splits (re-read by the holder when its checkpoint is refused).
 BOUNDS_FIELDS = ("lower", "upper", "modulus", "remainder", "bounds_version", "estimated_items")
-
-
-@dataclass
-class Outcome:
-    """How a run ended: `kind` is succeeded, released, failed, retry, cancelled, cancel_job or lease_lost
-    (`apply_outcomes` maps each to its transition)."""
-
-    kind: str
-    reason: str = ""
-    traceback: str = ""
-    retry_after: float | None = None
-    final: bool = False
-    stats: dict[str, int] = field(default_factory=dict)
-    #: Failed by a statement or lock timeout even at the smallest batch: the partition is halved for its retry.
-    timed_out: bool = False
 
 
 class PartitionRun:
@@ -87,13 +72,13 @@ class PartitionRun:
             with pool or nullcontext():
                 return self._loop(keeper, pool)
         except LeaseLost:
-            return Outcome("lease_lost", "another worker holds the lease")
+            return Outcome.lease_lost()
         except Retry as exc:
-            return Outcome("retry", exc.reason, retry_after=exc.after)
+            return Outcome.retry(exc.reason, after=exc.after)
         except CancelJob as exc:
-            return Outcome("cancel_job", exc.reason)
+            return Outcome.cancel_job(exc.reason)
         except Exception as exc:
-            return Outcome("failed", error_line(exc), traceback=tb.format_exc(), timed_out=timed_out(exc))
+            return Outcome.failed(error_line(exc), traceback=tb.format_exc(), timed_out=timed_out(exc))
         finally:
             renewer().release(keeper)
 
@@ -102,7 +87,7 @@ class PartitionRun:
             return self._feed(keeper, pool)
         while not (outcome := self._boundary(keeper)):
             if not self._next_batch():
-                return Outcome("succeeded", stats=self.stats)
+                return Outcome.succeeded(self.stats)
             self.stats["batches"] += 1
         return outcome
 
@@ -161,27 +146,27 @@ class PartitionRun:
         """Before each batch, after the pacer's gate (pause, health): why the run stops here (skip policy,
         pause, cancel, budget), or None to go on."""
         if self.failed_total > self.job_type.max_item_failures:
-            return Outcome("failed", f"{self.failed_total} items failed, more than max_item_failures="
-                           f"{self.job_type.max_item_failures}", final=True, stats=self.stats)
+            return Outcome.failed(f"{self.failed_total} items failed, more than max_item_failures="
+                                  f"{self.job_type.max_item_failures}", final=True, stats=self.stats)
         if self.pacer.controls.status == JobStatus.RUNNING and not keeper.lost:
             self.pacer.gate()
         if stop := self._stop_reason(keeper):
             return stop
         if pulse.should_yield(self.job.pk, self.partition.pk):  # throughput sample; the time/cost knob
-            return Outcome("released", "max_parallel lowered", stats=self.stats)
+            return Outcome.released("max_parallel lowered", self.stats)
         return None
 
     def _stop_reason(self, keeper: Held) -> Outcome | None:
         """Why no more work may start now (the job stopped, the lease is lost, the budget has no room), or None."""
         status = self.pacer.controls.status
         if status == JobStatus.PAUSED:
-            return Outcome("released", "job paused", stats=self.stats)
+            return Outcome.released("job paused", self.stats)
         if status in {JobStatus.CANCELLED, JobStatus.FAILED}:
-            return Outcome("cancelled", f"job {status}", stats=self.stats)
+            return Outcome.cancelled(f"job {status}", self.stats)
         if keeper.lost:
             raise LeaseLost(self.partition.pk, self.token)
         if not self.pacer.can_start():
-            return Outcome("released", BUDGET_SPENT, stats=self.stats)
+            return Outcome.released(BUDGET_SPENT, self.stats)
         return None
 
     def _run_batch(self, items: list) -> None:
@@ -228,14 +213,14 @@ class PartitionRun:
                 may_start=lambda: self._fed_may(self.pacer.can_run(), keeper), release=self.pacer.release,
                 run_item=self._run_item, commit=commit, every=CHECKPOINT_EVERY_SECONDS)
             if not moved or self.fed_stop:
-                return self.fed_stop or Outcome("succeeded", stats=self.stats)
+                return self.fed_stop or Outcome.succeeded(self.stats)
             self._reload_bounds()
             moved = False
 
     def _fed_may(self, allowed: bool, keeper: Held) -> bool:
         """The feeder may fetch or start no more (budget, rate limit, lease, job stopped): record why."""
         if not allowed and self.fed_stop is None:
-            self.fed_stop = self._stop_reason(keeper) or Outcome("released", BUDGET_SPENT, stats=self.stats)
+            self.fed_stop = self._stop_reason(keeper) or Outcome.released(BUDGET_SPENT, self.stats)
         return allowed
 
     def _run_item(self, item) -> ItemResult:
@@ -349,7 +334,7 @@ def run_partition(partition: Partition, *, worker_id: str, deadline: float | Non
         run = PartitionRun(partition, worker_id=worker_id, deadline=deadline,
                            setup=job_setup(partition.job_id, cache))
     except Exception as exc:  # unknown type, params no longer valid, queryset errors: fail this attempt
-        return Outcome("failed", error_line(exc), traceback=tb.format_exc())
+        return Outcome.failed(error_line(exc), traceback=tb.format_exc())
     return run.execute()
 
 
