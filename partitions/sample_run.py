@@ -41,6 +41,7 @@ from partitions.splits import PartitionPlan
 from partitions.sql import queries
 from partitions.states import JobStatus
 from partitions.worker.context import Context, JobSetup
+from partitions.worker.invoke import JobCode
 from partitions.worker.sources import source_for
 
 #: Bounds of the two sizes an operator chooses: planned partitions sampled, and items read from each.
@@ -292,8 +293,10 @@ def _run(setup: JobSetup, chosen: list[tuple[int, PartitionPlan]], limit: int) -
                                   modulus=plan.modulus, remainder=plan.remainder, key=plan.key, scope=plan.scope,
                                   estimated_items=plan.estimated_items)
             ctx = Context(job=setup.job, partition=partition, params=setup.params, worker_id=SAMPLE_WORKER)
+            # Each item in its own savepoint: a failing item leaves the sample's transaction usable.
+            code = JobCode(setup.job_type, ctx, item_savepoints=True)
             for batch in _batches(setup, partition, plan, limit):
-                _run_batch(setup.job_type, ctx, batch, measured)
+                _run_batch(code, batch, measured)
     return measured
 
 
@@ -311,47 +314,25 @@ def _batches(setup: JobSetup, partition: Partition, plan: PartitionPlan, limit: 
         after, left = source.checkpoint_of(batch[-1]), left - len(batch)
 
 
-def _run_batch(job_type: JobType, ctx: Context, items: list, measured: Measured) -> None:
-    """One batch as the runner runs it (each item in its own savepoint here: a failing item leaves the sample's
-    transaction usable); a batch-level failure or a Retry/CancelJob ends the sample."""
+def _run_batch(code: JobCode, items: list, measured: Measured) -> None:
+    """One batch through the runner's own calling sequence (`JobCode`), in a savepoint; a failed or skipped item
+    is counted, a batch-level failure or a Retry/CancelJob ends the sample."""
     started = time.perf_counter()
     try:
         with transaction.atomic():
-            job_type.before_batch(ctx, items)
-            if job_type.processes_items_one_by_one():
-                ok = [(item, value) for item, value in ((item, _run_item(job_type, ctx, item, measured))
-                                                        for item in items) if value is not _NOT_DONE]
-            else:
-                job_type.process_batch(ctx, items)
-                ok = [(item, None) for item in items]
-            if ok:
-                job_type.on_checkpoint(ctx, [item for item, _ in ok], [value for _, value in ok])
+            results = code.process(code.before_batch(items), commit=code.on_checkpoint)
     except JobControl as exc:
-        raise SampleFailed(job_type.name, f"the job code asked to stop ({error_line(exc)})") from exc
+        raise SampleFailed(code.job_type.name, f"the job code asked to stop ({error_line(exc)})") from exc
     finally:
         measured.seconds += time.perf_counter() - started
-    measured.done += len(ok)
-
-
-_NOT_DONE = object()
-
-
-def _run_item(job_type: JobType, ctx: Context, item, measured: Measured) -> Any:
-    """process_item with the type's immediate retries; a failed or skipped item is counted, not raised."""
-    for attempt in range(job_type.item_retries + 1):
-        try:
-            with transaction.atomic():
-                return job_type.process_item(ctx, item)
-        except SkipItem:
+    for item, result in zip(items, results, strict=True):
+        if result.error is None:
+            measured.done += 1
+        elif isinstance(result.error, SkipItem):
             measured.skipped += 1
-            return _NOT_DONE
-        except JobControl:
-            raise
-        except Exception as exc:
-            if attempt == job_type.item_retries:
-                measured.failed += 1
-                measured.errors.append(f"{getattr(item, 'key', None) or item.pk}: {error_line(exc)}")
-    return _NOT_DONE
+        else:
+            measured.failed += 1
+            measured.errors.append(f"{getattr(item, 'key', None) or item.pk}: {error_line(result.error)}")
 
 
 @contextmanager

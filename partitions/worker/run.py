@@ -11,7 +11,7 @@ from django.db import DatabaseError, transaction
 from django.db.models.functions import Now
 
 from partitions import claiming, conf, tracing
-from partitions.exceptions import BoundsMoved, CancelJob, JobControl, LeaseLost, Retry, SkipItem, error_line
+from partitions.exceptions import BoundsMoved, CancelJob, LeaseLost, Retry, SkipItem, error_line
 from partitions.lifecycle import Actor, event, subjobs_finish
 from partitions.models import JobEvent, Partition, SubJob
 from partitions.reasons import failure_of
@@ -20,7 +20,8 @@ from partitions.throttling import JobControls
 from partitions.worker import pulse
 from partitions.worker.concurrency import ItemPool, ItemResult
 from partitions.worker.context import Context, JobSetup, job_setup
-from partitions.worker.feeding import feed_items, first_control
+from partitions.worker.feeding import feed_items
+from partitions.worker.invoke import JobCode
 from partitions.worker.outcomes import Outcome
 from partitions.worker.pacing import Pacer
 from partitions.worker.renewer import Held, renewer
@@ -66,6 +67,7 @@ class PartitionRun:
         keeper = renewer().hold(self.partition.pk, self.token, self.lease_seconds)
         self.pacer = Pacer(self.job, self.job_type, self.claimed_controls, worker_id=self.worker_id, keeper=keeper,
                            deadline=self.deadline, learned=self.learned)
+        self.code = JobCode(self.job_type, self.ctx, item_savepoints=self.job_type.atomic, observe=self.pacer.observe)
         concurrency = self.job_type.concurrency(self.params)
         pool = ItemPool(concurrency) if concurrency > 1 else None
         try:
@@ -121,10 +123,7 @@ class PartitionRun:
 
     def _fetch(self, after, limit: int) -> list:
         """The next batch after `after`, with what the job type reads for it in bulk (`before_batch`)."""
-        items = self.source.fetch(after, limit)
-        if items:
-            self.job_type.before_batch(self.ctx, items)
-        return items
+        return self.code.before_batch(self.source.fetch(after, limit))
 
     def _reload_bounds(self) -> None:
         """Read the bounds a split left this partition (the lease is still ours) and read items within them."""
@@ -170,21 +169,9 @@ class PartitionRun:
         return None
 
     def _run_batch(self, items: list) -> None:
-        if not self.job_type.processes_items_one_by_one():
-            started = time.perf_counter()
-            self.job_type.process_batch(self.ctx, items)
-            self.pacer.observe(time.perf_counter() - started)  # the batch is the unit of work
-            self._commit(items, [ItemResult(i) for i in range(len(items))])
-            return
-        results: list[ItemResult] = []
-        for item in items:  # the first always runs; the next only while it fits in the drain's budget
-            if results and not self.pacer.can_run():  # the batch is admitted: only the unit must fit
-                break
-            results.append(self._run_item(item))
-        self.pacer.release(len(items) - len(results))
-        if control := first_control(results):
-            raise control[1]
-        self._commit(items[:len(results)], results)
+        # The first item always runs; the next only while it fits in the drain's budget (the batch is admitted:
+        # only the unit must fit).
+        self.code.process(items, commit=self._commit, may_run=self.pacer.can_run, unstarted=self.pacer.release)
 
     def _feed(self, keeper: Held, pool: ItemPool) -> Outcome:
         """Items in flight across batch edges; each checkpoint of the completed prefix is a stop boundary."""
@@ -211,7 +198,7 @@ class PartitionRun:
                 batch_size=lambda: self.pacer.batch_cap(self.sizer.size),
                 admit=lambda n: self._fed_may(self.pacer.admit(n), keeper),
                 may_start=lambda: self._fed_may(self.pacer.can_run(), keeper), release=self.pacer.release,
-                run_item=self._run_item, commit=commit, every=CHECKPOINT_EVERY_SECONDS)
+                run_item=self.code.run_item, commit=commit, every=CHECKPOINT_EVERY_SECONDS)
             if not moved or self.fed_stop:
                 return self.fed_stop or Outcome.succeeded(self.stats)
             self._reload_bounds()
@@ -223,22 +210,6 @@ class PartitionRun:
             self.fed_stop = self._stop_reason(keeper) or Outcome.released(BUDGET_SPENT, self.stats)
         return allowed
 
-    def _run_item(self, item) -> ItemResult:
-        attempts = self.job_type.item_retries + 1
-        for attempt in range(1, attempts + 1):
-            started = time.perf_counter()
-            try:
-                with transaction.atomic() if self.job_type.atomic else nullcontext():
-                    value = self.job_type.process_item(self.ctx, item)
-                self.pacer.observe(time.perf_counter() - started)
-                return ItemResult(0, value=value, duration_ms=_ms_since(started))
-            except JobControl as exc:
-                return ItemResult(0, error=exc, duration_ms=_ms_since(started))
-            except Exception as exc:
-                if attempt == attempts:
-                    return ItemResult(0, error=exc, traceback=tb.format_exc(), duration_ms=_ms_since(started))
-        raise AssertionError("unreachable")
-
     def _commit(self, items: list, results: list[ItemResult]) -> None:
         """Record item outcomes and advance the checkpoint over `items` (fenced)."""
         ok = [(item, r) for item, r in zip(items, results, strict=True) if r.error is None]
@@ -248,8 +219,7 @@ class PartitionRun:
         # Inside an atomic batch this joins the batch's transaction (no savepoint: a refused checkpoint rolls
         # the whole batch back anyway); otherwise it is the checkpoint's own transaction.
         with transaction.atomic(savepoint=False):
-            if ok:
-                self.job_type.on_checkpoint(self.ctx, [item for item, _ in ok], [r.value for _, r in ok])
+            self.code.on_checkpoint(items, results)
             if self.source.subjob_backed:
                 self._finish_subjobs(ok, SubJobStatus.SUCCEEDED)
             self._record_problems(skipped, SubJobStatus.SKIPPED)
@@ -308,10 +278,6 @@ class PartitionRun:
                      actor=actor.label, data={"error": _error_text(result)[:300]})
             for sid, (_, result) in zip(subjob_ids, pairs, strict=True)
         ])
-
-
-def _ms_since(started: float) -> int:
-    return int((time.perf_counter() - started) * 1000)
 
 
 def _error_text(result: ItemResult) -> str:
