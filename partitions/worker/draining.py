@@ -15,7 +15,7 @@ from partitions.waits import seconds_left, sleep_for
 from partitions.worker import splitting
 from partitions.worker.commit import apply_outcomes
 from partitions.worker.outcomes import OutcomeKind
-from partitions.worker.renewer import renewer
+from partitions.worker.renewer import Held, renewer
 from partitions.worker.run import BUDGET_SPENT, run_partition
 
 _PROCESS_TAG = uuid.uuid4().hex[:6]
@@ -124,15 +124,16 @@ class _DrainState:
         return True
 
     def run_claimed(self, claimed: list) -> tuple[int, float]:
-        """Run claimed partitions in order; how many ran and the seconds they took."""
+        """Run claimed partitions in order; how many ran and the seconds they took. The drain holds their leases
+        (renewed while they wait their turn) and hands each run its own."""
         holds = [renewer().hold(p.pk, p.lease_token, self.lease) for p in claimed]
         try:
-            return self._run_held(claimed)
+            return self._run_held(claimed, holds)
         finally:
             for held in holds:
                 renewer().release(held)
 
-    def _run_held(self, claimed: list) -> tuple[int, float]:
+    def _run_held(self, claimed: list, holds: list[Held]) -> tuple[int, float]:
         finished: list[tuple] = []
         began = oldest = time.monotonic()
         ran, slow = 0, False
@@ -146,7 +147,8 @@ class _DrainState:
             if (span := _partition_span(partition, self.worker)) is not None:
                 self.spans[partition.pk] = span
             with log_context(**partition_fields(partition)), tracing.use(span):
-                outcome = run_partition(partition, worker_id=self.worker, deadline=self.deadline, cache=self.setups)
+                outcome = run_partition(partition, worker_id=self.worker, deadline=self.deadline, cache=self.setups,
+                                        held=holds[index])
             slow = time.monotonic() - started > HOLD_SECONDS
             if outcome.kind == OutcomeKind.RELEASED and outcome.reason == BUDGET_SPENT:
                 self.deadline = min(self.deadline, time.monotonic())  # no room for more work: the drain ends

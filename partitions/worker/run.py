@@ -63,26 +63,26 @@ class PartitionRun:
                                 high=max(jt.max_batch_size, jt.batch_size))
         self.stats = {"done": 0, "failed": 0, "skipped": 0, "batches": 0}
 
-    def execute(self) -> Outcome:
-        keeper = renewer().hold(self.partition.pk, self.token, self.lease_seconds)
-        self.pacer = Pacer(self.job, self.job_type, self.claimed_controls, worker_id=self.worker_id, keeper=keeper,
-                           deadline=self.deadline, learned=self.learned)
-        self.code = JobCode(self.job_type, self.ctx, item_savepoints=self.job_type.atomic, observe=self.pacer.observe)
-        concurrency = self.job_type.concurrency(self.params)
-        pool = ItemPool(concurrency) if concurrency > 1 else None
-        try:
-            with pool or nullcontext():
-                return self._loop(keeper, pool)
-        except LeaseLost:
-            return Outcome.lease_lost()
-        except Retry as exc:
-            return Outcome.retry(exc.reason, after=exc.after)
-        except CancelJob as exc:
-            return Outcome.cancel_job(exc.reason)
-        except Exception as exc:
-            return Outcome.failed(error_line(exc), traceback=tb.format_exc(), timed_out=timed_out(exc))
-        finally:
-            renewer().release(keeper)
+    def execute(self, held: Held | None) -> Outcome:
+        """Run to the end; `held`: the lease as the drain that claimed it holds it (None: held for this run)."""
+        with renewer().holding(self.partition.pk, self.token, self.lease_seconds, held) as keeper:
+            self.pacer = Pacer(self.job, self.job_type, self.claimed_controls, worker_id=self.worker_id,
+                               keeper=keeper, deadline=self.deadline, learned=self.learned)
+            self.code = JobCode(self.job_type, self.ctx, item_savepoints=self.job_type.atomic,
+                                observe=self.pacer.observe)
+            concurrency = self.job_type.concurrency(self.params)
+            pool = ItemPool(concurrency) if concurrency > 1 else None
+            try:
+                with pool or nullcontext():
+                    return self._loop(keeper, pool)
+            except LeaseLost:
+                return Outcome.lease_lost()
+            except Retry as exc:
+                return Outcome.retry(exc.reason, after=exc.after)
+            except CancelJob as exc:
+                return Outcome.cancel_job(exc.reason)
+            except Exception as exc:
+                return Outcome.failed(error_line(exc), traceback=tb.format_exc(), timed_out=timed_out(exc))
 
     def _loop(self, keeper: Held, pool: ItemPool | None) -> Outcome:
         if pool is not None:
@@ -294,13 +294,14 @@ def _failure(result: ItemResult) -> tuple[str, str]:
 
 
 def run_partition(partition: Partition, *, worker_id: str, deadline: float | None = None,
-                  cache: dict[int, JobSetup] | None = None) -> Outcome:
-    """Run a claimed partition until done, failed, released (budget/pause) or lease lost."""
+                  cache: dict[int, JobSetup] | None = None, held: Held | None = None) -> Outcome:
+    """Run a claimed partition until done, failed, released (budget/pause) or lease lost. `held`: its lease as
+    its claimer (a drain) holds it; None: the run holds the lease itself."""
     try:
         run = PartitionRun(partition, worker_id=worker_id, deadline=deadline,
                            setup=job_setup(partition.job_id, cache))
     except Exception as exc:  # unknown type, params no longer valid, queryset errors: fail this attempt
         return Outcome.failed(error_line(exc), traceback=tb.format_exc())
-    return run.execute()
+    return run.execute(held)
 
 
