@@ -111,7 +111,7 @@ def apply_outcomes(finished: list[tuple[Partition, Outcome]], *, worker_id: str,
 
 def _log(partition: Partition, outcome: Outcome) -> None:
     log.info("partition %s of job %s (token %s): %s %s", partition.pk, partition.job_id, partition.lease_token,
-             outcome.kind, outcome.reason, extra={**partition_fields(partition), "outcome": outcome.kind})
+             outcome.kind, outcome.reason, extra={**partition_fields(partition), "outcome": outcome.kind.value})
 
 
 def _lease_lost(partition: Partition, outcome: Outcome) -> None:

@@ -35,7 +35,7 @@ STANDBY_SECONDS = 10.0
 @dataclass
 class DrainReport:
     partitions: int = 0
-    outcomes: Counter = field(default_factory=Counter)
+    outcomes: Counter[str] = field(default_factory=Counter)
     #: Stood by until the end with leases still held elsewhere: another drain should take over the watch.
     watch_goes_on: bool = False
 
@@ -154,7 +154,7 @@ class _DrainState:
                 self.deadline = min(self.deadline, time.monotonic())  # no room for more work: the drain ends
             ran += 1
             self.report.partitions += 1
-            self.report.outcomes[outcome.kind] += 1
+            self.report.outcomes[outcome.kind.value] += 1  # plain names: a pickled task result outlives the code
             finished.append((partition, outcome))
             if time.monotonic() - oldest >= HOLD_SECONDS:
                 self.record(finished)
@@ -167,8 +167,8 @@ class _DrainState:
             dispatch.job_drained(job_id)
         for partition, outcome in finished if self.spans else ():  # each run's span ends with its completion
             tracing.end(self.spans.pop(partition.pk, None), {
-                "partition.outcome": outcome.kind, **{f"items.{k}": outcome.stats.get(k, 0)
-                                                      for k in ("done", "failed", "skipped")}})
+                "partition.outcome": outcome.kind.value, **{f"items.{k}": outcome.stats.get(k, 0)
+                                                            for k in ("done", "failed", "skipped")}})
 
 
 def _partition_span(partition, worker: str):
