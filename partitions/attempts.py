@@ -11,12 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-#: Events that end an attempt (its outcome is the event's status).
-ENDINGS = {"job_succeeded": "succeeded", "job_failed": "failed", "job_cancelled": "cancelled",
-           "planning_failed": "failed"}
-#: Every event this module reads.
-LIFECYCLE_EVENTS = frozenset({"planning_started", "planning_finished", "finalizing_started", "job_paused",
-                              "job_resumed", "job_reopened", *ENDINGS})
+from partitions.events import ENDINGS, EventType
 
 
 @dataclass(frozen=True)
@@ -78,15 +73,15 @@ def _end(span: tuple[datetime, datetime | None] | None, at: datetime) -> tuple[d
 
 def _note(attempt: Attempt, mark: Mark) -> None:
     """One event inside an open attempt: a step begins or ends, a pause begins or ends, the attempt ends."""
-    if mark.type == "planning_finished":
+    if mark.type == EventType.PLANNING_FINISHED:
         attempt.prepare = _end(attempt.prepare, mark.at)
         attempt.process = attempt.process or (mark.at, None)
-    elif mark.type == "finalizing_started":
+    elif mark.type == EventType.FINALIZING_STARTED:
         attempt.process = _end(attempt.process, mark.at)
         attempt.finalize = attempt.finalize or (mark.at, None)
-    elif mark.type == "job_paused" and attempt.paused_since is None:
+    elif mark.type == EventType.JOB_PAUSED and attempt.paused_since is None:
         attempt.paused_since = mark.at
-    elif mark.type in ("job_resumed", *ENDINGS) and attempt.paused_since is not None:
+    elif mark.type in (EventType.JOB_RESUMED, *ENDINGS) and attempt.paused_since is not None:
         attempt.paused_seconds += (mark.at - attempt.paused_since).total_seconds()
         attempt.paused_since = None
     if mark.type in ENDINGS:
@@ -106,9 +101,9 @@ def attempts_of(marks: Sequence[Mark], *, handled_now: int) -> list[Attempt]:
     attempts: list[Attempt] = []
     for mark in sorted(marks, key=lambda m: m.at):
         current = attempts[-1] if attempts else None
-        if mark.type == "planning_started" and current is None:
+        if mark.type == EventType.PLANNING_STARTED and current is None:
             attempts.append(Attempt(0, mark.at, prepare=(mark.at, None)))
-        elif mark.type == "job_reopened" and current is not None:
+        elif mark.type == EventType.JOB_REOPENED and current is not None:
             current.handled_at_end = _count(mark.data.get("handled"))
             attempts.append(Attempt(current.number + 1, mark.at, process=(mark.at, None),
                                     handled_at_start=_count(mark.data.get("handled_after", mark.data.get("handled")))))

@@ -28,6 +28,7 @@ from django.db import transaction
 from django.utils.dateparse import parse_datetime
 
 from partitions import claiming, conf, verdicts
+from partitions.events import EventType
 from partitions.lifecycle import SYSTEM, event
 from partitions.models import Job
 from partitions.projection import PAUSED, Projection
@@ -40,7 +41,7 @@ WATCH_KEY = "deadline_watch"
 RECOVERY_SHARE = 0.05
 #: … and at least this many seconds before it.
 RECOVERY_MIN_SECONDS = 30.0
-AT_RISK, RECOVERED = "deadline_at_risk", "deadline_recovered"
+AT_RISK, RECOVERED = EventType.DEADLINE_AT_RISK, EventType.DEADLINE_RECOVERED
 
 
 class Reading(enum.StrEnum):
@@ -134,7 +135,7 @@ def _apply(stats: JobStats, seen: Reading, grace: float) -> str | None:
 
 def deadline_alerts_check() -> dict[str, int]:
     """Look at every watched job with a deadline once; the alerts written, by kind."""
-    counts = {AT_RISK: 0, RECOVERED: 0}
+    counts = {AT_RISK.value: 0, RECOVERED.value: 0}
     grace = conf.get("DEADLINE_GRACE_SECONDS")
     if grace is None:
         return counts

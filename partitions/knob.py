@@ -13,6 +13,7 @@ from typing import Any
 from django.db import transaction
 
 from partitions import claiming, dispatch, validation
+from partitions.events import EventType
 from partitions.exceptions import InvalidParams, InvalidTransition, JobNotFound
 from partitions.lifecycle import Actor, event
 from partitions.models import Job
@@ -48,7 +49,7 @@ def job_set(job_id: int, *, actor: Any, max_parallel: int | Any = KEEP,
             job.deadline = options.deadline
         if changes:
             job.save(update_fields=[name for name in ("max_parallel", "deadline") if name in changes])
-            event(job.pk, "job_settings_changed", Actor.of(actor), changes)
+            event(job.pk, EventType.JOB_SETTINGS_CHANGED, Actor.of(actor), changes)
             transaction.on_commit(dispatch.work_available)
     return job
 

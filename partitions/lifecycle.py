@@ -5,6 +5,10 @@ conditional write guarded by the allowed source statuses (plus any extra
 guard, such as a lease token), sets the timestamps that belong to the target
 status, and writes the JobEvent, all in one transaction. `transition_many()`
 does the same for a set of rows with one guarded write that returns them and one bulk insert.
+
+It also holds the one writer of JobEvent rows: `event()` (one INSERT) and `events_insert()` (many rows, built by
+`event_row()`, in one INSERT), whoever writes them (transitions, services, the worker, job types through
+`partitions.event`); their types are `partitions.events.EventType`'s.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from django.db.models.expressions import RawSQL
 from django.db.models.functions import Coalesce, Now
 
 from partitions.encoding import dumps
+from partitions.events import EventType
 from partitions.exceptions import InvalidTransition, LeaseLost
 from partitions.models import Delivery, Job, JobEvent, Partition, SubJob
 from partitions.sql import queries
@@ -70,23 +75,35 @@ def timestamps_for(model: type[models.Model], target: str) -> dict[str, Any]:
     return {column: render[how](column) for column, how in stamps(model._meta.model_name, target).items()}
 
 
-def event(job_id: int, type: str, actor: Actor, data: dict | None = None, *,
+def event_row(job_id: int, type: EventType, actor: Any, data: dict | None = None, *,
+              partition_id: int | None = None, subjob_id: int | None = None) -> JobEvent:
+    """One unsaved event of a job's timeline: `event` saves one, `events_insert` many."""
+    who = Actor.of(actor)
+    return JobEvent(job_id=job_id, partition_id=partition_id, subjob_id=subjob_id, type=type,
+                    actor=who.label, actor_user_id=who.user_id, data=data or {})
+
+
+def event(job_id: int, type: EventType, actor: Any, data: dict | None = None, *,
           partition_id: int | None = None, subjob_id: int | None = None) -> JobEvent:
-    """Append one event to a job's timeline."""
-    return JobEvent.objects.create(
-        job_id=job_id, partition_id=partition_id, subjob_id=subjob_id, type=type,
-        actor=actor.label, actor_user_id=actor.user_id, data=data or {},
-    )
+    """Append one event to a job's timeline (one INSERT): every writer of a JobEvent row calls it, or
+    `events_insert` for many."""
+    row = event_row(job_id, type, actor, data, partition_id=partition_id, subjob_id=subjob_id)
+    row.save(force_insert=True)
+    return row
 
 
-def _event_row(row: models.Model, type: str, actor: Actor, data: dict | None) -> JobEvent:
+def events_insert(rows: list[JobEvent]) -> list[JobEvent]:
+    """Append many events (built by `event_row`) in one INSERT: the hot paths' form (a batch's problem items, a
+    bulk transition's rows)."""
+    return JobEvent.objects.bulk_create(rows)
+
+
+def _event_of(row: models.Model, type: EventType, actor: Actor, data: dict | None) -> JobEvent:
+    """The event of a transition of `row` (a job, a partition or a sub-job)."""
     if isinstance(row, Job):
-        return JobEvent(job_id=row.pk, type=type, actor=actor.label, actor_user_id=actor.user_id, data=data or {})
-    return JobEvent(
-        job_id=row.job_id, partition_id=row.pk if isinstance(row, Partition) else None,
-        subjob_id=row.pk if isinstance(row, SubJob) else None,
-        type=type, actor=actor.label, actor_user_id=actor.user_id, data=data or {},
-    )
+        return event_row(row.pk, type, actor, data)
+    return event_row(row.job_id, type, actor, data, partition_id=row.pk if isinstance(row, Partition) else None,
+                     subjob_id=row.pk if isinstance(row, SubJob) else None)
 
 
 def transition(
@@ -95,7 +112,7 @@ def transition(
     target: str,
     *,
     actor: Any,
-    event_type: str,
+    event_type: EventType,
     data: dict | None = None,
     guard: dict[str, Any] | None = None,
     updates: dict[str, Any] | None = None,
@@ -113,7 +130,7 @@ def transition(
                 raise LeaseLost(pk, token)
             raise InvalidTransition(model.__name__, pk, current, target)
         row = model.objects.get(pk=pk)
-        _event_row(row, event_type, actor, data).save()
+        _event_of(row, event_type, actor, data).save(force_insert=True)
     return row
 
 
@@ -123,19 +140,19 @@ def transition_many(
     target: str,
     *,
     actor: Any,
-    event_type: str,
+    event_type: EventType | None,
     data: dict | None = None,
     updates: dict[str, Any] | None = None,
-    event_per_row: bool = True,
 ) -> list[models.Model]:
-    """Move every row matching `where` that may reach `target`; return the moved rows."""
+    """Move every row matching `where` that may reach `target`, each with an `event_type` event (None: none, the
+    caller writes one for them all); return the moved rows."""
     actor = Actor.of(actor)
     allowed = sources(TABLES[model], target)
     with transaction.atomic():
         values = {"status": target, **timestamps_for(model, target), **(updates or {})}
         moved = _update_returning(model, where & Q(status__in=allowed), values)
-        if moved and event_per_row:
-            JobEvent.objects.bulk_create([_event_row(row, event_type, actor, data) for row in moved])
+        if moved and event_type is not None:
+            events_insert([_event_of(row, event_type, actor, data) for row in moved])
     return moved
 
 
@@ -189,9 +206,9 @@ def subjobs_skip_failed(job_id: int, *, reason: str, note: str) -> int:
 def job_pending_work_cancel(job_id: int, *, actor: Any) -> None:
     """The job's pending partitions and sub-jobs, cancelled (its running ones stop at their next batch)."""
     transition_many(Partition, Q(job_id=job_id, status=PartitionStatus.PENDING), PartitionStatus.CANCELLED,
-                    actor=actor, event_type="partition_cancelled", event_per_row=False)
+                    actor=actor, event_type=None)
     transition_many(SubJob, Q(job_id=job_id, status=SubJobStatus.PENDING), SubJobStatus.CANCELLED,
-                    actor=actor, event_type="subjob_cancelled", event_per_row=False)
+                    actor=actor, event_type=None)
 
 
 # A worker's partition transitions that are not one fenced statement (claim, checkpoint and complete are, in
@@ -210,16 +227,19 @@ def partition_fail(partition_id: int, token: int, *, actor: Any, error: str, tra
         data = {"error": error[:500], "attempt": current.attempts}
         if current.job.status in JOB_TERMINAL:
             transition(Partition, partition_id, PartitionStatus.CANCELLED, actor=actor,
-                       event_type="partition_cancelled", data={**data, "reason": f"job {current.job.status}"},
+                       event_type=EventType.PARTITION_CANCELLED,
+                       data={**data, "reason": f"job {current.job.status}"},
                        guard={"lease_token": token}, updates=updates)
             return PartitionStatus.CANCELLED
         if final or current.attempts >= current.max_attempts:
-            transition(Partition, partition_id, PartitionStatus.FAILED, actor=actor, event_type="partition_failed",
-                       data=data, guard={"lease_token": token}, updates=updates)
+            transition(Partition, partition_id, PartitionStatus.FAILED, actor=actor,
+                       event_type=EventType.PARTITION_FAILED, data=data,
+                       guard={"lease_token": token}, updates=updates)
             return PartitionStatus.FAILED
         updates["available_at"] = Now() + timedelta(seconds=retry_after)
         transition(Partition, partition_id, PartitionStatus.PENDING, actor=actor,
-                   event_type="partition_retry_scheduled", data={**data, "retry_after_s": round(retry_after, 3)},
+                   event_type=EventType.PARTITION_RETRY_SCHEDULED,
+                   data={**data, "retry_after_s": round(retry_after, 3)},
                    guard={"lease_token": token}, updates=updates)
         return PartitionStatus.PENDING
 
@@ -228,15 +248,17 @@ def partition_release(partition_id: int, token: int, *, actor: Any, reason: str)
     """Hand a held partition back unfinished (budget spent, job paused); the attempt is given back."""
     # status=running: a reaper does not bump the token, so the token alone would let a stalled
     # holder move a partition reaped to failed back to pending.
-    transition(Partition, partition_id, PartitionStatus.PENDING, actor=actor, event_type="partition_released",
-               data={"reason": reason}, guard={"lease_token": token, "status": PartitionStatus.RUNNING},
+    transition(Partition, partition_id, PartitionStatus.PENDING, actor=actor,
+               event_type=EventType.PARTITION_RELEASED, data={"reason": reason},
+               guard={"lease_token": token, "status": PartitionStatus.RUNNING},
                updates={"attempts": F("attempts") - 1, "available_at": Now()})
 
 
 def partition_cancel(partition_id: int, token: int, *, actor: Any, reason: str) -> None:
     """Stop a held partition because its job was cancelled or failed."""
-    transition(Partition, partition_id, PartitionStatus.CANCELLED, actor=actor, event_type="partition_cancelled",
-               data={"reason": reason}, guard={"lease_token": token, "status": PartitionStatus.RUNNING})
+    transition(Partition, partition_id, PartitionStatus.CANCELLED, actor=actor,
+               event_type=EventType.PARTITION_CANCELLED, data={"reason": reason},
+               guard={"lease_token": token, "status": PartitionStatus.RUNNING})
 
 
 def partitions_lease_lapsed(*, min_attempts: int = 0) -> list[int]:
@@ -250,12 +272,12 @@ def partitions_reap_expired(*, actor: Any = "reaper") -> dict[str, int]:
     expired = Q(pk__in=RawSQL(queries["partitions_lease_lapsed"], []))
     exhausted = transition_many(
         Partition, expired & Q(attempts__gte=F("max_attempts")), PartitionStatus.FAILED, actor=Actor.of(actor),
-        event_type="partition_failed", data={"error": "lease expired on the last attempt"},
+        event_type=EventType.PARTITION_FAILED, data={"error": "lease expired on the last attempt"},
         updates={"last_error": "lease expired on the last attempt (worker crashed or stalled)"},
     )
     requeued = transition_many(
-        Partition, expired, PartitionStatus.PENDING, actor=Actor.of(actor), event_type="partition_lease_expired",
-        updates={"available_at": Now()},
+        Partition, expired, PartitionStatus.PENDING, actor=Actor.of(actor),
+        event_type=EventType.PARTITION_LEASE_EXPIRED, updates={"available_at": Now()},
     )
     return {"requeued": len(requeued), "failed": len(exhausted)}
 

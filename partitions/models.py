@@ -15,7 +15,7 @@ from django.db.models import Q
 from django.db.models.functions import Now
 
 from partitions.encoding import EngineJSONEncoder
-from partitions.projection import COURSE_EVENTS
+from partitions.events import COURSE_EVENTS, EventType, ScheduleEventType
 from partitions.states import (
     JOB_TERMINAL,
     PARTITION_TERMINAL,
@@ -254,7 +254,7 @@ class JobEvent(models.Model):
     job = models.ForeignKey(Job, on_delete=models.CASCADE, db_index=False, related_name="events")
     partition = models.ForeignKey(Partition, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
     subjob = models.ForeignKey(SubJob, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
-    type = models.CharField(max_length=64)
+    type = models.CharField(max_length=64, choices=EventType.choices)
     actor = models.CharField(max_length=200, blank=True)
     actor_user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     data = _json(default=dict, blank=True)
@@ -392,7 +392,7 @@ class ScheduleEvent(models.Model):
     schedule = models.ForeignKey(JobSchedule, null=True, blank=True, on_delete=models.SET_NULL, db_index=False,
                                  related_name="events")
     schedule_name = models.CharField(max_length=100)
-    type = models.CharField(max_length=64)
+    type = models.CharField(max_length=64, choices=ScheduleEventType.choices)
     job = models.ForeignKey(Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     scheduled_for = models.DateTimeField(null=True, blank=True, help_text="The fire time this event is about.")
     actor = models.CharField(max_length=200, blank=True)

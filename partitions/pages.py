@@ -11,6 +11,7 @@ from django.db.models import Case, Count, Max, OuterRef, QuerySet, Subquery, Whe
 from django.db.models.functions import Coalesce, Now
 
 from partitions.claiming import live_lease_q
+from partitions.events import EventType
 from partitions.exceptions import JobNotFound
 from partitions.models import Delivery, Job, JobEvent, Partition, SubJob
 from partitions.states import PartitionStatus, SubJobStatus
@@ -26,7 +27,7 @@ def job_get(job_id: int) -> Job:
 
 def _lease_claimed_at() -> Case:
     # The claim event of the current lease; only evaluated for running rows (FK index on partition_id).
-    claimed = (JobEvent.objects.filter(partition_id=OuterRef("pk"), type="partition_claimed")
+    claimed = (JobEvent.objects.filter(partition_id=OuterRef("pk"), type=EventType.PARTITION_CLAIMED)
                .order_by("-id").values("created_at")[:1])
     return Case(When(status=PartitionStatus.RUNNING, then=Subquery(claimed)), default=None)
 
@@ -92,7 +93,7 @@ def workers_recent(*, window_seconds: float = 900, scan_events: int = 20_000) ->
     newest = JobEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0
     claims = {
         row["actor"]: row for row in
-        JobEvent.objects.filter(id__gt=newest - scan_events, type="partition_claimed",
+        JobEvent.objects.filter(id__gt=newest - scan_events, type=EventType.PARTITION_CLAIMED,
                                 created_at__gte=Now() - timedelta(seconds=window_seconds))
         .values("actor").annotate(last=Max("created_at"), n=Count("id")).order_by()
     }

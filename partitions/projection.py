@@ -14,15 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from partitions.attempts import LIFECYCLE_EVENTS
 from partitions.states import JOB_TERMINAL, JobStatus
 
-#: Events after which the rate is measured afresh: what changes how fast a job may go.
-SETTINGS_EVENTS = frozenset({"planning_finished", "job_throttle_changed", "job_settings_changed", "job_paused",
-                             "job_resumed", "job_throttled", "job_throttle_lifted", "job_reopened"})
-#: The events that shape a job's course (its attempts and its settings); a partial index
-#: (jobevent_course_idx) keeps reading them cheap on a job with a long timeline.
-COURSE_EVENTS = LIFECYCLE_EVENTS | SETTINGS_EVENTS
 #: A rate needs at least this many seconds of samples since the change; before that the job is "measuring".
 MIN_SPAN_SECONDS = 1.0
 #: Measured at or above this share of its rate limit, the limit is what binds.

@@ -39,6 +39,7 @@ from django.db import IntegrityError, transaction
 from partitions import cadence as cadences
 from partitions import claiming, conf, registry, services, validation
 from partitions.cadence import Cadence
+from partitions.events import FIRE_OUTCOMES, ScheduleEventType
 from partitions.exceptions import (
     DuplicateJob,
     InvalidParams,
@@ -80,8 +81,9 @@ def cadence_of(schedule: JobSchedule) -> Cadence:
                    anchor=schedule.anchor)
 
 
-def schedule_event(schedule: JobSchedule, type_: str, actor: Any, *, job: Job | None = None,
+def schedule_event(schedule: JobSchedule, type_: ScheduleEventType, actor: Any, *, job: Job | None = None,
                    scheduled_for: datetime | None = None, **data: Any) -> ScheduleEvent:
+    """Append one event to a schedule's history: the one writer of ScheduleEvent rows."""
     who = Actor.of(actor)
     return ScheduleEvent.objects.create(schedule=schedule, schedule_name=schedule.name, type=type_, job=job,
                                         scheduled_for=scheduled_for, actor=who.label, actor_user_id=who.user_id,
@@ -92,7 +94,7 @@ def schedule_event(schedule: JobSchedule, type_: str, actor: Any, *, job: Job | 
 class FireResult:
     """What one fire did: `outcome` is the ScheduleEvent type it wrote."""
 
-    outcome: str  # fire_started | fire_skipped | fire_missed | schedule_auto_paused | fire_failed
+    outcome: ScheduleEventType  # one of FIRE_OUTCOMES
     job: Job | None = None
     detail: str = ""
 
@@ -148,7 +150,7 @@ def schedule_create(*, actor: Any, cadence: Cadence, start_at: datetime | None =
     try:
         with transaction.atomic():
             schedule = JobSchedule.objects.create(**row, anchor=anchor, next_run_at=first, created_by_id=who.user_id)
-            schedule_event(schedule, "schedule_created", who, scheduled_for=first,
+            schedule_event(schedule, ScheduleEventType.SCHEDULE_CREATED, who, scheduled_for=first,
                            cadence=cadence_of(schedule).describe(), params=row["params"])
     except IntegrityError as exc:
         raise ScheduleNameTaken(row["name"]) from exc
@@ -179,7 +181,7 @@ def schedule_pause(name_or_id: str | int, *, actor: Any, reason: str = "") -> Jo
         schedule = schedule_get(name_or_id, lock=True)
         if schedule.enabled:
             _pause(schedule, reason or f"paused by {Actor.of(actor).label}")
-            schedule_event(schedule, "schedule_paused", actor, reason=schedule.paused_reason)
+            schedule_event(schedule, ScheduleEventType.SCHEDULE_PAUSED, actor, reason=schedule.paused_reason)
     return schedule
 
 
@@ -196,7 +198,7 @@ def schedule_resume(name_or_id: str | int, *, actor: Any) -> JobSchedule:
             schedule.enabled, schedule.paused_reason = True, ""
             schedule.next_run_at = cadences.next_fire(cadence_of(schedule), claiming.db_now())
             schedule.save(update_fields=["enabled", "paused_reason", "next_run_at"])
-            schedule_event(schedule, "schedule_resumed", actor, scheduled_for=schedule.next_run_at)
+            schedule_event(schedule, ScheduleEventType.SCHEDULE_RESUMED, actor, scheduled_for=schedule.next_run_at)
     return schedule
 
 
@@ -205,7 +207,7 @@ def schedule_delete(name_or_id: str | int, *, actor: Any) -> str:
     schedule_permitted(actor, DELETE_SCHEDULE, "deleting a schedule")
     with transaction.atomic():
         schedule = schedule_get(name_or_id, lock=True)
-        schedule_event(schedule, "schedule_deleted", actor)
+        schedule_event(schedule, ScheduleEventType.SCHEDULE_DELETED, actor)
         name = schedule.name
         schedule.delete()
     return name
@@ -239,7 +241,7 @@ def schedules_fire_due(*, limit: int | None = None, budget_seconds: float = FIRE
     The one entry point of the schedule duty (tick, and whatever wakes it). A fire that fails is rolled back
     alone and handled by `schedule_fire_failed`; the next due schedule fires regardless.
     """
-    counts = {"fire_started": 0, "fire_skipped": 0, "fire_missed": 0, "schedule_auto_paused": 0, "fire_failed": 0}
+    counts = {outcome.value: 0 for outcome in FIRE_OUTCOMES}
     failed: list[int] = []  # not claimed again by this run, whatever happened to them
     ends = time.monotonic() + budget_seconds
     for _ in itertools.count() if limit is None else range(limit):
@@ -258,7 +260,7 @@ def schedules_fire_due(*, limit: int | None = None, budget_seconds: float = FIRE
             if claimed_id is None:
                 raise  # the claim itself failed (the database): the duty's failure, logged by tick
             failed.append(claimed_id)
-            counts["fire_failed"] += 1
+            counts[ScheduleEventType.FIRE_FAILED] += 1
             schedule_fire_failed(claimed_id, exc)
     return counts
 
@@ -274,8 +276,8 @@ def schedule_fire_failed(schedule_id: int, exc: BaseException) -> None:
             reason = f"paused: its fire failed ({error_line(exc)[:500]})"
             scheduled_for = schedule.next_run_at
             _pause(schedule, reason)
-            schedule_event(schedule, "fire_failed", f"schedule:{schedule.name}", scheduled_for=scheduled_for,
-                           reason=reason, error=error_line(exc)[:1000])
+            schedule_event(schedule, ScheduleEventType.FIRE_FAILED, f"schedule:{schedule.name}",
+                           scheduled_for=scheduled_for, reason=reason, error=error_line(exc)[:1000])
             operators_notify(f"Schedule {schedule.name} paused: its fire failed",
                              f"{reason}\nResume it once the cause is fixed (manage.py jobs schedule-resume "
                              f"{schedule.name}, or the admin's schedule page).")
@@ -293,13 +295,13 @@ def schedule_fire_claimed(schedule: JobSchedule, *, now: datetime) -> FireResult
     late = (now - scheduled_for).total_seconds() > conf.get("SCHEDULE_MISFIRE_GRACE_SECONDS")
     actor = f"schedule:{schedule.name}"
     if late and not conf.get("SCHEDULE_CATCH_UP"):
-        schedule_event(schedule, "fire_missed", actor, scheduled_for=scheduled_for, missed=missed + 1,
+        schedule_event(schedule, ScheduleEventType.FIRE_MISSED, actor, scheduled_for=scheduled_for, missed=missed + 1,
                        late_seconds=round((now - scheduled_for).total_seconds()), caught_up=False)
-        result = FireResult("fire_missed", detail=f"{missed + 1} missed fire(s) not replayed")
+        result = FireResult(ScheduleEventType.FIRE_MISSED, detail=f"{missed + 1} missed fire(s) not replayed")
     else:
         if late:
-            schedule_event(schedule, "fire_missed", actor, scheduled_for=scheduled_for, missed=missed + 1,
-                           late_seconds=round((now - scheduled_for).total_seconds()), caught_up=True)
+            schedule_event(schedule, ScheduleEventType.FIRE_MISSED, actor, scheduled_for=scheduled_for,
+                           missed=missed + 1, late_seconds=round((now - scheduled_for).total_seconds()), caught_up=True)
         result = _fire(schedule, now=now, scheduled_for=scheduled_for, actor=actor)
     schedule.last_run_at = now
     if schedule.enabled:
@@ -319,30 +321,32 @@ def _fire(schedule: JobSchedule, *, now: datetime, scheduled_for: datetime, acto
     except (InvalidParams, JobTypeNotFound) as exc:
         reason = f"paused at its fire of {scheduled_for:%Y-%m-%d %H:%M} UTC: {error_line(exc)}"
         _pause(schedule, reason)
-        schedule_event(schedule, "schedule_auto_paused", actor, scheduled_for=scheduled_for, reason=reason)
-        return FireResult("schedule_auto_paused", detail=reason)
+        schedule_event(schedule, ScheduleEventType.SCHEDULE_AUTO_PAUSED, actor, scheduled_for=scheduled_for,
+                       reason=reason)
+        return FireResult(ScheduleEventType.SCHEDULE_AUTO_PAUSED, detail=reason)
     except DuplicateJob:  # the active run ended between the conflict and the look-up: nothing to start either
         job, created = None, False
     if not created:
         detail = f"{RUN_ACTIVE}: job #{job.pk} is still {job.status}" if job else RUN_ACTIVE
         _skipped(schedule, actor, job=job, scheduled_for=scheduled_for, detail=detail)
-        return FireResult("fire_skipped", job=job, detail=detail)
+        return FireResult(ScheduleEventType.FIRE_SKIPPED, job=job, detail=detail)
     schedule.last_job = job
-    schedule_event(schedule, "fire_started", actor, job=job, scheduled_for=scheduled_for)
-    return FireResult("fire_started", job=job)
+    schedule_event(schedule, ScheduleEventType.FIRE_STARTED, actor, job=job, scheduled_for=scheduled_for)
+    return FireResult(ScheduleEventType.FIRE_STARTED, job=job)
 
 
 def _skipped(schedule: JobSchedule, actor: Any, *, job: Job | None, scheduled_for: datetime, detail: str) -> None:
     """Record a skipped fire; one skip after another of the same run only counts up the last row (the schedule's
     row lock, held by the caller, orders them)."""
     last = ScheduleEvent.objects.filter(schedule=schedule).order_by("-id").first()
-    if last is not None and last.type == "fire_skipped" and last.job_id == (job.pk if job else None):
+    if last is not None and last.type == ScheduleEventType.FIRE_SKIPPED and last.job_id == (job.pk if job else None):
         count = int(last.data.get("count", 1)) + 1
         last.data = {**last.data, "count": count, "last_scheduled_for": scheduled_for.isoformat(),
                      "reason": f"{detail}; {count} fires skipped"}
         last.save(update_fields=["data"])
         return
-    schedule_event(schedule, "fire_skipped", actor, job=job, scheduled_for=scheduled_for, reason=detail, count=1)
+    schedule_event(schedule, ScheduleEventType.FIRE_SKIPPED, actor, job=job, scheduled_for=scheduled_for,
+                   reason=detail, count=1)
 
 
 def _pause(schedule: JobSchedule, reason: str) -> None:

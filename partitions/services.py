@@ -14,6 +14,7 @@ from django.db.models import F, Max, Q
 from django.db.models.functions import Now
 
 from partitions import claiming, dispatch, ledger, registry, throttling, tracing, validation
+from partitions.events import EventType
 from partitions.exceptions import (
     DuplicateJob,
     InvalidParams,
@@ -82,7 +83,7 @@ def _job_create(type_name: str, cleaned: dict[str, Any], options, channels, acto
                                          priority=options.priority, deadline=options.deadline,
                                          dedupe_key=options.dedupe_key, created_by_id=actor.user_id,
                                          rate_limit=options.rate_limit, pause_ms=options.pause_ms, notify=channels)
-                event(job.pk, "job_created", actor, {"params": cleaned, "max_parallel": options.max_parallel,
+                event(job.pk, EventType.JOB_CREATED, actor, {"params": cleaned, "max_parallel": options.max_parallel,
                                                      **_throttle_data(job), **({"trace": trace} if trace else {})})
         except IntegrityError:
             existing = (Job.objects.filter(dedupe_key=options.dedupe_key)
@@ -140,7 +141,7 @@ def job_throttle(job_id: int, *, actor: Any, rate_limit: float | Any | None = UN
         actor = Actor.of(actor)
         if _throttle_data(job) != before:  # a change that changes nothing writes nothing (no audit row either)
             job.save(update_fields=list(changes))
-            event(job_id, "job_throttle_changed", actor, {"before": before, "after": _throttle_data(job)})
+            event(job_id, EventType.JOB_THROTTLE_CHANGED, actor, {"before": before, "after": _throttle_data(job)})
         if job.ignore_health and job.throttled_since is not None:
             throttling.throttle_end(job_id, checked_at=None, actor=actor, why="health checks ignored by operator")
     job.refresh_from_db()
@@ -155,7 +156,7 @@ def job_cancel(job_id: int, *, actor: Any, reason: str = "") -> Job:
     """Cancel a job: pending partitions and sub-jobs are cancelled; running ones stop at their next batch."""
     reason = validation.reason_text(reason)
     with transaction.atomic():
-        job = transition(Job, job_id, JobStatus.CANCELLED, actor=actor, event_type="job_cancelled",
+        job = transition(Job, job_id, JobStatus.CANCELLED, actor=actor, event_type=EventType.JOB_CANCELLED,
                          data={"reason": reason}, updates={"error": reason})
         job_pending_work_cancel(job_id, actor=actor)
     transaction.on_commit(dispatch.notifications_due)
@@ -164,11 +165,11 @@ def job_cancel(job_id: int, *, actor: Any, reason: str = "") -> Job:
 
 def job_pause(job_id: int, *, actor: Any) -> Job:
     """Stop claiming; running partitions hand themselves back at their next batch boundary."""
-    return transition(Job, job_id, JobStatus.PAUSED, actor=actor, event_type="job_paused")
+    return transition(Job, job_id, JobStatus.PAUSED, actor=actor, event_type=EventType.JOB_PAUSED)
 
 
 def job_resume(job_id: int, *, actor: Any) -> Job:
-    job = transition(Job, job_id, JobStatus.RUNNING, actor=actor, event_type="job_resumed",
+    job = transition(Job, job_id, JobStatus.RUNNING, actor=actor, event_type=EventType.JOB_RESUMED,
                      guard={"status": JobStatus.PAUSED})
     transaction.on_commit(dispatch.work_available)
     return job
@@ -184,7 +185,7 @@ def job_retry_failed(job_id: int, partition_ids: list[int] | None = None, *, act
         if partition_ids is not None:
             where &= Q(pk__in=partition_ids)
         moved = transition_many(Partition, where, PartitionStatus.PENDING,
-                                actor=actor, event_type="partition_retried",
+                                actor=actor, event_type=EventType.PARTITION_RETRIED,
                                 updates={"attempts": 0, "available_at": Now(), "last_error": ""})
         if moved:
             handled = _handled(job_id)  # a partition retry keeps its counters: the retry carries on from them
@@ -207,7 +208,7 @@ def subjobs_retry(job_id: int, subjob_ids: list[int] | None = None, *, actor: An
         before = {row["pk"]: row for row in SubJob.objects.filter(where).values("pk", "partition_id", "status")}
         handled = _handled(job_id)
         moved = transition_many(SubJob, where & Q(pk__in=list(before)), SubJobStatus.PENDING, actor=actor,
-                                event_type="subjob_retried", event_per_row=False,
+                                event_type=None,
                                 updates={"error": "", "error_class": "", "reason": "", "note": ""})
         if not moved:
             return 0
@@ -230,7 +231,7 @@ def subjobs_retry(job_id: int, subjob_ids: list[int] | None = None, *, actor: An
                                              key=source.key, estimated_items=len(ids),
                                              max_attempts=registry.get(job.type_name).max_attempts)
             SubJob.objects.filter(pk__in=ids).update(partition=retry)
-        event(job_id, "subjobs_retried", Actor.of(actor), {"count": len(moved)} | (
+        event(job_id, EventType.SUBJOBS_RETRIED, Actor.of(actor), {"count": len(moved)} | (
             {"reason": reason} if reason is not None else {}))
         _reopen(job, actor, "failed sub-jobs retried", count=len(moved), handled=handled,
                 handled_after=_handled(job_id))
@@ -253,7 +254,7 @@ def subjobs_skip(job_id: int, *, reason: str, note: str, actor: Any) -> int:
             raise InvalidTransition("Job", job_id, job.status, "skip")
         moved = subjobs_skip_failed(job_id, reason=ledger.reason_check(job_id, reason), note=note)
         if moved:
-            event(job_id, "subjobs_skipped", Actor.of(actor), {"count": moved, "reason": reason, "note": note})
+            event(job_id, EventType.SUBJOBS_SKIPPED, Actor.of(actor), {"count": moved, "reason": reason, "note": note})
     return moved
 
 
@@ -266,7 +267,7 @@ def _reopen(job: Job, actor: Any, reason: str, *, count: int, handled: int, hand
     it took the retried items out of the counters, so statistics can tell the attempts apart."""
     if job.status in JOB_REOPENABLE:
         try:
-            transition(Job, job.pk, JobStatus.RUNNING, actor=actor, event_type="job_reopened",
+            transition(Job, job.pk, JobStatus.RUNNING, actor=actor, event_type=EventType.JOB_REOPENED,
                        data={"reason": reason, "count": count, "handled": handled, "handled_after": handled_after},
                        updates={"error": ""})
         except IntegrityError as exc:
@@ -279,7 +280,7 @@ def job_rerun(job_id: int, *, actor: Any) -> Job:
     old = job_get(job_id)
     job, _ = job_start(old.type_name, old.params, actor=actor, max_parallel=old.max_parallel, priority=old.priority,
                        rate_limit=old.rate_limit, pause_ms=old.pause_ms)
-    event(old.pk, "job_rerun", Actor.of(actor), {"new_job": job.pk})
+    event(old.pk, EventType.JOB_RERUN, Actor.of(actor), {"new_job": job.pk})
     return job
 
 

@@ -18,9 +18,10 @@ from django.db.models import Count, Q, Sum
 from partitions import conf, dispatch
 from partitions.attempts import Attempt, Mark, active_seconds, attempts_of, work_seconds
 from partitions.claiming import live_lease_q
+from partitions.events import COURSE_EVENTS, SETTINGS_EVENTS, EventType
 from partitions.models import Job, JobEvent, Partition
 from partitions.progress import Progress, jobs_progress
-from partitions.projection import COURSE_EVENTS, SETTINGS_EVENTS, JobFacts, Projection, Sample, project
+from partitions.projection import JobFacts, Projection, Sample, project
 from partitions.sql import queries
 from partitions.states import JobStatus
 
@@ -127,7 +128,7 @@ def _marks(ids: list[int]) -> dict[int, list[Mark]]:
 def _settings_changed_at(marks: list[Mark]) -> datetime | None:
     """The last change to how fast the job may go (a deadline-only knob change is not one)."""
     changes = [m.at for m in marks if m.type in SETTINGS_EVENTS
-               and (m.type != "job_settings_changed" or "max_parallel" in m.data)]
+               and (m.type != EventType.JOB_SETTINGS_CHANGED or "max_parallel" in m.data)]
     return max(changes, default=None)
 
 
@@ -170,7 +171,7 @@ def jobs_stats(jobs: Sequence[Job], *, window_seconds: float = RATE_WINDOW_SECON
             max_parallel=job.max_parallel, fleet_workers=fleet,
             fleet_free=None if fleet is None else fleet - (busy - p.live_leases), held_reason=held,
             deadline=job.deadline, finished_at=job.finished_at)
-        cancelled_by = next((m.actor for m in reversed(marks[job.pk]) if m.type == "job_cancelled"), "")
+        cancelled_by = next((m.actor for m in reversed(marks[job.pk]) if m.type == EventType.JOB_CANCELLED), "")
         stats[job.pk] = JobStats(job=job, progress=p, now=now, projection=project(facts), attempts=attempts,
                                  cancelled_by=cancelled_by)
     return stats

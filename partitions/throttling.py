@@ -19,6 +19,7 @@ from datetime import datetime
 
 from django.db import connection
 
+from partitions.events import EventType
 from partitions.lifecycle import Actor, event
 from partitions.sql import queries
 
@@ -111,7 +112,7 @@ def throttle_start(job_id: int, reason: str, *, checked_at: datetime, actor: str
         cursor.execute(queries["job_throttle_start"], {"job_id": job_id, "reason": reason, "checked_at": checked_at})
         started = cursor.fetchone() is not None
     if started:
-        event(job_id, "job_throttled", Actor.of(actor), {"reason": reason})
+        event(job_id, EventType.JOB_THROTTLED, Actor.of(actor), {"reason": reason})
     return started
 
 
@@ -123,5 +124,6 @@ def throttle_end(job_id: int, *, checked_at: datetime | None, actor: object, why
     if row is None:
         return False
     seconds, reason = row
-    event(job_id, "job_throttle_lifted", Actor.of(actor), {"why": why, "reason": reason, "seconds": round(seconds, 1)})
+    event(job_id, EventType.JOB_THROTTLE_LIFTED, Actor.of(actor),
+          {"why": why, "reason": reason, "seconds": round(seconds, 1)})
     return True

@@ -19,6 +19,8 @@ from collections.abc import Mapping
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
+from partitions.events import EventType
+
 try:
     from opentelemetry import propagate, trace
 except ImportError:  # the optional dependency is absent: every function below is a no-op
@@ -109,6 +111,6 @@ def active() -> bool:
 def _job_parent(job_id: int) -> dict[str, str] | None:
     from partitions.models import JobEvent
 
-    data = JobEvent.objects.filter(job_id=job_id, type="job_created").values_list("data", flat=True).first()
+    data = JobEvent.objects.filter(job_id=job_id, type=EventType.JOB_CREATED).values_list("data", flat=True).first()
     found = data.get("trace") if isinstance(data, dict) else None
     return dict(found) if isinstance(found, dict) else None

@@ -24,6 +24,7 @@ from datetime import timedelta
 from opsapp.bench import harness, scale, sleep_items
 from partitions import claiming, schedules, services, tasks
 from partitions.cadence import MINUTES, Cadence
+from partitions.events import EventType
 from partitions.models import Job, JobEvent, JobSchedule
 from partitions.states import JOB_TERMINAL
 
@@ -65,7 +66,7 @@ def _small_job(fleet: scale.Fleet) -> tuple[float, float]:
     job.refresh_from_db()
     if job.status != "succeeded":
         raise harness.BenchError(f"idle: the small job {job.status}: {job.error}")
-    first = JobEvent.objects.filter(job=job, type="partition_claimed").order_by("id").first().created_at
+    first = JobEvent.objects.filter(job=job, type=EventType.PARTITION_CLAIMED).order_by("id").first().created_at
     fleet.wait_until_queue_empty()
     return (first - job.created_at).total_seconds(), (job.finished_at - job.created_at).total_seconds()
 

@@ -30,6 +30,7 @@ from django_q.models import OrmQ
 
 from opsapp.bench import harness, qclusters, sleep_items
 from partitions import services, tasks
+from partitions.events import EventType
 from partitions.models import Job, JobEvent, SubJob
 from partitions.sql import queries
 from partitions.states import JOB_TERMINAL
@@ -186,7 +187,7 @@ def _run_job(running: Fleet, size: Size) -> tuple[Job, list[tuple[datetime, int]
     succeeded = SubJob.objects.filter(job=job, status="succeeded").count()
     if job.status != "succeeded" or succeeded != size.items:
         raise harness.BenchError(f"scale: job {job.status} ({job.error}), {succeeded} of {size.items} items")
-    used = JobEvent.objects.filter(job=job, type="partition_claimed").values("actor").distinct().count()
+    used = JobEvent.objects.filter(job=job, type=EventType.PARTITION_CLAIMED).values("actor").distinct().count()
     return job, samples, used
 
 
@@ -195,8 +196,8 @@ def _round(running: Fleet, n: int, size: Size) -> Round:
     running.grow_to(n)
     job, samples, used = _run_job(running, size)
     running.wait_until_queue_empty()  # no drain of this job may run into the next round's (ids restart)
-    first_claim = JobEvent.objects.filter(job=job, type="partition_claimed").order_by("id").first().created_at
-    planned = JobEvent.objects.filter(job=job, type="planning_finished").order_by("id").first().created_at
+    first_claim = JobEvent.objects.filter(job=job, type=EventType.PARTITION_CLAIMED).order_by("id").first().created_at
+    planned = JobEvent.objects.filter(job=job, type=EventType.PLANNING_FINISHED).order_by("id").first().created_at
     last_done = job.partitions.aggregate(last=Max("finished_at"))["last"]
     harness.empty_tables()
     during = [count for at, count in samples if job.created_at <= at <= job.finished_at] or [0]

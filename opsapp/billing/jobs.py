@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from opsapp.billing import broker
 from opsapp.billing.models import Customer, Event, Invoice, Product, Subscription
-from partitions.api import SYSTEM, Items, ItemSpec, JobType, KeyRange, Modulo, SubJob, event, register
+from partitions.api import SYSTEM, EventType, Items, ItemSpec, JobType, KeyRange, Modulo, SubJob, event, register
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ class MigrateSubscriptions(JobType):
 
     def prepare(self, job, params):
         products = self.changed_products(params)
-        event(job.pk, "prepare_summarized", SYSTEM, {"changed_products": len(products)})
+        event(job.pk, EventType.PREPARE_SUMMARIZED, SYSTEM, {"changed_products": len(products)})
         return {"changed_products": len(products)}
 
     def split(self, job, params):
@@ -169,7 +169,7 @@ class SendInvoices(JobType):
 
     def prepare(self, job, params):
         customers = Customer.objects.count()
-        event(job.pk, "prepare_summarized", SYSTEM, {"customers": customers})
+        event(job.pk, EventType.PREPARE_SUMMARIZED, SYSTEM, {"customers": customers})
         return {"customers": customers}
 
     def split(self, job, params):
@@ -240,7 +240,7 @@ class SendInvoices(JobType):
         }
         send_mail(f"Invoice run {job.params['period']} finished", "\n".join(f"{k}: {v}" for k, v in summary.items()),
                   settings.DEFAULT_FROM_EMAIL, settings.OPS_NOTIFY_EMAILS)
-        event(job.pk, "notification_sent", SYSTEM, {"to": settings.OPS_NOTIFY_EMAILS})
+        event(job.pk, EventType.NOTIFICATION_SENT, SYSTEM, {"to": settings.OPS_NOTIFY_EMAILS})
         # One line per run for the terminal (make run); the mails themselves go to the mail backend.
         logger.info("invoice run %s (job %s): %s invoices mailed, summary mailed to %s", job.params["period"],
                     job.pk, summary["invoices_mailed"], ", ".join(settings.OPS_NOTIFY_EMAILS))

@@ -31,6 +31,7 @@ from partitions.admin.base import (
     selection_hidden,
     selection_items,
 )
+from partitions.events import ScheduleEventType
 from partitions.exceptions import InvalidParams, PartitionsError, ScheduleNotFound
 from partitions.models import JobSchedule, ScheduleEvent
 
@@ -44,9 +45,9 @@ def schedule_url(schedule_id: int) -> str:
 
 def _run_now(schedule: JobSchedule, user: Any) -> ActionResult:
     result = schedules.schedule_run_now(schedule.pk, actor=user)
-    if result.outcome == "fire_started":
+    if result.outcome == ScheduleEventType.FIRE_STARTED:
         return ActionResult(f"Schedule {schedule.name}: started job #{result.job.pk}.", job_id=result.job.pk)
-    if result.outcome == "fire_skipped":
+    if result.outcome == ScheduleEventType.FIRE_SKIPPED:
         return ActionResult(f"Schedule {schedule.name}: nothing started, {result.detail}.", messages.WARNING)
     return ActionResult(f"Schedule {schedule.name} {result.detail}", messages.ERROR)
 

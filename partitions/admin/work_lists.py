@@ -139,7 +139,7 @@ class SubJobAdmin(EngineAdmin):
 
 @admin.register(JobEvent)
 class JobEventAdmin(EngineAdmin):
-    list_display = ["id", "created_col", "job_col", "type", "actor_col", "partition_id", "data_col"]
+    list_display = ["id", "created_col", "job_col", "type_col", "actor_col", "partition_id", "data_col"]
     list_filter = [JobFilter]
     search_fields = ["=type", "actor"]
     show_full_result_count = False
@@ -148,6 +148,10 @@ class JobEventAdmin(EngineAdmin):
     @admin.display(description="at", ordering="created_at")
     def created_col(self, obj: JobEvent):
         return humanize.when(obj.created_at)
+
+    @admin.display(description="type", ordering="type")
+    def type_col(self, obj: JobEvent):
+        return obj.type  # the type itself, as the timeline and the CLI show it (not its label: when it is written)
 
     @admin.display(description="actor", ordering="actor")
     def actor_col(self, obj: JobEvent):

@@ -13,6 +13,7 @@ from django.utils.dateparse import parse_datetime
 from partitions import cadence as cadences
 from partitions import humanize, schedules, validation
 from partitions.cadence import Cadence
+from partitions.events import ScheduleEventType
 from partitions.management.cli_arguments import Pair, param_pair
 from partitions.models import JobSchedule, ScheduleEvent
 
@@ -145,12 +146,12 @@ class ScheduleCommands:
     def do_schedule_run(self, *, name: str, **options):
         result = schedules.schedule_run_now(name, actor=self.ACTOR)
         schedule = schedules.schedule_get(name)
-        text = {"fire_started": f"schedule {name}: started job #{result.job.pk if result.job else ''}",
-                "fire_skipped": f"schedule {name}: skipped: {result.detail}",
-                "schedule_auto_paused": f"schedule {name}: {result.detail}"}[result.outcome]
+        text = {ScheduleEventType.FIRE_STARTED: f"schedule {name}: started job #{result.job.pk if result.job else ''}",
+                ScheduleEventType.FIRE_SKIPPED: f"schedule {name}: skipped: {result.detail}",
+                ScheduleEventType.SCHEDULE_AUTO_PAUSED: f"schedule {name}: {result.detail}"}[result.outcome]
         self.emit({**schedule_summary(schedule), "outcome": result.outcome, "job": result.job.pk if result.job
                    else None, "detail": result.detail}, text)
-        if result.outcome == "schedule_auto_paused":
+        if result.outcome == ScheduleEventType.SCHEDULE_AUTO_PAUSED:
             raise CommandError(f"schedule {name} paused: its params no longer validate")
 
     def do_schedule_pause(self, *, name: str, **options):

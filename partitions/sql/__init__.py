@@ -12,7 +12,8 @@ items_fetch(scope, bounds, order)` section is SQL that can only be completed at 
 own queryset): `build("items_fetch", scope=…, bounds=…, order=…)` fills in its parts, which are identifiers and
 SQL the ORM compiled, never values. The statuses come from
 `partitions.states`, never as literals: `{partition_running}` is the quoted status, `{partition_terminal}` a
-terminal set, `{partition_to_running}` the transition table's sources of a target (a write's guard).
+terminal set, `{partition_to_running}` the transition table's sources of a target (a write's guard); the event
+types come from `partitions.events`: `{event_partition_claimed}` is the quoted type.
 They are substituted here, once, at import: every statement is one constant string with %(name)s parameters,
 so psycopg prepares it (a partial index such as partition_claimable_idx matches only status literals, which a
 generic plan over a parameter could not prove).
@@ -23,6 +24,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from partitions.events import EventType
 from partitions.stamps import CLEAR, KEEP_OR_NOW, NOW, stamps
 from partitions.states import (
     HANDLED_COUNTERS,
@@ -50,7 +52,7 @@ def _quoted(values) -> str:
 
 
 def _vocabulary() -> dict[str, str]:
-    """The status words a statement may use, all derived from `partitions.states`."""
+    """The status and event words a statement may use, derived from `partitions.states` and `partitions.events`."""
     words: dict[str, str] = {}
     for model, statuses, terminal, table in (
         ("job", JobStatus, JOB_TERMINAL, JOB_TRANSITIONS),
@@ -64,6 +66,7 @@ def _vocabulary() -> dict[str, str]:
     words.update({f"delivery_{status}": f"'{status}'" for status in DeliveryStatus})
     words["subjob_handled"] = _quoted(SUBJOB_HANDLED)
     words["subjob_ledger"] = _quoted(SUBJOB_LEDGER)
+    words.update({f"event_{event}": f"'{event}'" for event in EventType})
     return words
 
 

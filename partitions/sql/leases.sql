@@ -58,7 +58,7 @@ WITH picked AS (
         RETURNING p.*
     ), logged AS (
         INSERT INTO partitions_jobevent (job_id, partition_id, type, actor, data, created_at)
-        SELECT job_id, id, 'partition_claimed', %(owner)s,
+        SELECT job_id, id, {event_partition_claimed}, %(owner)s,
                jsonb_build_object('token', lease_token, 'attempt', attempts), statement_timestamp()
         FROM claimed
     )
@@ -104,7 +104,7 @@ WITH done AS (
         RETURNING p.id, p.job_id, h.data
     ), logged AS (
         INSERT INTO partitions_jobevent (job_id, partition_id, type, actor, data, created_at)
-        SELECT job_id, id, 'partition_succeeded', %(actor)s, data, statement_timestamp() FROM done
+        SELECT job_id, id, {event_partition_succeeded}, %(actor)s, data, statement_timestamp() FROM done
     )
     SELECT id, job_id FROM done
 

@@ -12,9 +12,10 @@ from django.db import DatabaseError, transaction
 from django.db.models.functions import Now
 
 from partitions import claiming, conf, tracing
+from partitions.events import SUBJOB_PROBLEMS, EventType
 from partitions.exceptions import BoundsMoved, CancelJob, JobControl, LeaseLost, Retry, SkipItem, error_line
-from partitions.lifecycle import Actor, event, subjobs_finish
-from partitions.models import JobEvent, Partition, SubJob
+from partitions.lifecycle import Actor, event, event_row, events_insert, subjobs_finish
+from partitions.models import Partition, SubJob
 from partitions.reasons import failure_of
 from partitions.states import JobStatus, SubJobStatus
 from partitions.throttling import JobControls
@@ -154,7 +155,7 @@ class PartitionRun:
 
     def _report_size(self, why: str) -> None:
         if (size := self.sizer.report()) is not None:
-            event(self.job.pk, "batch_size_changed", Actor.of(self.worker_id), {"batch_size": size, "why": why},
+            event(self.job.pk, EventType.BATCH_SIZE_CHANGED, Actor.of(self.worker_id), {"batch_size": size, "why": why},
                   partition_id=self.partition.pk)
 
     def _boundary(self, keeper: Held) -> Outcome | None:
@@ -318,9 +319,9 @@ class PartitionRun:
                 row.error_class, row.reason = _failure(result)
                 row.first_seen_at = row.last_seen_at = Now()
             subjob_ids = [row.pk for row in SubJob.objects.bulk_create(rows)]
-        JobEvent.objects.bulk_create([
-            JobEvent(job_id=self.job.pk, partition_id=self.partition.pk, subjob_id=sid, type=f"subjob_{status}",
-                     actor=actor.label, data={"error": _error_text(result)[:300]})
+        events_insert([
+            event_row(self.job.pk, SUBJOB_PROBLEMS[status], actor, {"error": _error_text(result)[:300]},
+                      partition_id=self.partition.pk, subjob_id=sid)
             for sid, (_, result) in zip(subjob_ids, pairs, strict=True)
         ])
 

@@ -31,6 +31,7 @@ from django.db.models import F, Max
 from partitions import claiming, conf
 from partitions.claiming import live_lease_q
 from partitions.encoding import to_json
+from partitions.events import EventType
 from partitions.lifecycle import Actor, event
 from partitions.models import Partition, SubJob
 from partitions.splits import row_compare
@@ -149,7 +150,7 @@ def apply(split: SplitPlan, setup: JobSetup, *, actor: Any, why: str) -> Partiti
         Partition.objects.filter(pk=old.pk).update(
             upper=old.upper, modulus=old.modulus, estimated_items=F("estimated_items") - moved,
             bounds_version=F("bounds_version") + 1)
-        event(old.job_id, "partition_split", Actor.of(actor), {
+        event(old.job_id, EventType.PARTITION_SPLIT, Actor.of(actor), {
             "why": why, "from": old.seq, "to": new.seq, "before": before,
             "kept": Partition.objects.get(pk=old.pk).bounds_display, "new": new.bounds_display, "moved": moved,
         }, partition_id=old.pk)

@@ -10,6 +10,7 @@ from django.db import connection, transaction
 from partitions import claiming, conf, dispatch, registry, tracing
 from partitions.deadline_alerts import WATCH_KEY
 from partitions.encoding import dumps
+from partitions.events import EventType
 from partitions.exceptions import InvalidTransition, LeaseLost, error_line
 from partitions.lifecycle import job_pending_work_cancel, transition
 from partitions.models import Job, Partition, SubJob
@@ -41,14 +42,14 @@ def _plan(job_id: int, token: int, worker_id: str) -> Job:
         plans = plan_splits(job_type.split(job, params))
     except Exception as exc:
         log.exception("planning job %s failed", job_id)
-        return claiming.job_step_finish(job_id, token, JobStatus.FAILED, actor=worker_id, event_type="planning_failed",
-                                        data={"error": error_line(exc)},
+        return claiming.job_step_finish(job_id, token, JobStatus.FAILED, actor=worker_id,
+                                        event_type=EventType.PLANNING_FAILED, data={"error": error_line(exc)},
                                         updates={"error": f"planning failed: {error_line(exc)}"})
     with transaction.atomic():
         with connection.cursor() as cursor:
             cursor.execute(queries["async_commit"])
         job = claiming.job_step_finish(job_id, token, JobStatus.RUNNING, actor=worker_id,
-                                       event_type="planning_finished",
+                                       event_type=EventType.PLANNING_FINISHED,
                                        data={"partitions": len(plans),
                                              "estimated_items": sum(p.estimated_items for p in plans)},
                                        updates={"stats": {"prepare": prepared} if prepared else {}})
@@ -102,18 +103,20 @@ def _finalize(job_id: int, token: int, worker_id: str) -> Job:
         summary = job_type.finalize(job, stats)
     except Exception as exc:
         log.exception("finalize of job %s failed", job_id)
-        return claiming.job_step_finish(job_id, token, JobStatus.FAILED, actor=worker_id, event_type="job_failed",
-                                        data={"error": error_line(exc)},
+        return claiming.job_step_finish(job_id, token, JobStatus.FAILED, actor=worker_id,
+                                        event_type=EventType.JOB_FAILED, data={"error": error_line(exc)},
                                         updates={"error": f"finalize failed: {error_line(exc)}", "stats": stats})
     if summary:
         stats["summary"] = summary
     if failed or failed_items:
         reason = f"{failed} partition(s) and {failed_items} sub-job(s) failed"
-        return claiming.job_step_finish(job_id, token, JobStatus.FAILED, actor=worker_id, event_type="job_failed",
+        return claiming.job_step_finish(job_id, token, JobStatus.FAILED, actor=worker_id,
+                                        event_type=EventType.JOB_FAILED,
                                         data={"failed_partitions": failed, "failed_subjobs": failed_items},
                                         updates={"error": reason, "stats": stats})
-    return claiming.job_step_finish(job_id, token, JobStatus.SUCCEEDED, actor=worker_id, event_type="job_succeeded",
-                                    data=progress.as_dict(), updates={"stats": stats, "error": ""})
+    return claiming.job_step_finish(job_id, token, JobStatus.SUCCEEDED, actor=worker_id,
+                                    event_type=EventType.JOB_SUCCEEDED, data=progress.as_dict(),
+                                    updates={"stats": stats, "error": ""})
 
 
 def job_cancel(job_id: int, *, actor: str, reason: str) -> bool:
@@ -121,7 +124,7 @@ def job_cancel(job_id: int, *, actor: str, reason: str) -> bool:
     cancel makes it; False when the job had ended meanwhile."""
     try:
         with transaction.atomic():
-            transition(Job, job_id, JobStatus.CANCELLED, actor=actor, event_type="job_cancelled",
+            transition(Job, job_id, JobStatus.CANCELLED, actor=actor, event_type=EventType.JOB_CANCELLED,
                        data={"reason": reason}, updates={"error": reason})
             job_pending_work_cancel(job_id, actor=actor)
     except InvalidTransition:
@@ -139,7 +142,7 @@ def job_trip_breaker(job_id: int) -> bool:
     reason = f"circuit breaker: {failed} of {total} partitions failed (limit {conf.get('FAILURE_RATIO'):.0%})"
     try:
         with transaction.atomic():
-            transition(Job, job_id, JobStatus.FAILED, actor="circuit-breaker", event_type="job_failed",
+            transition(Job, job_id, JobStatus.FAILED, actor="circuit-breaker", event_type=EventType.JOB_FAILED,
                        data={"reason": reason}, updates={"error": reason})
             job_pending_work_cancel(job_id, actor="circuit-breaker")
     except (InvalidTransition, LeaseLost):
