@@ -2,11 +2,12 @@
 hold, each labelled with when it is written, and the sets the engine reads, all derived from it.
 
 `JobEvent.type` and `ScheduleEvent.type` take their choices from here (state only: the database column stays
-free text, so a label reworded or a type added is a migration that runs no SQL). Rows are written by one
-helper each: `partitions.lifecycle.event` (and `events_insert` for the hot paths' bulk inserts) and
-`partitions.schedules.schedule_event`; the SQL registry's few inserts (claim, complete, a step's claim) use
-the `{event_…}` words rendered from this vocabulary. `tests/test_event_vocabulary.py` checks that no other
-module spells a type as a literal.
+free text, with no CHECK, so a label reworded or a type added is a migration that runs no SQL). Rows are written
+by one helper each: `partitions.lifecycle.event` (`events_insert` for the hot paths' bulk inserts) and
+`partitions.schedules.schedule_event`; the SQL registry's inserts (a claim, a completion) use the `{event_…}`
+words rendered from this vocabulary. The writers do not check a type at run time: code names a member, and
+`tests/test_event_vocabulary.py` checks that the engine's flows write only these types and that no module
+spells one as a literal.
 """
 
 from __future__ import annotations
