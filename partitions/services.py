@@ -83,8 +83,9 @@ def _job_create(type_name: str, cleaned: dict[str, Any], options, channels, acto
                                          priority=options.priority, deadline=options.deadline,
                                          dedupe_key=options.dedupe_key, created_by_id=actor.user_id,
                                          rate_limit=options.rate_limit, pause_ms=options.pause_ms, notify=channels)
-                event(job.pk, EventType.JOB_CREATED, actor, {"params": cleaned, "max_parallel": options.max_parallel,
-                                                     **_throttle_data(job), **({"trace": trace} if trace else {})})
+                event(job.pk, EventType.JOB_CREATED, actor, {
+                    "params": cleaned, "max_parallel": options.max_parallel, **_throttle_data(job),
+                    **({"trace": trace} if trace else {})})
         except IntegrityError:
             existing = (Job.objects.filter(dedupe_key=options.dedupe_key)
                         .exclude(status__in=sorted(JOB_TERMINAL)).first())
