@@ -90,8 +90,8 @@ class NotificationKind(models.TextChoices):
 E, N = EventType, NotificationKind
 
 #: Events that end an attempt of a job, and the status it ended in (partitions.attempts).
-ENDINGS: dict[str, str] = {E.JOB_SUCCEEDED: JobStatus.SUCCEEDED, E.JOB_FAILED: JobStatus.FAILED,
-                           E.JOB_CANCELLED: JobStatus.CANCELLED, E.PLANNING_FAILED: JobStatus.FAILED}
+ENDINGS: dict[EventType, JobStatus] = {E.JOB_SUCCEEDED: JobStatus.SUCCEEDED, E.JOB_FAILED: JobStatus.FAILED,
+                                       E.JOB_CANCELLED: JobStatus.CANCELLED, E.PLANNING_FAILED: JobStatus.FAILED}
 #: The events a job's attempts are read from (partitions.attempts).
 LIFECYCLE_EVENTS = frozenset({E.PLANNING_STARTED, E.PLANNING_FINISHED, E.FINALIZING_STARTED, E.JOB_PAUSED,
                               E.JOB_RESUMED, E.JOB_REOPENED, *ENDINGS})
@@ -102,10 +102,11 @@ SETTINGS_EVENTS = frozenset({E.PLANNING_FINISHED, E.JOB_THROTTLE_CHANGED, E.JOB_
 #: (jobevent_course_idx) keeps reading them cheap on a job with a long timeline.
 COURSE_EVENTS = LIFECYCLE_EVENTS | SETTINGS_EVENTS
 #: The event a worker writes for an item that ended without succeeding, by the item's status.
-SUBJOB_PROBLEMS: dict[str, str] = {SubJobStatus.FAILED: E.SUBJOB_FAILED, SubJobStatus.SKIPPED: E.SUBJOB_SKIPPED}
+SUBJOB_PROBLEMS: dict[SubJobStatus, EventType] = {SubJobStatus.FAILED: E.SUBJOB_FAILED,
+                                                  SubJobStatus.SKIPPED: E.SUBJOB_SKIPPED}
 #: The notifications an event makes, (kind, step) each: the notification-worthy events are its keys
 #: (partitions.notify.relay).
-NOTIFICATIONS: dict[str, tuple[tuple[str, str], ...]] = {
+NOTIFICATIONS: dict[EventType, tuple[tuple[NotificationKind, str], ...]] = {
     E.PLANNING_STARTED: ((N.STEP_STARTED, "prepare"),),
     E.PLANNING_FINISHED: ((N.STEP_FINISHED, "prepare"), (N.STEP_STARTED, "process")),
     E.PLANNING_FAILED: ((N.JOB_FAILED, "prepare"),),
