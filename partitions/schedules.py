@@ -312,10 +312,12 @@ def _fire(schedule: JobSchedule, *, now: datetime, scheduled_for: datetime, acto
     """Start the schedule's job (validated again), or record why not; the caller saves the row."""
     deadline = now + schedule.deadline_offset if schedule.deadline_offset else None
     try:
+        # The deadline is the fire's (database) time plus an offset checked when the schedule was made: this
+        # process's clock, which may run ahead of the database's, has no say in whether it is still to come.
         job, created = services.job_start(
             schedule.type_name, schedule.params, actor=actor, max_parallel=schedule.max_parallel,
-            priority=schedule.priority, deadline=deadline, dedupe_key=schedule.dedupe_key,
-            notify=schedule.notify, **schedule.throttle)
+            priority=schedule.priority, deadline=deadline, allow_past_deadline=True,
+            dedupe_key=schedule.dedupe_key, notify=schedule.notify, **schedule.throttle)
     except (InvalidParams, JobTypeNotFound) as exc:
         reason = f"paused at its fire of {scheduled_for:%Y-%m-%d %H:%M} UTC: {error_line(exc)}"
         _pause(schedule, reason)

@@ -26,7 +26,7 @@ from partitions.management.commands import jobs as jobs_command
 from partitions.models import Job, JobEvent, JobSample, Partition, SubJob
 from partitions.worker import steps
 from tests.factories import make_job, make_partition
-from tests.support import planned_job, run_to_end, seed, started_job, wait_for
+from tests.support import planned_job, run_to_end, seed, started_job, wait_for, year_ahead
 
 pytestmark = pytest.mark.usefixtures("no_dispatcher")
 
@@ -149,20 +149,22 @@ def test_start_json_prints_the_job_summary_marked_as_created():
 
 @pytest.mark.django_db
 def test_start_passes_max_parallel_priority_deadline_and_dedupe_key_to_the_job():
+    year = year_ahead()
     summary = jobs_json("start", "tests.bump_range", "--param", "partitions=2", "--max-parallel", "3",
-                        "--priority", "7", "--deadline", "2030-01-02T03:04:05+02:00", "--dedupe-key", "nightly")
+                        "--priority", "7", "--deadline", f"{year}-01-02T03:04:05+02:00", "--dedupe-key", "nightly")
     job = Job.objects.get()
     assert (job.max_parallel, job.priority, job.dedupe_key) == (3, 7, "nightly")
-    assert job.deadline == datetime(2030, 1, 2, 1, 4, 5, tzinfo=UTC)
+    assert job.deadline == datetime(year, 1, 2, 1, 4, 5, tzinfo=UTC)
     assert summary["max_parallel"] == 3
     assert datetime.fromisoformat(summary["deadline"]) == job.deadline
 
 
 @pytest.mark.django_db
 def test_a_deadline_without_an_offset_is_taken_in_the_current_time_zone():
-    jobs("start", "tests.bump_range", "--deadline", "2030-06-01T12:00")
+    year = year_ahead()
+    jobs("start", "tests.bump_range", "--deadline", f"{year}-06-01T12:00")
     deadline = Job.objects.get().deadline
-    assert deadline == timezone.make_aware(datetime(2030, 6, 1, 12, 0))
+    assert deadline == timezone.make_aware(datetime(year, 6, 1, 12, 0))
 
 
 @pytest.mark.django_db
