@@ -1,4 +1,4 @@
-"""What every engine admin shares: read-only rows, the operator permissions (`partitions.permissions`' hooks), and
+"""What every engine admin shares: read-only rows, a `has_<action>_permission` hook for every operator action, and
 small links."""
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ class EngineAdmin(admin.ModelAdmin):
     asks `has_<name>_permission`: there is one for every `permissions.Action`, each asking `may`.
     """
 
-    #: Fields with tracebacks (server paths, code): shown only to users who may operate jobs.
+    #: Fields with tracebacks (server paths, code): shown only to users who may read them (the operators).
     operator_only_fields: tuple[str, ...] = ()
 
     def get_exclude(self, request, obj=None):
