@@ -8,8 +8,8 @@ to check. Such labels are the CLI's "cli", a schedule's "schedule:<name>", a wor
 benches. The status rules still apply to them.
 
 A user may act when they are active and hold every permission the action's rule names. With a job, the job
-must also be in one of the statuses the action applies in. Those sets come from `partitions.states`; the
-services check them again under the row lock.
+must also be in one of the statuses the action applies in. Those sets come from `partitions.states`; a service
+checks them under the job's row lock (with `require(actor, action, job)`, or through the transition table).
 
 Django's own per-model view permission (`view_job`, `view_jobschedule`, …) still opens each admin list and
 page (the ModelAdmin's `has_view_permission`). The actions here are what goes beyond looking at a row.
