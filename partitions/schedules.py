@@ -19,9 +19,10 @@ A fire that raises anything else (a row stored behind the forms with a cadence t
 rolled back alone: the schedule is paused with the reason, `fire_failed` records it, the operators are told,
 and the duty goes on to the next schedule; one poisoned row never stops the others.
 
-Who may do what: creating a schedule needs `partitions.add_jobschedule`, deleting it `delete_jobschedule`,
-pausing and resuming it (steering, like a job's pause) `operate_job`, a manual fire `start_job`. The services
-check it for a user actor (the admin passes `request.user`); the CLI and the schedules act as trusted labels.
+Who may do what is `partitions.permissions`' rules: creating a schedule needs `partitions.add_jobschedule` (and
+`start_job`: a schedule starts jobs), deleting it `delete_jobschedule`, pausing and resuming it (steering, like a
+job's pause) `operate_job`, a manual fire `start_job`. The services require it of a user actor (the admin passes
+`request.user`); the CLI and the schedules act as trusted labels.
 """
 
 from __future__ import annotations
@@ -44,7 +45,6 @@ from partitions.exceptions import (
     InvalidParams,
     InvalidSchedule,
     JobTypeNotFound,
-    NotPermitted,
     ScheduleNameTaken,
     ScheduleNotFound,
     error_line,
@@ -53,26 +53,19 @@ from partitions.lifecycle import Actor
 from partitions.models import Job, JobSchedule, ScheduleEvent
 from partitions.notify.config import notify_choice
 from partitions.notify.operators import operators_notify
+from partitions.permissions import Action, require
 
 log = logging.getLogger(__name__)
 
 NAME_MAX_LENGTH = 100
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
-#: The permissions of the schedule commands (a user actor needs them; see the module's docstring).
-ADD_SCHEDULE, DELETE_SCHEDULE = "partitions.add_jobschedule", "partitions.delete_jobschedule"
-OPERATE_JOB, START_JOB = "partitions.operate_job", "partitions.start_job"
 #: What a manual fire answers when the schedule's last run is still active.
 RUN_ACTIVE = "a run is active"
 
 
 #: Schedule names a mistyped one is compared with ("did you mean …").
 SUGGEST_FROM = 1_000
-
-def schedule_permitted(actor: Any, permission: str, what: str) -> None:
-    """NotPermitted unless `actor` is a trusted label (CLI, a schedule, a worker) or a user holding `permission`."""
-    if hasattr(actor, "has_perm") and not (actor.is_active and actor.has_perm(permission)):
-        raise NotPermitted(permission, what)
 
 
 def cadence_of(schedule: JobSchedule) -> Cadence:
@@ -133,7 +126,7 @@ def schedule_create(*, actor: Any, cadence: Cadence, start_at: datetime | None =
                     **fields: Any) -> JobSchedule:
     """Validate and create an enabled schedule; its first fire is the cadence's next after now (or `start_at`
     for interval and monthly cadences, which then repeat from it). Nothing is written on any error."""
-    schedule_permitted(actor, ADD_SCHEDULE, "creating a schedule")
+    require(actor, Action.SCHEDULE_CREATE)
     now = claiming.db_now()
     if start_at is not None:
         start_at = validation.start_time(start_at, now=now)
@@ -173,7 +166,7 @@ def schedule_get(name_or_id: str | int, *, lock: bool = False) -> JobSchedule:
 
 def schedule_pause(name_or_id: str | int, *, actor: Any, reason: str = "") -> JobSchedule:
     """No more fires until resumed (a running job is not touched)."""
-    schedule_permitted(actor, OPERATE_JOB, "pausing a schedule")
+    require(actor, Action.SCHEDULE_PAUSE)
     reason = validation.reason_text(reason)
     with transaction.atomic():
         schedule = schedule_get(name_or_id, lock=True)
@@ -186,7 +179,7 @@ def schedule_pause(name_or_id: str | int, *, actor: Any, reason: str = "") -> Jo
 def schedule_resume(name_or_id: str | int, *, actor: Any) -> JobSchedule:
     """Fires again from the next one after now (fires missed while paused are not made up). The params are
     checked first, and the cadence: a schedule paused because they stopped validating stays paused until they do."""
-    schedule_permitted(actor, OPERATE_JOB, "resuming a schedule")
+    require(actor, Action.SCHEDULE_RESUME)
     with transaction.atomic():
         schedule = schedule_get(name_or_id, lock=True)
         if not schedule.enabled:
@@ -202,7 +195,7 @@ def schedule_resume(name_or_id: str | int, *, actor: Any) -> JobSchedule:
 
 def schedule_delete(name_or_id: str | int, *, actor: Any) -> str:
     """Delete a schedule (its jobs and its history stay); returns its name."""
-    schedule_permitted(actor, DELETE_SCHEDULE, "deleting a schedule")
+    require(actor, Action.SCHEDULE_DELETE)
     with transaction.atomic():
         schedule = schedule_get(name_or_id, lock=True)
         schedule_event(schedule, "schedule_deleted", actor)
@@ -214,7 +207,7 @@ def schedule_delete(name_or_id: str | int, *, actor: Any) -> str:
 def schedule_run_now(name_or_id: str | int, *, actor: Any) -> FireResult:
     """One fire now, by an operator (even while paused); the cadence's next fire does not move. While the last
     run is active (another operator's fire a moment ago included) nothing starts: `fire_skipped`."""
-    schedule_permitted(actor, START_JOB, "running a schedule now")
+    require(actor, Action.SCHEDULE_RUN)
     with transaction.atomic():
         schedule = schedule_get(name_or_id, lock=True)
         now = claiming.db_now()

@@ -17,7 +17,7 @@ from django.template.response import TemplateResponse
 
 from partitions import humanize, registry
 from partitions.admin import display
-from partitions.admin.actions import ACTIONS, OPERATE, job_controls
+from partitions.admin.actions import ACTIONS, job_controls
 from partitions.admin.base import KnownCountPaginator, changelist_url, short
 from partitions.admin.failures import failures_context
 from partitions.admin.knob import knob_form_for
@@ -26,6 +26,7 @@ from partitions.grid import job_partition_grid, parse_seq_range
 from partitions.models import Job
 from partitions.notify.config import plan_for
 from partitions.pages import job_deliveries, job_events, job_partitions
+from partitions.permissions import Action, may
 from partitions.states import JobStatus, PartitionStatus
 from partitions.statistics import job_run_statistics, job_stats, job_throughput_series
 from partitions.validation import parse_id
@@ -124,13 +125,13 @@ def job_context(model_admin, request, job: Job) -> dict:
         "stats_rows": humanize.rows(job.stats, skip=("summary", WATCH_KEY)),
         "zone": humanize.zone_name(),
         # Every control the user may ever use here is in the page, hidden unless `controls` shows it now.
-        "actions": [a for a in ACTIONS.values() if a.allowed_for(request.user)],
+        "actions": [a for a in ACTIONS.values() if may(request.user, a.action)],
         "controls": job_controls(request.user, stats),
-        "may_operate": request.user.is_active and request.user.has_perm(OPERATE),
+        "may_throttle": may(request.user, Action.THROTTLE),
         "splits": grid.splits,
         "grid": grid,
         "seq_filter": seqs,
-        "knob_form": knob_form_for(job) if request.user.has_perm(OPERATE) else None,
+        "knob_form": knob_form_for(job) if may(request.user, Action.KNOB) else None,
         "status_filter": status,
         "status_choices": [(s, counts.get(s, 0)) for s in display.PARTITION_ORDER],
         "partitions_total": stats.progress.partitions_total,

@@ -19,11 +19,12 @@ from partitions.admin.base import (
 )
 from partitions.models import JobEvent, Partition, SubJob
 from partitions.pages import partitions_failed_subjob_ids
+from partitions.permissions import Action, may
 
 
 def _confirm_selection(model_admin, request, queryset, *, name: str, label: str, question: str):
     """Confirm page for a selection; returns None once the user confirmed (`post=yes`)."""
-    if not model_admin.has_operate_permission(request):
+    if not may(request.user, Action.RETRY):  # each of these actions retries failed work
         raise PermissionDenied
     if request.POST.get("post") == "yes":
         return None
@@ -73,7 +74,7 @@ class PartitionAdmin(EngineAdmin):
     def error_col(self, obj: Partition):
         return short(obj.last_error, 80)
 
-    @admin.action(permissions=["operate"], description="Retry the failed sub-jobs of the selected partitions")
+    @admin.action(permissions=[Action.RETRY], description="Retry the failed sub-jobs of the selected partitions")
     def retry_subjobs_selected(self, request, queryset):
         name = "retry_subjobs_selected"
         confirm = _confirm_selection(self, request, queryset, name=name, label="Retry failed sub-jobs",
@@ -84,7 +85,7 @@ class PartitionAdmin(EngineAdmin):
         report(self, request, _retry_subjobs(request, grouped))
         return None
 
-    @admin.action(permissions=["operate"], description="Retry the selected failed partitions")
+    @admin.action(permissions=[Action.RETRY], description="Retry the selected failed partitions")
     def retry_failed_selected(self, request, queryset):
         confirm = _confirm_selection(
             self, request, queryset, name="retry_failed_selected", label="Retry failed partitions",
@@ -124,7 +125,7 @@ class SubJobAdmin(EngineAdmin):
     def error_col(self, obj: SubJob):
         return short(obj.error, 100)
 
-    @admin.action(permissions=["operate"], description="Retry the selected failed sub-jobs")
+    @admin.action(permissions=[Action.RETRY], description="Retry the selected failed sub-jobs")
     def retry_selected(self, request, queryset):
         confirm = _confirm_selection(self, request, queryset, name="retry_selected", label="Retry failed sub-jobs",
                                      question="Run these sub-jobs again (only failed or skipped ones move)?")

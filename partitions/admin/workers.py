@@ -9,6 +9,7 @@ from django.template.response import TemplateResponse
 from partitions.admin import display
 from partitions.models import Partition
 from partitions.pages import leases_live, workers_recent
+from partitions.permissions import Action, may
 from partitions.tasks import clusters_recent
 
 LEASES_SHOWN = 500
@@ -21,8 +22,7 @@ def _age(later, earlier) -> str:
 def workers_view(model_admin, request):
     if request.method not in ("GET", "HEAD"):
         return HttpResponseNotAllowed(["GET", "HEAD"])
-    user = request.user
-    if not (model_admin.has_view_permission(request) and user.has_perm("partitions.view_partition")):
+    if not (model_admin.has_view_permission(request) and may(request.user, Action.VIEW_WORKERS)):
         raise PermissionDenied
     leases = [
         {"p": p, "job": p.job, "bounds": p.bounds_display, "lease_age": _age(p.db_now, p.lease_claimed_at),
