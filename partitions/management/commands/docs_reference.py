@@ -24,14 +24,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from partitions import attempts, conf, deadline_alerts, projection
+from partitions.management.commands.jobs import Command as Jobs
+from partitions.metrics import EngineCollector
 from partitions.notify.relay import NOTIFICATIONS
 
 ENGINE = Path(__file__).resolve().parents[2]
-DOCS = Path(settings.BASE_DIR) / "docs" / "reference"
+#: Where the pages go: the checkout's docs/reference/, beside the engine's package.
+DOCS = ENGINE.parent / "docs" / "reference"
 REGENERATE = "python manage.py docs_reference"
 #: Columns of the CLI's help text on the page (argparse would otherwise follow the terminal's width).
 HELP_WIDTH = 100
@@ -98,8 +100,6 @@ def settings_page() -> str:
 
 def metrics_page() -> str:
     """docs/reference/metrics.md: each family the collector yields (it reads the database to do so)."""
-    from partitions.metrics import EngineCollector
-
     rows = []
     for family in EngineCollector().collect():
         name = f"{family.name}_total" if family.type == "counter" else family.name
@@ -116,8 +116,6 @@ def metrics_page() -> str:
 
 def cli_page() -> str:
     """docs/reference/cli.md: `manage.py jobs` and each subcommand's help, as argparse prints it."""
-    from partitions.management.commands.jobs import Command as Jobs
-
     parser = Jobs().create_parser("manage.py", "jobs")
     subcommands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     summaries = {choice.dest: choice.help for choice in subcommands._choices_actions}
