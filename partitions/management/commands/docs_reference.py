@@ -6,9 +6,9 @@ subcommand's own `--help`) and the job events (`event_vocabulary()`). `tests/tes
 again and fails when a committed page differs, so a setting, metric, option or event changed in the code fails
 until the docs are regenerated. The metrics page runs the collector, so this command needs the database.
 
-Why a management command: the pages are rendered from live objects (Django's settings, the collector, the
-`jobs` command's parser), which need a configured Django, and a maintainer regenerates them with the same
-`manage.py` they use for everything else.
+Why a management command rather than a module under tests/: the pages are rendered from live objects (the
+collector, the `jobs` command's parser, the engine's modules), which need a configured Django, and a maintainer
+regenerates them (or checks them, `--check`, outside pytest) with the same `manage.py` as everything else.
 """
 
 from __future__ import annotations
