@@ -1,6 +1,6 @@
 """A real browser on the job page's Failures section: the reason groups of a job whose items failed for two reasons
 (and some were skipped), the reason filter leading to the item list, and "Skip with note" through its confirm page;
-its picture is docs/failure-groups.png, in the README."""
+its picture is docs/failure-groups.png, in docs/howto/failures.md."""
 
 
 from django.urls import reverse

@@ -211,7 +211,7 @@ def test_a_dry_run_says_there_are_no_past_runs_then_estimates_from_them_with_the
     assert rows() == before
 
 
-# the README's commands --------------------------------------------------------------------------------------
+# the docs' commands --------------------------------------------------------------------------------------------
 
 
 def readme_commands(prefix: str) -> list[list[str]]:
