@@ -4,6 +4,7 @@ from django.conf import settings
 from django.core import checks
 
 from partitions import conf, registry
+from partitions.limits import ECHO, clip
 from partitions.notify.config import webhook_url_error
 
 #: "Comfortably above": the timeout must leave this share of the drain's longest run spare, and at least
@@ -56,7 +57,7 @@ def check_webhook_urls(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
         url = str((spec or {}).get("url", "")) if isinstance(spec, dict) else ""
         if problem := webhook_url_error(url):
             errors.append(checks.Error(
-                f"PARTITIONS_NOTIFY webhook {name!r} {problem} ({url[:100]!r}).",
+                f"PARTITIONS_NOTIFY webhook {name!r} {problem} ({clip(url, ECHO)!r}).",
                 hint="Webhook deliveries carry a signature and job details: send them over https only.",
                 id="partitions.E003",
             ))

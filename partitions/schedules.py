@@ -271,11 +271,11 @@ def schedule_fire_failed(schedule_id: int, exc: BaseException) -> None:
             schedule = claiming.schedule_locked(schedule_id=schedule_id)
             if schedule is None:
                 return
-            reason = f"paused: its fire failed ({error_line(exc)[:500]})"
+            reason = f"paused: its fire failed ({error_line(exc)})"
             scheduled_for = schedule.next_run_at
             _pause(schedule, reason)
             schedule_event(schedule, "fire_failed", f"schedule:{schedule.name}", scheduled_for=scheduled_for,
-                           reason=reason, error=error_line(exc)[:1000])
+                           reason=reason, error=error_line(exc))
             operators_notify(f"Schedule {schedule.name} paused: its fire failed",
                              f"{reason}\nResume it once the cause is fixed (manage.py jobs schedule-resume "
                              f"{schedule.name}, or the admin's schedule page).")

@@ -15,8 +15,8 @@ from partitions.admin.base import (
     report,
     selection_hidden,
     selection_items,
-    short,
 )
+from partitions.limits import ERROR, NOTE, clip
 from partitions.models import JobEvent, Partition, SubJob
 from partitions.pages import partitions_failed_subjob_ids
 
@@ -71,7 +71,7 @@ class PartitionAdmin(EngineAdmin):
 
     @admin.display(description="last error")
     def error_col(self, obj: Partition):
-        return short(obj.last_error, 80)
+        return clip(obj.last_error, NOTE, one_line=True)
 
     @admin.action(permissions=["operate"], description="Retry the failed sub-jobs of the selected partitions")
     def retry_subjobs_selected(self, request, queryset):
@@ -122,7 +122,7 @@ class SubJobAdmin(EngineAdmin):
 
     @admin.display(description="error")
     def error_col(self, obj: SubJob):
-        return short(obj.error, 100)
+        return clip(obj.error, ERROR, one_line=True)
 
     @admin.action(permissions=["operate"], description="Retry the selected failed sub-jobs")
     def retry_selected(self, request, queryset):
