@@ -2,6 +2,7 @@
 
 from django.conf import settings
 from django.core import checks
+from django.utils.translation import ngettext
 
 from partitions import conf, registry
 from partitions.limits import ECHO, clip
@@ -70,8 +71,9 @@ def check_dead_backend_detection_behind_a_pooler(app_configs=None, **kwargs) -> 
     pooled = [alias for alias, db in settings.DATABASES.items() if db.get("DISABLE_SERVER_SIDE_CURSORS")]
     if pooled and conf.get("DETECT_DEAD_BACKENDS"):
         return [checks.Warning(
-            f"Database(s) {', '.join(pooled)} look pooled (DISABLE_SERVER_SIDE_CURSORS) but "
-            "PARTITIONS_DETECT_DEAD_BACKENDS is on.",
+            ngettext("Database %(names)s looks pooled", "Databases %(names)s look pooled", len(pooled))
+            % {"names": ", ".join(pooled)}
+            + " (DISABLE_SERVER_SIDE_CURSORS) but PARTITIONS_DETECT_DEAD_BACKENDS is on.",
             hint="Behind PgBouncer in transaction mode set PARTITIONS_DETECT_DEAD_BACKENDS=false (DATABASE_POOLING="
                  "transaction does): a pooled backend outlives its worker, and the standby's session lock leaks.",
             id="partitions.W001",

@@ -49,6 +49,7 @@ from partitions.exceptions import (
     ScheduleNotFound,
     error_line,
 )
+from partitions.humanize import plural
 from partitions.lifecycle import Actor
 from partitions.models import Job, JobSchedule, ScheduleEvent
 from partitions.notify.config import notify_choice
@@ -295,7 +296,7 @@ def schedule_fire_claimed(schedule: JobSchedule, *, now: datetime) -> FireResult
     if late and not conf.get("SCHEDULE_CATCH_UP"):
         schedule_event(schedule, "fire_missed", actor, scheduled_for=scheduled_for, missed=missed + 1,
                        late_seconds=round((now - scheduled_for).total_seconds()), caught_up=False)
-        result = FireResult("fire_missed", detail=f"{missed + 1} missed fire(s) not replayed")
+        result = FireResult("fire_missed", detail=f"{plural(missed + 1, 'missed fire')} not replayed")
     else:
         if late:
             schedule_event(schedule, "fire_missed", actor, scheduled_for=scheduled_for, missed=missed + 1,

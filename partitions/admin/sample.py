@@ -47,8 +47,8 @@ def sample_submit(request, type_name: str, data: dict[str, Any], options, sample
     if not (options.is_valid() & sample_form.is_valid()):  # both, so every error shows at once
         return None
     chosen, size = options.cleaned_data, sample_form.cleaned_data
-    log.info("sample dry-run of %s by %s: %s partition(s), %s item(s) each", type_name, request.user,
-             size["partitions"], size["items"])
+    log.info("sample dry-run of %s by %s: %s, %s each", type_name, request.user,
+             humanize.plural(size["partitions"], "partition"), humanize.plural(size["items"], "item"))
     report = job_sample(type_name, data, partitions=size["partitions"], items=size["items"],
                         max_parallel=chosen["max_parallel"] or 0, deadline=chosen["deadline"], plans=plans,
                         rate_limit=validation.UNSET if chosen.get("rate_limit") is None else chosen["rate_limit"]

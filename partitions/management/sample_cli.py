@@ -58,7 +58,7 @@ def sample_text(sample: dict[str, Any]) -> str:
         + (f"; needs {humanize.plural(sample['workers_needed'], 'parallel worker')}"
            if sample["workers_needed"] else "")
         + (f"; a rate of {sample['rate_needed']:,.1f} items/s would meet it" if sample["rate_needed"] else ""),
-        f"  would change {sample['changes_total']:,} row(s)" + (":" if sample["changes"] else ""),
+        f"  would change {humanize.plural(sample['changes_total'], 'row')}" + (":" if sample["changes"] else ""),
         *(f"    {c['table']} {c['pk']} {c['op']}: {change_text(c)}" for c in sample["changes"]),
     ]
     if sample["calls_total"]:

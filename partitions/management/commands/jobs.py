@@ -276,8 +276,10 @@ class Command(OneLineErrors, SampleCommands, ScheduleCommands, FailureCommands, 
                 raise CommandError("PARTITIONS_RETENTION_DAYS is off: give --older-than")
             older_than = timedelta(days=conf.get("RETENTION_DAYS"))
         report = history_prune(older_than=older_than, batch_size=batch_size or conf.get("PRUNE_BATCH"), force=force)
-        self.emit(report.as_dict(), f"pruned {report.jobs} job(s): {report.events} events, {report.samples} "
-                                    f"samples, {report.subjobs} sub-jobs in {report.statements} statements")
+        counts = (humanize.plural(report.events, "event"), humanize.plural(report.samples, "sample"),
+                  humanize.plural(report.subjobs, "sub-job"))
+        self.emit(report.as_dict(), f"pruned {humanize.plural(report.jobs, 'job')}: {', '.join(counts)} in "
+                                    f"{humanize.plural(report.statements, 'statement')}")
 
     # helpers ----------------------------------------------------------------------------
 
