@@ -115,10 +115,10 @@ def job_context(model_admin, request, job: Job) -> dict:
         "status_badge": display.status_badge(job.pk, job.status, job.get_status_display()),
         "progress_bar": display.progress_bar(stats),
         "chart": display.throughput_svg(points),
-        "started": display.fmt_dt(job.started_at),
-        "created": display.fmt_dt(job.created_at),
+        "started": humanize.when(job.started_at),
+        "created": humanize.when(job.created_at),
         "created_by": humanize.actor("", job.created_by) if job.created_by else "",
-        "deadline": display.fmt_dt(job.deadline) if job.deadline else "",
+        "deadline": humanize.when(job.deadline) if job.deadline else "",
         "params_items": sorted((job.params or {}).items()),
         # The finalize step's summary and the rest of the stored stats, as rows of a small table.
         "summary_rows": humanize.rows((job.stats or {}).get("summary")),
