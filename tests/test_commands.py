@@ -373,7 +373,7 @@ def test_status_json_of_a_running_job_gives_counts_by_partition_status_rate_from
     assert abs(projected - expected) <= ETA_CLOCK_SLACK
 
     line = jobs("status", str(job.pk))[0].strip()
-    assert " 47.3%  142/300 items  1/s  ETA 15" in line and "running, 1 leases, 2 failed" in line
+    assert " 47.3%  142/300 items  1/s  ETA 15" in line and "running, 1 lease, 2 failed" in line
 
 
 @pytest.mark.parametrize("status", ["pending", "paused"])

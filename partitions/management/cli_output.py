@@ -47,7 +47,8 @@ def progress_line(summary: dict[str, Any]) -> str:
     eta_text = "?" if eta is None else f"{eta:,.0f}s"
     return (f"[{'#' * filled}{'.' * (width - filled)}] {summary['percent']:5.1f}%  "
             f"{handled:,}/{summary['items_total']:,} items  {summary['items_per_second']:,.0f}/s  ETA {eta_text}  "
-            f"{summary['status']}, {summary['live_leases']} leases, {summary['items_failed']} failed")
+            f"{summary['status']}, {humanize.plural(summary['live_leases'], 'lease')}, "
+            f"{summary['items_failed']:,} failed")
 
 
 #: Back to the line's start and clear to its end: a redrawn progress line leaves nothing of a longer one.
