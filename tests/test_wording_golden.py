@@ -120,3 +120,17 @@ def test_a_health_hold_names_its_zone_on_the_page_and_in_the_cli(viewer):
     assert "; held by a health check since " in throttle and throttle.endswith(" UTC: replication lag")
     assert escape(throttle) in page_of(viewer, job)
     assert throttle in jobs("status", str(job.pk))
+
+
+def test_one_plural_and_one_clip_serve_code_and_templates():
+    from django.template import Context, Template
+
+    from partitions import humanize, limits
+
+    assert (humanize.plural(1, "worker"), humanize.plural(2_000, "worker")) == ("1 worker", "2,000 workers")
+    assert humanize.plural(2, "item of “x”", "items of “x”") == "2 items of “x”"
+    assert limits.clip("a\n  b", 10) == "a\n  b" and limits.clip("a\n  b", 10, one_line=True) == "a b"
+    assert limits.clip("x" * 200, limits.CELL) == "x" * (limits.CELL - 1) + limits.ELLIPSIS
+    assert limits.clip(None, limits.CELL) == ""
+    rendered = Template('{% load pj_format %}{{ text|clip:"KEY" }}').render(Context({"text": "y\n" * 50}))
+    assert rendered == ("y " * 20)[: limits.KEY - 1] + limits.ELLIPSIS
