@@ -71,8 +71,8 @@ def check_dead_backend_detection_behind_a_pooler(app_configs=None, **kwargs) -> 
     pooled = [alias for alias, db in settings.DATABASES.items() if db.get("DISABLE_SERVER_SIDE_CURSORS")]
     if pooled and conf.get("DETECT_DEAD_BACKENDS"):
         return [checks.Warning(
-            ngettext("Database %(names)s looks pooled", "Databases %(names)s look pooled", len(pooled))
-            % {"names": ", ".join(pooled)}
+            ngettext("Database {names} looks pooled", "Databases {names} look pooled", len(pooled))
+            .format(names=", ".join(pooled))
             + " (DISABLE_SERVER_SIDE_CURSORS) but PARTITIONS_DETECT_DEAD_BACKENDS is on.",
             hint="Behind PgBouncer in transaction mode set PARTITIONS_DETECT_DEAD_BACKENDS=false (DATABASE_POOLING="
                  "transaction does): a pooled backend outlives its worker, and the standby's session lock leaks.",
