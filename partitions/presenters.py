@@ -42,6 +42,7 @@ class Figures:
 
     @property
     def ended(self) -> bool:
+        """The job has ended (a sample never has)."""
         return self.status in JOB_TERMINAL
 
 
