@@ -49,6 +49,7 @@ from partitions.exceptions import (
     ScheduleNotFound,
     error_line,
 )
+from partitions.humanize import plural
 from partitions.lifecycle import Actor
 from partitions.models import Job, JobSchedule, ScheduleEvent
 from partitions.notify.config import notify_choice
@@ -264,11 +265,11 @@ def schedule_fire_failed(schedule_id: int, exc: BaseException) -> None:
             schedule = claiming.schedule_locked(schedule_id=schedule_id)
             if schedule is None:
                 return
-            reason = f"paused: its fire failed ({error_line(exc)[:500]})"
+            reason = f"paused: its fire failed ({error_line(exc)})"
             scheduled_for = schedule.next_run_at
             _pause(schedule, reason)
             schedule_event(schedule, "fire_failed", f"schedule:{schedule.name}", scheduled_for=scheduled_for,
-                           reason=reason, error=error_line(exc)[:1000])
+                           reason=reason, error=error_line(exc))
             operators_notify(f"Schedule {schedule.name} paused: its fire failed",
                              f"{reason}\nResume it once the cause is fixed (manage.py jobs schedule-resume "
                              f"{schedule.name}, or the admin's schedule page).")
@@ -288,7 +289,7 @@ def schedule_fire_claimed(schedule: JobSchedule, *, now: datetime) -> FireResult
     if late and not conf.get("SCHEDULE_CATCH_UP"):
         schedule_event(schedule, "fire_missed", actor, scheduled_for=scheduled_for, missed=missed + 1,
                        late_seconds=round((now - scheduled_for).total_seconds()), caught_up=False)
-        result = FireResult("fire_missed", detail=f"{missed + 1} missed fire(s) not replayed")
+        result = FireResult("fire_missed", detail=f"{plural(missed + 1, 'missed fire')} not replayed")
     else:
         if late:
             schedule_event(schedule, "fire_missed", actor, scheduled_for=scheduled_for, missed=missed + 1,

@@ -54,18 +54,23 @@ class JobAction:
     touches: Callable[[Job], str] | None = None
 
 
+def queued_again(job_id: int, n: int, what: str, whats: str | None = None) -> ActionResult:
+    """`Job #5: 3 failed partitions queued again.` (`what`, `whats`: as `humanize.plural` takes them)."""
+    return ActionResult(f"Job #{job_id}: {humanize.plural(n, what, whats)} queued again.")
+
+
 def _retry_failed(job: Job, user: Any, reason: str) -> ActionResult:
     n = services.job_retry_failed(job.pk, actor=user)
     if not n:
         return ActionResult(f"Job #{job.pk} has no failed partitions to retry.", messages.WARNING)
-    return ActionResult(f"Job #{job.pk}: {n} failed partition(s) queued again.")
+    return queued_again(job.pk, n, "failed partition")
 
 
 def _retry_subjobs(job: Job, user: Any, reason: str) -> ActionResult:
     n = services.subjobs_retry(job.pk, None, actor=user)
     if not n:
         return ActionResult(f"Job #{job.pk} has no failed sub-jobs to retry.", messages.WARNING)
-    return ActionResult(f"Job #{job.pk}: {n} failed sub-job(s) queued again.")
+    return queued_again(job.pk, n, "failed sub-job")
 
 
 def _cancel(job: Job, user: Any, reason: str) -> ActionResult:

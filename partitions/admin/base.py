@@ -112,11 +112,6 @@ def changelist_url(model_name: str, **params) -> str:
     return reverse(f"admin:partitions_{model_name}_changelist") + ("?" + urlencode(params) if params else "")
 
 
-def short(text: str, limit: int = 120) -> str:
-    text = " ".join((text or "").split())
-    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
-
-
 def report(model_admin: admin.ModelAdmin, request, outcomes: list[ActionResult]) -> None:
     """message_user for each outcome (the first few; then one summary line)."""
     for outcome in outcomes[:MAX_MESSAGES]:

@@ -9,7 +9,7 @@ from django.http import HttpResponseNotAllowed, HttpResponseRedirect, JsonRespon
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from partitions import humanize
+from partitions import humanize, presenters
 from partitions.admin import display, failures, job_page, knob, start, throttle, workers
 from partitions.admin.actions import ACTIONS, JobAction, perform
 from partitions.admin.base import (
@@ -88,7 +88,7 @@ class JobAdmin(EngineAdmin):
 
     @admin.display(description="throughput")
     def rate_col(self, job: Job):
-        return display.live_text(job.pk, "rate", display.rate_text(_stats(job)))
+        return display.live_text(job.pk, "rate", presenters.rate_text(_stats(job)))
 
     @admin.display(description="ETA")
     def eta_col(self, job: Job):

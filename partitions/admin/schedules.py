@@ -19,7 +19,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from partitions import cadence as cadences
-from partitions import schedules
+from partitions import humanize, schedules
 from partitions.admin import display, start
 from partitions.admin.actions import ActionResult
 from partitions.admin.base import (
@@ -59,7 +59,7 @@ def _pause(schedule: JobSchedule, user: Any) -> ActionResult:
 
 def _resume(schedule: JobSchedule, user: Any) -> ActionResult:
     resumed = schedules.schedule_resume(schedule.pk, actor=user)
-    return ActionResult(f"Schedule {schedule.name} resumed: next run {display.fmt_dt(resumed.next_run_at)}.")
+    return ActionResult(f"Schedule {schedule.name} resumed: next run {humanize.when(resumed.next_run_at)}.")
 
 
 def _delete(schedule: JobSchedule, user: Any) -> ActionResult:
@@ -140,11 +140,11 @@ class ScheduleAdmin(EngineAdmin):
 
     @admin.display(description="next run", ordering="next_run_at")
     def next_col(self, s: JobSchedule):
-        return display.fmt_dt(s.next_run_at)
+        return humanize.when(s.next_run_at)
 
     @admin.display(description="last run", ordering="last_run_at")
     def last_col(self, s: JobSchedule):
-        return display.fmt_dt(s.last_run_at)
+        return humanize.when(s.last_run_at)
 
     @admin.display(description="last job")
     def last_job_col(self, s: JobSchedule):

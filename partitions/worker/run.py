@@ -14,6 +14,7 @@ from django.db.models.functions import Now
 from partitions import claiming, conf, tracing
 from partitions.exceptions import BoundsMoved, CancelJob, JobControl, LeaseLost, Retry, SkipItem, error_line
 from partitions.lifecycle import Actor, event, subjobs_finish
+from partitions.limits import SHORT_TEXT, clip
 from partitions.models import JobEvent, Partition, SubJob
 from partitions.reasons import failure_of
 from partitions.states import JobStatus, SubJobStatus
@@ -320,7 +321,7 @@ class PartitionRun:
             subjob_ids = [row.pk for row in SubJob.objects.bulk_create(rows)]
         JobEvent.objects.bulk_create([
             JobEvent(job_id=self.job.pk, partition_id=self.partition.pk, subjob_id=sid, type=f"subjob_{status}",
-                     actor=actor.label, data={"error": _error_text(result)[:300]})
+                     actor=actor.label, data={"error": clip(_error_text(result), SHORT_TEXT)})
             for sid, (_, result) in zip(subjob_ids, pairs, strict=True)
         ])
 
