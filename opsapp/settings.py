@@ -217,7 +217,8 @@ Q_CLUSTER = {
     # Worker processes per qcluster; more machines = more qcluster processes.
     "workers": env.int("Q_WORKERS", default=2),
     # Tasks a busy cluster's pusher may hold back (plus one it blocks on): 1, so drains stay in the broker
-    # for idle clusters (the engine keeps PARTITIONS_SPARE_DRAINS waiting there; see the README).
+    # for idle clusters (the engine keeps PARTITIONS_SPARE_DRAINS waiting there; see
+    # docs/explanation/work-distribution.md).
     "queue_limit": env.int("Q_QUEUE_LIMIT", default=1),
     # Seconds a task may run before it is killed; must exceed the drain budget.
     "timeout": env.int("Q_TIMEOUT", default=90),

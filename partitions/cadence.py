@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 from croniter import croniter
 
 from partitions import validation
+from partitions.limits import ECHO, clip
 
 CRON, MINUTES, HOURS, DAYS, MONTHLY = "cron", "minutes", "hours", "days", "monthly"
 KINDS = (CRON, MINUTES, HOURS, DAYS, MONTHLY)
@@ -56,7 +57,7 @@ class Cadence:
 def cron_error(expression: str) -> str | None:
     """Why `expression` is not a five-field cron expression that fires within CRON_HORIZON_YEARS, or None."""
     fields = expression.split() if isinstance(expression, str) else []
-    refused = f"Enter a valid five-field cron expression such as \"0 2 * * *\" (got {str(expression)[:120]!r})."
+    refused = f"Enter a valid five-field cron expression such as \"0 2 * * *\" (got {clip(str(expression), ECHO)!r})."
     if len(str(expression)) > CRON_MAX_LENGTH or len(fields) != 5 or "\x00" in expression:
         return refused
     try:

@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 from django.db import transaction
 from django.utils.dateparse import parse_datetime
 
-from partitions import claiming, conf, verdicts
+from partitions import claiming, conf, presenters
 from partitions.events import EventType
 from partitions.lifecycle import SYSTEM, event
 from partitions.models import Job
@@ -103,8 +103,8 @@ def _stored(watch: Watch) -> dict:
 
 
 def alert_data(stats: JobStats, since: datetime | None) -> dict:
-    """What an alert carries: the projected finish, what limits the job and the advice, as figures and in the
-    job page's own words."""
+    """What an alert carries: the projected finish, what limits the job, the advice and the throttle, as figures
+    and in the job page's own words (`presenters.job_words`: projection, limit, advice, throttle)."""
     figures = stats.figures()
     finish = figures["eta"]
     return {
@@ -112,8 +112,7 @@ def alert_data(stats: JobStats, since: datetime | None) -> dict:
         "items_remaining": stats.remaining_items, "seen_since": since.isoformat() if since else None,
         **{name: figures[name] for name in ("items_per_second", "limited_by", "held", "workers_needed",
                                             "rate_needed", "per_worker_rate", "fleet_workers")},
-        "projection": verdicts.projection_text(stats), "limit": verdicts.limit_text(stats),
-        "advice": verdicts.advice_text(stats),
+        **presenters.job_words(stats),
     }
 
 

@@ -6,8 +6,7 @@ import difflib
 from collections.abc import Iterable
 from datetime import timedelta
 
-#: Characters of an error line kept for operators (the full traceback stays in the log or its own field).
-ERROR_LINE_MAX = 500
+from partitions.limits import ECHO, ERROR_LINE, clip
 
 
 def error_line(error: BaseException | str) -> str:
@@ -17,8 +16,7 @@ def error_line(error: BaseException | str) -> str:
     else:
         lines = [line.strip() for line in (error or "").strip().splitlines() if line.strip()]
         text = lines[-1] if lines and lines[0].startswith("Traceback (most recent call last)") else " ".join(lines)
-    text = " ".join(text.split())
-    return text if len(text) <= ERROR_LINE_MAX else text[: ERROR_LINE_MAX - 1] + "\u2026"
+    return clip(text, ERROR_LINE, one_line=True)
 
 
 def did_you_mean(word: str, known: Iterable[str]) -> str:
@@ -115,8 +113,7 @@ class UnknownReason(PartitionsError):
 
     def __init__(self, job_id: int, reason: str, known: Iterable[str] = ()):
         self.job_id, self.reason = job_id, reason
-        shown = reason if len(reason) <= 80 else reason[:79] + "\u2026"
-        super().__init__(f"job {job_id} has no failed or skipped items with reason {shown!r}"
+        super().__init__(f"job {job_id} has no failed or skipped items with reason {clip(reason, ECHO)!r}"
                          + did_you_mean(reason, known))
 
 

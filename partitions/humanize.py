@@ -13,6 +13,7 @@ from datetime import datetime
 
 from django.utils import timezone
 from django.utils.formats import date_format
+from django.utils.translation import ngettext
 
 DASH = "\u2014"
 ARROW = "\u2192"
@@ -41,9 +42,9 @@ def zone_name() -> str:
     return str(timezone.get_current_timezone())
 
 
-def plural(n: int, word: str) -> str:
-    """`1 worker`, `2,000 workers`."""
-    return f"{n:,} {word}{'' if n == 1 else 's'}"
+def plural(n: int, word: str, words: str | None = None) -> str:
+    """`1 worker`, `2,000 workers` (`words`: the plural when it is not `word` + "s"), through ngettext."""
+    return f"{n:,} {ngettext(word, words or word + 's', n)}"
 
 
 def number(value: float | int) -> str:

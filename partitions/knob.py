@@ -14,10 +14,10 @@ from django.db import transaction
 
 from partitions import claiming, dispatch, validation
 from partitions.events import EventType
-from partitions.exceptions import InvalidParams, InvalidTransition, JobNotFound
+from partitions.exceptions import InvalidParams, JobNotFound
 from partitions.lifecycle import Actor, event
 from partitions.models import Job
-from partitions.states import JOB_ADJUSTABLE
+from partitions.permissions import Action, require
 
 NOTHING_TO_CHANGE = "Nothing to change: give max_parallel or a deadline."
 
@@ -28,15 +28,15 @@ KEEP = validation.UNSET
 def job_set(job_id: int, *, actor: Any, max_parallel: int | Any = KEEP,
             deadline: datetime | Any | None = KEEP) -> Job:
     """Change the knob of a job that has not ended; one `job_settings_changed` event names the user and each
-    change as [before, after]. Raises InvalidParams (nothing written) or InvalidTransition."""
+    change as [before, after]. Raises InvalidParams (nothing written), InvalidTransition, or NotPermitted (a user
+    actor without the right)."""
     if max_parallel is KEEP and deadline is KEEP:
         raise InvalidParams(validation.RUN_OPTIONS, {"__all__": [NOTHING_TO_CHANGE]})
     with transaction.atomic():
         job = claiming.job_locked(job_id, no_key=True)
         if job is None:
             raise JobNotFound(job_id)
-        if job.status not in JOB_ADJUSTABLE:
-            raise InvalidTransition("Job", job_id, job.status, "adjusted")
+        require(actor, Action.KNOB, job)
         options = validation.run_options(
             max_parallel=job.max_parallel if max_parallel is KEEP else max_parallel,
             deadline=None if deadline is KEEP else deadline)

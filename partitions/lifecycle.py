@@ -26,6 +26,7 @@ from django.db.models.functions import Coalesce, Now
 from partitions.encoding import dumps
 from partitions.events import EventType
 from partitions.exceptions import InvalidTransition, LeaseLost
+from partitions.limits import ERROR_LINE, STORED_ERROR, STORED_TRACEBACK, clip
 from partitions.models import Delivery, Job, JobEvent, Partition, SubJob
 from partitions.sql import queries
 from partitions.stamps import CLEAR, KEEP_OR_NOW, NOW, stamps
@@ -223,8 +224,8 @@ def partition_fail(partition_id: int, token: int, *, actor: Any, error: str, tra
                    .select_related("job").only("attempts", "max_attempts", "job__status").first())
         if current is None:
             raise LeaseLost(partition_id, token)
-        updates = {"last_error": error[:10_000], "last_traceback": traceback[:50_000]}
-        data = {"error": error[:500], "attempt": current.attempts}
+        updates = {"last_error": clip(error, STORED_ERROR), "last_traceback": clip(traceback, STORED_TRACEBACK)}
+        data = {"error": clip(error, ERROR_LINE), "attempt": current.attempts}
         if current.job.status in JOB_TERMINAL:
             transition(Partition, partition_id, PartitionStatus.CANCELLED, actor=actor,
                        event_type=EventType.PARTITION_CANCELLED,

@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 
 from partitions.exceptions import SkipItem
+from partitions.limits import clip
 
 #: Longest stored reason (the column's size); a longer one is cut with an ellipsis.
 REASON_MAX_LENGTH = 300
@@ -28,10 +29,6 @@ _VARYING = (
 )
 
 
-def _cut(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
-
-
 def normalised(message: str) -> str:
     """A message with its varying parts (UUIDs, hex tokens, numbers) replaced and its whitespace collapsed."""
     text = " ".join(message.replace("\x00", "").split())
@@ -43,12 +40,12 @@ def normalised(message: str) -> str:
 def reason_of(error_class: str, message: str) -> str:
     """`Class: normalised message`, or the class alone when there is no message."""
     words = normalised(message)
-    return _cut(f"{error_class}: {words}" if words else error_class, REASON_MAX_LENGTH)
+    return clip(f"{error_class}: {words}" if words else error_class, REASON_MAX_LENGTH)
 
 
 def failure_of(error: BaseException) -> tuple[str, str]:
     """(error class, reason) of what an item raised; SkipItem's class is `SkipItem`, its message the reason
     job code gave."""
-    error_class = _cut(type(error).__name__, ERROR_CLASS_MAX_LENGTH)
+    error_class = clip(type(error).__name__, ERROR_CLASS_MAX_LENGTH)
     message = error.reason if isinstance(error, SkipItem) else str(error)
     return error_class, reason_of(error_class, str(message))

@@ -121,6 +121,10 @@ class SampleReport:
     calls: list[str]
     projection: Projection
     deadline: datetime | None
+    #: The run options the projection applied, and the database time it was made at.
+    max_parallel: int = 0
+    rate_limit: float | None = None
+    now: datetime | None = None
 
     def per_item(self, total: int) -> float | None:
         return total / self.measured.handled if self.measured.handled else None
@@ -213,7 +217,8 @@ def job_sample(type_name: str, params: dict[str, Any] | None = None, *, partitio
                                max_parallel=options.max_parallel, rate_limit=options.rate_limit,
                                deadline=options.deadline, now=now)
     return SampleReport(type_name, chosen, len(plans), planned_items, parallel, job_type.concurrency(cleaned),
-                        measured, changes, calls, projection, options.deadline)
+                        measured, changes, calls, projection, options.deadline, options.max_parallel,
+                        options.rate_limit, now)
 
 
 def spread(planned: int, wanted: int) -> list[int]:

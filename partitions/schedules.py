@@ -19,9 +19,10 @@ A fire that raises anything else (a row stored behind the forms with a cadence t
 rolled back alone: the schedule is paused with the reason, `fire_failed` records it, the operators are told,
 and the duty goes on to the next schedule; one poisoned row never stops the others.
 
-Who may do what: creating a schedule needs `partitions.add_jobschedule`, deleting it `delete_jobschedule`,
-pausing and resuming it (steering, like a job's pause) `operate_job`, a manual fire `start_job`. The services
-check it for a user actor (the admin passes `request.user`); the CLI and the schedules act as trusted labels.
+Who may do what is `partitions.permissions`' rules: creating a schedule needs `partitions.add_jobschedule` (and
+`start_job`: a schedule starts jobs), deleting it `delete_jobschedule`, pausing and resuming it (steering, like a
+job's pause) `operate_job`, a manual fire `start_job`. The services require it of a user actor (the admin passes
+`request.user`); the CLI and the schedules act as trusted labels.
 """
 
 from __future__ import annotations
@@ -45,35 +46,28 @@ from partitions.exceptions import (
     InvalidParams,
     InvalidSchedule,
     JobTypeNotFound,
-    NotPermitted,
     ScheduleNameTaken,
     ScheduleNotFound,
     error_line,
 )
+from partitions.humanize import plural
 from partitions.lifecycle import Actor
 from partitions.models import Job, JobSchedule, ScheduleEvent
 from partitions.notify.config import notify_choice
 from partitions.notify.operators import operators_notify
+from partitions.permissions import Action, require
 
 log = logging.getLogger(__name__)
 
 NAME_MAX_LENGTH = 100
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
-#: The permissions of the schedule commands (a user actor needs them; see the module's docstring).
-ADD_SCHEDULE, DELETE_SCHEDULE = "partitions.add_jobschedule", "partitions.delete_jobschedule"
-OPERATE_JOB, START_JOB = "partitions.operate_job", "partitions.start_job"
 #: What a manual fire answers when the schedule's last run is still active.
 RUN_ACTIVE = "a run is active"
 
 
 #: Schedule names a mistyped one is compared with ("did you mean …").
 SUGGEST_FROM = 1_000
-
-def schedule_permitted(actor: Any, permission: str, what: str) -> None:
-    """NotPermitted unless `actor` is a trusted label (CLI, a schedule, a worker) or a user holding `permission`."""
-    if hasattr(actor, "has_perm") and not (actor.is_active and actor.has_perm(permission)):
-        raise NotPermitted(permission, what)
 
 
 def cadence_of(schedule: JobSchedule) -> Cadence:
@@ -135,7 +129,7 @@ def schedule_create(*, actor: Any, cadence: Cadence, start_at: datetime | None =
                     **fields: Any) -> JobSchedule:
     """Validate and create an enabled schedule; its first fire is the cadence's next after now (or `start_at`
     for interval and monthly cadences, which then repeat from it). Nothing is written on any error."""
-    schedule_permitted(actor, ADD_SCHEDULE, "creating a schedule")
+    require(actor, Action.SCHEDULE_CREATE)
     now = claiming.db_now()
     if start_at is not None:
         start_at = validation.start_time(start_at, now=now)
@@ -175,7 +169,7 @@ def schedule_get(name_or_id: str | int, *, lock: bool = False) -> JobSchedule:
 
 def schedule_pause(name_or_id: str | int, *, actor: Any, reason: str = "") -> JobSchedule:
     """No more fires until resumed (a running job is not touched)."""
-    schedule_permitted(actor, OPERATE_JOB, "pausing a schedule")
+    require(actor, Action.SCHEDULE_PAUSE)
     reason = validation.reason_text(reason)
     with transaction.atomic():
         schedule = schedule_get(name_or_id, lock=True)
@@ -188,7 +182,7 @@ def schedule_pause(name_or_id: str | int, *, actor: Any, reason: str = "") -> Jo
 def schedule_resume(name_or_id: str | int, *, actor: Any) -> JobSchedule:
     """Fires again from the next one after now (fires missed while paused are not made up). The params are
     checked first, and the cadence: a schedule paused because they stopped validating stays paused until they do."""
-    schedule_permitted(actor, OPERATE_JOB, "resuming a schedule")
+    require(actor, Action.SCHEDULE_RESUME)
     with transaction.atomic():
         schedule = schedule_get(name_or_id, lock=True)
         if not schedule.enabled:
@@ -204,7 +198,7 @@ def schedule_resume(name_or_id: str | int, *, actor: Any) -> JobSchedule:
 
 def schedule_delete(name_or_id: str | int, *, actor: Any) -> str:
     """Delete a schedule (its jobs and its history stay); returns its name."""
-    schedule_permitted(actor, DELETE_SCHEDULE, "deleting a schedule")
+    require(actor, Action.SCHEDULE_DELETE)
     with transaction.atomic():
         schedule = schedule_get(name_or_id, lock=True)
         schedule_event(schedule, ScheduleEventType.SCHEDULE_DELETED, actor)
@@ -216,7 +210,7 @@ def schedule_delete(name_or_id: str | int, *, actor: Any) -> str:
 def schedule_run_now(name_or_id: str | int, *, actor: Any) -> FireResult:
     """One fire now, by an operator (even while paused); the cadence's next fire does not move. While the last
     run is active (another operator's fire a moment ago included) nothing starts: `fire_skipped`."""
-    schedule_permitted(actor, START_JOB, "running a schedule now")
+    require(actor, Action.SCHEDULE_RUN)
     with transaction.atomic():
         schedule = schedule_get(name_or_id, lock=True)
         now = claiming.db_now()
@@ -273,11 +267,11 @@ def schedule_fire_failed(schedule_id: int, exc: BaseException) -> None:
             schedule = claiming.schedule_locked(schedule_id=schedule_id)
             if schedule is None:
                 return
-            reason = f"paused: its fire failed ({error_line(exc)[:500]})"
+            reason = f"paused: its fire failed ({error_line(exc)})"
             scheduled_for = schedule.next_run_at
             _pause(schedule, reason)
             schedule_event(schedule, ScheduleEventType.FIRE_FAILED, f"schedule:{schedule.name}",
-                           scheduled_for=scheduled_for, reason=reason, error=error_line(exc)[:1000])
+                           scheduled_for=scheduled_for, reason=reason, error=error_line(exc))
             operators_notify(f"Schedule {schedule.name} paused: its fire failed",
                              f"{reason}\nResume it once the cause is fixed (manage.py jobs schedule-resume "
                              f"{schedule.name}, or the admin's schedule page).")
@@ -297,7 +291,7 @@ def schedule_fire_claimed(schedule: JobSchedule, *, now: datetime) -> FireResult
     if late and not conf.get("SCHEDULE_CATCH_UP"):
         schedule_event(schedule, ScheduleEventType.FIRE_MISSED, actor, scheduled_for=scheduled_for, missed=missed + 1,
                        late_seconds=round((now - scheduled_for).total_seconds()), caught_up=False)
-        result = FireResult(ScheduleEventType.FIRE_MISSED, detail=f"{missed + 1} missed fire(s) not replayed")
+        result = FireResult(ScheduleEventType.FIRE_MISSED, detail=f"{plural(missed + 1, 'missed fire')} not replayed")
     else:
         if late:
             schedule_event(schedule, ScheduleEventType.FIRE_MISSED, actor, scheduled_for=scheduled_for,
@@ -314,10 +308,12 @@ def _fire(schedule: JobSchedule, *, now: datetime, scheduled_for: datetime, acto
     """Start the schedule's job (validated again), or record why not; the caller saves the row."""
     deadline = now + schedule.deadline_offset if schedule.deadline_offset else None
     try:
+        # The deadline is the fire's (database) time plus an offset checked when the schedule was made: this
+        # process's clock, which may run ahead of the database's, has no say in whether it is still to come.
         job, created = services.job_start(
             schedule.type_name, schedule.params, actor=actor, max_parallel=schedule.max_parallel,
-            priority=schedule.priority, deadline=deadline, dedupe_key=schedule.dedupe_key,
-            notify=schedule.notify, **schedule.throttle)
+            priority=schedule.priority, deadline=deadline, allow_past_deadline=True,
+            dedupe_key=schedule.dedupe_key, notify=schedule.notify, **schedule.throttle)
     except (InvalidParams, JobTypeNotFound) as exc:
         reason = f"paused at its fire of {scheduled_for:%Y-%m-%d %H:%M} UTC: {error_line(exc)}"
         _pause(schedule, reason)

@@ -1,5 +1,8 @@
 """Operator commands: what the admin and the CLI call to start and steer jobs, named `<entity>_<verb>`.
 
+Each command asks `permissions.require` for its action: a user actor (the admin passes `request.user`) needs
+the action's right, a trusted label (the CLI, a schedule) is let through, and the status rules apply to both.
+
 The worker-side steps (plan, finalize, the circuit breaker) are in `partitions.worker.steps`.
 """
 
@@ -18,7 +21,6 @@ from partitions.events import EventType
 from partitions.exceptions import (
     DuplicateJob,
     InvalidParams,
-    InvalidTransition,
     JobNotPlannable,
     PartitionsError,
     error_line,
@@ -27,14 +29,12 @@ from partitions.lifecycle import Actor, event, job_pending_work_cancel, subjobs_
 from partitions.models import Job, Partition, SubJob
 from partitions.notify.config import notify_choice
 from partitions.pages import job_get
+from partitions.permissions import Action, require
 from partitions.progress import job_progress
 from partitions.splits import PartitionPlan, plan_splits
 from partitions.states import (
     JOB_REOPENABLE,
-    JOB_RETRYABLE,
-    JOB_SKIPPABLE,
     JOB_TERMINAL,
-    JOB_THROTTLEABLE,
     JobStatus,
     PartitionStatus,
     SubJobStatus,
@@ -57,8 +57,10 @@ def job_start(type_name: str, params: dict[str, Any] | None = None, *, actor: An
     The throttle (rate_limit, pause_ms) defaults to the job type's. `notify` is the run's own channels
     (`email:ADDRESS`, `webhook:NAME`, `none`); None: the defaults. Raises InvalidParams for bad params or
     run options, JobNotPlannable when its split fails with these params (nothing is written then): a job is
-    created only if it can be planned, whoever starts it (admin, CLI, schedule, re-run).
+    created only if it can be planned, whoever starts it (admin, CLI, schedule, re-run). A user actor needs
+    the right to start jobs (NotPermitted), as every operator command here needs its action's right.
     """
+    require(actor, Action.START)
     job_type = registry.get(type_name)
     cleaned = job_type.validate_params(params)
     _plan_check(type_name, cleaned)
@@ -126,8 +128,7 @@ def job_throttle(job_id: int, *, actor: Any, rate_limit: float | Any | None = UN
         job = claiming.job_locked(job_id)
         if job is None:
             job_get(job_id)  # raises JobNotFound
-        if job.status not in JOB_THROTTLEABLE:
-            raise InvalidTransition("Job", job_id, job.status, "throttle")
+        require(actor, Action.THROTTLE, job)
         changes = {"rate_limit": job.rate_limit if rate_limit is UNSET else rate_limit,
                    "pause_ms": job.pause_ms if pause_ms is UNSET else pause_ms}
         if errors := validation.throttle_errors(changes["rate_limit"], changes["pause_ms"]):
@@ -155,6 +156,7 @@ def _throttle_data(job: Job) -> dict[str, Any]:
 
 def job_cancel(job_id: int, *, actor: Any, reason: str = "") -> Job:
     """Cancel a job: pending partitions and sub-jobs are cancelled; running ones stop at their next batch."""
+    require(actor, Action.CANCEL)
     reason = validation.reason_text(reason)
     with transaction.atomic():
         job = transition(Job, job_id, JobStatus.CANCELLED, actor=actor, event_type=EventType.JOB_CANCELLED,
@@ -166,10 +168,13 @@ def job_cancel(job_id: int, *, actor: Any, reason: str = "") -> Job:
 
 def job_pause(job_id: int, *, actor: Any) -> Job:
     """Stop claiming; running partitions hand themselves back at their next batch boundary."""
+    require(actor, Action.PAUSE)
     return transition(Job, job_id, JobStatus.PAUSED, actor=actor, event_type=EventType.JOB_PAUSED)
 
 
 def job_resume(job_id: int, *, actor: Any) -> Job:
+    """Claim work again: a paused job runs."""
+    require(actor, Action.RESUME)
     job = transition(Job, job_id, JobStatus.RUNNING, actor=actor, event_type=EventType.JOB_RESUMED,
                      guard={"status": JobStatus.PAUSED})
     transaction.on_commit(dispatch.work_available)
@@ -180,8 +185,7 @@ def job_retry_failed(job_id: int, partition_ids: list[int] | None = None, *, act
     """Failed partitions (all, or those selected) back to pending with fresh attempts; reopens a failed job."""
     with transaction.atomic():
         job = job_get(job_id)
-        if job.status not in JOB_RETRYABLE:
-            raise InvalidTransition("Job", job_id, job.status, "retry")
+        require(actor, Action.RETRY, job)
         where = Q(job_id=job_id, status=PartitionStatus.FAILED)
         if partition_ids is not None:
             where &= Q(pk__in=partition_ids)
@@ -199,8 +203,7 @@ def subjobs_retry(job_id: int, subjob_ids: list[int] | None = None, *, actor: An
     `reason` (the failure ledger's), only the items of that reason: UnknownReason when the job has none."""
     with transaction.atomic():
         job = job_get(job_id)
-        if job.status not in JOB_RETRYABLE:
-            raise InvalidTransition("Job", job_id, job.status, "retry")
+        require(actor, Action.RETRY, job)
         where = Q(job_id=job_id, status__in=[SubJobStatus.FAILED, SubJobStatus.SKIPPED])
         if subjob_ids is not None:
             where &= Q(pk__in=subjob_ids)
@@ -250,9 +253,7 @@ def subjobs_skip(job_id: int, *, reason: str, note: str, actor: Any) -> int:
     if not note:
         raise InvalidParams(validation.RUN_OPTIONS, {"note": ["Say why these items are skipped."]})
     with transaction.atomic():
-        job = job_get(job_id)
-        if job.status not in JOB_SKIPPABLE:
-            raise InvalidTransition("Job", job_id, job.status, "skip")
+        require(actor, Action.SKIP, job_get(job_id))
         moved = subjobs_skip_failed(job_id, reason=ledger.reason_check(job_id, reason), note=note)
         if moved:
             event(job_id, EventType.SUBJOBS_SKIPPED, Actor.of(actor), {"count": moved, "reason": reason, "note": note})
@@ -278,6 +279,7 @@ def _reopen(job: Job, actor: Any, reason: str, *, count: int, handled: int, hand
 
 def job_rerun(job_id: int, *, actor: Any) -> Job:
     """A new job with the same type and params."""
+    require(actor, Action.RERUN)
     old = job_get(job_id)
     job, _ = job_start(old.type_name, old.params, actor=actor, max_parallel=old.max_parallel, priority=old.priority,
                        rate_limit=old.rate_limit, pause_ms=old.pause_ms)

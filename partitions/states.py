@@ -144,7 +144,7 @@ def _non_terminal_round_trips(table: dict[str, frozenset[str]], status: str) -> 
 
 
 # What an operator may do to a job in each status, derived from JOB_TRANSITIONS: the services guard with these
-# sets and the admin shows a control only in them (`partitions.admin.actions.job_controls`).
+# sets and the rules of `partitions.permissions` name them (what the admin shows, what a service refuses).
 #: Cancel: every status with an edge to cancelled (before finalize).
 JOB_CANCELLABLE = frozenset(sources(JOB_TRANSITIONS, J.CANCELLED))
 #: Pause: every status with an edge to paused.

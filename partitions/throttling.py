@@ -21,6 +21,7 @@ from django.db import connection
 
 from partitions.events import EventType
 from partitions.lifecycle import Actor, event
+from partitions.limits import SHORT_TEXT, clip
 from partitions.sql import queries
 
 #: A reservation starts at most this far ahead; beyond it the worker waits and asks again.
@@ -107,7 +108,7 @@ class RateBacklog(Exception):
 
 def throttle_start(job_id: int, reason: str, *, checked_at: datetime, actor: str) -> bool:
     """Open a health episode (one `job_throttled` event per episode, whichever worker sees it first)."""
-    reason = reason[:300]
+    reason = clip(reason, SHORT_TEXT)
     with connection.cursor() as cursor:
         cursor.execute(queries["job_throttle_start"], {"job_id": job_id, "reason": reason, "checked_at": checked_at})
         started = cursor.fetchone() is not None

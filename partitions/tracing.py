@@ -9,7 +9,7 @@ as the parent of the job's spans, so one trace runs from the request to every wo
 Without the package, or with the API but no TracerProvider configured (its spans would record nothing), every
 function here returns at once: `span` is one shared `nullcontext`, no span object is made and no query is run,
 so an installed but unused API costs the claim path nothing (`bench claim`'s Python split). Configuring a
-TracerProvider and an exporter is the project's business (README "Traces"); it is seen as soon as it is set.
+TracerProvider and an exporter is the project's business (docs/howto/traces.md); it is seen as soon as it is set.
 """
 
 from __future__ import annotations

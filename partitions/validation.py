@@ -20,6 +20,7 @@ from typing import Any
 from django.utils import timezone
 
 from partitions.exceptions import RUN_OPTIONS, InvalidParams
+from partitions.limits import ECHO, clip
 
 #: Partitions in flight for one job at most (0 = no cap); far above any fleet, far below the column's range.
 MAX_PARALLEL_LIMIT = 100_000
@@ -126,8 +127,7 @@ def time_zone_error(name: Any) -> str | None:
     """Why `name` is not a time zone every layer accepts, or None."""
     if time_zone(name) is not None:
         return None
-    shown = name if isinstance(name, str) and len(name) <= 80 else f"{str(name)[:80]}…"
-    return f"Unknown time zone {shown!r}: use an IANA name such as Europe/Madrid or UTC."
+    return f"Unknown time zone {clip(str(name), ECHO)!r}: use an IANA name such as Europe/Madrid or UTC."
 
 
 def start_time(value: Any, *, now: datetime) -> datetime | None:

@@ -20,6 +20,7 @@ from partitions.states import (
     PartitionStatus,
     SubJobStatus,
 )
+from tests.conftest import make_staff
 from tests.factories import make_job, make_partition, make_subjob
 from tests.support import started_job
 
@@ -111,8 +112,8 @@ def test_reopening_a_failed_job_whose_dedupe_key_was_reused_is_refused():
     assert old.status == "failed"
 
 
-def test_pause_resume_cancel_write_events_with_the_actor(django_user_model):
-    user = django_user_model.objects.create_user("ops", password="x")
+def test_pause_resume_cancel_write_events_with_the_actor():
+    user = make_staff("ops", "operate_job")  # a user actor needs the right (partitions.permissions)
     job = make_job(status="running")
     make_partition(job, seq=0)
     make_partition(job, seq=1, status="succeeded")

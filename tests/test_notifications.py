@@ -98,7 +98,7 @@ def deliver_all(rounds: int = 50) -> None:
 
 
 def verify(request: dict) -> bool:
-    """The receiver's side of the signature check (the README's snippet)."""
+    """The receiver's side of the signature check (the snippet in docs/howto/notifications.md)."""
     expected = "sha256=" + hmac.new(SECRET.encode(), request["body"], hashlib.sha256).hexdigest()
     return hmac.compare_digest(expected, request["headers"]["X-Partitions-Signature"])
 

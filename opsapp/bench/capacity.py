@@ -1,4 +1,4 @@
-"""`bench capacity`: the figures the README's capacity model ("Scaling") predicts, measured.
+"""`bench capacity`: the figures the capacity model (docs/explanation/capacity.md) predicts, measured.
 
 - claim at scale: `worker.drain` (claim 50, W processes) over one job of N no-op partitions, first with the
   table otherwise empty (the baseline), then with F finished partitions of another job already in it: the

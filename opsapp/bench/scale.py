@@ -29,7 +29,7 @@ from django_q.conf import Conf
 from django_q.models import OrmQ
 
 from opsapp.bench import harness, qclusters, sleep_items
-from partitions import services, tasks
+from partitions import humanize, services, tasks
 from partitions.events import EventType
 from partitions.models import Job, JobEvent, SubJob
 from partitions.sql import queries
@@ -254,7 +254,8 @@ def run(opts: harness.Options) -> harness.Result:
     rounds = []
     with harness.engine_for_bench(sleep_items.SleepItems, dispatcher=tasks.QDispatcher()), fleet(opts.workers) as f:
         for n in counts:
-            opts.log(f"scale: {n} qcluster(s) x {opts.workers} workers, {size.items} items x {size.work_ms} ms, "
+            opts.log(f"scale: {humanize.plural(n, 'qcluster')} x {opts.workers} workers, {size.items} items x "
+                     f"{size.work_ms} ms, "
                      f"{ITEM_CONCURRENCY} in flight per worker")
             rounds.append(_round(f, n, size))
         result.checks["qclusters_started"] = len(f.clusters)

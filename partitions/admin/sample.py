@@ -12,7 +12,7 @@ from typing import Any
 
 from django import forms
 
-from partitions import humanize, validation
+from partitions import humanize, presenters, validation
 from partitions.sample_run import (
     SAMPLE_ITEMS_DEFAULT,
     SAMPLE_ITEMS_MAX,
@@ -41,17 +41,18 @@ class SampleForm(forms.Form):
 
 def sample_submit(request, type_name: str, data: dict[str, Any], options, sample_form: SampleForm, *,
                   plans: list[PartitionPlan]) -> dict | None:
-    """The sample report (`SampleReport.as_dict()`) of the previewed `plans` at the chosen run options, or None
+    """The sample report (`SampleReport.as_dict()`, with its sentences as `words`) of the previewed `plans` at the
+    chosen run options, or None
     when a form said no (its errors show on the page). Typed refusals (`SampleRefused`, `SampleFailed`) go to
     the caller."""
     if not (options.is_valid() & sample_form.is_valid()):  # both, so every error shows at once
         return None
     chosen, size = options.cleaned_data, sample_form.cleaned_data
-    log.info("sample dry-run of %s by %s: %s partition(s), %s item(s) each", type_name, request.user,
-             size["partitions"], size["items"])
+    log.info("sample dry-run of %s by %s: %s, %s each", type_name, request.user,
+             humanize.plural(size["partitions"], "partition"), humanize.plural(size["items"], "item"))
     report = job_sample(type_name, data, partitions=size["partitions"], items=size["items"],
                         max_parallel=chosen["max_parallel"] or 0, deadline=chosen["deadline"], plans=plans,
-                        rate_limit=validation.UNSET if chosen.get("rate_limit") is None else chosen["rate_limit"]
-                        ).as_dict()
-    return {**report, "projected": humanize.duration(report["projected_seconds"]),
-            "changes": [{**change, "text": change_text(change)} for change in report["changes"]]}
+                        rate_limit=validation.UNSET if chosen.get("rate_limit") is None else chosen["rate_limit"])
+    shown = report.as_dict()
+    return {**shown, "words": presenters.sample_words(report),
+            "changes": [{**change, "text": change_text(change)} for change in shown["changes"]]}

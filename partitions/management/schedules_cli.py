@@ -36,8 +36,11 @@ def tz_arg(value: str) -> str:
 
 
 def start_at_arg(value: str, tz: str):
-    """--start-at as an aware date-time: ISO 8601, a wall time without offset read in the schedule's zone (by
-    the DST rule of `cadence.local_instant`); the service checks its range (offsets past ±15:59 included)."""
+    """--start-at as an aware date-time: a time from now (`+2h`, as every deadline input reads one), or ISO
+    8601, a wall time without offset read in the schedule's zone (by the DST rule of `cadence.local_instant`);
+    the service checks its range (offsets past ±15:59 included)."""
+    if (when := validation.relative_deadline(value)) is not None:
+        return when
     try:
         first = parse_datetime(value.strip())
     except ValueError:  # well formed but not a real date-time
@@ -48,7 +51,8 @@ def start_at_arg(value: str, tz: str):
         except (OverflowError, ValueError):  # year 1 or 9999 read in a zone that pushes it out of range
             first = None
     if first is None:
-        raise CommandError(f"--start-at is not an ISO 8601 date-time in range: {value!r}")
+        raise CommandError(f"--start-at is not an ISO 8601 date-time in range or a time from now such as +2h: "
+                           f"{value!r}")
     return first
 
 
@@ -95,7 +99,8 @@ class ScheduleCommands:
         cadence.add_argument("--every", type=every_arg, help="an interval: 5m, 2h or 1d")
         cadence.add_argument("--monthly", action="store_true", help="every month on --start-at's day and time")
         create.add_argument("--tz", type=tz_arg, default="UTC", help="IANA time zone of the cadence (default UTC)")
-        create.add_argument("--start-at", help="ISO 8601: the first fire of --every/--monthly (default: now)")
+        create.add_argument("--start-at", help="the first fire of --every/--monthly: a time from now (+2h, +1d) "
+                                               "or ISO 8601 (default: now)")
         create.add_argument("--deadline", type=offset_arg, help="each run's deadline after its fire: +90m, +2h")
         create.add_argument("--max-parallel", type=whole_number, default=0)
         create.add_argument("--priority", type=whole_number, default=0)

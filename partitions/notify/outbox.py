@@ -78,7 +78,7 @@ def deliveries_send(*, job_id: int | None = None, budget_seconds: float = 20.0) 
                     channels.send(delivery, _plan(delivery, plans))
                     error = None
                 except Exception as exc:  # a receiver's failure is the delivery's, never the job's
-                    error = error_line(exc)[:1000]
+                    error = error_line(exc)
                 tracing.annotate({"delivery.error": error})
                 _record(delivery, error)
             counts["sent" if error is None else "retry"] += 1

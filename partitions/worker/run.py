@@ -15,6 +15,7 @@ from partitions import claiming, conf, tracing
 from partitions.events import SUBJOB_PROBLEMS, EventType
 from partitions.exceptions import BoundsMoved, CancelJob, JobControl, LeaseLost, Retry, SkipItem, error_line
 from partitions.lifecycle import Actor, event, event_row, events_insert, subjobs_finish
+from partitions.limits import SHORT_TEXT, clip
 from partitions.models import Partition, SubJob
 from partitions.reasons import failure_of
 from partitions.states import JobStatus, SubJobStatus
@@ -320,7 +321,7 @@ class PartitionRun:
                 row.first_seen_at = row.last_seen_at = Now()
             subjob_ids = [row.pk for row in SubJob.objects.bulk_create(rows)]
         events_insert([
-            event_row(self.job.pk, SUBJOB_PROBLEMS[status], actor, {"error": _error_text(result)[:300]},
+            event_row(self.job.pk, SUBJOB_PROBLEMS[status], actor, {"error": clip(_error_text(result), SHORT_TEXT)},
                       partition_id=self.partition.pk, subjob_id=sid)
             for sid, (_, result) in zip(subjob_ids, pairs, strict=True)
         ])

@@ -12,6 +12,7 @@ from partitions.deadline_alerts import WATCH_KEY
 from partitions.encoding import dumps
 from partitions.events import EventType
 from partitions.exceptions import InvalidTransition, LeaseLost, error_line
+from partitions.humanize import plural
 from partitions.lifecycle import job_pending_work_cancel, transition
 from partitions.models import Job, Partition, SubJob
 from partitions.progress import job_progress
@@ -109,7 +110,7 @@ def _finalize(job_id: int, token: int, worker_id: str) -> Job:
     if summary:
         stats["summary"] = summary
     if failed or failed_items:
-        reason = f"{failed} partition(s) and {failed_items} sub-job(s) failed"
+        reason = f"{plural(failed, 'partition')} and {plural(failed_items, 'sub-job')} failed"
         return claiming.job_step_finish(job_id, token, JobStatus.FAILED, actor=worker_id,
                                         event_type=EventType.JOB_FAILED,
                                         data={"failed_partitions": failed, "failed_subjobs": failed_items},

@@ -12,7 +12,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from partitions import conf, humanize, knob, registry, services, validation
+from partitions import conf, humanize, knob, presenters, registry, services, validation
 from partitions.encoding import dumps
 from partitions.estimates import plan_estimate
 from partitions.exceptions import InvalidTransition, PartitionsError, did_you_mean, error_line
@@ -161,13 +161,12 @@ class Command(OneLineErrors, SampleCommands, ScheduleCommands, FailureCommands, 
                 raise CommandError(f"dry run failed: {error_line(exc)}") from exc
             rows = [{"seq": i, "kind": p.kind, "lower": p.lower, "upper": p.upper, "modulus": p.modulus,
                      "remainder": p.remainder, "estimated_items": p.estimated_items} for i, p in enumerate(plans)]
-            lines = [f"{r['seq']:>5} {r['kind']:7} {self.bounds(r):60} ~{r['estimated_items']:,} items"
-                     if r else f"{'…':>5} {len(rows) - 2 * humanize.PREVIEW_EDGE:,} more partitions"
-                     for r in (None if seq is None else rows[seq] for seq in humanize.edges(len(rows)))]
+            lines = [f"{r['seq']:>5} {r['kind']:7} {r['bounds']:60} ~{humanize.plural(r['estimated'], 'item')}"
+                     if "gap" not in r else f"{'…':>5} {r['text']}" for r in presenters.preview_rows(plans)]
             total = sum(r["estimated_items"] for r in rows)
             limit = registry.get(type_name).rate_limit if rate is validation.UNSET else rate
             estimate = plan_estimate(type_name, total, deadline=when, rate_limit=limit)
-            text = "\n".join([*lines, f"{len(rows)} partitions, ~{total:,} items (dry run: nothing written)",
+            text = "\n".join([*lines, f"{presenters.preview_counts(plans)} (dry run: nothing written)",
                               f"estimated duration: {humanize.estimate(estimate)}"])
             report = {"dry_run": True, "partitions": rows, "estimate": asdict(estimate)}
             if sample is not None:
@@ -276,8 +275,10 @@ class Command(OneLineErrors, SampleCommands, ScheduleCommands, FailureCommands, 
                 raise CommandError("PARTITIONS_RETENTION_DAYS is off: give --older-than")
             older_than = timedelta(days=conf.get("RETENTION_DAYS"))
         report = history_prune(older_than=older_than, batch_size=batch_size or conf.get("PRUNE_BATCH"), force=force)
-        self.emit(report.as_dict(), f"pruned {report.jobs} job(s): {report.events} events, {report.samples} "
-                                    f"samples, {report.subjobs} sub-jobs in {report.statements} statements")
+        counts = (humanize.plural(report.events, "event"), humanize.plural(report.samples, "sample"),
+                  humanize.plural(report.subjobs, "sub-job"))
+        self.emit(report.as_dict(), f"pruned {humanize.plural(report.jobs, 'job')}: {', '.join(counts)} in "
+                                    f"{humanize.plural(report.statements, 'statement')}")
 
     # helpers ----------------------------------------------------------------------------
 
@@ -292,14 +293,6 @@ class Command(OneLineErrors, SampleCommands, ScheduleCommands, FailureCommands, 
             takes = ", ".join(known) or "none"
             raise CommandError(f"invalid params for {type_name}: unknown {named}; it takes {takes}")
         return params
-
-    @staticmethod
-    def bounds(row: dict) -> str:
-        if row["kind"] == "modulo":
-            return f"id % {row['modulus']} = {row['remainder']}"
-        if row["kind"] == "range":
-            return f"[{row['lower']}, {row['upper']})"
-        return "sub-jobs"
 
     def follow(self, job_id: int, interval: float = 1.0) -> None:
         """Redraw a progress line until the job ends; exit 1 if it ended failed or cancelled."""
