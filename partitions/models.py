@@ -67,6 +67,9 @@ class Job(models.Model):
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     error = models.TextField(blank=True)
     stats = _json(default=dict, blank=True, help_text="Summary written by finalize.")
+    # What the plan covers, written with it (partitions.verification): finalize checks the committed partitions
+    # cover exactly this before the job counts as succeeded. None: planned before the record existed.
+    key_space = _json(null=True, blank=True, help_text="The planned key space (partitions.verification).")
     notify = _json(null=True, blank=True, help_text="This run's notification channels (None: the defaults).")
     # Lease of the singleton steps (plan, finalize): claimed like partitions.
     step_owner = models.CharField(max_length=200, blank=True)

@@ -18,6 +18,7 @@ from partitions.humanize import plural
 from partitions.states import JobStatus, PartitionStatus
 from partitions.statistics import JobStats, ThroughputPoint
 from partitions.verdicts import advice_text, fmt_dt, fmt_rate, projection_text
+from partitions.verification import skipped_text
 
 DASH = humanize.DASH
 PARTITION_ORDER = [PartitionStatus.RUNNING, PartitionStatus.PENDING, PartitionStatus.SUCCEEDED,
@@ -111,6 +112,8 @@ def outcome_text(stats: JobStats) -> str:
         reason = job.error.strip()
         same = reason.lower() in ("", f"cancelled by {who}".lower())
         return f"Cancelled by {who}" + ("" if same else f": {reason}")
+    if job.status == JobStatus.SUCCEEDED and (skipped := skipped_text((job.stats or {}).get("verification"))):
+        return f"Succeeded: {skipped}"
     return ""
 
 
