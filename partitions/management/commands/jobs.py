@@ -218,8 +218,8 @@ class Command(OneLineErrors, SampleCommands, ScheduleCommands, FailureCommands, 
             text = "\n".join([f"job {job_id} ({report.status}) is not complete:",
                               *(f"  - {reason}" for reason in report.reasons)])
         self.emit(report.as_dict(), text)
-        if not report.complete:
-            raise JobEnded(f"job {job_id} is not complete: {report.reason}", returncode=1)
+        if not report.complete:  # the report above, then one line on stderr (exit 1)
+            raise CommandError(f"job {job_id} is not complete: {report.reason}")
 
     def do_throttle(self, *, job_id: int, rate, pause_ms, ignore_health: bool | None, **options):
         job = services.job_throttle(job_id, actor=ACTOR, rate_limit=rate, pause_ms=pause_ms,
