@@ -203,7 +203,7 @@ class Command(OneLineErrors, SampleCommands, ScheduleCommands, FailureCommands, 
         summary = job_summary(job)
         proof = (job.stats or {}).get("verification")
         outcome = job.error if job.status == JobStatus.FAILED else verification.skipped_text(proof)
-        self.emit({**summary, "statistics": job_run_statistics(job), "verification": proof},
+        self.emit({**summary, "statistics": job_run_statistics(job)},
                   progress_line(summary) + throttle_line(summary) + projection_line(summary)
                   + (f"\n{job.status}: {outcome}" if outcome else ""))
 
