@@ -17,8 +17,10 @@ from hypothesis import strategies as st
 
 from opsapp.billing.models import Subscription
 from partitions import claiming, services, verification, worker
+from partitions.attempts import Mark, attempts_of
 from partitions.encoding import to_json
 from partitions.models import Job, JobEvent, Partition, SubJob
+from partitions.statistics import job_run_statistics
 from partitions.verification import (
     JOB_CODE,
     modulo_problems,
@@ -213,6 +215,14 @@ def test_a_job_planned_before_the_record_is_checked_against_its_whole_key_space(
     assert verification.job_verify(job.pk).problems[0].startswith("gap: no committed partition covers [(-inf), (")
 
 
+def test_a_pruned_job_is_verified_without_its_sub_jobs_and_says_so():
+    job = run_to_end(planned_job("tests.items_serial", {"count": 20, "chunk_size": 10}))
+    SubJob.objects.filter(job=job).delete()
+    Job.objects.filter(pk=job.pk).update(pruned_at=timezone.now())
+    code, out, _ = cli("verify", str(job.pk))
+    assert code == 0 and out.strip().endswith("; not checked: its sub-jobs (deleted with its history by retention)")
+
+
 # The job type's invariant ---------------------------------------------------------------------------------------
 
 def migration(subscriptions: int = 400) -> Job:
@@ -264,6 +274,21 @@ def test_skipping_the_last_failures_of_a_failed_job_finalizes_it_succeeded_with_
     assert (succeeded.data["skipped"], succeeded.data["skipped_by"]) == (15, [label, JOB_CODE])
     _, out, _ = cli("status", str(job.pk))
     assert f"succeeded: 15 items skipped by {operator.get_username()}, {JOB_CODE}" in out
+    [attempt] = job_run_statistics(job)["attempts"]  # the skip settled items of run 1: no new attempt
+    assert attempt["outcome"] == "succeeded"
+
+
+def test_an_attempt_finalized_again_ends_with_that_finalize_and_its_time_ended_is_no_work():
+    start = timezone.now()
+
+    def at(seconds: float):
+        return start + timedelta(seconds=seconds)
+
+    [attempt] = attempts_of([Mark("planning_started", at(0)), Mark("planning_finished", at(1)),
+                             Mark("finalizing_started", at(10)), Mark("job_failed", at(11)),
+                             Mark("finalizing_started", at(100)), Mark("job_succeeded", at(101))], handled_now=5)
+    assert (attempt.outcome, attempt.ended_at, attempt.finalize) == ("succeeded", at(101), (at(100), at(101)))
+    assert attempt.active_seconds(at(200)) == 12
 
 
 def test_the_job_page_shows_the_skipped_items_of_a_succeeded_job(operator, superuser, admin_env):

@@ -213,7 +213,8 @@ class Command(OneLineErrors, SampleCommands, ScheduleCommands, FailureCommands, 
         if report.complete:
             text = (f"job {job_id} ({report.status}) is complete: its {humanize.plural(report.partitions, 'partition')}"
                     " cover the planned key space, every sub-job is handled and its invariant holds"
-                    + (f"; {skipped}" if skipped else ""))
+                    + (f"; {skipped}" if skipped else "")
+                    + "".join(f"; not checked: {what}" for what in report.unchecked))
         else:
             text = "\n".join([f"job {job_id} ({report.status}) is not complete:",
                               *(f"  - {reason}" for reason in report.reasons)])
