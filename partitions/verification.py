@@ -225,9 +225,10 @@ def modulo_problems(planned: Sequence[Sequence[int]], committed: Sequence[tuple[
     for modulus, remainder in planned:
         if (share := covered_share(modulus, remainder, mine)) >= 1:
             continue
-        missing = _uncovered(modulus, remainder, mine)
-        named = ", ".join(text(*c) for c in missing[:SHOWN]) + (" …" if len(missing) > SHOWN else "") if missing \
-            else f"{1 - share} of {text(modulus, remainder)}"
+        if missing := _uncovered(modulus, remainder, mine):
+            named = ", ".join(text(*c) for c in missing[:SHOWN]) + (" …" if len(missing) > SHOWN else "")
+        else:
+            named = f"{1 - share} of {text(modulus, remainder)}"
         problems.append(f"gap: no committed partition covers {named}")
     problems += [f"{label} ({text(m, r)}) is committed but outside the planned key space"
                  for m, r, label in committed if covered_share(m, r, plan) < 1]
@@ -271,16 +272,13 @@ class VerificationReport:
         """The reasons in one line (a failed job's error)."""
         return "; ".join(self.reasons)
 
-    def skipped_text(self) -> str:
-        """`3 items skipped by alice` ("" when nothing was skipped)."""
-        return skipped_text(self.summary())
-
     def summary(self) -> dict[str, Any]:
         """What a job's stats keep of it (`stats["verification"]`)."""
         return {"complete": self.complete, "skipped": self.skipped, "skipped_by": self.skipped_by,
                 "notes": self.notes, **({} if self.complete else {"reasons": self.reasons})}
 
     def as_dict(self) -> dict[str, Any]:
+        """Everything found, for `jobs verify --json`."""
         return {**asdict(self), "complete": self.complete, "reasons": self.reasons}
 
 
@@ -293,7 +291,9 @@ def skipped_text(summary: dict[str, Any] | None) -> str:
 
 
 def job_verify(job_id: int, *, job: Job | None = None) -> VerificationReport:
-    """The completion proof of one job, in a fixed number of queries; JobNotFound for an id that names none."""
+    """The completion proof of one job; JobNotFound for an id that names none. A fixed number of queries: the job
+    (unless given), its partitions, its sub-jobs' aggregate, the skip events (only when an operator skipped
+    items), and what the job type's `verify` reads."""
     job = job or job_get(job_id)
     report = VerificationReport(job_id=job.pk, status=job.status)
     rows = list(Partition.objects.filter(job_id=job.pk).order_by("seq").values_list(

@@ -209,7 +209,7 @@ class Command(OneLineErrors, SampleCommands, ScheduleCommands, FailureCommands, 
 
     def do_verify(self, *, job_id: int, **options):
         report = verification.job_verify(job_id)
-        skipped = report.skipped_text()
+        skipped = verification.skipped_text(report.summary())
         if report.complete:
             text = (f"job {job_id} ({report.status}) is complete: its {humanize.plural(report.partitions, 'partition')}"
                     " cover the planned key space, every sub-job is handled and its invariant holds"
