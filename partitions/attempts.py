@@ -90,6 +90,13 @@ def _note(attempt: Attempt, mark: Mark) -> None:
         attempt.process, attempt.finalize = _end(attempt.process, mark.at), _end(attempt.finalize, mark.at)
 
 
+def _finalize_again(attempt: Attempt, mark: Mark) -> None:
+    """An ended attempt finalized again (an operator skipped its last failures: `states.JOB_TRANSITIONS`' failed ->
+    finalizing): it ends anew with that finalize, and the time it sat ended counts as no work."""
+    attempt.paused_seconds += (mark.at - attempt.ended_at).total_seconds()
+    attempt.ended_at, attempt.outcome, attempt.finalize = None, None, (mark.at, None)
+
+
 def _count(value: object) -> int | None:
     return value if isinstance(value, int) else None
 
@@ -107,6 +114,8 @@ def attempts_of(marks: Sequence[Mark], *, handled_now: int) -> list[Attempt]:
             current.handled_at_end = _count(mark.data.get("handled"))
             attempts.append(Attempt(current.number + 1, mark.at, process=(mark.at, None),
                                     handled_at_start=_count(mark.data.get("handled_after", mark.data.get("handled")))))
+        elif mark.type == EventType.FINALIZING_STARTED and current is not None and current.ended_at is not None:
+            _finalize_again(current, mark)
         elif current is not None and current.ended_at is None:
             _note(current, mark)
     if attempts and attempts[-1].handled_at_end is None:

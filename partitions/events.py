@@ -32,6 +32,8 @@ class EventType(models.TextChoices):
     JOB_PAUSED = "job_paused", "an operator paused the job: its partitions stop at their next batch"
     JOB_RESUMED = "job_resumed", "an operator resumed a paused job"
     JOB_REOPENED = "job_reopened", "an operator retried a failed job's failures: a new attempt runs"
+    JOB_FINALIZE_REQUESTED = ("job_finalize_requested", "an operator skipped a failed job's last failures: it "
+                              "finalizes again, and succeeds if its completion proof holds")
     JOB_RERUN = "job_rerun", "an operator re-ran the job: a new job with its params started (data: new_job)"
     JOB_THROTTLE_CHANGED = "job_throttle_changed", "an operator changed the rate limit, pause or health override"
     JOB_SETTINGS_CHANGED = "job_settings_changed", "an operator changed max_parallel or the deadline (the knob)"
@@ -72,6 +74,17 @@ class ScheduleEventType(models.TextChoices):
     FIRE_MISSED = "fire_missed", "a fire came later than the misfire grace (data: missed, caught_up)"
     FIRE_FAILED = "fire_failed", "a fire raised: the schedule is paused with the reason"
     SCHEDULE_AUTO_PAUSED = "schedule_auto_paused", "a fire could not start its job (params, type): paused"
+
+
+def event_type_choices() -> list[tuple[str, str]]:
+    """JobEvent.type's choices. A callable, so a migration names it instead of copying the list: a type added or
+    a sentence reworded needs no migration (choices never reach the database anyway)."""
+    return EventType.choices
+
+
+def schedule_event_type_choices() -> list[tuple[str, str]]:
+    """ScheduleEvent.type's choices, by the same rule as `event_type_choices`."""
+    return ScheduleEventType.choices
 
 
 class NotificationKind(models.TextChoices):

@@ -179,6 +179,12 @@ class JobType:
         """Step 3, once when every partition is terminal; may return a summary kept in job.stats."""
         return None
 
+    def verify(self, job, params: dict[str, Any]) -> str | None:
+        """The job type's invariant, checked before the job counts as succeeded (after the engine's own proof
+        that every planned key was committed): why it does not hold, or None when it does. A bounded query,
+        such as "no row of the job's scope is still in the old state"; `jobs verify ID` runs it on demand."""
+        return None
+
     def effect_recorder(self) -> Callable[[str], None] | None:
         """Inside a sample dry-run of a type that `records_effects`: describe an external effect to this instead
         of making it. None: make it."""

@@ -15,7 +15,7 @@ from django.db.models import Q
 from django.db.models.functions import Now
 
 from partitions.encoding import EngineJSONEncoder
-from partitions.events import COURSE_EVENTS, EventType, ScheduleEventType
+from partitions.events import COURSE_EVENTS, event_type_choices, schedule_event_type_choices
 from partitions.states import (
     JOB_TERMINAL,
     PARTITION_TERMINAL,
@@ -67,6 +67,9 @@ class Job(models.Model):
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     error = models.TextField(blank=True)
     stats = _json(default=dict, blank=True, help_text="Summary written by finalize.")
+    # What the plan covers, written with it (partitions.verification): finalize checks the committed partitions
+    # cover exactly this before the job counts as succeeded. None: planned before the record existed.
+    key_space = _json(null=True, blank=True, help_text="The planned key space (partitions.verification).")
     notify = _json(null=True, blank=True, help_text="This run's notification channels (None: the defaults).")
     # Lease of the singleton steps (plan, finalize): claimed like partitions.
     step_owner = models.CharField(max_length=200, blank=True)
@@ -254,7 +257,7 @@ class JobEvent(models.Model):
     job = models.ForeignKey(Job, on_delete=models.CASCADE, db_index=False, related_name="events")
     partition = models.ForeignKey(Partition, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
     subjob = models.ForeignKey(SubJob, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
-    type = models.CharField(max_length=64, choices=EventType.choices)
+    type = models.CharField(max_length=64, choices=event_type_choices)
     actor = models.CharField(max_length=200, blank=True)
     actor_user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     data = _json(default=dict, blank=True)
@@ -392,7 +395,7 @@ class ScheduleEvent(models.Model):
     schedule = models.ForeignKey(JobSchedule, null=True, blank=True, on_delete=models.SET_NULL, db_index=False,
                                  related_name="events")
     schedule_name = models.CharField(max_length=100)
-    type = models.CharField(max_length=64, choices=ScheduleEventType.choices)
+    type = models.CharField(max_length=64, choices=schedule_event_type_choices)
     job = models.ForeignKey(Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     scheduled_for = models.DateTimeField(null=True, blank=True, help_text="The fire time this event is about.")
     actor = models.CharField(max_length=200, blank=True)

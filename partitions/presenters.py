@@ -214,3 +214,11 @@ def sample_words(report: SampleReport) -> dict[str, str]:
     verdict = projection_text(f)
     return {"measured": measured, "load": load, "projection": f"{run}; {verdict}" if verdict else run,
             "advice": advice_text(f)}
+
+
+def skipped_text(summary: dict[str, Any] | None) -> str:
+    """`3 items skipped by alice, job code (SkipItem)` from a job's stats["verification"] ("" when none)."""
+    if not summary or not summary.get("skipped"):
+        return ""
+    who = ", ".join(label.removeprefix("user:") for label in summary.get("skipped_by") or [])
+    return f"{plural(summary['skipped'], 'item')} skipped" + (f" by {who}" if who else "")

@@ -246,18 +246,35 @@ def subjobs_skip(job_id: int, *, reason: str, note: str, actor: Any) -> int:
     """The failed items of one failure reason marked skipped with the operator's note (audited with it).
 
     Refused with one error, writing nothing: an empty or too long note (InvalidParams), a job whose status does
-    not allow it (InvalidTransition; a failed job stays failed: a skip settles items, it runs nothing), a reason
-    no item of the job has (UnknownReason). Returns how many items it skipped (0: the reason's items were
-    skipped already)."""
+    not allow it (InvalidTransition), a reason no item of the job has (UnknownReason). A skip runs nothing; a
+    failed job it leaves with nothing failed is finalized again (`_finalize_again`), and may end succeeded.
+    Returns how many items it skipped (0: the reason's items were skipped already)."""
     note = validation.reason_text(note)
     if not note:
         raise InvalidParams(validation.RUN_OPTIONS, {"note": ["Say why these items are skipped."]})
     with transaction.atomic():
-        require(actor, Action.SKIP, job_get(job_id))
+        job = job_get(job_id)
+        require(actor, Action.SKIP, job)
         moved = subjobs_skip_failed(job_id, reason=ledger.reason_check(job_id, reason), note=note)
         if moved:
             event(job_id, EventType.SUBJOBS_SKIPPED, Actor.of(actor), {"count": moved, "reason": reason, "note": note})
+            if job.status == JobStatus.FAILED and not _failures_left(job_id):
+                _finalize_again(job_id, actor)
     return moved
+
+
+def _failures_left(job_id: int) -> bool:
+    return (Partition.objects.filter(job_id=job_id, status=PartitionStatus.FAILED).exists()
+            or SubJob.objects.filter(job_id=job_id, status=SubJobStatus.FAILED).exists())
+
+
+def _finalize_again(job_id: int, actor: Any) -> None:
+    """A failed job with nothing left failed: to finalizing with its step lease lapsed, so the finalize step
+    (dispatched now, or tick's for a lost one) runs again and ends it succeeded when the proof holds."""
+    transition(Job, job_id, JobStatus.FINALIZING, actor=actor, event_type=EventType.JOB_FINALIZE_REQUESTED,
+               data={"reason": "its last failed items were skipped"},
+               updates={"step_owner": "", "step_expires_at": Now()})
+    transaction.on_commit(lambda: dispatch.job_drained(job_id))
 
 
 def _handled(job_id: int) -> int:

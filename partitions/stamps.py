@@ -22,6 +22,7 @@ def stamps(model: str, target: str) -> dict[str, str]:
             JobStatus.PLANNING: {"started_at": KEEP_OR_NOW},
             JobStatus.RUNNING: {"planned_at": KEEP_OR_NOW, "paused_at": CLEAR, "finished_at": CLEAR},
             JobStatus.PAUSED: {"paused_at": NOW},
+            JobStatus.FINALIZING: {"finished_at": CLEAR},  # a failed job finalized again (states.JOB_TRANSITIONS)
         }.get(target, {})
     if model == "partition":
         if target in PARTITION_TERMINAL:

@@ -91,6 +91,7 @@ JOB_TRANSITIONS: dict[str, frozenset[str]] = {
     J.SUCCEEDED: frozenset(),  # final: a re-run is a new job
     J.FAILED: frozenset({
         J.RUNNING,  # an operator retry of failed partitions or sub-jobs reopens it
+        J.FINALIZING,  # an operator skipped its last failed items (no failed partition left): finalize again
     }),
     J.CANCELLED: frozenset(),  # final: a re-run is a new job
 }
@@ -156,7 +157,7 @@ JOB_REOPENABLE = frozenset(s for s in JOB_TERMINAL if JOB_TRANSITIONS[s])
 #: Retry failed work: while partitions may run (pausable or resumable), or by reopening the job.
 JOB_RETRYABLE = JOB_PAUSABLE | JOB_RESUMABLE | JOB_REOPENABLE
 #: Skip the failed items of one reason with a note: wherever they could be retried (running, paused, or a
-#: failed job, which stays failed: a skip settles items, it runs nothing).
+#: failed job: a skip settles items, it runs nothing; once nothing of it is left failed, it is finalized again).
 JOB_SKIPPABLE = JOB_RETRYABLE
 #: Change max parallel or the deadline: the statuses before finalize, the same ones that may be cancelled.
 JOB_ADJUSTABLE = JOB_CANCELLABLE

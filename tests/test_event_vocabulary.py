@@ -264,8 +264,9 @@ def test_the_choices_are_state_only_no_sql_and_no_check():
 # Migrations import no app code ------------------------------------------------------------------------------
 
 #: App modules a migration may name: what Django writes into a model's state by import path (the JSON fields'
-#: encoder). Freezing one would fork the field's state; anything a migration runs (a backfill) is copied in.
-STATE_REFERENCES = frozenset({"partitions.encoding"})
+#: encoder, the event types' choices callables). Freezing one would fork the field's state; anything a migration
+#: runs (a backfill) is copied in.
+STATE_REFERENCES = frozenset({"partitions.encoding", "partitions.events"})
 
 
 def app_imports(source: str, filename: str = "<source>") -> list[str]:

@@ -10,7 +10,9 @@ from django import forms
 from django.conf import settings
 from django.core.mail import EmailMessage, mailers, send_mail
 from django.db import connection
-from django.db.models import Avg, Count, Max, Sum
+from django.db.models import Avg, BigIntegerField, Count, Exists, Max, OuterRef, Sum
+from django.db.models.fields.json import KT
+from django.db.models.functions import Cast
 from django.utils import timezone
 
 from opsapp.billing import broker
@@ -66,6 +68,16 @@ class MigrateSubscriptions(JobType):
         with connection.cursor() as cursor:
             cursor.execute("UPDATE opsapp_subscription SET product_version = %s WHERE id = ANY(%s)",
                            [ctx.partition.scope["version"], [s.pk for s in items]])
+
+    def verify(self, job, params):
+        # The invariant: no subscription of a product this job migrated is still on an older version than the one
+        # it migrated it to (its partitions' scopes). One query, stopping at the first stale row.
+        migrated_to = job.partitions.annotate(product=Cast(KT("scope__product"), BigIntegerField()),
+                                              version=Cast(KT("scope__version"), BigIntegerField()))
+        stale = Subscription.objects.filter(Exists(migrated_to.filter(product=OuterRef("product_id"),
+                                                                      version__gt=OuterRef("product_version"))))
+        first = stale.order_by().values_list("pk", "product_id").first()
+        return None if first is None else f"subscription {first[0]} of product {first[1]} is still on an old version"
 
     def finalize(self, job, stats):
         migrated = job.partitions.aggregate(n=Sum("done_items"))["n"] or 0

@@ -15,7 +15,7 @@ from django.utils.safestring import SafeString
 from partitions import humanize
 from partitions.humanize import duration as fmt_duration
 from partitions.humanize import plural
-from partitions.presenters import job_words, rate_text
+from partitions.presenters import job_words, rate_text, skipped_text
 from partitions.presenters import rate as fmt_rate
 from partitions.states import JobStatus, PartitionStatus
 from partitions.statistics import JobStats, ThroughputPoint
@@ -90,6 +90,8 @@ def outcome_text(stats: JobStats) -> str:
         reason = job.error.strip()
         same = reason.lower() in ("", f"cancelled by {who}".lower())
         return f"Cancelled by {who}" + ("" if same else f": {reason}")
+    if job.status == JobStatus.SUCCEEDED and (skipped := skipped_text((job.stats or {}).get("verification"))):
+        return f"Succeeded: {skipped}"
     return ""
 
 

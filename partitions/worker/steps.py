@@ -7,7 +7,7 @@ import logging
 
 from django.db import connection, transaction
 
-from partitions import claiming, conf, dispatch, registry, tracing
+from partitions import claiming, conf, dispatch, registry, tracing, verification
 from partitions.deadline_alerts import WATCH_KEY
 from partitions.encoding import dumps
 from partitions.events import EventType
@@ -53,7 +53,8 @@ def _plan(job_id: int, token: int, worker_id: str) -> Job:
                                        event_type=EventType.PLANNING_FINISHED,
                                        data={"partitions": len(plans),
                                              "estimated_items": sum(p.estimated_items for p in plans)},
-                                       updates={"stats": {"prepare": prepared} if prepared else {}})
+                                       updates={"stats": {"prepare": prepared} if prepared else {},
+                                                "key_space": verification.planned_key_space(plans)})
         _write_plans(job, plans, max_attempts=job_type.max_attempts)
     transaction.on_commit(dispatch.work_available)
     tracing.annotate({"job.type": job.type_name, "partitions": len(plans)})
@@ -115,9 +116,17 @@ def _finalize(job_id: int, token: int, worker_id: str) -> Job:
                                         event_type=EventType.JOB_FAILED,
                                         data={"failed_partitions": failed, "failed_subjobs": failed_items},
                                         updates={"error": reason, "stats": stats})
-    return claiming.job_step_finish(job_id, token, JobStatus.SUCCEEDED, actor=worker_id,
-                                    event_type=EventType.JOB_SUCCEEDED, data=progress.as_dict(),
-                                    updates={"stats": stats, "error": ""})
+    with transaction.atomic():  # the proof reads what the verdict it decides is written with
+        proof = verification.job_verify(job_id, job=job)
+        stats["verification"] = proof.summary()
+        if not proof.complete:
+            return claiming.job_step_finish(job_id, token, JobStatus.FAILED, actor=worker_id,
+                                            event_type=EventType.JOB_FAILED, data={"verification": proof.reasons},
+                                            updates={"error": f"verification failed: {proof.reason}", "stats": stats})
+        skipped = {"skipped": proof.skipped, "skipped_by": proof.skipped_by} if proof.skipped else {}
+        return claiming.job_step_finish(job_id, token, JobStatus.SUCCEEDED, actor=worker_id,
+                                        event_type=EventType.JOB_SUCCEEDED, data={**progress.as_dict(), **skipped},
+                                        updates={"stats": stats, "error": ""})
 
 
 def job_cancel(job_id: int, *, actor: str, reason: str) -> bool:

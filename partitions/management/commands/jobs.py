@@ -12,7 +12,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from partitions import conf, humanize, knob, presenters, registry, services, validation
+from partitions import conf, humanize, knob, presenters, registry, services, validation, verification
 from partitions.encoding import dumps
 from partitions.estimates import plan_estimate
 from partitions.exceptions import InvalidTransition, PartitionsError, did_you_mean, error_line
@@ -112,6 +112,8 @@ class Command(OneLineErrors, SampleCommands, ScheduleCommands, FailureCommands, 
         knob = add("set", "change a live job's max parallel (the time/cost knob) or deadline", job_id=True)
         knob.add_argument("--max-parallel", type=whole_number, help="partitions in flight at most (0 = no cap)")
         knob.add_argument("--deadline", help=f"{DEADLINE_HELP}, or none to clear it")
+        add("verify", "prove a job complete: its committed partitions cover the planned key space exactly and "
+                      "its job type's invariant holds (exit 1 with the reasons when not)", job_id=True)
         events = add("events", "a job's event timeline", job_id=True)
         events.add_argument("--limit", type=list_limit, default=50)
         prune = add("prune", "delete finished jobs' history (partition events, samples, sub-jobs) past an age")
@@ -198,8 +200,26 @@ class Command(OneLineErrors, SampleCommands, ScheduleCommands, FailureCommands, 
             self.follow(job.pk)
             return
         summary = job_summary(job)
+        proof = (job.stats or {}).get("verification")
+        outcome = job.error if job.status == JobStatus.FAILED else presenters.skipped_text(proof)
         self.emit({**summary, "statistics": job_run_statistics(job)},
-                  progress_line(summary) + throttle_line(summary) + projection_line(summary))
+                  progress_line(summary) + throttle_line(summary) + projection_line(summary)
+                  + (f"\n{job.status}: {outcome}" if outcome else ""))
+
+    def do_verify(self, *, job_id: int, **options):
+        report = verification.job_verify(job_id)
+        skipped = presenters.skipped_text(report.summary())
+        if report.complete:
+            text = (f"job {job_id} ({report.status}) is complete: its {humanize.plural(report.partitions, 'partition')}"
+                    " cover the planned key space, every sub-job is handled and its invariant holds"
+                    + (f"; {skipped}" if skipped else "")
+                    + "".join(f"; not checked: {what}" for what in report.unchecked))
+        else:
+            text = "\n".join([f"job {job_id} ({report.status}) is not complete:",
+                              *(f"  - {reason}" for reason in report.reasons)])
+        self.emit(report.as_dict(), text)
+        if not report.complete:  # the report above, then one line on stderr (exit 1)
+            raise CommandError(f"job {job_id} is not complete: {report.reason}")
 
     def do_throttle(self, *, job_id: int, rate, pause_ms, ignore_health: bool | None, **options):
         job = services.job_throttle(job_id, actor=ACTOR, rate_limit=rate, pause_ms=pause_ms,
