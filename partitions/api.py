@@ -5,14 +5,14 @@ engine's modules.
     from partitions.api import JobType, KeyRange, register
 """
 
-from partitions.events import EventType
-from partitions.exceptions import CancelJob, InvalidParams, PartitionsError, Retry, SkipItem
-from partitions.health import HealthVerdict
-from partitions.job_types import Backoff, JobType, NoParams
-from partitions.lifecycle import SYSTEM, event
+from partitions.core.events import EventType
+from partitions.core.exceptions import CancelJob, InvalidParams, PartitionsError, Retry, SkipItem
+from partitions.engine.health import HealthVerdict
+from partitions.engine.lifecycle import SYSTEM, event
+from partitions.jobtypes.base import Backoff, JobType, NoParams
+from partitions.jobtypes.registry import register
+from partitions.jobtypes.splits import Items, ItemSpec, KeyRange, Modulo, Split
 from partitions.models import Job, SubJob
-from partitions.registry import register
-from partitions.splits import Items, ItemSpec, KeyRange, Modulo, Split
 from partitions.worker.context import Context
 
 __all__ = [

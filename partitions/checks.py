@@ -4,8 +4,9 @@ from django.conf import settings
 from django.core import checks
 from django.utils.translation import ngettext
 
-from partitions import conf, registry
-from partitions.limits import ECHO, clip
+from partitions import conf
+from partitions.core.limits import ECHO, clip
+from partitions.jobtypes import registry
 from partitions.notify.config import webhook_url_error
 
 #: "Comfortably above": the timeout must leave this share of the drain's longest run spare, and at least

@@ -20,9 +20,9 @@ from django.utils import timezone
 from django_q.models import OrmQ
 
 from opsapp.billing.models import Subscription
-from partitions import services
 from partitions.management.commands import jobs as jobs_command
 from partitions.models import Job, JobEvent, JobSample, Partition, SubJob
+from partitions.operations import services
 from partitions.worker import steps
 from tests.factories import make_job, make_partition
 from tests.support import planned_job, run_to_end, seed, started_job, wait_for, year_ahead

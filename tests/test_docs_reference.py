@@ -32,7 +32,7 @@ def test_the_pages_cover_every_setting_subcommand_and_metric():
 
 
 def test_the_events_page_lists_every_event_type_with_when_it_is_written():
-    from partitions.events import EventType
+    from partitions.core.events import EventType
 
     documented = {doc.type: doc for doc in event_vocabulary()}
     assert set(documented) == set(EventType.values)

@@ -1,4 +1,4 @@
-"""One event vocabulary (`partitions.events`): every event the engine's flows write is an EventType (a
+"""One event vocabulary (`partitions.core.events`): every event the engine's flows write is an EventType (a
 ScheduleEventType in a schedule's history), no module of the engine or the demo spells a type as a literal, the
 choices are state only (no SQL, no CHECK), and no migration imports app code."""
 
@@ -16,11 +16,13 @@ from django.core.management import call_command
 from django.db.models.functions import Now
 from django.utils import timezone
 
-from partitions import claiming, conf, knob, schedules, services, throttling
-from partitions.cadence import CRON, Cadence
-from partitions.deadline_alerts import WATCH_KEY
-from partitions.events import EventType, ScheduleEventType
+from partitions import conf
+from partitions.core.events import EventType, ScheduleEventType
+from partitions.engine import claiming, throttling
 from partitions.models import Job, JobEvent, JobSchedule, Partition, ScheduleEvent
+from partitions.operations import knob, schedules, services
+from partitions.operations.cadence import CRON, Cadence
+from partitions.operations.deadline_alerts import WATCH_KEY
 from partitions.worker import maintenance
 from tests.support import planned_job, run_to_end, seed
 
@@ -174,7 +176,7 @@ def quoted_types(text: str) -> list[str]:
 #: Strings that are also an event type's name but mean something else, with why.
 NOT_EVENTS = {
     ("partitions/management/commands/jobs.py", "subjobs_retried"): "the JSON key of `jobs retry`'s count",
-    ("partitions/dispatch.py", "job_created"): "the dispatcher's call of that name (a count's key)",
+    ("partitions/engine/dispatch.py", "job_created"): "the dispatcher's call of that name (a count's key)",
 }
 
 
@@ -211,11 +213,11 @@ def test_no_module_of_the_engine_or_the_demo_spells_an_event_type():
         hits = literal_types(text, name) if path.suffix == ".py" else quoted_types(text)
         if hits := [hit for hit in hits if (name, hit.split(": ", 1)[1]) not in NOT_EVENTS]:
             offenders[name] = hits
-    assert offenders == {}, "use partitions.events.EventType (or `{event_…}` in SQL), not the literal"
+    assert offenders == {}, "use partitions.core.events.EventType (or `{event_…}` in SQL), not the literal"
 
 
 #: The one writer of each history's rows.
-WRITERS = {"JobEvent": "partitions/lifecycle.py", "ScheduleEvent": "partitions/schedules.py"}
+WRITERS = {"JobEvent": "partitions/engine/lifecycle.py", "ScheduleEvent": "partitions/operations/schedules.py"}
 _MAKERS = {"create", "bulk_create", "get_or_create", "update_or_create"}
 
 
@@ -266,7 +268,7 @@ def test_the_choices_are_state_only_no_sql_and_no_check():
 #: App modules a migration may name: what Django writes into a model's state by import path (the JSON fields'
 #: encoder, the event types' choices callables). Freezing one would fork the field's state; anything a migration
 #: runs (a backfill) is copied in.
-STATE_REFERENCES = frozenset({"partitions.encoding", "partitions.events"})
+STATE_REFERENCES = frozenset({"partitions.core.encoding", "partitions.core.events"})
 
 
 def app_imports(source: str, filename: str = "<source>") -> list[str]:
@@ -294,11 +296,11 @@ def _allowed(module: str) -> bool:
 
 
 @pytest.mark.parametrize("source", [
-    "from partitions.reasons import normalised",
-    "import partitions.states",
+    "from partitions.jobtypes.reasons import normalised",
+    "import partitions.core.states",
     "from opsapp.billing.models import Invoice",
     "def backfill(apps, editor):\n    from partitions import reasons",
-    "import importlib\nimportlib.import_module('partitions.reasons')",
+    "import importlib\nimportlib.import_module('partitions.jobtypes.reasons')",
 ])
 def test_every_form_of_importing_app_code_is_found(source):
     assert app_imports(source)

@@ -12,8 +12,8 @@ from django.urls import reverse
 from hypothesis import given
 from hypothesis import strategies as st
 
-from partitions import ledger
 from partitions.models import Job, JobEvent, SubJob
+from partitions.reads import ledger
 from tests.conftest import VIEW_PERMS, make_staff
 from tests.support import planned_job, run_to_end
 from tests.test_failure_ledger import NO_ADDRESS, NO_TAX, OPTED_OUT

@@ -14,11 +14,11 @@ from django.core.checks import run_checks
 from django.test import Client
 from django.urls import reverse
 
-from partitions import services
-from partitions.exceptions import InvalidParams
+from partitions.core.exceptions import InvalidParams
 from partitions.models import Delivery, Job, JobEvent
 from partitions.notify import channels, config
-from partitions.retention import history_prune
+from partitions.operations import services
+from partitions.operations.retention import history_prune
 from tests.conftest import VIEW_PERMS, make_staff
 from tests.factories import make_job
 from tests.support import cli, started_job

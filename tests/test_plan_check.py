@@ -10,10 +10,10 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db.models.functions import Now
 
-from partitions import schedules, services
-from partitions.cadence import HOURS, Cadence
-from partitions.exceptions import InvalidParams, JobNotPlannable
+from partitions.core.exceptions import InvalidParams, JobNotPlannable
 from partitions.models import Job, JobEvent, JobSchedule, Partition, ScheduleEvent, SubJob
+from partitions.operations import schedules, services
+from partitions.operations.cadence import HOURS, Cadence
 from tests.factories import make_job
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_dispatcher")]

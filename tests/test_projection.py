@@ -9,13 +9,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from partitions import presenters
 from partitions.admin import display
-from partitions.attempts import Mark, active_seconds, attempts_of, work_seconds
 from partitions.models import Job
-from partitions.progress import Progress
-from partitions.projection import JobFacts, Sample, current_rate, project
-from partitions.statistics import JobStats
+from partitions.reads.attempts import Mark, active_seconds, attempts_of, work_seconds
+from partitions.reads.progress import Progress
+from partitions.reads.projection import JobFacts, Sample, current_rate, project
+from partitions.reads.statistics import JobStats
+from partitions.wording import presenters
 
 T0 = datetime(2026, 1, 1, 10, 0, tzinfo=UTC)
 

@@ -11,9 +11,9 @@ from datetime import timedelta
 import pytest
 from django.db import connection
 
-from partitions import knob, services
 from partitions.models import Job, JobEvent, JobSample
-from partitions.statistics import job_stats
+from partitions.operations import knob, services
+from partitions.reads.statistics import job_stats
 from tests.support import cli, seed, started_job, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]

@@ -6,7 +6,7 @@ import pytest
 from django.db.models.functions import Now
 
 from partitions.models import Job, JobEvent, JobSample, Partition, SubJob
-from partitions.retention import history_prune
+from partitions.operations.retention import history_prune
 from partitions.worker import maintenance
 from tests.factories import make_job, make_partition
 from tests.support import cli

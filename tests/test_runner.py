@@ -6,8 +6,10 @@ import time
 import pytest
 
 from opsapp.billing.models import Subscription
-from partitions import claiming, services, worker
+from partitions import worker
+from partitions.engine import claiming
 from partitions.models import JobEvent, SubJob
+from partitions.operations import services
 from partitions.worker.concurrency import ItemPool, ItemResult
 from tests import jobtypes
 from tests.factories import make_job, make_partition

@@ -1,4 +1,4 @@
-"""The sample dry-run (`jobs start … --dry-run --sample N`, partitions/sample_run.py): the job type's real code
+"""The sample dry-run (`jobs start … --dry-run --sample N`, partitions/worker/sample_run.py): the job type's real code
 on sampled partitions in a transaction that is always rolled back. Each test checks what the sample reports AND
 that nothing stayed: a checksum of the changed table(s) and the row counts of every engine table."""
 
@@ -20,11 +20,11 @@ from django.utils import timezone
 
 from opsapp.billing import broker
 from opsapp.billing.models import Event, Invoice, Product, Subscription
-from partitions import sample_run
-from partitions.exceptions import JobCodeError, JobTypeNotFound
-from partitions.job_types import JobType
-from partitions.projection import MAX_PARALLEL, RATE_LIMIT
-from partitions.sample_run import SampleFailed, SampleRefused, job_sample, spread
+from partitions.core.exceptions import JobCodeError, JobTypeNotFound
+from partitions.jobtypes.base import JobType
+from partitions.reads.projection import MAX_PARALLEL, RATE_LIMIT
+from partitions.worker import sample_run
+from partitions.worker.sample_run import SampleFailed, SampleRefused, job_sample, spread
 from tests.jobtypes import RECORDER
 from tests.support import cli, seed
 

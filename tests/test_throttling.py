@@ -11,8 +11,9 @@ import psycopg
 import pytest
 from django.db import connection
 
-from partitions import health, services
+from partitions.engine import health
 from partitions.models import Job, JobEvent, Partition
+from partitions.operations import services
 from partitions.worker.sizing import STEP, BatchSizer
 from tests.factories import move
 from tests.support import cli, finished, planned_job, run_to_end, seed, started_job, wait_for
@@ -282,8 +283,8 @@ def test_replication_lag_above_its_threshold_is_unhealthy_and_zero_turns_a_check
     ({"pause_ms": 10**9}, "pause_ms: Enter milliseconds"),
 ])
 def test_an_adaptive_job_type_that_cannot_work_is_refused_at_registration(attrs, message):
-    from partitions.exceptions import JobCodeError
-    from partitions.job_types import JobType
+    from partitions.core.exceptions import JobCodeError
+    from partitions.jobtypes.base import JobType
 
     declared = type("Bad", (JobType,), {"name": "tests.bad_adaptive", "batch_size": 100, **attrs})
     with pytest.raises(JobCodeError, match=message):

@@ -1,4 +1,4 @@
-"""The completion proof (partitions.verification): a job counts as succeeded only when its committed partitions
+"""The completion proof (partitions.reads.verification): a job counts as succeeded only when its committed partitions
 cover the planned key space exactly (splits and retries included), every planned sub-job is handled and its job
 type's invariant holds; `jobs verify` runs the same proof on demand; an operator's skip of a failed job's last
 failures finalizes it again. Real PostgreSQL, the engine driven directly (no qcluster)."""
@@ -16,12 +16,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from opsapp.billing.models import Subscription
-from partitions import claiming, services, verification, worker
-from partitions.attempts import Mark, attempts_of
-from partitions.encoding import to_json
+from partitions import worker
+from partitions.core.encoding import to_json
+from partitions.engine import claiming
 from partitions.models import Job, JobEvent, Partition, SubJob
-from partitions.statistics import job_run_statistics
-from partitions.verification import (
+from partitions.operations import services
+from partitions.reads import verification
+from partitions.reads.attempts import Mark, attempts_of
+from partitions.reads.statistics import job_run_statistics
+from partitions.reads.verification import (
     JOB_CODE,
     modulo_problems,
     partition_the_integers,
@@ -98,7 +101,7 @@ def test_any_sequence_of_modulo_splits_still_verifies_and_dropping_any_class_is_
 
 
 def test_the_plan_records_its_key_space_merged():
-    from partitions.splits import ItemSpec, PartitionPlan
+    from partitions.jobtypes.splits import ItemSpec, PartitionPlan
 
     plans = [PartitionPlan("range", 5, lower=None, upper=[3], key=["id"]),
              PartitionPlan("range", 5, lower=[3], upper=None, key=["id"]),

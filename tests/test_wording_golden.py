@@ -1,6 +1,6 @@
 """One job's figures on every surface say the same sentences: the admin job page, `jobs status` (text and
 --json), the deadline alert, and the sample report and plan preview (page and CLI), all worded by
-`partitions.presenters`.
+`partitions.wording.presenters`.
 
 The job (tests.test_figures.job_at_known_progress): running, 9,000 items left at 10 items/s with max parallel 2
 binding, a deadline in 5 minutes it misses by 10 minutes, and throttled (a rate limit it stays under, a pause
@@ -19,12 +19,13 @@ from django.test import Client
 from django.urls import reverse
 from django.utils.html import escape
 
-from partitions import presenters, services
 from partitions.management.sample_cli import sample_text
 from partitions.models import Job, JobEvent
-from partitions.sample_run import Measured, SampleReport
-from partitions.statistics import job_stats
+from partitions.operations import services
+from partitions.reads.statistics import job_stats
+from partitions.wording import presenters
 from partitions.worker import maintenance
+from partitions.worker.sample_run import Measured, SampleReport
 from tests.support import seed
 from tests.test_deadline_alerts import seen_since
 from tests.test_figures import db_now, job_at_known_progress
@@ -125,7 +126,7 @@ def test_a_health_hold_names_its_zone_on_the_page_and_in_the_cli(viewer):
 def test_one_plural_and_one_clip_serve_code_and_templates():
     from django.template import Context, Template
 
-    from partitions import humanize, limits
+    from partitions.core import humanize, limits
 
     assert (humanize.plural(1, "worker"), humanize.plural(2_000, "worker")) == ("1 worker", "2,000 workers")
     assert humanize.plural(2, "item of “x”", "items of “x”") == "2 items of “x”"

@@ -21,8 +21,8 @@ from django_q.tasks import async_task
 from opsapp import pgbouncer
 from opsapp.billing.models import Customer, Event, Invoice, Product, Subscription
 from opsapp.billing.seeding import seed_demo
-from partitions import services
 from partitions.models import Job, JobEvent, Partition
+from partitions.operations import services
 from tests.support import finished, kill_mid_partition_and_finish, seed, started_job, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]

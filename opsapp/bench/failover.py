@@ -20,11 +20,11 @@ from opsapp.bench import harness
 from opsapp.billing.models import Subscription
 from opsapp.billing.seeding import seed_demo
 from partitions import conf
-from partitions.events import EventType
-from partitions.job_types import JobType
+from partitions.core.events import EventType
+from partitions.core.states import PARTITION_TERMINAL
+from partitions.jobtypes.base import JobType
+from partitions.jobtypes.splits import KeyRange
 from partitions.models import JobEvent, Partition
-from partitions.splits import KeyRange
-from partitions.states import PARTITION_TERMINAL
 
 BATCH_SLEEP_SECONDS = 0.02
 #: Share of the rows checkpointed before the holder is killed.

@@ -22,11 +22,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from opsapp.bench import harness, scale, sleep_items
-from partitions import claiming, schedules, services, tasks
-from partitions.cadence import MINUTES, Cadence
-from partitions.events import EventType
+from partitions import tasks
+from partitions.core.events import EventType
+from partitions.core.states import JOB_TERMINAL
+from partitions.engine import claiming
 from partitions.models import Job, JobEvent, JobSchedule
-from partitions.states import JOB_TERMINAL
+from partitions.operations import schedules, services
+from partitions.operations.cadence import MINUTES, Cadence
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,8 @@ from django.db import connection, models
 
 from opsapp.bench import harness
 from opsapp.billing.seeding import ROWS_PER_TIMESTAMP
+from partitions.jobtypes.splits import KeyRange
 from partitions.models import Partition
-from partitions.splits import KeyRange
 from partitions.worker.sources import KeyRangeSource
 
 PARTITIONS = 1000

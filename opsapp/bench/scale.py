@@ -29,11 +29,13 @@ from django_q.conf import Conf
 from django_q.models import OrmQ
 
 from opsapp.bench import harness, qclusters, sleep_items
-from partitions import humanize, services, tasks
-from partitions.events import EventType
+from partitions import tasks
+from partitions.core import humanize
+from partitions.core.events import EventType
+from partitions.core.states import JOB_TERMINAL
+from partitions.engine.sql import queries
 from partitions.models import Job, JobEvent, SubJob
-from partitions.sql import queries
-from partitions.states import JOB_TERMINAL
+from partitions.operations import services
 
 #: Fleet sizes, in order (--quick: the first two, to keep the smoke test short).
 CLUSTER_COUNTS, QUICK_CLUSTER_COUNTS = (1, 2, 4), (1, 2)

@@ -16,10 +16,10 @@ from django.test.utils import override_settings
 from opsapp.bench import harness
 from opsapp.billing.models import Subscription
 from opsapp.billing.seeding import seed_demo
-from partitions.events import EventType
-from partitions.job_types import JobType
+from partitions.core.events import EventType
+from partitions.jobtypes.base import JobType
+from partitions.jobtypes.splits import KeyRange
 from partitions.models import JobEvent, Partition
-from partitions.splits import KeyRange
 
 PARTITIONS, WORKERS, SLOW_FACTOR = 8, 4, 10
 

@@ -14,14 +14,15 @@ from typing import Any
 
 from django.contrib import messages
 
-from partitions import humanize, services
-from partitions.exceptions import DuplicateJob, InvalidParams, InvalidTransition, JobNotFound, PartitionsError
+from partitions.core import humanize
+from partitions.core.exceptions import DuplicateJob, InvalidParams, InvalidTransition, JobNotFound, PartitionsError
+from partitions.core.states import PartitionStatus
+from partitions.core.validation import RUN_OPTIONS
 from partitions.models import Job
-from partitions.pages import job_failed_subjobs
+from partitions.operations import services
 from partitions.permissions import Action, may
-from partitions.states import PartitionStatus
-from partitions.statistics import JobStats
-from partitions.validation import RUN_OPTIONS
+from partitions.reads.pages import job_failed_subjobs
+from partitions.reads.statistics import JobStats
 
 log = logging.getLogger(__name__)
 

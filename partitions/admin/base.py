@@ -18,9 +18,9 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from partitions.admin.actions import ActionResult
+from partitions.core.validation import parse_id
 from partitions.models import Job
 from partitions.permissions import Action, may
-from partitions.validation import parse_id
 
 #: Most per-object messages one bulk action reports individually.
 MAX_MESSAGES = 10

@@ -12,13 +12,13 @@ from collections.abc import Sequence
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from partitions import humanize
-from partitions.humanize import duration as fmt_duration
-from partitions.humanize import plural
-from partitions.presenters import job_words, rate_text, skipped_text
-from partitions.presenters import rate as fmt_rate
-from partitions.states import JobStatus, PartitionStatus
-from partitions.statistics import JobStats, ThroughputPoint
+from partitions.core import humanize
+from partitions.core.humanize import duration as fmt_duration
+from partitions.core.humanize import plural
+from partitions.core.states import JobStatus, PartitionStatus
+from partitions.reads.statistics import JobStats, ThroughputPoint
+from partitions.wording.presenters import job_words, rate_text, skipped_text
+from partitions.wording.presenters import rate as fmt_rate
 
 DASH = humanize.DASH
 PARTITION_ORDER = [PartitionStatus.RUNNING, PartitionStatus.PENDING, PartitionStatus.SUCCEEDED,

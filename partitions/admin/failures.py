@@ -14,13 +14,15 @@ from django.http import Http404, HttpResponseNotAllowed, HttpResponseRedirect, S
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
-from partitions import humanize, ledger, services
 from partitions.admin.actions import ActionResult, guarded, queued_again
 from partitions.admin.base import confirm_response, job_url
+from partitions.core import humanize
+from partitions.core.states import SUBJOB_LEDGER
+from partitions.core.validation import parse_id
 from partitions.models import Job
+from partitions.operations import services
 from partitions.permissions import Action, may
-from partitions.states import SUBJOB_LEDGER
-from partitions.validation import parse_id
+from partitions.reads import ledger
 
 
 @dataclass(frozen=True)

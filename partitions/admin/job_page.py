@@ -15,22 +15,23 @@ from django.http import Http404, HttpResponseNotAllowed, JsonResponse
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 
-from partitions import humanize, registry
 from partitions.admin import display
 from partitions.admin.actions import ACTIONS, job_controls
 from partitions.admin.base import KnownCountPaginator, changelist_url
 from partitions.admin.failures import failures_context
 from partitions.admin.knob import knob_form_for
-from partitions.deadline_alerts import WATCH_KEY
-from partitions.grid import job_partition_grid, parse_seq_range
-from partitions.limits import LINE, VALUE, clip
+from partitions.core import humanize
+from partitions.core.limits import LINE, VALUE, clip
+from partitions.core.states import JobStatus, PartitionStatus
+from partitions.core.validation import parse_id
+from partitions.jobtypes import registry
 from partitions.models import Job
 from partitions.notify.config import plan_for
-from partitions.pages import job_deliveries, job_events, job_partitions
+from partitions.operations.deadline_alerts import WATCH_KEY
 from partitions.permissions import Action, may
-from partitions.states import JobStatus, PartitionStatus
-from partitions.statistics import job_run_statistics, job_stats, job_throughput_series
-from partitions.validation import parse_id
+from partitions.reads.grid import job_partition_grid, parse_seq_range
+from partitions.reads.pages import job_deliveries, job_events, job_partitions
+from partitions.reads.statistics import job_run_statistics, job_stats, job_throughput_series
 
 PARTITIONS_PER_PAGE = 50
 EVENTS_PER_PAGE = 50

@@ -1,4 +1,4 @@
-"""The start preview's "Try on a sample": the sample dry-run (partitions/sample_run.py) from the start page.
+"""The start preview's "Try on a sample": the sample dry-run (partitions/worker/sample_run.py) from the start page.
 
 It runs the job type's real code on a few planned partitions in a transaction that is rolled back, so it needs
 the right to start jobs (the start page's own permission) and writes nothing, not even an audit row: it is
@@ -12,15 +12,16 @@ from typing import Any
 
 from django import forms
 
-from partitions import humanize, presenters, validation
-from partitions.sample_run import (
+from partitions.core import humanize, validation
+from partitions.jobtypes.splits import PartitionPlan
+from partitions.wording import presenters
+from partitions.worker.sample_run import (
     SAMPLE_ITEMS_DEFAULT,
     SAMPLE_ITEMS_MAX,
     SAMPLE_PARTITIONS_MAX,
     change_text,
     job_sample,
 )
-from partitions.splits import PartitionPlan
 
 log = logging.getLogger(__name__)
 

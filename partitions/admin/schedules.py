@@ -18,8 +18,6 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from partitions import cadence as cadences
-from partitions import humanize, schedules
 from partitions.admin import display, start
 from partitions.admin.actions import ActionResult
 from partitions.admin.base import (
@@ -31,9 +29,12 @@ from partitions.admin.base import (
     selection_hidden,
     selection_items,
 )
-from partitions.events import ScheduleEventType
-from partitions.exceptions import InvalidParams, PartitionsError, ScheduleNotFound
+from partitions.core import humanize
+from partitions.core.events import ScheduleEventType
+from partitions.core.exceptions import InvalidParams, PartitionsError, ScheduleNotFound
 from partitions.models import JobSchedule, ScheduleEvent
+from partitions.operations import cadence as cadences
+from partitions.operations import schedules
 from partitions.permissions import Action, may
 
 #: Rows of history the schedule page shows.

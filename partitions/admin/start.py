@@ -18,7 +18,6 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 from django.template.response import TemplateResponse
 
-from partitions import humanize, presenters, registry, services, validation
 from partitions.admin.base import job_url
 from partitions.admin.fields import DeadlineField, deadline_help
 from partitions.admin.sample import PREFIX as SAMPLE_PREFIX
@@ -26,13 +25,17 @@ from partitions.admin.sample import SampleForm, sample_submit
 from partitions.admin.schedule_form import PREFIX as SCHEDULE_PREFIX
 from partitions.admin.schedule_form import ScheduleForm, schedule_submit
 from partitions.admin.throttle import ThrottleFields
-from partitions.estimates import plan_estimate
-from partitions.exceptions import InvalidParams, JobNotPlannable, JobTypeNotFound, PartitionsError, error_line
+from partitions.core import humanize, validation
+from partitions.core.exceptions import InvalidParams, JobNotPlannable, JobTypeNotFound, PartitionsError, error_line
+from partitions.jobtypes import registry
+from partitions.jobtypes.splits import PartitionPlan
 from partitions.models import Job
 from partitions.notify.config import notify_choice
+from partitions.operations import services
 from partitions.permissions import Action, may
-from partitions.sample_run import sample_refusal
-from partitions.splits import PartitionPlan
+from partitions.reads.estimates import plan_estimate
+from partitions.wording import presenters
+from partitions.worker.sample_run import sample_refusal
 
 log = logging.getLogger(__name__)
 

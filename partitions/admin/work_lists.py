@@ -5,7 +5,6 @@ from __future__ import annotations
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 
-from partitions import humanize, services
 from partitions.admin.actions import ActionResult, guarded, queued_again
 from partitions.admin.base import (
     EngineAdmin,
@@ -16,10 +15,12 @@ from partitions.admin.base import (
     selection_hidden,
     selection_items,
 )
-from partitions.limits import ERROR, NOTE, clip
+from partitions.core import humanize
+from partitions.core.limits import ERROR, NOTE, clip
 from partitions.models import JobEvent, Partition, SubJob
-from partitions.pages import partitions_failed_subjob_ids
+from partitions.operations import services
 from partitions.permissions import Action, may
+from partitions.reads.pages import partitions_failed_subjob_ids
 
 
 def _confirm_selection(model_admin, request, queryset, *, name: str, label: str, question: str):

@@ -6,11 +6,11 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseNotAllowed
 from django.template.response import TemplateResponse
 
-from partitions import humanize
 from partitions.admin import display
+from partitions.core import humanize
 from partitions.models import Partition
-from partitions.pages import leases_live, workers_recent
 from partitions.permissions import Action, may
+from partitions.reads.pages import leases_live, workers_recent
 from partitions.tasks import clusters_recent
 
 LEASES_SHOWN = 500

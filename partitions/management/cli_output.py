@@ -8,10 +8,11 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from partitions import humanize, presenters
+from partitions.core import humanize
 from partitions.models import Job
-from partitions.pages import job_splits
-from partitions.statistics import job_stats
+from partitions.reads.pages import job_splits
+from partitions.reads.statistics import job_stats
+from partitions.wording import presenters
 
 
 def job_summary(job: Job) -> dict[str, Any]:

@@ -1,5 +1,5 @@
 """`jobs start TYPE … --dry-run --sample N [--sample-items M]`: the sample dry-run's options and its report
-(partitions.sample_run does the work), mixed into the `jobs` command."""
+(partitions.worker.sample_run does the work), mixed into the `jobs` command."""
 
 from __future__ import annotations
 
@@ -8,15 +8,16 @@ from typing import Any
 
 from django.core.management.base import CommandError
 
-from partitions import humanize, presenters, validation
-from partitions.sample_run import (
+from partitions.core import humanize, validation
+from partitions.jobtypes.splits import PartitionPlan
+from partitions.wording import presenters
+from partitions.worker.sample_run import (
     SAMPLE_ITEMS_DEFAULT,
     SAMPLE_ITEMS_MAX,
     SAMPLE_PARTITIONS_MAX,
     change_text,
     job_sample,
 )
-from partitions.splits import PartitionPlan
 
 
 def _bounded(maximum: int, what: str):

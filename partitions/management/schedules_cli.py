@@ -1,5 +1,5 @@
 """`manage.py jobs schedule|schedules|schedule-show|schedule-run|schedule-pause|schedule-resume|unschedule`:
-recurring runs from the CLI, thin over `partitions.schedules` (mixed into the `jobs` command)."""
+recurring runs from the CLI, thin over `partitions.operations.schedules` (mixed into the `jobs` command)."""
 
 from __future__ import annotations
 
@@ -10,12 +10,13 @@ from django.core.management.base import CommandError
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from partitions import cadence as cadences
-from partitions import humanize, schedules, validation
-from partitions.cadence import Cadence
-from partitions.events import ScheduleEventType
+from partitions.core import humanize, validation
+from partitions.core.events import ScheduleEventType
 from partitions.management.cli_arguments import Pair, param_pair
 from partitions.models import JobSchedule, ScheduleEvent
+from partitions.operations import cadence as cadences
+from partitions.operations import schedules
+from partitions.operations.cadence import Cadence
 
 EVERY_UNITS = {"m": cadences.MINUTES, "h": cadences.HOURS, "d": cadences.DAYS}
 

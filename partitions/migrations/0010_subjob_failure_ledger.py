@@ -8,7 +8,7 @@ from django.db import migrations, models
 #: Rows of the backfill read and written at a time.
 BACKFILL_BATCH = 2_000
 
-# A frozen copy of the reason rule of `partitions.reasons` as it stood when this migration was written: a
+# A frozen copy of the reason rule of `partitions.jobtypes.reasons` as it stood when this migration was written: a
 # migration never imports app code, so changing the rule later changes the ledger's new reasons, never what
 # this backfill wrote (or would write on a fresh database). Do not update it to follow the app.
 _REASON_MAX_LENGTH = 300
@@ -86,7 +86,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='subjob',
             name='reason',
-            field=models.CharField(blank=True, db_default='', help_text="Error class and normalised message: the ledger's group (partitions.reasons).", max_length=300),
+            field=models.CharField(blank=True, db_default='', help_text="Error class and normalised message: the ledger's group (partitions.jobtypes.reasons).", max_length=300),
         ),
         migrations.RunPython(backfill_reasons, migrations.RunPython.noop),
         AddIndexConcurrently(

@@ -20,8 +20,8 @@ import urllib.request
 from django.conf import settings
 from django.core.mail import EmailMessage
 
-from partitions.exceptions import PartitionsError
-from partitions.limits import ECHO, SHORT_TEXT, clip
+from partitions.core.exceptions import PartitionsError
+from partitions.core.limits import ECHO, SHORT_TEXT, clip
 from partitions.models import Delivery
 from partitions.notify.config import Plan, webhook_url_error
 

@@ -28,9 +28,9 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 
 from partitions import conf
-from partitions.events import NotificationKind
-from partitions.exceptions import InvalidParams
-from partitions.validation import RUN_OPTIONS
+from partitions.core.events import NotificationKind
+from partitions.core.exceptions import InvalidParams
+from partitions.core.validation import RUN_OPTIONS
 
 #: What a job notifies by default: every kind of notification.
 EVENTS = tuple(NotificationKind.values)

@@ -10,7 +10,7 @@ from django.conf import settings
 from django.core.mail import EmailMessage
 from django.db import transaction
 
-from partitions.limits import SUBJECT, clip
+from partitions.core.limits import SUBJECT, clip
 from partitions.notify.config import operator_addresses
 
 log = logging.getLogger(__name__)

@@ -10,9 +10,11 @@ from datetime import timedelta
 
 from django.db.models.functions import Now
 
-from partitions import claiming, conf, registry, tracing
-from partitions.exceptions import JobTypeNotFound, error_line
-from partitions.lifecycle import delivery_finish
+from partitions import conf
+from partitions.core.exceptions import JobTypeNotFound, error_line
+from partitions.engine import claiming, tracing
+from partitions.engine.lifecycle import delivery_finish
+from partitions.jobtypes import registry
 from partitions.models import Delivery
 from partitions.notify import channels
 from partitions.notify.config import Plan, plan_for

@@ -13,13 +13,14 @@ from datetime import timedelta
 from django.db import transaction
 from django.db.models.functions import Now
 
-from partitions import claiming, registry
-from partitions.encoding import to_json
-from partitions.events import NOTIFICATIONS, NotificationKind
-from partitions.exceptions import JobTypeNotFound
+from partitions.core.encoding import to_json
+from partitions.core.events import NOTIFICATIONS, NotificationKind
+from partitions.core.exceptions import JobTypeNotFound
+from partitions.core.states import PartitionStatus
+from partitions.engine import claiming
+from partitions.jobtypes import registry
 from partitions.models import Delivery, Job, JobEvent, Partition
 from partitions.notify.config import Plan, plan_for
-from partitions.states import PartitionStatus
 
 SETTLE_SECONDS = 30
 BATCH = 1000

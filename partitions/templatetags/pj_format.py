@@ -1,10 +1,10 @@
-"""Template filters for the console's one way to show values (partitions.humanize)."""
+"""Template filters for the console's one way to show values (partitions.core.humanize)."""
 
 from __future__ import annotations
 
 from django import template
 
-from partitions import humanize, limits
+from partitions.core import humanize, limits
 
 register = template.Library()
 
@@ -47,5 +47,5 @@ def params(mapping) -> str:
 
 @register.filter
 def clip(text, width: str) -> str:
-    """`text` on one line in at most the named shown width of partitions.limits (`{{ error|clip:"CELL" }}`)."""
+    """`text` on one line in at most the named shown width of partitions.core.limits (`{{ error|clip:"CELL" }}`)."""
     return limits.clip(str(text or ""), limits.SHOWN[width], one_line=True)

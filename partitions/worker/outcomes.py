@@ -10,12 +10,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from partitions import claiming
-from partitions.exceptions import LeaseLost, error_line
-from partitions.limits import SHORT_TEXT, clip
-from partitions.logs import partition_fields
+from partitions.core.exceptions import LeaseLost, error_line
+from partitions.core.limits import SHORT_TEXT, clip
+from partitions.core.logs import partition_fields
+from partitions.core.states import PartitionStatus
+from partitions.engine import claiming
 from partitions.models import Partition
-from partitions.states import PartitionStatus
 from partitions.worker import splitting, steps
 from partitions.worker.context import JobSetup, job_setup
 from partitions.worker.run import Outcome

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 
 from django.db import connection
 
-from partitions import claiming
-from partitions.humanize import plural
+from partitions.core.humanize import plural
+from partitions.engine import claiming
 
 log = logging.getLogger(__name__)
 

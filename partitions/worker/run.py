@@ -11,15 +11,16 @@ from dataclasses import dataclass, field
 from django.db import DatabaseError, transaction
 from django.db.models.functions import Now
 
-from partitions import claiming, conf, tracing
-from partitions.events import SUBJOB_PROBLEMS, EventType
-from partitions.exceptions import BoundsMoved, CancelJob, JobControl, LeaseLost, Retry, SkipItem, error_line
-from partitions.lifecycle import Actor, event, event_row, events_insert, subjobs_finish
-from partitions.limits import SHORT_TEXT, clip
+from partitions import conf
+from partitions.core.events import SUBJOB_PROBLEMS, EventType
+from partitions.core.exceptions import BoundsMoved, CancelJob, JobControl, LeaseLost, Retry, SkipItem, error_line
+from partitions.core.limits import SHORT_TEXT, clip
+from partitions.core.states import JobStatus, SubJobStatus
+from partitions.engine import claiming, tracing
+from partitions.engine.lifecycle import Actor, event, event_row, events_insert, subjobs_finish
+from partitions.engine.throttling import JobControls
+from partitions.jobtypes.reasons import failure_of
 from partitions.models import Partition, SubJob
-from partitions.reasons import failure_of
-from partitions.states import JobStatus, SubJobStatus
-from partitions.throttling import JobControls
 from partitions.worker import pulse
 from partitions.worker.concurrency import ItemPool, ItemResult
 from partitions.worker.context import Context, JobSetup, job_setup

@@ -28,15 +28,16 @@ from typing import Any
 from django.db import connection, transaction
 from django.db.models import F, Max
 
-from partitions import claiming, conf
-from partitions.claiming import live_lease_q
-from partitions.encoding import to_json
-from partitions.events import EventType
-from partitions.lifecycle import Actor, event
+from partitions import conf
+from partitions.core.encoding import to_json
+from partitions.core.events import EventType
+from partitions.core.states import HANDLED_COUNTERS, JobStatus, PartitionStatus, SubJobStatus
+from partitions.engine import claiming
+from partitions.engine.claiming import live_lease_q
+from partitions.engine.lifecycle import Actor, event
+from partitions.engine.sql import queries
+from partitions.jobtypes.splits import row_compare
 from partitions.models import Partition, SubJob
-from partitions.splits import row_compare
-from partitions.sql import queries
-from partitions.states import HANDLED_COUNTERS, JobStatus, PartitionStatus, SubJobStatus
 from partitions.worker.context import JobSetup, job_setup
 from partitions.worker.sources import KeyRangeSource
 

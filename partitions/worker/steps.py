@@ -7,19 +7,22 @@ import logging
 
 from django.db import connection, transaction
 
-from partitions import claiming, conf, dispatch, registry, tracing, verification
-from partitions.deadline_alerts import WATCH_KEY
-from partitions.encoding import dumps
-from partitions.events import EventType
-from partitions.exceptions import InvalidTransition, LeaseLost, error_line
-from partitions.humanize import plural
-from partitions.lifecycle import job_pending_work_cancel, transition
+from partitions import conf
+from partitions.core.encoding import dumps
+from partitions.core.events import EventType
+from partitions.core.exceptions import InvalidTransition, LeaseLost, error_line
+from partitions.core.humanize import plural
+from partitions.core.states import JobStatus, PartitionStatus, SubJobStatus
+from partitions.engine import claiming, dispatch, tracing
+from partitions.engine.lifecycle import job_pending_work_cancel, transition
+from partitions.engine.sql import queries
+from partitions.jobtypes import registry
+from partitions.jobtypes.splits import PartitionPlan, plan_splits
 from partitions.models import Job, Partition, SubJob
-from partitions.progress import job_progress
-from partitions.splits import PartitionPlan, plan_splits
-from partitions.sql import queries
-from partitions.states import JobStatus, PartitionStatus, SubJobStatus
-from partitions.statistics import job_run_statistics
+from partitions.operations.deadline_alerts import WATCH_KEY
+from partitions.reads import verification
+from partitions.reads.progress import job_progress
+from partitions.reads.statistics import job_run_statistics
 
 log = logging.getLogger(__name__)
 

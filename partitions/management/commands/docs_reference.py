@@ -24,7 +24,8 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from partitions import conf, events
+from partitions import conf
+from partitions.core import events
 from partitions.management.commands.jobs import Command as Jobs
 from partitions.metrics import EngineCollector
 
@@ -141,7 +142,8 @@ class EventDoc:
 
 
 def event_vocabulary() -> list[EventDoc]:
-    """Every job event type, from the one vocabulary (`partitions.events.EventType`) and the sets derived from it."""
+    """Every job event type, from the one vocabulary (`partitions.core.events.EventType`) and the sets derived
+    from it."""
     read_by = {"attempts (run 1, retry 1 …)": events.LIFECYCLE_EVENTS,
                "rate measured afresh": events.SETTINGS_EVENTS}
     return [EventDoc(
@@ -157,7 +159,7 @@ def events_page() -> str:
     them."""
     rows = [f"| `{doc.type}` | {_cell(doc.when)} | {', '.join(doc.shapes)} | {', '.join(doc.notifies)} |"
             for doc in event_vocabulary()]
-    return _page("Job events", "`partitions.events.EventType`", [
+    return _page("Job events", "`partitions.core.events.EventType`", [
         "A job's timeline (`JobEvent`, the admin's events list and `manage.py jobs events JOB_ID`) is append-only:",
         "each row has a type, the actor (a user, `cli`, a worker, `system`) and data. Every type is a member of",
         "`EventType`, the one vocabulary. \"Shapes\" names the reads a type feeds (a job's attempts; the moment its",

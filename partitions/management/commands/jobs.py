@@ -12,10 +12,13 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from partitions import conf, humanize, knob, presenters, registry, services, validation, verification
-from partitions.encoding import dumps
-from partitions.estimates import plan_estimate
-from partitions.exceptions import InvalidTransition, PartitionsError, did_you_mean, error_line
+from partitions import conf
+from partitions.core import humanize, validation
+from partitions.core.encoding import dumps
+from partitions.core.exceptions import InvalidTransition, PartitionsError, did_you_mean, error_line
+from partitions.core.states import JOB_TERMINAL, JobStatus, PartitionStatus
+from partitions.core.waits import sleep_for
+from partitions.jobtypes import registry
 from partitions.management.cli_arguments import (
     DEADLINE_HELP,
     Pair,
@@ -44,11 +47,13 @@ from partitions.management.failures_cli import REASON_HELP, FailureCommands
 from partitions.management.sample_cli import SampleCommands, sample_text
 from partitions.management.schedules_cli import ScheduleCommands
 from partitions.models import Job, JobEvent, Partition
-from partitions.pages import job_get
-from partitions.retention import history_prune
-from partitions.states import JOB_TERMINAL, JobStatus, PartitionStatus
-from partitions.statistics import job_run_statistics
-from partitions.waits import sleep_for
+from partitions.operations import knob, services
+from partitions.operations.retention import history_prune
+from partitions.reads import verification
+from partitions.reads.estimates import plan_estimate
+from partitions.reads.pages import job_get
+from partitions.reads.statistics import job_run_statistics
+from partitions.wording import presenters
 
 ACTOR = "cli"
 
