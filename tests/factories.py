@@ -15,9 +15,10 @@ from django.db.models import F, Model
 from django.utils import timezone
 
 import tests.jobtypes  # noqa: F401 - registers the test job types
-from partitions import registry, services
-from partitions.lifecycle import TABLES, transition
+from partitions.engine.lifecycle import TABLES, transition
+from partitions.jobtypes import registry
 from partitions.models import Job, Partition, SubJob
+from partitions.operations import services
 from tests.support import dispatcher_off
 
 ACTOR = "factory"

@@ -9,6 +9,7 @@ import itertools
 import json
 import multiprocessing
 import os
+import shlex
 import signal
 import time
 import traceback
@@ -20,13 +21,16 @@ from typing import Any
 import pytest
 from django.core.management.base import CommandError
 from django.db import connection, connections, transaction
+from django.utils import timezone
 
 import tests.jobtypes  # noqa: F401 - registers the test job types
 from opsapp.bench.qclusters import QCluster
 from opsapp.billing.seeding import seed_demo
-from partitions import dispatch, services, worker
+from partitions import worker
+from partitions.engine import dispatch
 from partitions.management.commands.jobs import Command as JobsCommand
 from partitions.models import Job, Partition
+from partitions.operations import services
 from partitions.worker import steps
 
 # Rows and the engine driven directly ----------------------------------------------------------------------
@@ -91,6 +95,49 @@ def cli(*args: str) -> tuple[int, str, str]:
             err.write(f"CommandError: {exc}\n")
             return exc.returncode, out.getvalue(), err.getvalue()
     return 0, out.getvalue(), err.getvalue()
+
+
+# What the docs tell an operator to type ---------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def documentation() -> list[Path]:
+    """Every page an operator reads: the README and each Markdown page under docs/."""
+    return [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+
+
+def documented_commands(subcommand: str | None = None) -> list[tuple[str, list[str]]]:
+    """Each `manage.py jobs …` command in a code block of the docs, as (where, argv after `jobs`): continuations
+    joined, comments, `;`-joined commands and a shell redirection split off; only `subcommand`'s when given."""
+    commands = []
+    for page in documentation():
+        in_code, joined, first = False, "", 0
+        for number, line in enumerate(page.read_text().splitlines(), 1):
+            if line.rstrip().endswith("\\"):  # a continuation: joined to the next line, named by its first
+                joined, first = joined + line.rstrip()[:-1] + " ", first or number
+                continue
+            line, where, joined, first = (joined + line).strip(), first or number, "", 0
+            if line.startswith("```"):
+                in_code = not in_code
+            if not in_code or not line.startswith(("python manage.py jobs ", "manage.py jobs ")):
+                continue
+            lexer = shlex.shlex(line, posix=True, punctuation_chars=";>")
+            lexer.whitespace_split = True
+            words = list(lexer)  # `#` starts a comment, `;` and `>` are their own words, quotes hold
+            for command in " ".join(shlex.quote(w) if w not in ";>" else w for w in words).split(" ; "):
+                argv = shlex.split(command.split(" > ")[0])
+                if argv[:1] == ["python"]:
+                    argv = argv[1:]
+                if subcommand in (None, argv[2]):
+                    commands.append((f"{page.relative_to(ROOT)}:{where}", argv[2:]))
+    return commands
+
+
+def year_ahead() -> int:
+    """A calendar year always in the future and within every horizon (next year), for a test that needs a
+    future date written out: a fixed year expires."""
+    return timezone.now().year + 1
 
 
 # Forked children racing on the database ------------------------------------------------------------------
@@ -233,8 +280,8 @@ def wait_for(condition: Callable[[], bool], *, timeout: float, what: str, cluste
 
 def finished(job, clusters: list[Cluster], timeout: float = 120):
     """Wait for a job to end under these clusters; the job, refreshed."""
+    from partitions.core.states import JOB_TERMINAL
     from partitions.models import Job
-    from partitions.states import JOB_TERMINAL
 
     wait_for(lambda: Job.objects.get(pk=job.pk).status in JOB_TERMINAL, timeout=timeout,
              what=f"job {job.pk} to finish", clusters=clusters)

@@ -10,13 +10,13 @@ from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.test import Client
 from django.urls import reverse
 
-from partitions import services
-from partitions.exceptions import InvalidParams
+from partitions.core.exceptions import InvalidParams
+from partitions.core.validation import REASON_MAX_LENGTH
 from partitions.models import Job, JobEvent, Partition, SubJob
-from partitions.validation import REASON_MAX_LENGTH
+from partitions.operations import services
 from partitions.worker import steps
 from tests.factories import make_job, make_partition, make_subjob
-from tests.support import cli
+from tests.support import cli, year_ahead
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_dispatcher", "admin_env")]
 
@@ -76,10 +76,10 @@ def test_the_service_refuses_a_deadline_it_cannot_store_even_without_a_form(db):
 
 def test_an_offset_postgresql_cannot_hold_is_stored_as_utc_and_every_page_still_renders(operator):
     code, _, err = cli("start", "billing.send_invoices", "--param", "period=2026-11",
-                       "--deadline", "2030-01-01T00:00:00+20:00")
+                       "--deadline", f"{year_ahead() + 1}-01-01T00:00:00+20:00")
     assert code == 0, err
     job = Job.objects.get()
-    assert job.deadline == datetime(2029, 12, 31, 4, tzinfo=UTC)
+    assert job.deadline == datetime(year_ahead(), 12, 31, 4, tzinfo=UTC)
     client = client_for(operator)
     assert client.get(reverse("admin:partitions_job_changelist")).status_code == 200
     assert client.get(reverse("admin:partitions_job_change", args=[job.pk])).status_code == 200

@@ -11,8 +11,8 @@ from django.urls import reverse
 
 from opsapp.billing.models import Invoice
 from opsapp.billing.seeding import seed_demo
-from partitions import services
 from partitions.models import Job
+from partitions.operations import services
 from tests.support import Cluster, wait_for
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -20,7 +20,7 @@ ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
 
 def docs_picture(name: str) -> Path:
-    """Where a browser test saves a README picture: docs/ when asked (`UPDATE_DOCS=1`), otherwise
+    """Where a browser test saves a picture of the docs: docs/ when asked (`UPDATE_DOCS=1`), otherwise
     test-artifacts/, so a test run leaves the tree as it found it."""
     folder = Path(__file__).resolve().parent.parent / "docs" if os.environ.get("UPDATE_DOCS") else ARTIFACTS
     folder.mkdir(exist_ok=True)

@@ -1,15 +1,15 @@
 """A real browser on the job page's partition grid while a real qcluster runs the job: the cells turn green as their
 partitions finish (no reload), hovering a cell words its bounds, attempts and worker, and clicking one lists just
 its partitions, a filter the live poll keeps; and a 10k-partition job's grid of buckets, drawn and worded by the
-browser (its picture is docs/partition-grid.png, in the README)."""
+browser (its picture is docs/partition-grid.png, in docs/explanation/console.md)."""
 
 
 from django.db import connection
 from django.urls import reverse
 
-from partitions import services
+from partitions.core.states import JOB_TERMINAL
 from partitions.models import Job
-from partitions.states import JOB_TERMINAL
+from partitions.operations import services
 from tests.factories import make_job
 from tests.test_browser import (  # noqa: F401 - fixtures
     ARTIFACTS,

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import io
 import json
-import shlex
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from django.core.management import call_command
@@ -19,7 +17,7 @@ from django.utils import timezone
 
 from partitions.models import Job, JobEvent
 from tests.factories import make_job, make_partition
-from tests.support import cli, planned_job, run_to_end, seed
+from tests.support import cli, documented_commands, planned_job, run_to_end, seed
 
 pytestmark = pytest.mark.django_db
 
@@ -213,14 +211,12 @@ def test_a_dry_run_says_there_are_no_past_runs_then_estimates_from_them_with_the
     assert rows() == before
 
 
-# the README's commands --------------------------------------------------------------------------------------
+# the docs' commands --------------------------------------------------------------------------------------------
 
 
 def readme_commands(prefix: str) -> list[list[str]]:
-    """The README's `python manage.py jobs PREFIX …` lines (continuations joined, comments dropped) as argv."""
-    text = (Path(__file__).resolve().parents[1] / "README.md").read_text().replace("\\\n", " ")
-    lines = [line.split("#")[0].strip() for line in text.splitlines()]
-    return [shlex.split(line)[3:] for line in lines if line.startswith(f"python manage.py jobs {prefix} ")]
+    """The docs' `manage.py jobs PREFIX …` commands (README and docs/) as argv."""
+    return [argv for _, argv in documented_commands(prefix)]
 
 
 def test_the_readmes_starts_and_knob_changes_are_accepted_as_written_on_any_date():
@@ -264,6 +260,6 @@ def test_a_long_dry_run_lists_its_first_and_last_partitions_in_text_and_every_on
     lines = out.splitlines()
     assert code == 0
     assert [line.split()[0] for line in lines[:11]] == ["0", "1", "2", "3", "4", "…", "25", "26", "27", "28", "29"]
-    assert lines[5].endswith("20 more partitions") and lines[11].startswith("30 partitions, ~60 items")
+    assert lines[5].endswith("20 more partitions") and lines[11].startswith("30 partitions, 60 estimated items")
     code, out, _ = cli("start", "tests.bump_range", "--param", "partitions=30", "--dry-run", "--json")
     assert [row["seq"] for row in json.loads(out)["partitions"]] == list(range(30))

@@ -23,8 +23,8 @@ from django.db.models import Count
 from django.db.models.functions import Now
 
 from opsapp.billing.models import Subscription
-from partitions import claiming
-from partitions.exceptions import LeaseLost
+from partitions.core.exceptions import LeaseLost
+from partitions.engine import claiming
 from partitions.models import Job, JobEvent, Partition
 from partitions.worker import drain, steps
 from partitions.worker.commit import apply_outcome

@@ -45,7 +45,7 @@ PRODUCTION = {
 
 @pytest.mark.slow
 def test_check_deploy_is_clean_with_production_environment():
-    # The README's command: an empty ENV_FILE keeps a checkout's local .env out.
+    # The docs' command (docs/howto/configure.md): an empty ENV_FILE keeps a checkout's local .env out.
     proc = run_manage("check", "--deploy", "--fail-level", "WARNING", env={**PRODUCTION, "ENV_FILE": ""})
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "no issues" in proc.stdout

@@ -12,11 +12,11 @@ from django.db import connection
 from django.test import Client
 from django.urls import reverse
 
-from partitions import services
 from partitions.admin import display
 from partitions.admin.actions import job_controls
 from partitions.models import Job, JobEvent
-from partitions.statistics import job_run_statistics, job_stats
+from partitions.operations import services
+from partitions.reads.statistics import job_run_statistics, job_stats
 from tests.factories import make_job, make_partition
 from tests.support import planned_job, run_to_end
 

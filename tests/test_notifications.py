@@ -15,7 +15,7 @@ from django.core import mail
 from django.urls import reverse
 
 from partitions import tasks
-from partitions.exceptions import InvalidParams
+from partitions.core.exceptions import InvalidParams
 from partitions.models import Delivery, Job, OutboxCursor
 from partitions.notify import channels, config, outbox, relay
 from tests.support import cli, finished, planned_job, run_to_end, started_job
@@ -98,7 +98,7 @@ def deliver_all(rounds: int = 50) -> None:
 
 
 def verify(request: dict) -> bool:
-    """The receiver's side of the signature check (the README's snippet)."""
+    """The receiver's side of the signature check (the snippet in docs/howto/notifications.md)."""
     expected = "sha256=" + hmac.new(SECRET.encode(), request["body"], hashlib.sha256).hexdigest()
     return hmac.compare_digest(expected, request["headers"]["X-Partitions-Signature"])
 

@@ -15,13 +15,13 @@ from django.db.models.functions import Now
 from django.test.utils import CaptureQueriesContext
 
 from opsapp.billing.models import Subscription
-from partitions import schedules, services
-from partitions.cadence import HOURS, Cadence
-from partitions.exceptions import InvalidParams, JobNotPlannable, error_line
-from partitions.job_types import JobType
+from partitions.core.exceptions import InvalidParams, JobNotPlannable, error_line
+from partitions.jobtypes.base import JobType
+from partitions.jobtypes.registry import register, unregister
+from partitions.jobtypes.splits import KeyRange, Modulo
 from partitions.models import Job, JobEvent, JobSchedule, Partition, ScheduleEvent, SubJob
-from partitions.registry import register, unregister
-from partitions.splits import KeyRange, Modulo
+from partitions.operations import schedules, services
+from partitions.operations.cadence import HOURS, Cadence
 from tests.factories import make_job
 from tests.support import seed
 

@@ -11,9 +11,10 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from partitions import claiming, worker
+from partitions import worker
+from partitions.engine import claiming
+from partitions.jobtypes.registry import register, unregister
 from partitions.models import Partition
-from partitions.registry import register, unregister
 from partitions.worker.renewer import LeaseRenewer, renewer
 from partitions.worker.run import run_partition
 from tests.factories import make_job, make_partition

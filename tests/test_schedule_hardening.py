@@ -14,12 +14,13 @@ from django.db.models.functions import Now
 from django.test import Client
 from django.urls import reverse
 
-from partitions import schedules, validation
-from partitions.cadence import CRON, DAYS, Cadence, cadence_errors, fires_after
-from partitions.exceptions import InvalidSchedule, NotPermitted
+from partitions.core import validation
+from partitions.core.exceptions import InvalidSchedule, NotPermitted
 from partitions.models import Job, JobSchedule, ScheduleEvent
+from partitions.operations import schedules
+from partitions.operations.cadence import CRON, DAYS, Cadence, cadence_errors, fires_after
 from tests.conftest import VIEW_PERMS, make_staff
-from tests.support import cli
+from tests.support import cli, year_ahead
 
 pytestmark = [pytest.mark.usefixtures("no_dispatcher")]
 
@@ -82,9 +83,10 @@ def test_a_bad_schedule_from_the_cli_is_one_line_and_writes_nothing(args, says):
 @pytest.mark.django_db
 def test_a_start_time_with_a_far_utc_offset_is_stored_as_its_instant():
     # D4: -23:59 is a valid ISO offset but not a PostgreSQL one: the anchor is stored in UTC.
-    code, _, err = schedule_cli("--every", "1d", "--start-at", "2026-12-01T00:00-23:59")
+    year = year_ahead()
+    code, _, err = schedule_cli("--every", "1d", "--start-at", f"{year}-12-01T00:00-23:59")
     assert code == 0, err
-    assert JobSchedule.objects.get(name="cli-made").anchor == datetime(2026, 12, 1, 23, 59, tzinfo=UTC)
+    assert JobSchedule.objects.get(name="cli-made").anchor == datetime(year, 12, 1, 23, 59, tzinfo=UTC)
     with pytest.raises(InvalidSchedule, match="start_at"):
         schedules.schedule_create(actor="test", name="far", type_name="tests.bump_range", params={},
                                   cadence=Cadence(kind=DAYS), start_at=datetime(9999, 12, 31, 23, tzinfo=UTC))

@@ -7,14 +7,16 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import time_machine
 from django import forms
 from django.db.models.functions import Now
 from django.utils import timezone
 
-from partitions import registry, schedules
-from partitions.cadence import CRON, DAYS, MINUTES, MONTHLY, Cadence, cadence_errors, next_fire, parse_offset
-from partitions.exceptions import InvalidParams, InvalidSchedule, JobTypeNotFound, ScheduleNameTaken
+from partitions.core.exceptions import InvalidParams, InvalidSchedule, JobTypeNotFound, ScheduleNameTaken
+from partitions.jobtypes import registry
 from partitions.models import Job, JobSchedule, ScheduleEvent
+from partitions.operations import schedules
+from partitions.operations.cadence import CRON, DAYS, MINUTES, MONTHLY, Cadence, cadence_errors, next_fire, parse_offset
 from tests.support import cli
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_dispatcher")]
@@ -124,6 +126,17 @@ def test_a_due_schedule_starts_one_job_with_its_params_and_options_and_moves_to_
     assert schedule.last_job == job and schedule.next_run_at > schedule.last_run_at
     assert events(schedule) == ["schedule_created", "fire_started"]
     assert schedules.schedules_fire_due()["fire_started"] == 0  # once per fire
+
+
+def test_a_fire_starts_its_run_even_when_this_hosts_clock_runs_past_the_fires_deadline():
+    # The deadline is the fire's database time plus its offset; a firer whose own clock runs ahead (a skewed
+    # host, or a test that moves the clock) must not refuse it as past and pause the schedule.
+    schedule = make_schedule(deadline_offset=timedelta(minutes=90))
+    make_due(schedule)
+    with time_machine.travel(timezone.now() + timedelta(hours=3), tick=True):
+        assert schedules.schedules_fire_due()["fire_started"] == 1
+    schedule.refresh_from_db()
+    assert schedule.enabled and Job.objects.get().deadline == schedule.last_run_at + timedelta(minutes=90)
 
 
 def test_a_fire_while_the_last_run_is_active_is_skipped_and_recorded():

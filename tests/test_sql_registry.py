@@ -1,4 +1,4 @@
-"""The SQL registry: every statement named and described once in partitions/sql/*.sql, statuses from `states`,
+"""The SQL registry: every statement named and described once in partitions/engine/sql/*.sql, statuses from `states`,
 no SQL in the engine's Python outside the loader (run-time SQL is built from the registry's templates)."""
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ import pytest
 from django.db import connection
 from django.db.models.functions import Now
 
-from partitions import claiming
-from partitions.lifecycle import TABLES, delivery_finish, timestamps_for
+from partitions.core.states import DeliveryStatus, JobStatus, PartitionStatus, SubJobStatus
+from partitions.engine import claiming
+from partitions.engine.lifecycle import TABLES, delivery_finish, timestamps_for
+from partitions.engine.sql import build, conjunction, descriptions, load, placeholders, queries, templates
 from partitions.models import Delivery, Job, JobEvent, Partition, SubJob
-from partitions.sql import build, conjunction, descriptions, load, placeholders, queries, templates
-from partitions.states import DeliveryStatus, JobStatus, PartitionStatus, SubJobStatus
 from partitions.worker.splitting import remaining
 from tests.factories import make_job, make_partition
 

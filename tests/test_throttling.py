@@ -11,8 +11,9 @@ import psycopg
 import pytest
 from django.db import connection
 
-from partitions import health, services
+from partitions.engine import health
 from partitions.models import Job, JobEvent, Partition
+from partitions.operations import services
 from partitions.worker.sizing import STEP, BatchSizer
 from tests.factories import move
 from tests.support import cli, finished, planned_job, run_to_end, seed, started_job, wait_for
@@ -93,7 +94,7 @@ def test_throttle_from_the_cli_changes_the_running_job_and_is_audited():
     changed = JobEvent.objects.get(job=job, type="job_throttle_changed")
     assert changed.actor == "cli" and changed.data["after"]["rate_limit"] == 250.0
     code, out, err = cli("throttle", str(job.pk), "--rate", "none")
-    assert code == 0 and "pause 20 ms" in out
+    assert code == 0 and "20 ms pause after each batch" in out
     job.refresh_from_db()
     assert job.rate_limit is None and job.pause_ms == 20
 
@@ -282,8 +283,8 @@ def test_replication_lag_above_its_threshold_is_unhealthy_and_zero_turns_a_check
     ({"pause_ms": 10**9}, "pause_ms: Enter milliseconds"),
 ])
 def test_an_adaptive_job_type_that_cannot_work_is_refused_at_registration(attrs, message):
-    from partitions.exceptions import JobCodeError
-    from partitions.job_types import JobType
+    from partitions.core.exceptions import JobCodeError
+    from partitions.jobtypes.base import JobType
 
     declared = type("Bad", (JobType,), {"name": "tests.bad_adaptive", "batch_size": 100, **attrs})
     with pytest.raises(JobCodeError, match=message):
@@ -298,7 +299,7 @@ def test_an_episode_left_open_on_an_ended_job_is_not_shown_as_held(admin_env, su
     Job.objects.filter(pk=job.pk).update(throttled_since=job.created_at, throttled_reason="replication lag")
     code, out, _ = cli("status", str(job.pk), "--json")
     assert code == 0 and __import__("json").loads(out)["throttle"]["held"] is False
-    assert "THROTTLED" not in cli("status", str(job.pk))[1]
+    assert "held by a health check" not in cli("status", str(job.pk))[1]
     client = Client()
     client.force_login(superuser)
     page = client.get(reverse("admin:partitions_job_change", args=[job.pk])).content.decode()

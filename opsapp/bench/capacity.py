@@ -1,4 +1,4 @@
-"""`bench capacity`: the figures the README's capacity model ("Scaling") predicts, measured.
+"""`bench capacity`: the figures the capacity model (docs/explanation/capacity.md) predicts, measured.
 
 - claim at scale: `worker.drain` (claim 50, W processes) over one job of N no-op partitions, first with the
   table otherwise empty (the baseline), then with F finished partitions of another job already in it: the
@@ -19,8 +19,9 @@ from django.db import connection
 from django_q.conf import Conf
 
 from opsapp.bench import claim, harness, scale, sleep_items
-from partitions import conf, services, tasks
+from partitions import conf, tasks
 from partitions.models import Job, JobEvent, Partition
+from partitions.operations import services
 
 FINISHED, QUICK_FINISHED = 1_000_000, 20_000
 CLAIM_BATCH = 50

@@ -15,10 +15,10 @@ from django.db import connection, models
 
 from opsapp.bench import harness
 from opsapp.billing.seeding import ROWS_PER_TIMESTAMP
-from partitions import services
-from partitions.job_types import JobType
+from partitions.jobtypes.base import JobType
+from partitions.jobtypes.splits import KeyRange
 from partitions.models import Job, Partition
-from partitions.splits import KeyRange
+from partitions.operations import services
 from partitions.worker.sources import KeyRangeSource
 
 PARTITIONS = 1000

@@ -14,27 +14,17 @@ from typing import Any
 
 from django.contrib import messages
 
-from partitions import humanize, services
-from partitions.exceptions import DuplicateJob, InvalidParams, InvalidTransition, JobNotFound, PartitionsError
+from partitions.core import humanize
+from partitions.core.exceptions import DuplicateJob, InvalidParams, InvalidTransition, JobNotFound, PartitionsError
+from partitions.core.states import PartitionStatus
+from partitions.core.validation import RUN_OPTIONS
 from partitions.models import Job
-from partitions.pages import job_failed_subjobs
-from partitions.states import (
-    JOB_ADJUSTABLE,
-    JOB_CANCELLABLE,
-    JOB_PAUSABLE,
-    JOB_RESUMABLE,
-    JOB_RETRYABLE,
-    JOB_THROTTLEABLE,
-    PartitionStatus,
-)
-from partitions.states import JobStatus as S
-from partitions.statistics import JobStats
-from partitions.validation import RUN_OPTIONS
+from partitions.operations import services
+from partitions.permissions import Action, may
+from partitions.reads.pages import job_failed_subjobs
+from partitions.reads.statistics import JobStats
 
 log = logging.getLogger(__name__)
-
-OPERATE = "partitions.operate_job"
-START = "partitions.start_job"
 
 
 @dataclass(frozen=True)
@@ -48,16 +38,14 @@ class ActionResult:
 
 @dataclass(frozen=True)
 class JobAction:
-    """An operator action: its permissions, the statuses that show its button, and its one service call."""
+    """An operator action: its rule (`permissions.Action`: the right, the statuses that show its button; also the
+    bulk action's `has_<action>_permission`), and its one service call."""
 
     name: str
     label: str
     verb: str  # "cannot <verb> job #5: it …"
     confirm: str  # the confirm page's question, completed by "job #5 (type)?"
-    perms: tuple[str, ...]
-    #: Django admin permission name of the bulk action (`has_<name>_permission` on the ModelAdmin).
-    admin_permission: str
-    states: frozenset[str]
+    action: Action
     call: Callable[[Job, Any, str], ActionResult]
     asks_reason: bool = False
     danger: bool = False
@@ -66,22 +54,24 @@ class JobAction:
     #: What the action touches on one job, counted for its confirm page ("526 failed sub-jobs").
     touches: Callable[[Job], str] | None = None
 
-    def allowed_for(self, user) -> bool:
-        return user.is_active and all(user.has_perm(p) for p in self.perms)
+
+def queued_again(job_id: int, n: int, what: str, whats: str | None = None) -> ActionResult:
+    """`Job #5: 3 failed partitions queued again.` (`what`, `whats`: as `humanize.plural` takes them)."""
+    return ActionResult(f"Job #{job_id}: {humanize.plural(n, what, whats)} queued again.")
 
 
 def _retry_failed(job: Job, user: Any, reason: str) -> ActionResult:
     n = services.job_retry_failed(job.pk, actor=user)
     if not n:
         return ActionResult(f"Job #{job.pk} has no failed partitions to retry.", messages.WARNING)
-    return ActionResult(f"Job #{job.pk}: {n} failed partition(s) queued again.")
+    return queued_again(job.pk, n, "failed partition")
 
 
 def _retry_subjobs(job: Job, user: Any, reason: str) -> ActionResult:
     n = services.subjobs_retry(job.pk, None, actor=user)
     if not n:
         return ActionResult(f"Job #{job.pk} has no failed sub-jobs to retry.", messages.WARNING)
-    return ActionResult(f"Job #{job.pk}: {n} failed sub-job(s) queued again.")
+    return queued_again(job.pk, n, "failed sub-job")
 
 
 def _cancel(job: Job, user: Any, reason: str) -> ActionResult:
@@ -106,22 +96,20 @@ def _rerun(job: Job, user: Any, reason: str) -> ActionResult:
 
 ACTIONS: dict[str, JobAction] = {a.name: a for a in [
     JobAction("retry_failed", "Retry failed partitions", "retry the failed partitions of",
-              "Put every failed partition back to pending, with fresh attempts, for", (OPERATE,), "operate",
-              JOB_RETRYABLE, _retry_failed, needs=lambda s: bool(s.progress.partitions.get(PartitionStatus.FAILED)),
+              "Put every failed partition back to pending, with fresh attempts, for", Action.RETRY, _retry_failed,
+              needs=lambda s: bool(s.progress.partitions.get(PartitionStatus.FAILED)),
               touches=lambda job: humanize.plural(job.partitions.filter(status=PartitionStatus.FAILED).count(),
                                          "failed partition")),
     JobAction("retry_subjobs", "Retry failed sub-jobs", "retry the failed sub-jobs of",
-              "Run every failed sub-job again (in new retry partitions) for", (OPERATE,), "operate",
-              JOB_RETRYABLE, _retry_subjobs, needs=lambda s: s.progress.items_failed > 0,
+              "Run every failed sub-job again (in new retry partitions) for", Action.RETRY, _retry_subjobs,
+              needs=lambda s: s.progress.items_failed > 0,
               touches=lambda job: humanize.plural(job_failed_subjobs(job.pk).count(), "failed sub-job")),
-    JobAction("pause", "Pause", "pause", "Stop claiming new work for", (OPERATE,), "operate",
-              JOB_PAUSABLE, _pause),
-    JobAction("resume", "Resume", "resume", "Start claiming work again for", (OPERATE,), "operate",
-              JOB_RESUMABLE, _resume),
-    JobAction("cancel", "Cancel job", "cancel", "Cancel all remaining work of", (OPERATE,), "operate",
-              JOB_CANCELLABLE, _cancel, asks_reason=True, danger=True),
-    JobAction("rerun", "Re-run", "re-run", "Start a new job with the same type and params as", (OPERATE, START),
-              "rerun", frozenset(S.values), _rerun),
+    JobAction("pause", "Pause", "pause", "Stop claiming new work for", Action.PAUSE, _pause),
+    JobAction("resume", "Resume", "resume", "Start claiming work again for", Action.RESUME, _resume),
+    JobAction("cancel", "Cancel job", "cancel", "Cancel all remaining work of", Action.CANCEL, _cancel,
+              asks_reason=True, danger=True),
+    JobAction("rerun", "Re-run", "re-run", "Start a new job with the same type and params as", Action.RERUN,
+              _rerun),
 ]}
 
 
@@ -151,21 +139,14 @@ def guarded(verb: str, job_id: int, call: Callable[[], ActionResult]) -> ActionR
         return ActionResult(f"Cannot {verb} job #{job_id}: {exc}", messages.ERROR)
 
 
-#: The job page's controls besides the actions, each shown in these statuses to operators.
-THROTTLE, KNOB = "throttle", "knob"
+#: The job page's controls besides the actions (their names are the controls').
+PAGE_CONTROLS = (Action.THROTTLE, Action.KNOB)
 
 
 def job_controls(user, stats: JobStats) -> list[str]:
-    """The controls a user sees on a job page now (action names, THROTTLE, KNOB): actions they may run in the
-    job's status, retries only when something failed. The one decision behind the first render and every live
-    re-render, so a job that ends while its page is open loses its running-job controls without a reload."""
+    """The controls a user sees on a job page now (action names, then "throttle" and "knob"): those they may use
+    in the job's status, retries only when something failed. The one decision behind the first render and every
+    live re-render, so a job that ends while its page is open loses its running-job controls without a reload."""
     job = stats.job
-    shown = [a.name for a in ACTIONS.values()
-             if a.allowed_for(user) and job.status in a.states and (a.needs is None or a.needs(stats))]
-    return shown + [name for name, states in ((THROTTLE, JOB_THROTTLEABLE), (KNOB, JOB_ADJUSTABLE))
-                    if operator_may(user, job, states)]
-
-
-def operator_may(user, job: Job, states: frozenset[str]) -> bool:
-    """An active operator, and the job in one of these statuses."""
-    return user.is_active and user.has_perm(OPERATE) and job.status in states
+    shown = [a.name for a in ACTIONS.values() if may(user, a.action, job) and (a.needs is None or a.needs(stats))]
+    return shown + [str(control) for control in PAGE_CONTROLS if may(user, control, job)]

@@ -1,39 +1,60 @@
-"""What every engine admin shares: read-only rows, the operator permissions, and small links."""
+"""What every engine admin shares: read-only rows, a `has_<action>_permission` hook for every operator action, and
+small links."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from urllib.parse import urlencode
 
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.http import Http404, HttpResponseNotAllowed
+from django.http import Http404, HttpRequest, HttpResponseNotAllowed
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.functional import cached_property
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-from partitions.admin.actions import OPERATE, START, ActionResult
+from partitions.admin.actions import ActionResult
+from partitions.core.validation import parse_id
 from partitions.models import Job
-from partitions.validation import parse_id
+from partitions.permissions import Action, may
 
 #: Most per-object messages one bulk action reports individually.
 MAX_MESSAGES = 10
 
 
+def _permission_hook(action: Action) -> Callable[[admin.ModelAdmin, HttpRequest], bool]:
+    def has_permission(self: admin.ModelAdmin, request: HttpRequest) -> bool:
+        return may(request.user, action)
+
+    has_permission.__name__ = f"has_{action}_permission"
+    has_permission.__doc__ = f"Whether the user may {action.replace('_', ' ')} (`permissions.may`)."
+    return has_permission
+
+
+def _with_permission_hooks[T: type[admin.ModelAdmin]](cls: T) -> T:
+    """`has_<action>_permission` on `cls` for every `permissions.Action` (what `@admin.action` asks)."""
+    for action in Action:
+        setattr(cls, f"has_{action}_permission", _permission_hook(action))
+    return cls
+
+
+@_with_permission_hooks
 class EngineAdmin(admin.ModelAdmin):
     """Rows the engine owns: viewable, never added, edited or deleted through a form (superusers included).
 
-    Operators change them only through actions, which call the services.
+    Operators change them only through actions, which call the services. `@admin.action(permissions=[name])`
+    asks `has_<name>_permission`: there is one for every `permissions.Action`, each asking `may`.
     """
 
-    #: Fields with tracebacks (server paths, code): shown only to users who may operate jobs.
+    #: Fields with tracebacks (server paths, code): shown only to users who may read them (the operators).
     operator_only_fields: tuple[str, ...] = ()
 
     def get_exclude(self, request, obj=None):
-        hidden = () if self.has_operate_permission(request) else self.operator_only_fields
+        hidden = () if may(request.user, Action.VIEW_TRACEBACKS) else self.operator_only_fields
         return [*(super().get_exclude(request, obj) or ()), *hidden]
 
     def has_add_permission(self, request) -> bool:
@@ -44,16 +65,6 @@ class EngineAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
-
-    # `@admin.action(permissions=[...])` looks these up as has_<name>_permission.
-    def has_operate_permission(self, request) -> bool:
-        return request.user.has_perm(OPERATE)
-
-    def has_start_permission(self, request) -> bool:
-        return request.user.has_perm(START)
-
-    def has_rerun_permission(self, request) -> bool:
-        return request.user.has_perm(OPERATE) and request.user.has_perm(START)
 
     class Media:
         css = {"all": ["partitions/admin.css"]}
@@ -99,11 +110,6 @@ def job_link(job_id: int) -> SafeString:
 
 def changelist_url(model_name: str, **params) -> str:
     return reverse(f"admin:partitions_{model_name}_changelist") + ("?" + urlencode(params) if params else "")
-
-
-def short(text: str, limit: int = 120) -> str:
-    text = " ".join((text or "").split())
-    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 
 
 def report(model_admin: admin.ModelAdmin, request, outcomes: list[ActionResult]) -> None:
@@ -180,6 +186,6 @@ def action_target(model_admin: admin.ModelAdmin, request, object_id: str, action
     obj = model_admin.get_object(request, unquote(object_id))
     if obj is None:
         return None, model_admin._get_obj_does_not_exist_redirect(request, model_admin.opts, object_id)
-    if not (model_admin.has_view_permission(request, obj) and action.allowed_for(request.user)):
+    if not (model_admin.has_view_permission(request, obj) and may(request.user, action.action)):
         raise PermissionDenied
     return action, obj

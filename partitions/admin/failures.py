@@ -1,6 +1,6 @@
 """The failure ledger in the admin: the job page's Failures section (its context), the keyset-paginated item list,
 the CSV download (streamed, one row per item) and the per-reason operator actions (retry these items, skip them
-with a note: confirm page, POST + CSRF, `operate_job`, audited by the services with the user)."""
+with a note: confirm page, POST + CSRF, `permissions.may` retry or skip, audited by the services with the user)."""
 
 from __future__ import annotations
 
@@ -14,34 +14,35 @@ from django.http import Http404, HttpResponseNotAllowed, HttpResponseRedirect, S
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
-from partitions import humanize, ledger, services
-from partitions.admin.actions import ActionResult, guarded, operator_may
+from partitions.admin.actions import ActionResult, guarded, queued_again
 from partitions.admin.base import confirm_response, job_url
+from partitions.core import humanize
+from partitions.core.states import SUBJOB_LEDGER
+from partitions.core.validation import parse_id
 from partitions.models import Job
-from partitions.states import JOB_RETRYABLE, JOB_SKIPPABLE, SUBJOB_LEDGER
-from partitions.validation import parse_id
-
-#: Who may read the ledger's items besides the job's viewers (the items are sub-jobs).
-VIEW_ITEMS = "partitions.view_subjob"
+from partitions.operations import services
+from partitions.permissions import Action, may
+from partitions.reads import ledger
 
 
 @dataclass(frozen=True)
 class ReasonAction:
-    """A per-reason operator action: its words, the job statuses it applies in, and its one service call."""
+    """A per-reason operator action: its words, its rule (`permissions.Action`: the right and the job statuses it
+    applies in), and its one service call."""
 
     name: str
     label: str
     verb: str
     question: str
-    states: frozenset[str]
+    action: Action
     asks_note: bool = False
 
 
 REASON_ACTIONS = {a.name: a for a in [
     ReasonAction("retry", "Retry these items", "retry the items of one reason of",
-                 "Run again, in new retry partitions, the failed and skipped items of", JOB_RETRYABLE),
+                 "Run again, in new retry partitions, the failed and skipped items of", Action.RETRY),
     ReasonAction("skip", "Skip with note", "skip the items of one reason of",
-                 "Mark skipped, with your note, the failed items of", JOB_SKIPPABLE, asks_note=True),
+                 "Mark skipped, with your note, the failed items of", Action.SKIP, asks_note=True),
 ]}
 
 
@@ -64,13 +65,13 @@ def _refusal(verb: str, job: Job, reason: str) -> ActionResult | None:
 def failures_context(request, job: Job) -> dict:
     """The job page's Failures section: the reason groups (one aggregate) and what the user may do with each."""
     groups = ledger.job_failure_groups(job.pk)
-    may = {name: operator_may(request.user, job, action.states) for name, action in REASON_ACTIONS.items()}
+    allowed = {name: may(request.user, action.action, job) for name, action in REASON_ACTIONS.items()}
     rows = [{
         "g": g,
         "items_url": _url("failures", job.pk, reason=g.reason),
         "csv_url": _url("failures_csv", job.pk, reason=g.reason),
-        "retry_url": _action_url(job.pk, "retry", g.reason) if may["retry"] else "",
-        "skip_url": _action_url(job.pk, "skip", g.reason) if may["skip"] and g.failed else "",
+        "retry_url": _action_url(job.pk, "retry", g.reason) if allowed["retry"] else "",
+        "skip_url": _action_url(job.pk, "skip", g.reason) if allowed["skip"] and g.failed else "",
     } for g in groups.groups]
     return {"ledger": groups, "ledger_rows": rows, "ledger_list_url": _url("failures", job.pk),
             "ledger_csv_url": _url("failures_csv", job.pk), "ledger_statuses": sorted(SUBJOB_LEDGER)}
@@ -80,7 +81,7 @@ def _job_for(model_admin, request, object_id) -> Job:
     job = Job.objects.filter(pk=parse_id(unquote(object_id)) or 0).first()
     if job is None:
         raise Http404("no such job")
-    if not (model_admin.has_view_permission(request, job) and request.user.has_perm(VIEW_ITEMS)):
+    if not (model_admin.has_view_permission(request, job) and may(request.user, Action.VIEW_FAILURES)):
         raise PermissionDenied
     return job
 
@@ -145,7 +146,7 @@ def failures_action_view(model_admin, request, object_id, action_name):
     if request.method not in ("GET", "HEAD", "POST"):
         return HttpResponseNotAllowed(["GET", "HEAD", "POST"])
     job = _job_for(model_admin, request, object_id)
-    if not request.user.has_perm("partitions.operate_job"):
+    if not may(request.user, action.action):
         raise PermissionDenied
     data = request.POST if request.method == "POST" else request.GET
     reason = data.get("reason", "")
@@ -172,8 +173,8 @@ def failures_action_view(model_admin, request, object_id, action_name):
 def _perform(action: ReasonAction, job: Job, user, reason: str, note: str) -> ActionResult:
     if action.name == "retry":
         n = services.subjobs_retry(job.pk, None, actor=user, reason=reason)
-        return ActionResult(f"Job #{job.pk}: {n:,} item(s) of “{reason}” queued again.")
+        return queued_again(job.pk, n, f"item of “{reason}”", f"items of “{reason}”")
     n = services.subjobs_skip(job.pk, reason=reason, note=note, actor=user)
     if not n:
         return ActionResult(f"Job #{job.pk} has no failed items of “{reason}” left to skip.", messages.WARNING)
-    return ActionResult(f"Job #{job.pk}: {n:,} failed item(s) of “{reason}” skipped.")
+    return ActionResult(f"Job #{job.pk}: {humanize.plural(n, 'failed item')} of “{reason}” skipped.")

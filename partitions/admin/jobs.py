@@ -9,7 +9,6 @@ from django.http import HttpResponseNotAllowed, HttpResponseRedirect, JsonRespon
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from partitions import humanize
 from partitions.admin import display, failures, job_page, knob, start, throttle, workers
 from partitions.admin.actions import ACTIONS, JobAction, perform
 from partitions.admin.base import (
@@ -21,9 +20,12 @@ from partitions.admin.base import (
     selection_hidden,
     selection_items,
 )
+from partitions.core import humanize
+from partitions.core.validation import parse_id
 from partitions.models import Job
-from partitions.statistics import JobStats, job_stats, jobs_stats
-from partitions.validation import parse_id
+from partitions.permissions import Action, may
+from partitions.reads.statistics import JobStats, job_stats, jobs_stats
+from partitions.wording import presenters
 
 #: Most jobs one progress poll may ask about.
 MAX_POLL_IDS = 200
@@ -46,7 +48,7 @@ def _bulk(action: JobAction):
         return modeladmin.bulk_action(request, queryset, action)
 
     run.__name__ = f"{action.name}_selected"
-    return admin.action(permissions=[action.admin_permission], description=f"{action.label} (selected jobs)")(run)
+    return admin.action(permissions=[action.action], description=f"{action.label} (selected jobs)")(run)
 
 
 def _stats(job: Job) -> JobStats:
@@ -87,7 +89,7 @@ class JobAdmin(EngineAdmin):
 
     @admin.display(description="throughput")
     def rate_col(self, job: Job):
-        return display.live_text(job.pk, "rate", display.rate_text(_stats(job)))
+        return display.live_text(job.pk, "rate", presenters.rate_text(_stats(job)))
 
     @admin.display(description="ETA")
     def eta_col(self, job: Job):
@@ -128,7 +130,7 @@ class JobAdmin(EngineAdmin):
         ]
 
     def changelist_view(self, request, extra_context=None):
-        extra = {"can_start": self.has_start_permission(request), **(extra_context or {})}
+        extra = {"can_start": may(request.user, Action.START), **(extra_context or {})}
         return super().changelist_view(request, extra_context=extra)
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
@@ -189,7 +191,7 @@ class JobAdmin(EngineAdmin):
 
     def bulk_action(self, request, queryset, action: JobAction):
         """A changelist action: confirm first (like delete_selected), then one service call per job."""
-        if not action.allowed_for(request.user):  # get_actions filtered it already; belt and braces
+        if not may(request.user, action.action):  # get_actions filtered it already; belt and braces
             raise PermissionDenied
         queryset = queryset.order_by("id")
         if request.POST.get("post") != "yes":

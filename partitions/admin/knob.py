@@ -8,11 +8,13 @@ from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 
-from partitions import humanize, knob, validation
-from partitions.admin.actions import OPERATE, ActionResult, guarded
+from partitions.admin.actions import ActionResult, guarded
 from partitions.admin.base import job_url
 from partitions.admin.fields import DeadlineField
+from partitions.core import humanize, validation
 from partitions.models import Job
+from partitions.operations import knob
+from partitions.permissions import Action, may
 
 KEEP, SET, CLEAR = "keep", "set", "clear"
 
@@ -74,7 +76,7 @@ def knob_view(model_admin, request, object_id):
     job = model_admin.get_object(request, unquote(object_id))
     if job is None:
         return model_admin._get_obj_does_not_exist_redirect(request, model_admin.opts, object_id)
-    if not (model_admin.has_view_permission(request, job) and request.user.has_perm(OPERATE)):
+    if not (model_admin.has_view_permission(request, job) and may(request.user, Action.KNOB)):
         raise PermissionDenied
     form = KnobForm(request.POST)
     if not form.is_valid():

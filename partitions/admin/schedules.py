@@ -18,10 +18,8 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from partitions import cadence as cadences
-from partitions import schedules
 from partitions.admin import display, start
-from partitions.admin.actions import OPERATE, START, ActionResult
+from partitions.admin.actions import ActionResult
 from partitions.admin.base import (
     EngineAdmin,
     action_target,
@@ -31,8 +29,13 @@ from partitions.admin.base import (
     selection_hidden,
     selection_items,
 )
-from partitions.exceptions import InvalidParams, PartitionsError, ScheduleNotFound
+from partitions.core import humanize
+from partitions.core.events import ScheduleEventType
+from partitions.core.exceptions import InvalidParams, PartitionsError, ScheduleNotFound
 from partitions.models import JobSchedule, ScheduleEvent
+from partitions.operations import cadence as cadences
+from partitions.operations import schedules
+from partitions.permissions import Action, may
 
 #: Rows of history the schedule page shows.
 HISTORY_ROWS = 100
@@ -44,9 +47,9 @@ def schedule_url(schedule_id: int) -> str:
 
 def _run_now(schedule: JobSchedule, user: Any) -> ActionResult:
     result = schedules.schedule_run_now(schedule.pk, actor=user)
-    if result.outcome == "fire_started":
+    if result.outcome == ScheduleEventType.FIRE_STARTED:
         return ActionResult(f"Schedule {schedule.name}: started job #{result.job.pk}.", job_id=result.job.pk)
-    if result.outcome == "fire_skipped":
+    if result.outcome == ScheduleEventType.FIRE_SKIPPED:
         return ActionResult(f"Schedule {schedule.name}: nothing started, {result.detail}.", messages.WARNING)
     return ActionResult(f"Schedule {schedule.name} {result.detail}", messages.ERROR)
 
@@ -58,7 +61,7 @@ def _pause(schedule: JobSchedule, user: Any) -> ActionResult:
 
 def _resume(schedule: JobSchedule, user: Any) -> ActionResult:
     resumed = schedules.schedule_resume(schedule.pk, actor=user)
-    return ActionResult(f"Schedule {schedule.name} resumed: next run {display.fmt_dt(resumed.next_run_at)}.")
+    return ActionResult(f"Schedule {schedule.name} resumed: next run {humanize.when(resumed.next_run_at)}.")
 
 
 def _delete(schedule: JobSchedule, user: Any) -> ActionResult:
@@ -68,27 +71,26 @@ def _delete(schedule: JobSchedule, user: Any) -> ActionResult:
 
 @dataclass(frozen=True)
 class ScheduleAction:
+    """An action on a schedule: its rule (`permissions.Action`, also the bulk action's `has_<action>_permission`),
+    when its button shows, and its one service call."""
+
     name: str
     label: str
     confirm: str
-    perms: tuple[str, ...]
-    admin_permission: str  # has_<name>_permission on the ModelAdmin
+    action: Action
     shown: Callable[[JobSchedule], bool]
     call: Callable[[JobSchedule, Any], ActionResult]
     danger: bool = False
 
-    def allowed_for(self, user) -> bool:
-        return user.is_active and all(user.has_perm(p) for p in self.perms)
-
 
 ACTIONS: dict[str, ScheduleAction] = {a.name: a for a in [
     ScheduleAction("run_now", "Run now", "Start a run now (skipped while the last one is active) of",
-                   (START,), "start", lambda s: True, _run_now),
-    ScheduleAction("pause", "Pause", "Stop the fires of", (OPERATE,), "operate", lambda s: s.enabled, _pause),
-    ScheduleAction("resume", "Resume", "Fire again, from the next fire after now,", (OPERATE,), "operate",
+                   Action.SCHEDULE_RUN, lambda s: True, _run_now),
+    ScheduleAction("pause", "Pause", "Stop the fires of", Action.SCHEDULE_PAUSE, lambda s: s.enabled, _pause),
+    ScheduleAction("resume", "Resume", "Fire again, from the next fire after now,", Action.SCHEDULE_RESUME,
                    lambda s: not s.enabled, _resume),
-    ScheduleAction("delete", "Delete schedule", "Delete (its jobs and history stay)", (schedules.DELETE_SCHEDULE,),
-                   "delete_schedule", lambda s: True, _delete, danger=True),
+    ScheduleAction("delete", "Delete schedule", "Delete (its jobs and history stay)", Action.SCHEDULE_DELETE,
+                   lambda s: True, _delete, danger=True),
 ]}
 
 
@@ -110,7 +112,7 @@ def _bulk(action: ScheduleAction):
         return modeladmin.bulk_action(request, queryset, action)
 
     run.__name__ = f"{action.name}_selected"
-    return admin.action(permissions=[action.admin_permission], description=f"{action.label} (selected schedules)")(run)
+    return admin.action(permissions=[action.action], description=f"{action.label} (selected schedules)")(run)
 
 
 class ScheduleAdmin(EngineAdmin):
@@ -121,17 +123,14 @@ class ScheduleAdmin(EngineAdmin):
     actions = [_bulk(action) for action in ACTIONS.values()]
 
     def has_add_permission(self, request) -> bool:
-        """Add opens the start page in schedule mode, which needs both rights: add_jobschedule and start_job."""
-        return request.user.has_perm(schedules.ADD_SCHEDULE) and self.has_start_permission(request)
+        """Add opens the start page in schedule mode: the right to create a schedule (add_jobschedule and
+        start_job)."""
+        return may(request.user, Action.SCHEDULE_CREATE)
 
     def add_view(self, request, form_url="", extra_context=None):
         if not self.has_add_permission(request):
             raise PermissionDenied
         return HttpResponseRedirect(reverse("admin:partitions_job_start") + "?mode=" + start.SCHEDULE_MODE)
-
-    def has_delete_schedule_permission(self, request) -> bool:
-        """Deleting a schedule is its own right (O1), not the job operators' `operate_job`."""
-        return request.user.has_perm(schedules.DELETE_SCHEDULE)
 
     @admin.display(description="cadence")
     def cadence_col(self, s: JobSchedule):
@@ -143,11 +142,11 @@ class ScheduleAdmin(EngineAdmin):
 
     @admin.display(description="next run", ordering="next_run_at")
     def next_col(self, s: JobSchedule):
-        return display.fmt_dt(s.next_run_at)
+        return humanize.when(s.next_run_at)
 
     @admin.display(description="last run", ordering="last_run_at")
     def last_col(self, s: JobSchedule):
-        return display.fmt_dt(s.last_run_at)
+        return humanize.when(s.last_run_at)
 
     @admin.display(description="last job")
     def last_job_col(self, s: JobSchedule):
@@ -172,7 +171,7 @@ class ScheduleAdmin(EngineAdmin):
             **self.admin_site.each_context(request), "opts": self.opts, "title": f"Schedule {schedule.name}",
             "schedule": schedule, "cadence": schedules.cadence_of(schedule).describe(),
             "deadline": cadences.format_offset(schedule.deadline_offset), "history": history[:HISTORY_ROWS],
-            "actions": [a for a in ACTIONS.values() if a.allowed_for(request.user) and a.shown(schedule)],
+            "actions": [a for a in ACTIONS.values() if may(request.user, a.action) and a.shown(schedule)],
             "media": self.media,
         }
         request.current_app = self.admin_site.name
@@ -197,7 +196,7 @@ class ScheduleAdmin(EngineAdmin):
             back_url=schedule_url(schedule.pk), danger=action.danger)
 
     def bulk_action(self, request, queryset, action: ScheduleAction):
-        if not action.allowed_for(request.user):
+        if not may(request.user, action.action):
             raise PermissionDenied
         queryset = queryset.order_by("name")
         if request.POST.get("post") != "yes":

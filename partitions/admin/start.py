@@ -18,7 +18,6 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 from django.template.response import TemplateResponse
 
-from partitions import humanize, registry, schedules, services, validation
 from partitions.admin.base import job_url
 from partitions.admin.fields import DeadlineField, deadline_help
 from partitions.admin.sample import PREFIX as SAMPLE_PREFIX
@@ -26,12 +25,17 @@ from partitions.admin.sample import SampleForm, sample_submit
 from partitions.admin.schedule_form import PREFIX as SCHEDULE_PREFIX
 from partitions.admin.schedule_form import ScheduleForm, schedule_submit
 from partitions.admin.throttle import ThrottleFields
-from partitions.estimates import plan_estimate
-from partitions.exceptions import InvalidParams, JobNotPlannable, JobTypeNotFound, PartitionsError, error_line
-from partitions.models import Job, Partition
+from partitions.core import humanize, validation
+from partitions.core.exceptions import InvalidParams, JobNotPlannable, JobTypeNotFound, PartitionsError, error_line
+from partitions.jobtypes import registry
+from partitions.jobtypes.splits import PartitionPlan
+from partitions.models import Job
 from partitions.notify.config import notify_choice
-from partitions.sample_run import sample_refusal
-from partitions.splits import PartitionPlan
+from partitions.operations import services
+from partitions.permissions import Action, may
+from partitions.reads.estimates import plan_estimate
+from partitions.wording import presenters
+from partitions.worker.sample_run import sample_refusal
 
 log = logging.getLogger(__name__)
 
@@ -102,29 +106,16 @@ def _params_data(form: forms.Form) -> dict[str, Any]:
     return data
 
 
-def _preview_rows(plans) -> list[dict]:
-    """The first and last few partitions, with a gap row ("…") between them when there are more."""
-    rows = []
-    for seq in humanize.edges(len(plans)):
-        if seq is None:
-            rows.append({"gap": len(plans) - 2 * humanize.PREVIEW_EDGE})
-            continue
-        plan = plans[seq]
-        unsaved = Partition(kind=plan.kind, lower=plan.lower, upper=plan.upper, modulus=plan.modulus,
-                            remainder=plan.remainder, estimated_items=plan.estimated_items)
-        rows.append({"seq": seq, "kind": plan.kind, "bounds": unsaved.bounds_display,
-                     "estimated": plan.estimated_items, "subjobs": len(plan.items)})
-    return rows
-
-
 #: `?mode=schedule`: the start page opened to create a schedule.
 SCHEDULE_MODE = "schedule"
+#: The start form's submit buttons that are their own action, not a start (each its own right).
+SUBMIT_ACTIONS = {"_schedule": Action.SCHEDULE_CREATE, "_sample": Action.SAMPLE}
 
 
 def start_view(model_admin, request):
     if request.method not in ("GET", "HEAD", "POST"):
         return HttpResponseNotAllowed(["GET", "HEAD", "POST"])
-    if not model_admin.has_start_permission(request):
+    if not may(request.user, Action.START):
         raise PermissionDenied
     types = registry.all_types()
     type_name = request.POST.get("job_type") or request.GET.get("type") or ""
@@ -140,7 +131,7 @@ def start_view(model_admin, request):
         "type_name": type_name if job_type else "",
         "job_type": job_type,
         "start_token": start_token(request),
-        "can_schedule": request.user.has_perm(schedules.ADD_SCHEDULE),
+        "can_schedule": may(request.user, Action.SCHEDULE_CREATE),
     }
     # Schedule mode (Job schedules' Add): the same form, with the schedule part open and the title saying so.
     context["schedule_mode"] = context["can_schedule"] and request.GET.get("mode") == SCHEDULE_MODE
@@ -152,8 +143,8 @@ def start_view(model_admin, request):
     context["sample_refused"] = sample_refusal(job_type)  # the preview says why it offers no sample
 
     if request.method == "POST":
-        if "_schedule" in request.POST and not request.user.has_perm(schedules.ADD_SCHEDULE):
-            raise PermissionDenied  # creating a schedule is its own right (O1), not start_job's
+        if any(button in request.POST and not may(request.user, action) for button, action in SUBMIT_ACTIONS.items()):
+            raise PermissionDenied  # scheduling (O1) and sampling are actions of their own, each asked
         params_form = job_type.Params(data=request.POST, prefix=PARAMS_PREFIX)
         options = StartOptionsForm(data=request.POST)
         # Bound (and so checked) only when scheduling: a preview or a run now says nothing about a schedule.
@@ -224,7 +215,8 @@ def _preview(type_name: str, plans: list[PartitionPlan], options: dict[str, Any]
     estimated, subjobs = sum(p.estimated_items for p in plans), sum(len(p.items) for p in plans)
     rate_limit = options.get("rate_limit") or registry.get(type_name).rate_limit
     estimate = plan_estimate(type_name, estimated or subjobs, rate_limit=rate_limit, deadline=options.get("deadline"))
-    return {"rows": _preview_rows(plans), "partitions": len(plans), "estimated": estimated, "subjobs": subjobs,
+    return {"rows": presenters.preview_rows(plans), "counts": presenters.preview_counts(plans),
+            "partitions": len(plans), "estimated": estimated, "subjobs": subjobs,
             "empty": not plans or not (estimated or subjobs), "estimate": humanize.estimate(estimate)}
 
 

@@ -1,6 +1,6 @@
 """The throttle page of a job: its rate limit, pause and health override, changed while it runs.
 
-GET shows the form with the job's current values; POST (CSRF, `operate_job`) validates it and calls
+GET shows the form with the job's current values; POST (CSRF, the throttle's right) validates it and calls
 `services.job_throttle`, which checks the same bounds again, writes the change and its event with the user.
 """
 
@@ -12,10 +12,12 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 from django.template.response import TemplateResponse
 
-from partitions import services, validation
-from partitions.admin.actions import OPERATE, ActionResult, guarded
+from partitions.admin.actions import ActionResult, guarded
 from partitions.admin.base import job_url
+from partitions.core import validation
 from partitions.models import Job
+from partitions.operations import services
+from partitions.permissions import Action, may
 
 
 class ThrottleFields(forms.Form):
@@ -55,7 +57,7 @@ def throttle_view(model_admin, request, object_id):
     job = model_admin.get_object(request, unquote(object_id))
     if job is None:
         return model_admin._get_obj_does_not_exist_redirect(request, model_admin.opts, object_id)
-    if not (model_admin.has_view_permission(request, job) and request.user.has_perm(OPERATE)):
+    if not (model_admin.has_view_permission(request, job) and may(request.user, Action.THROTTLE)):
         raise PermissionDenied
     form = ThrottleForm(request.POST if request.method == "POST" else None, initial={
         "rate_limit": job.rate_limit, "pause_ms": job.pause_ms, "ignore_health": job.ignore_health})

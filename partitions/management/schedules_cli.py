@@ -1,5 +1,5 @@
 """`manage.py jobs schedule|schedules|schedule-show|schedule-run|schedule-pause|schedule-resume|unschedule`:
-recurring runs from the CLI, thin over `partitions.schedules` (mixed into the `jobs` command)."""
+recurring runs from the CLI, thin over `partitions.operations.schedules` (mixed into the `jobs` command)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,13 @@ from django.core.management.base import CommandError
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from partitions import cadence as cadences
-from partitions import humanize, schedules, validation
-from partitions.cadence import Cadence
+from partitions.core import humanize, validation
+from partitions.core.events import ScheduleEventType
 from partitions.management.cli_arguments import Pair, param_pair
 from partitions.models import JobSchedule, ScheduleEvent
+from partitions.operations import cadence as cadences
+from partitions.operations import schedules
+from partitions.operations.cadence import Cadence
 
 EVERY_UNITS = {"m": cadences.MINUTES, "h": cadences.HOURS, "d": cadences.DAYS}
 
@@ -35,8 +37,11 @@ def tz_arg(value: str) -> str:
 
 
 def start_at_arg(value: str, tz: str):
-    """--start-at as an aware date-time: ISO 8601, a wall time without offset read in the schedule's zone (by
-    the DST rule of `cadence.local_instant`); the service checks its range (offsets past ±15:59 included)."""
+    """--start-at as an aware date-time: a time from now (`+2h`, as every deadline input reads one), or ISO
+    8601, a wall time without offset read in the schedule's zone (by the DST rule of `cadence.local_instant`);
+    the service checks its range (offsets past ±15:59 included)."""
+    if (when := validation.relative_deadline(value)) is not None:
+        return when
     try:
         first = parse_datetime(value.strip())
     except ValueError:  # well formed but not a real date-time
@@ -47,7 +52,8 @@ def start_at_arg(value: str, tz: str):
         except (OverflowError, ValueError):  # year 1 or 9999 read in a zone that pushes it out of range
             first = None
     if first is None:
-        raise CommandError(f"--start-at is not an ISO 8601 date-time in range: {value!r}")
+        raise CommandError(f"--start-at is not an ISO 8601 date-time in range or a time from now such as +2h: "
+                           f"{value!r}")
     return first
 
 
@@ -94,7 +100,8 @@ class ScheduleCommands:
         cadence.add_argument("--every", type=every_arg, help="an interval: 5m, 2h or 1d")
         cadence.add_argument("--monthly", action="store_true", help="every month on --start-at's day and time")
         create.add_argument("--tz", type=tz_arg, default="UTC", help="IANA time zone of the cadence (default UTC)")
-        create.add_argument("--start-at", help="ISO 8601: the first fire of --every/--monthly (default: now)")
+        create.add_argument("--start-at", help="the first fire of --every/--monthly: a time from now (+2h, +1d) "
+                                               "or ISO 8601 (default: now)")
         create.add_argument("--deadline", type=offset_arg, help="each run's deadline after its fire: +90m, +2h")
         create.add_argument("--max-parallel", type=whole_number, default=0)
         create.add_argument("--priority", type=whole_number, default=0)
@@ -145,12 +152,12 @@ class ScheduleCommands:
     def do_schedule_run(self, *, name: str, **options):
         result = schedules.schedule_run_now(name, actor=self.ACTOR)
         schedule = schedules.schedule_get(name)
-        text = {"fire_started": f"schedule {name}: started job #{result.job.pk if result.job else ''}",
-                "fire_skipped": f"schedule {name}: skipped: {result.detail}",
-                "schedule_auto_paused": f"schedule {name}: {result.detail}"}[result.outcome]
+        text = {ScheduleEventType.FIRE_STARTED: f"schedule {name}: started job #{result.job.pk if result.job else ''}",
+                ScheduleEventType.FIRE_SKIPPED: f"schedule {name}: skipped: {result.detail}",
+                ScheduleEventType.SCHEDULE_AUTO_PAUSED: f"schedule {name}: {result.detail}"}[result.outcome]
         self.emit({**schedule_summary(schedule), "outcome": result.outcome, "job": result.job.pk if result.job
                    else None, "detail": result.detail}, text)
-        if result.outcome == "schedule_auto_paused":
+        if result.outcome == ScheduleEventType.SCHEDULE_AUTO_PAUSED:
             raise CommandError(f"schedule {name} paused: its params no longer validate")
 
     def do_schedule_pause(self, *, name: str, **options):

@@ -9,10 +9,12 @@ from datetime import timedelta
 
 from django.db.models.functions import Now
 
-from partitions import claiming, conf, registry, tracing
-from partitions.backoff import Backoff
-from partitions.exceptions import JobTypeNotFound, error_line
-from partitions.lifecycle import delivery_finish
+from partitions import conf
+from partitions.core.backoff import Backoff
+from partitions.core.exceptions import JobTypeNotFound, error_line
+from partitions.engine import claiming, tracing
+from partitions.engine.lifecycle import delivery_finish
+from partitions.jobtypes import registry
 from partitions.models import Delivery
 from partitions.notify import channels
 from partitions.notify.config import Plan, plan_for
@@ -74,7 +76,7 @@ def deliveries_send(*, job_id: int | None = None, budget_seconds: float = 20.0) 
                     channels.send(delivery, _plan(delivery, plans))
                     error = None
                 except Exception as exc:  # a receiver's failure is the delivery's, never the job's
-                    error = error_line(exc)[:1000]
+                    error = error_line(exc)
                 tracing.annotate({"delivery.error": error})
                 _record(delivery, error)
             counts["sent" if error is None else "retry"] += 1

@@ -9,11 +9,12 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from partitions import claiming
-from partitions.exceptions import LeaseLost, error_line
-from partitions.logs import partition_fields
+from partitions.core.exceptions import LeaseLost, error_line
+from partitions.core.limits import SHORT_TEXT, clip
+from partitions.core.logs import partition_fields
+from partitions.core.states import PartitionStatus
+from partitions.engine import claiming
 from partitions.models import Partition
-from partitions.states import PartitionStatus
 from partitions.worker import splitting, steps
 from partitions.worker.context import JobSetup, job_setup
 from partitions.worker.outcomes import Outcome, OutcomeKind
@@ -48,7 +49,8 @@ def _fail(run: _Finished) -> bool:
     status = claiming.partition_fail(partition.pk, partition.lease_token, actor=run.worker_id, error=outcome.reason,
                                      traceback=outcome.traceback, retry_after=delay, final=outcome.final)
     if status == PartitionStatus.PENDING and outcome.timed_out:
-        splitting.halve_after_failure(partition.pk, actor=run.worker_id, why=f"timed out: {outcome.reason}"[:300])
+        splitting.halve_after_failure(partition.pk, actor=run.worker_id,
+                                      why=clip(f"timed out: {outcome.reason}", SHORT_TEXT))
     if status == PartitionStatus.FAILED:
         return not steps.job_trip_breaker(partition.job_id) and _none_left(partition.job_id)
     return False

@@ -9,9 +9,10 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 
-from partitions import claiming, conf, dispatch, tracing
-from partitions.logs import log_context, partition_fields
-from partitions.waits import seconds_left, sleep_for
+from partitions import conf
+from partitions.core.logs import log_context, partition_fields
+from partitions.core.waits import seconds_left, sleep_for
+from partitions.engine import claiming, dispatch, tracing
 from partitions.worker import splitting
 from partitions.worker.commit import apply_outcomes
 from partitions.worker.outcomes import OutcomeKind

@@ -14,8 +14,8 @@ from typing import Any
 
 from django.db import transaction
 
-from partitions.exceptions import JobControl
-from partitions.job_types import JobType
+from partitions.core.exceptions import JobControl
+from partitions.jobtypes.base import JobType
 from partitions.worker.concurrency import ItemResult
 from partitions.worker.context import Context
 from partitions.worker.feeding import first_control

@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 
 from django.db import connection
 
-from partitions import claiming
+from partitions.core.humanize import plural
+from partitions.engine import claiming
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +135,7 @@ class LeaseRenewer:
         try:
             kept = claiming.partitions_renew_leases([(h.partition_id, h.token, h.lease_seconds) for h in batch])
         except Exception:  # the database is away: leases run out on their own; fencing keeps writes safe
-            log.warning("renewing %d lease(s) failed", len(batch), exc_info=True)
+            log.warning("renewing %s failed", plural(len(batch), "lease"), exc_info=True)
             connection.close()
             return
         for held in batch:

@@ -10,13 +10,16 @@ from contextlib import nullcontext
 from django.db import DatabaseError, transaction
 from django.db.models.functions import Now
 
-from partitions import claiming, conf, tracing
-from partitions.exceptions import BoundsMoved, CancelJob, LeaseLost, Retry, SkipItem, error_line
-from partitions.lifecycle import Actor, event, subjobs_finish
-from partitions.models import JobEvent, Partition, SubJob
-from partitions.reasons import failure_of
-from partitions.states import JobStatus, SubJobStatus
-from partitions.throttling import JobControls
+from partitions import conf
+from partitions.core.events import SUBJOB_PROBLEMS, EventType
+from partitions.core.exceptions import BoundsMoved, CancelJob, LeaseLost, Retry, SkipItem, error_line
+from partitions.core.limits import SHORT_TEXT, clip
+from partitions.core.states import JobStatus, SubJobStatus
+from partitions.engine import claiming, tracing
+from partitions.engine.lifecycle import Actor, event, event_row, events_insert, subjobs_finish
+from partitions.engine.throttling import JobControls
+from partitions.jobtypes.reasons import failure_of
+from partitions.models import Partition, SubJob
 from partitions.worker import pulse
 from partitions.worker.concurrency import ItemPool, ItemResult
 from partitions.worker.context import Context, JobSetup, job_setup
@@ -138,7 +141,7 @@ class PartitionRun:
 
     def _report_size(self, why: str) -> None:
         if (size := self.sizer.report()) is not None:
-            event(self.job.pk, "batch_size_changed", Actor.of(self.worker_id), {"batch_size": size, "why": why},
+            event(self.job.pk, EventType.BATCH_SIZE_CHANGED, Actor.of(self.worker_id), {"batch_size": size, "why": why},
                   partition_id=self.partition.pk)
 
     def _boundary(self, keeper: Held) -> Outcome | None:
@@ -273,9 +276,9 @@ class PartitionRun:
                 row.error_class, row.reason = _failure(result)
                 row.first_seen_at = row.last_seen_at = Now()
             subjob_ids = [row.pk for row in SubJob.objects.bulk_create(rows)]
-        JobEvent.objects.bulk_create([
-            JobEvent(job_id=self.job.pk, partition_id=self.partition.pk, subjob_id=sid, type=f"subjob_{status}",
-                     actor=actor.label, data={"error": _error_text(result)[:300]})
+        events_insert([
+            event_row(self.job.pk, SUBJOB_PROBLEMS[status], actor, {"error": clip(_error_text(result), SHORT_TEXT)},
+                      partition_id=self.partition.pk, subjob_id=sid)
             for sid, (_, result) in zip(subjob_ids, pairs, strict=True)
         ])
 
