@@ -27,7 +27,7 @@ from partitions.worker import maintenance
 from tests.support import planned_job, run_to_end, seed
 
 REPO = Path(__file__).resolve().parent.parent
-EVENTS_MODULE = REPO / "partitions" / "events.py"
+EVENTS_MODULE = REPO / "partitions" / "core" / "events.py"
 VOCABULARY = frozenset(EventType.values) | frozenset(ScheduleEventType.values)
 NO_ADDRESS = "ValueError: customer <n> has no address"
 NO_TAX = "LookupError: no tax rate for region <n>"
