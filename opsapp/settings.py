@@ -11,6 +11,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils.csp import CSP
 
 from opsapp import devdb
+from opsapp.databases import database_from_url
 from partitions import conf as engine_conf
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -80,9 +81,10 @@ TEMPLATES = [
     },
 ]
 
-# Database: DATABASE_URL, or the embedded PostgreSQL on a unix socket (see opsapp/devdb.py).
+# Database: DATABASE_URL, or the embedded PostgreSQL on a unix socket (see opsapp/devdb.py). A libpq multi-host
+# URL with target_session_attrs=read-write follows a failover (opsapp/databases.py, docs/howto/failover.md).
 if env.str("DATABASE_URL", default=""):
-    DATABASES = {"default": env.db("DATABASE_URL")}
+    DATABASES = {"default": database_from_url(env.str("DATABASE_URL"))}
 else:
     DATABASES = {"default": devdb.database_settings()}
 # Workers and the django-q2 ORM broker query constantly: keep connections open

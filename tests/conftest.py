@@ -56,7 +56,7 @@ def db_url(django_db_setup) -> str:
     """A DATABASE_URL for the test database, for subprocesses (workers, qclusters)."""
     from django.db import connection
 
-    from opsapp.bench.qclusters import database_url
+    from opsapp.databases import database_url
 
     return database_url(connection.settings_dict)
 

@@ -28,7 +28,7 @@ def bouncer(django_db_setup):
 def clusters(clusters, bouncer):
     """The pooled clusters, woken through a direct LISTEN connection; asserts they listened and used PgBouncer
     (checked before the clusters stop: this teardown runs first)."""
-    from opsapp.bench.qclusters import database_url
+    from opsapp.databases import database_url
 
     direct = database_url(connection.settings_dict)
     before = bouncer.transactions(connection.settings_dict["NAME"])

@@ -10,8 +10,6 @@ import subprocess
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
-from urllib.parse import quote
 
 from django.conf import settings
 from django_q.conf import Conf
@@ -21,18 +19,6 @@ from opsapp.processes import kill_group, stop_groups
 
 #: Seconds a stopping cluster gets to finish its tasks before its process group is killed.
 GRACE_SECONDS = 15.0
-
-
-def database_url(settings_dict: Mapping[str, Any]) -> str:
-    """A DATABASE_URL for a Django database's settings (TCP or a unix socket folder), for subprocesses."""
-    host = settings_dict["HOST"] or settings_dict.get("OPTIONS", {}).get("host", "")
-    auth = quote(settings_dict["USER"] or "", safe="")
-    if settings_dict.get("PASSWORD"):
-        auth += f":{quote(settings_dict['PASSWORD'], safe='')}"
-    if host.startswith("/"):
-        return f"postgres://{auth}@/{settings_dict['NAME']}?host={quote(host, safe='/')}"
-    port = f":{settings_dict['PORT']}" if settings_dict.get("PORT") else ""
-    return f"postgres://{auth}@{host}{port}/{settings_dict['NAME']}"
 
 
 class QCluster:

@@ -29,6 +29,7 @@ from django_q.conf import Conf
 from django_q.models import OrmQ
 
 from opsapp.bench import harness, qclusters, sleep_items
+from opsapp.databases import database_url
 from partitions import tasks
 from partitions.core import humanize
 from partitions.core.events import EventType
@@ -96,7 +97,7 @@ class Fleet:
     def __init__(self, workers: int, log_dir: Path, env: dict[str, str] | None = None):
         self.workers, self.log_dir = workers, log_dir
         self.clusters: list[qclusters.QCluster] = []
-        self.env = {"DATABASE_URL": qclusters.database_url(connection.settings_dict),
+        self.env = {"DATABASE_URL": database_url(connection.settings_dict),
                     "PARTITIONS_JOB_MODULES": sleep_items.MODULE, "Q_WORKERS": str(workers), "LOG_LEVEL": "WARNING",
                     **(env or {})}
 
