@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from django.db import connections
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
+
+from partitions.engine import failover
 
 
 class RejectNulBytes:
@@ -25,3 +28,23 @@ class RejectNulBytes:
 
 def _has_nul(data) -> bool:
     return any("\x00" in key or any("\x00" in value for value in data.getlist(key)) for key in data)
+
+
+class DropLostDatabase:
+    """A request that failed because the database is gone or read-only (a failover) drops the connections, so the
+    next request connects again, to the new primary.
+
+    Django's own per-request check keeps a connection that still answers `SELECT 1`, which a server that is a
+    standby now (SQLSTATE 25006 on every write) does; a connection to a dead server it closes by itself.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> None:
+        if failover.database_lost(exception):
+            for alias in connections:
+                failover.connection_drop(f"request {request.path}", exception, alias)

@@ -29,8 +29,9 @@ from django_q.status import Stat
 from django_q.tasks import async_task
 
 from partitions import conf, worker
+from partitions.core.exceptions import error_line
 from partitions.core.logs import log_context
-from partitions.engine import claiming, dispatch, wakeups
+from partitions.engine import claiming, dispatch, failover, wakeups
 from partitions.engine.sql import queries
 from partitions.notify import outbox, relay
 from partitions.operations import services
@@ -39,11 +40,14 @@ from partitions.worker import maintenance, steps
 log = logging.getLogger(__name__)
 
 DRAIN = "partitions.tasks.drain"
+TICK = "partitions.tasks.tick"
+#: Seconds a task that lost its database waits for a server that takes writes (a promotion) before it ends.
+RECONNECT_WITHIN_SECONDS = 20.0
 
 
 def _clean_connections(task):
     """Forked workers must never reuse a broken or foreign connection: clean before and after. Every line
-    a task logs names its worker."""
+    a task logs names its worker. A task that lost its database (a failover) reconnects and carries on."""
 
     @functools.wraps(task)
     def wrapper(*args, **kwargs):
@@ -51,10 +55,28 @@ def _clean_connections(task):
         try:
             with log_context(worker=worker.worker_id()):
                 return task(*args, **kwargs)
+        except Exception as exc:
+            if not failover.database_lost(exc):
+                raise
+            return _after_database_loss(task.__name__, exc)
         finally:
             close_old_connections()
 
     return wrapper
+
+
+def _after_database_loss(name: str, exc: Exception) -> dict[str, Any]:
+    """The task `name` stopped because the database went away or became read-only: drop the connection, wait for
+    a server that takes writes (the promoted standby, found by the URL's hosts) and tick there at once, so the
+    partitions and steps left behind are taken up again without waiting for the next scheduled tick. The
+    worker process lives on; if no primary comes back in time, the scheduled tick does it later."""
+    failover.connection_drop(f"task {name}", exc)
+    reconnected = failover.reconnect(within=RECONNECT_WITHIN_SECONDS)
+    if reconnected:
+        async_task(TICK)
+    log.warning("task %s: %s", name, "reconnected to a server that takes writes; tick asked for" if reconnected
+                else f"no server took writes within {RECONNECT_WITHIN_SECONDS:g} s; the scheduled tick goes on")
+    return {"task": name, "database_lost": error_line(exc), "reconnected": reconnected}
 
 
 @_clean_connections
@@ -176,7 +198,7 @@ def ensure_tick_schedule() -> Schedule:
     # Schedule.name is not unique, so workers starting together may both create one: keep the oldest.
     existing = list(Schedule.objects.filter(name=TICK_SCHEDULE).order_by("id"))
     if not existing:
-        return Schedule.objects.create(name=TICK_SCHEDULE, func="partitions.tasks.tick",
+        return Schedule.objects.create(name=TICK_SCHEDULE, func=TICK,
                                        schedule_type=Schedule.MINUTES, minutes=1, repeats=-1)
     Schedule.objects.filter(pk__in=[s.pk for s in existing[1:]]).delete()
     return existing[0]
@@ -190,7 +212,7 @@ def on_worker_spawn(sender, **kwargs) -> None:
     """
     try:
         ensure_tick_schedule()
-        async_task("partitions.tasks.tick")
+        async_task(TICK)
     except Exception:
         log.exception("could not schedule tick at worker start")
     finally:
@@ -225,13 +247,23 @@ class WakeupBroker(ORM):
                 cursor.execute(queries["task_take"], {"key": self.list_key, "now": now,
                                                    "until": now + timedelta(seconds=Conf.RETRY)})
                 taken = cursor.fetchall()
-        except DatabaseError:  # the server is away: look again soon (the waiter reconnects on its own)
-            log.warning("wake-ups: cannot take a task", exc_info=True)
-            connections[Conf.ORM].close()
+        except DatabaseError as exc:  # the server is away: look again soon (the waiter reconnects on its own)
+            failover.connection_drop("wake-ups: taking a task", exc, Conf.ORM)
             waiter.look_failed()
             return None
         waiter.looked(found=bool(taken))
         return taken or None
+
+    def delete(self, task_id):
+        """Acknowledge (or fail) a task: its row goes. Without a database (a failover) the monitor process lives on
+        and the row stays, delivered again after `retry` (tasks are idempotent), if it survived at all."""
+        try:
+            return super().delete(task_id)
+        except DatabaseError as exc:
+            if not failover.database_lost(exc):
+                raise
+            failover.connection_drop(f"acknowledging task {task_id}", exc, Conf.ORM)
+            return None
 
     def _pusher_waiter(self) -> wakeups.Waiter:
         waiter = getattr(self, "_waiter", None)

@@ -34,7 +34,7 @@ def test_a_multi_host_url_becomes_the_host_list_and_session_attrs_libpq_reads(ur
     "postgres://app@/app?host=/run/pg-a,/run/pg-b&target_session_attrs=prefer-standby",
 ])
 def test_several_hosts_without_read_write_sessions_is_one_clear_error(url):
-    with pytest.raises(ImproperlyConfigured, match="several hosts.*target_session_attrs=read-write"):
+    with pytest.raises(ImproperlyConfigured, match=r"several hosts.*target_session_attrs=read-write"):
         database_from_url(url)
 
 

@@ -24,6 +24,7 @@ import psycopg
 from django.db import DatabaseError, connections
 
 from partitions import conf
+from partitions.engine import failover
 from partitions.engine.sql import queries
 
 log = logging.getLogger(__name__)
@@ -185,9 +186,8 @@ class Waiter:
         now = time.monotonic()
         try:
             seconds = schedules_next_fire_in(self.alias)
-        except DatabaseError:  # the server is away: try again with the next look
-            log.warning("wake-ups: cannot read the next schedule fire", exc_info=True)
-            connections[self.alias].close()
+        except DatabaseError as exc:  # the server is away: try again with the next look
+            failover.connection_drop("wake-ups: reading the next schedule fire", exc, self.alias)
             seconds = None
         self._fire_at = math.inf if seconds is None else now + max(0.0, seconds)
         # A change notifies in listen mode, so the safety net is enough; poll mode reads again soon.

@@ -9,7 +9,7 @@ from django.db.models.functions import Now
 
 from partitions import conf
 from partitions.core.states import JobStatus
-from partitions.engine import claiming, dispatch
+from partitions.engine import claiming, dispatch, failover
 from partitions.models import Job
 from partitions.notify import outbox, relay
 from partitions.operations import schedules
@@ -112,12 +112,15 @@ DUTIES = [fire_schedules, reap_expired_leases, finalize_finished_jobs, restart_l
 
 
 def run_once() -> dict[str, dict[str, int]]:
-    """Run every duty; one failing duty does not stop the others."""
+    """Run every duty; one failing duty does not stop the others, a lost database stops them all (the next ones
+    would fail on the same connection: `tasks` reconnects and ticks again)."""
     results: dict[str, dict[str, int]] = {}
     for duty in DUTIES:
         try:
             results[duty.__name__] = duty()
-        except Exception:
+        except Exception as exc:
+            if failover.database_lost(exc):
+                raise
             log.exception("tick duty %s failed", duty.__name__)
             results[duty.__name__] = {"error": 1}
     log.info("tick: %s", results)

@@ -12,7 +12,6 @@ process that forks children, or a test database being dropped, finds no stray co
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 import time
@@ -23,9 +22,7 @@ from dataclasses import dataclass, field
 from django.db import connection
 
 from partitions.core.humanize import plural
-from partitions.engine import claiming
-
-log = logging.getLogger(__name__)
+from partitions.engine import claiming, failover
 
 
 @dataclass(eq=False)
@@ -134,9 +131,8 @@ class LeaseRenewer:
         """Renew `batch` in one statement; mark the leases it no longer matches as lost."""
         try:
             kept = claiming.partitions_renew_leases([(h.partition_id, h.token, h.lease_seconds) for h in batch])
-        except Exception:  # the database is away: leases run out on their own; fencing keeps writes safe
-            log.warning("renewing %s failed", plural(len(batch), "lease"), exc_info=True)
-            connection.close()
+        except Exception as exc:  # the database is away: leases run out on their own; fencing keeps writes safe
+            failover.connection_drop(f"renewing {plural(len(batch), 'lease')}", exc)
             return
         for held in batch:
             if held.partition_id not in kept:

@@ -15,7 +15,7 @@ from partitions.core.events import SUBJOB_PROBLEMS, EventType
 from partitions.core.exceptions import BoundsMoved, CancelJob, LeaseLost, Retry, SkipItem, error_line
 from partitions.core.limits import SHORT_TEXT, clip
 from partitions.core.states import JobStatus, SubJobStatus
-from partitions.engine import claiming, tracing
+from partitions.engine import claiming, failover, tracing
 from partitions.engine.lifecycle import Actor, event, event_row, events_insert, subjobs_finish
 from partitions.engine.throttling import JobControls
 from partitions.jobtypes.reasons import failure_of
@@ -85,7 +85,7 @@ class PartitionRun:
             except CancelJob as exc:
                 return Outcome.cancel_job(exc.reason)
             except Exception as exc:
-                return Outcome.failed(error_line(exc), traceback=tb.format_exc(), timed_out=timed_out(exc))
+                return _failed(exc, timed_out=timed_out(exc))
 
     def _loop(self, keeper: Held, pool: ItemPool | None) -> Outcome:
         if pool is not None:
@@ -304,7 +304,15 @@ def run_partition(partition: Partition, *, worker_id: str, deadline: float | Non
         run = PartitionRun(partition, worker_id=worker_id, deadline=deadline,
                            setup=job_setup(partition.job_id, cache))
     except Exception as exc:  # unknown type, params no longer valid, queryset errors: fail this attempt
-        return Outcome.failed(error_line(exc), traceback=tb.format_exc())
+        return _failed(exc)
     return run.execute(held)
+
+
+def _failed(exc: Exception, *, timed_out: bool = False) -> Outcome:
+    """The outcome of a run that raised `exc`; a lost database is not the partition's failure and raises on: after
+    a failover nothing more may be written under this lease (`partitions.engine.failover`)."""
+    if failover.database_lost(exc):
+        raise exc
+    return Outcome.failed(error_line(exc), traceback=tb.format_exc(), timed_out=timed_out)
 
 
