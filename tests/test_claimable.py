@@ -65,6 +65,11 @@ def _cases() -> dict[str, tuple[Partition, bool, str]]:
         "running, lease live, pid reused by another backend": (dict(
             status="running", lease_expires_at=future, attempts=1, lease_backend_pid=live_pid,
             lease_backend_started=live_started - timedelta(hours=1)), True, "requeue"),
+        # After a failover the recorded backend may match one of the new server's (a hidden start time counts as
+        # alive): the lease still ends with its time, which only its holder renews.
+        "running, lease expired, holder's backend alive": (dict(
+            status="running", lease_expires_at=past, attempts=1, lease_backend_pid=live_pid,
+            lease_backend_started=live_started), True, "requeue"),
         "running, holder gone, last attempt": (dict(
             status="running", lease_expires_at=future, attempts=5, max_attempts=5, lease_backend_pid=dead_pid,
             lease_backend_started=dead_started), False, "fail"),

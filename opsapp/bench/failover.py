@@ -4,6 +4,11 @@ resumes it (baseline: the lease length, the wait the time-based lease promises),
 
 Two rounds: the short `--lease`, and the configured lease (PARTITIONS_LEASE_SECONDS, 60 s by default), which
 shows whether a dead holder is noticed before its lease runs out. `--quick` skips the second round.
+
+Then the promotion round (`opsapp.bench.promotion`): the database itself fails over. Two qclusters migrate rows on a
+primary with an asynchronous standby of their own; the primary is lost mid-run and the standby promoted. Its
+figure is the time from the primary's loss to the first checkpoint on the new primary (against the same lease
+baseline: the wait the time-based lease would promise), and its check the items repeated (must be 0).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from django.conf import settings
 from django.db import connection
 from django.db.models import F
 
-from opsapp.bench import harness
+from opsapp.bench import harness, promotion
 from opsapp.billing.models import Subscription
 from opsapp.billing.seeding import seed_demo
 from partitions import conf
@@ -129,6 +134,14 @@ def run(opts: harness.Options) -> harness.Result:
     lease_figure = result.baseline("lease_s", "lease", lease, "s")
     result.figure("resume_s", "kill -9 to resumed by another worker", resume, "s", vs=(lease_figure,))
     result.checks.update(checks)
+    promotion_rows = opts.pick(default=20_000, quick=5_000)
+    opts.log(f"failover: {promotion_rows} rows on a primary with an asynchronous standby; lose the primary after "
+             f"{promotion.LOSE_AFTER:.0%} and promote the standby")
+    promoted, checks = promotion.promotion_round(promotion_rows, lease=lease)
+    result.figure("promotion_s", "primary lost to first checkpoint on the promoted standby", promoted, "s",
+                  vs=(lease_figure,))
+    result.checks.update({f"promotion_{k}": v for k, v in checks.items()})
+    result.params["promotion_rows"] = promotion_rows
     if opts.quick or configured == lease:
         result.checks["configured_lease_round"] = "skipped (--quick)" if opts.quick else "same lease"
         return result
