@@ -22,13 +22,14 @@ def devdb_dir():
         folder = Path(parent) / "db"
         os.chmod(parent, 0o755)
         yield folder
+        devdb("standby", folder, "stop")
         devdb("stop", folder)
 
 
-def devdb(action: str, folder: Path) -> subprocess.CompletedProcess:
+def devdb(action: str, folder: Path, *rest: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     return subprocess.run(
-        [sys.executable, "-m", "opsapp.devdb", action], cwd=REPO, env={**env, "DEVDB_DIR": str(folder)},
+        [sys.executable, "-m", "opsapp.devdb", action, *rest], cwd=REPO, env={**env, "DEVDB_DIR": str(folder)},
         capture_output=True, text=True, timeout=180,
     )
 
@@ -87,3 +88,33 @@ def test_as_root_the_server_runs_as_an_unprivileged_user(devdb_dir):
     assert owner_uid != 0
     assert os.stat(devdb_dir / "data").st_uid == owner_uid
     assert query(url, "SELECT current_setting('listen_addresses')") == ("",)
+
+
+def test_a_standby_streams_synchronously_or_not_and_takes_writes_once_promoted(devdb_dir):
+    started = devdb("standby", devdb_dir, "start", "--sync")  # starts the primary first
+    assert started.returncode == 0, started.stderr
+    assert started.stdout.startswith("standby started (synchronous)")
+    primary_url = devdb("url", devdb_dir).stdout.strip()
+    standby_url = primary_url.replace(str(devdb_dir), str(devdb_dir / "standby"))
+    both = devdb("url", devdb_dir, "--failover").stdout.strip()
+    assert both == primary_url + f",{devdb_dir / 'standby'}&target_session_attrs=read-write"
+    assert query(primary_url, "SELECT application_name, sync_state FROM pg_stat_replication") == ("standby", "sync")
+    assert query(standby_url, "SELECT pg_is_in_recovery()") == (True,)
+    assert devdb("standby", devdb_dir, "start").stdout.startswith("standby already running (asynchronous)")
+    assert query(primary_url, "SELECT sync_state FROM pg_stat_replication") == ("async",)
+    with psycopg.connect(primary_url.replace("postgres://", "postgresql://", 1), autocommit=True) as conn:
+        conn.execute("CREATE TABLE before_the_failover AS SELECT 42 AS answer")
+        (lsn,) = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()
+    for _ in range(300):  # asynchronous: the standby replays it a moment later
+        if query(standby_url, f"SELECT pg_last_wal_replay_lsn() >= '{lsn}'::pg_lsn") == (True,):
+            break
+        time.sleep(0.1)
+    assert "running: True" in devdb("standby", devdb_dir, "status").stdout
+
+    devdb("stop", devdb_dir)
+    promoted = devdb("standby", devdb_dir, "promote")
+    assert promoted.returncode == 0, promoted.stderr
+    assert query(both, "SELECT pg_is_in_recovery(), (SELECT answer FROM before_the_failover)") == (False, 42)
+    assert devdb("standby", devdb_dir, "stop").stdout.startswith("standby stopped")
+    assert devdb("standby", devdb_dir, "promote").returncode == 1  # not running: one clear line
+    assert devdb("standby", devdb_dir, "bogus").returncode == 2

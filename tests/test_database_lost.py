@@ -1,0 +1,90 @@
+"""The one classification of a lost database (`partitions.engine.failover`), on real PostgreSQL errors: a server
+that refuses writes (25006) or a connection that is gone means "drop it and reconnect"; a statement timeout, a
+constraint or a bug does not. And each reaction: a task reconnects and ticks, gunicorn's request drops it."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+from django.db import DatabaseError, IntegrityError, connection
+from django.test import RequestFactory
+from django_q.models import OrmQ
+
+from opsapp.middleware import DropLostDatabase
+from partitions import tasks
+from partitions.engine import failover
+
+
+def raised(sql: str, *, session: str = "") -> DatabaseError:
+    """The error Django raises for `sql` (after the session statement `session`), as a worker would see it."""
+    with connection.cursor() as cursor:
+        if session:
+            cursor.execute(session)
+        try:
+            cursor.execute(sql)
+        except DatabaseError as exc:
+            return exc
+    raise AssertionError(f"{sql} did not fail")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_write_refused_as_read_only_is_a_lost_database_and_a_timeout_is_not():
+    read_only = raised("CREATE TEMP TABLE t (i int)", session="SET SESSION default_transaction_read_only = on")
+    connection.close()
+    assert read_only.__cause__.sqlstate == failover.READ_ONLY
+    assert failover.database_lost(read_only)
+    timeout = raised("SELECT pg_sleep(1)", session="SET statement_timeout = 10")
+    assert timeout.__cause__.sqlstate == "57014"  # an OperationalError too, of a server that is fine
+    assert not failover.database_lost(timeout)
+    connection.close()
+    assert not failover.database_lost(raised("SELECT 1/0"))
+    assert not failover.database_lost(IntegrityError("duplicate key"))
+    assert not failover.database_lost(ValueError("a bug"))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_connection_killed_under_a_worker_is_a_lost_database_even_when_raised_during_another_error():
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        (pid,) = cursor.fetchone()
+    with psycopg.connect(**connection.get_connection_params(), autocommit=True) as other:
+        other.execute("SELECT pg_terminate_backend(%s)", [pid])
+    gone = raised("SELECT 1")
+    connection.close()  # as the worker's task wrapper does
+    assert failover.database_lost(gone)
+    try:
+        try:
+            raise gone
+        except DatabaseError:
+            raise RuntimeError("cleanup failed") from None  # context suppressed for display, still chained
+    except RuntimeError as during:
+        assert failover.database_lost(during)
+    with pytest.raises(psycopg.OperationalError) as refused:
+        psycopg.connect(host="/nonexistent-socket-folder", dbname="x", connect_timeout=2)
+    assert failover.database_lost(refused.value)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_task_on_a_read_only_connection_drops_it_reconnects_and_asks_for_a_tick():
+    with connection.cursor() as cursor:  # what a server that became a standby looks like to the session
+        cursor.execute("SET SESSION default_transaction_read_only = on")
+    stale = connection.connection
+    report = tasks.tick()
+    assert "read-only transaction" in report["database_lost"] and report["reconnected"] is True
+    assert [task.func() for task in OrmQ.objects.all()] == [tasks.TICK]  # in the broker, for any cluster
+    assert connection.connection is not stale
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW transaction_read_only")
+        assert cursor.fetchone() == ("off",)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_request_that_failed_on_a_read_only_server_drops_the_connection():
+    error = raised("CREATE TEMP TABLE t (i int)", session="SET SESSION default_transaction_read_only = on")
+    assert connection.connection is not None
+    DropLostDatabase(lambda request: None).process_exception(RequestFactory().get("/admin/"), error)
+    assert connection.connection is None
+    DropLostDatabase(lambda request: None).process_exception(RequestFactory().get("/admin/"), ValueError("bug"))
+    with connection.cursor() as cursor:  # connects again, writable
+        cursor.execute("SHOW transaction_read_only")
+        assert cursor.fetchone() == ("off",)
