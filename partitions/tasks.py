@@ -41,8 +41,10 @@ log = logging.getLogger(__name__)
 
 DRAIN = "partitions.tasks.drain"
 TICK = "partitions.tasks.tick"
-#: Seconds a task that lost its database waits for a server that takes writes (a promotion) before it ends.
+#: Seconds a task that lost its database waits for a server that takes writes (a promotion) before it ends; less
+#: when django-q2's task timeout would come first (it kills the worker process), with TIMEOUT_MARGIN_SECONDS to spare.
 RECONNECT_WITHIN_SECONDS = 20.0
+TIMEOUT_MARGIN_SECONDS = 5.0
 
 
 def _clean_connections(task):
@@ -52,30 +54,32 @@ def _clean_connections(task):
     @functools.wraps(task)
     def wrapper(*args, **kwargs):
         close_old_connections()
+        started = time.monotonic()
         try:
             with log_context(worker=worker.worker_id()):
                 return task(*args, **kwargs)
         except Exception as exc:
             if not failover.database_lost(exc):
                 raise
-            return _after_database_loss(task.__name__, exc)
+            left = (Conf.TIMEOUT or float("inf")) - (time.monotonic() - started) - TIMEOUT_MARGIN_SECONDS
+            return _after_database_loss(task.__name__, exc, within=max(0.0, min(RECONNECT_WITHIN_SECONDS, left)))
         finally:
             close_old_connections()
 
     return wrapper
 
 
-def _after_database_loss(name: str, exc: Exception) -> dict[str, Any]:
+def _after_database_loss(name: str, exc: Exception, *, within: float) -> dict[str, Any]:
     """The task `name` stopped because the database went away or became read-only: drop the connection, wait for
     a server that takes writes (the promoted standby, found by the URL's hosts) and tick there at once, so the
     partitions and steps left behind are taken up again without waiting for the next scheduled tick. The
     worker process lives on; if no primary comes back in time, the scheduled tick does it later."""
     failover.connection_drop(f"task {name}", exc)
-    reconnected = failover.reconnect(within=RECONNECT_WITHIN_SECONDS)
+    reconnected = failover.reconnect(within=within)
     if reconnected:
         async_task(TICK)
     log.warning("task %s: %s", name, "reconnected to a server that takes writes; tick asked for" if reconnected
-                else f"no server took writes within {RECONNECT_WITHIN_SECONDS:g} s; the scheduled tick goes on")
+                else f"no server took writes within {within:.0f} s; the scheduled tick goes on")
     return {"task": name, "database_lost": error_line(exc), "reconnected": reconnected}
 
 
