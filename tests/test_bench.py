@@ -36,6 +36,8 @@ def test_bench_all_quick_reports_positive_figures_with_ratios_for_every_scenario
             assert set(figure["ratios"]) <= keys, (name, figure)
             assert all(r > 0 or figure["value"] == 0 for r in figure["ratios"].values()), (name, figure)
     assert report["scenarios"]["failover"]["checks"]["rows_redone"] == 0
+    assert report["scenarios"]["failover"]["checks"]["promotion_rows_repeated"] == 0
+    assert report["scenarios"]["failover"]["checks"]["promotion_qclusters_died"] == 0
     assert report["scenarios"]["failover"]["checks"]["configured_lease_round"] == "skipped (--quick)"
 
 

@@ -22,6 +22,7 @@ import psycopg
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, InterfaceError, OperationalError, connections
 
 from partitions.core.exceptions import error_line
+from partitions.engine.sql import queries
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ def writable(alias: str = DEFAULT_DB_ALIAS) -> bool:
     target_session_attrs cannot tell); a read-only connection is dropped."""
     try:
         with connections[alias].cursor() as cursor:
-            cursor.execute("SELECT NOT pg_is_in_recovery() AND current_setting('transaction_read_only') = 'off'")
+            cursor.execute(queries["database_writable"])
             (ok,) = cursor.fetchone()
     except DatabaseError as exc:
         if not database_lost(exc):

@@ -50,3 +50,8 @@ SELECT statement_timestamp(),
            (SELECT max(EXTRACT(EPOCH FROM statement_timestamp() - xact_start))::float8 FROM pg_stat_activity
             WHERE datname = current_database() AND backend_type = 'client backend' AND pid <> pg_backend_pid()
               AND (backend_xmin IS NOT NULL OR backend_xid IS NOT NULL))
+
+-- name: database_writable
+-- Whether this connection's server takes writes: not a standby in recovery, and not read-only by default (what a
+-- failover's new primary answers true to; behind a pooler, libpq's target_session_attrs cannot tell).
+SELECT NOT pg_is_in_recovery() AND current_setting('transaction_read_only') = 'off'
