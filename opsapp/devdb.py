@@ -265,9 +265,10 @@ def standby_start(primary: Layout | None = None, *, synchronous: bool = False) -
     start(primary)
     if not (standby.data_dir / "PG_VERSION").exists():
         _basebackup(primary, standby)
-    names = f'"{STANDBY}"' if synchronous else ""
-    _psql(primary, f"ALTER SYSTEM SET synchronous_standby_names = '{names}'")
-    _psql(primary, "SELECT pg_reload_conf()")
+    elif not (standby.data_dir / "standby.signal").exists():
+        raise DevDBError(f"the standby in {standby.socket_dir} was promoted and is a primary of its own now; "
+                         "delete that folder to make a new standby")
+    _synchronous_standby(primary, STANDBY if synchronous else "")
     if is_running(standby):
         return False
     _start_server(standby)
@@ -291,6 +292,22 @@ def _basebackup(primary: Layout, standby: Layout) -> None:
     for path in (staging / "postgresql.auto.conf", staging / "standby.signal"):
         server_owned(path)
     staging.rename(standby.data_dir)
+
+
+def _synchronous_standby(primary: Layout, name: str) -> None:
+    """Make the primary's commits wait for the standby called `name` ("": for none)."""
+    names = f'"{name}"' if name else ""
+    _psql(primary, f"ALTER SYSTEM SET synchronous_standby_names = '{names}'")
+    _psql(primary, "SELECT pg_reload_conf()")
+
+
+def standby_stop(primary: Layout | None = None) -> bool:
+    """Stop the standby, first releasing a running primary from waiting for it (else its commits would hang);
+    return False if it was not running."""
+    primary = primary or layout()
+    if is_running(primary):
+        _synchronous_standby(primary, "")
+    return stop(primary.standby())
 
 
 def standby_promote(primary: Layout | None = None) -> None:
@@ -356,7 +373,7 @@ def _standby(action: str = "status", *rest: str) -> int:
         mode = "synchronous" if rest else "asynchronous"
         print(f"standby {'started' if started else 'already running'} ({mode})", standby.socket_dir)
     elif action == "stop" and not rest:
-        print("standby " + ("stopped" if stop(standby) else "not running"))
+        print("standby " + ("stopped" if standby_stop() else "not running"))
     elif action == "promote" and not rest:
         standby_promote()
         print("standby promoted: it accepts writes", standby.socket_dir)

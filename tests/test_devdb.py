@@ -117,4 +117,6 @@ def test_a_standby_streams_synchronously_or_not_and_takes_writes_once_promoted(d
     assert query(both, "SELECT pg_is_in_recovery(), (SELECT answer FROM before_the_failover)") == (False, 42)
     assert devdb("standby", devdb_dir, "stop").stdout.startswith("standby stopped")
     assert devdb("standby", devdb_dir, "promote").returncode == 1  # not running: one clear line
+    again = devdb("standby", devdb_dir, "start")  # the promoted standby is a primary now, not a standby to restart
+    assert again.returncode == 1 and "was promoted" in again.stderr
     assert devdb("standby", devdb_dir, "bogus").returncode == 2
