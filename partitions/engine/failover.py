@@ -62,6 +62,20 @@ def connection_drop(what: str, exc: BaseException, alias: str = DEFAULT_DB_ALIAS
     connections[alias].close()
 
 
+def session(alias: str = DEFAULT_DB_ALIAS) -> object | None:
+    """This thread's open database session (the driver's connection object; None when not connected), to tell
+    later whether it was replaced."""
+    return connections[alias].connection
+
+
+def same_session(began_on: object | None, alias: str = DEFAULT_DB_ALIAS) -> bool:
+    """Whether this thread still talks to the server through the session a holder began on (`session()` then;
+    True when that is unknown). A replaced session means a lost database was reconnected meanwhile, perhaps to a
+    new primary without the holder's last checkpoints or claim: the holder then writes nothing more under its
+    lease."""
+    return began_on is None or connections[alias].connection is began_on
+
+
 def writable(alias: str = DEFAULT_DB_ALIAS) -> bool:
     """Connect (again) and check that the server takes writes (`pg_is_in_recovery()`: behind a pooler libpq's
     target_session_attrs cannot tell); a read-only connection is dropped."""

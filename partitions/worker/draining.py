@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from partitions import conf
 from partitions.core.logs import log_context, partition_fields
 from partitions.core.waits import seconds_left, sleep_for
-from partitions.engine import claiming, dispatch, tracing
+from partitions.engine import claiming, dispatch, failover, tracing
 from partitions.worker import splitting
 from partitions.worker.commit import apply_outcomes
 from partitions.worker.outcomes import OutcomeKind
@@ -129,16 +129,18 @@ class _DrainState:
         (renewed while they wait their turn) and hands each run its own."""
         holds = [renewer().hold(p.pk, p.lease_token, self.lease) for p in claimed]
         try:
-            return self._run_held(claimed, holds)
+            return self._run_held(claimed, holds, failover.session())
         finally:
             for held in holds:
                 renewer().release(held)
 
-    def _run_held(self, claimed: list, holds: list[Held]) -> tuple[int, float]:
+    def _run_held(self, claimed: list, holds: list[Held], session: object) -> tuple[int, float]:
         finished: list[tuple] = []
         began = oldest = time.monotonic()
         ran, slow = 0, False
         for index, partition in enumerate(claimed):
+            if not failover.same_session(session):  # claimed before a lost database was reconnected: not ours
+                break
             if time.monotonic() >= self.deadline or slow:
                 reason = "a partition before it was slow" if slow else "drain budget spent before start"
                 for rest in claimed[index:]:

@@ -51,6 +51,8 @@ class PartitionRun:
         self.source: ItemSource = source_for(partition, setup)
         self.ctx = Context(job=self.job, partition=partition, params=self.params, worker_id=worker_id)
         self.token = partition.lease_token
+        #: The session this run began on (after its setup read the job): no write goes through another.
+        self.session = failover.session()
         self.checkpoint = partition.checkpoint
         self.setup = setup
         self.failed_total = partition.failed_items
@@ -67,25 +69,30 @@ class PartitionRun:
         self.stats = {"done": 0, "failed": 0, "skipped": 0, "batches": 0}
 
     def execute(self, held: Held | None) -> Outcome:
-        """Run to the end; `held`: the lease as the drain that claimed it holds it (None: held for this run)."""
+        """Run to the end; `held`: the lease as the drain that claimed it holds it (None: held for this run).
+        A run whose session was replaced meanwhile (a lost database, reconnected) ends with nothing to record."""
         with renewer().holding(self.partition.pk, self.token, self.lease_seconds, held) as keeper:
             self.pacer = Pacer(self.job, self.job_type, self.claimed_controls, worker_id=self.worker_id,
                                keeper=keeper, deadline=self.deadline, learned=self.learned)
             self.code = JobCode(self.job_type, self.ctx, item_savepoints=self.job_type.atomic,
                                 observe=self.pacer.observe)
-            concurrency = self.job_type.concurrency(self.params)
-            pool = ItemPool(concurrency) if concurrency > 1 else None
-            try:
-                with pool or nullcontext():
-                    return self._loop(keeper, pool)
-            except LeaseLost:
-                return Outcome.lease_lost()
-            except Retry as exc:
-                return Outcome.retry(exc.reason, after=exc.after)
-            except CancelJob as exc:
-                return Outcome.cancel_job(exc.reason)
-            except Exception as exc:
-                return _failed(exc, timed_out=timed_out(exc))
+            outcome = self._ended(keeper)
+        return outcome if failover.same_session(self.session) else Outcome.lease_lost()
+
+    def _ended(self, keeper: Held) -> Outcome:
+        concurrency = self.job_type.concurrency(self.params)
+        pool = ItemPool(concurrency) if concurrency > 1 else None
+        try:
+            with pool or nullcontext():
+                return self._loop(keeper, pool)
+        except LeaseLost:
+            return Outcome.lease_lost()
+        except Retry as exc:
+            return Outcome.retry(exc.reason, after=exc.after)
+        except CancelJob as exc:
+            return Outcome.cancel_job(exc.reason)
+        except Exception as exc:
+            return _failed(exc, timed_out=timed_out(exc))
 
     def _loop(self, keeper: Held, pool: ItemPool | None) -> Outcome:
         if pool is not None:
@@ -238,6 +245,8 @@ class PartitionRun:
         commits only if every item of the batch is still inside the new bounds (read in this transaction,
         after the split's commit); a batch that read past them raises BoundsMoved and is run again."""
         def write() -> JobControls:
+            if not failover.same_session(self.session):
+                raise LeaseLost(self.partition.pk, self.token)
             return claiming.partition_checkpoint(
                 self.partition.pk, self.token, checkpoint=self.source.checkpoint_of(items[-1]),
                 lease_seconds=self.lease_seconds, batch_size=self.sizer.size,
