@@ -553,3 +553,16 @@ class TwoFailures(RecordingItems):
         if i % 10 == 3:
             raise SkipItem(f"customer {i} opted out")
         return {"i": i}
+
+
+@register
+class ReconnectsMidRun(BumpRange):
+    """Bumps its batch outside the checkpoint's transaction, then drops the connection, as job code that swallowed
+    a lost database's error and reconnected would leave it (tests.test_database_lost)."""
+
+    name = "tests.reconnects_mid_run"
+    atomic = False
+
+    def process_batch(self, ctx, items):
+        super().process_batch(ctx, items)
+        connection.close()

@@ -1,6 +1,7 @@
 """The one classification of a lost database (`partitions.engine.failover`), on real PostgreSQL errors: a server
 that refuses writes (25006) or a connection that is gone means "drop it and reconnect"; a statement timeout, a
-constraint or a bug does not. And each reaction: a task reconnects and ticks, gunicorn's request drops it."""
+constraint or a bug does not. And each reaction: a task reconnects and ticks, gunicorn's request drops it, a run
+whose connection was replaced writes nothing more under its lease."""
 
 from __future__ import annotations
 
@@ -10,9 +11,14 @@ from django.db import DatabaseError, IntegrityError, connection
 from django.test import RequestFactory
 from django_q.models import OrmQ
 
+from opsapp.billing.models import Subscription
 from opsapp.middleware import DropLostDatabase
 from partitions import tasks
-from partitions.engine import failover
+from partitions.engine import claiming, failover
+from partitions.models import Partition
+from partitions.worker.run import run_partition
+from tests.jobtypes import ReconnectsMidRun
+from tests.support import planned_job, seed
 
 
 def raised(sql: str, *, session: str = "") -> DatabaseError:
@@ -88,3 +94,17 @@ def test_a_request_that_failed_on_a_read_only_server_drops_the_connection():
     with connection.cursor() as cursor:  # connects again, writable
         cursor.execute("SHOW transaction_read_only")
         assert cursor.fetchone() == ("off",)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_run_whose_connection_was_replaced_writes_nothing_more_under_its_lease(no_dispatcher):
+    seed(subscriptions=100)
+    job = planned_job("tests.reconnects_mid_run", {"partitions": 1})
+    [claimed] = claiming.partition_claim(worker_id="w", lease_seconds=60, job_id=job.pk)
+    outcome = run_partition(claimed, worker_id="w")
+    assert outcome.kind == "lease_lost"  # nothing to record: the new session may reach a new primary
+    partition = Partition.objects.get(pk=claimed.pk)
+    assert (partition.status, partition.lease_token, partition.checkpoint, partition.done_items) == (
+        "running", claimed.lease_token, None, 0), "no checkpoint went through the new session"
+    # Its effect (not atomic with the checkpoint: at least once) is redone by the next holder, from the checkpoint.
+    assert Subscription.objects.filter(product_version=2).count() == ReconnectsMidRun.batch_size
