@@ -566,3 +566,15 @@ class ReconnectsMidRun(BumpRange):
     def process_batch(self, ctx, items):
         super().process_batch(ctx, items)
         connection.close()
+
+
+@register
+class PlansOnAStandby(BumpRange):
+    """Its prepare step writes on a server that refuses writes (SQLSTATE 25006), as after a demotion."""
+
+    name = "tests.plans_on_a_standby"
+
+    def prepare(self, job, params):
+        with connection.cursor() as cursor:
+            cursor.execute("SET SESSION default_transaction_read_only = on")
+            cursor.execute("CREATE TEMP TABLE prepared (i int)")

@@ -1,7 +1,7 @@
 """The one classification of a lost database (`partitions.engine.failover`), on real PostgreSQL errors: a server
 that refuses writes (25006) or a connection that is gone means "drop it and reconnect"; a statement timeout, a
 constraint or a bug does not. And each reaction: a task reconnects and ticks, gunicorn's request drops it, a run
-whose connection was replaced writes nothing more under its lease."""
+whose connection was replaced writes nothing more under its lease, a plan step is not failed by it."""
 
 from __future__ import annotations
 
@@ -16,9 +16,10 @@ from opsapp.middleware import DropLostDatabase
 from partitions import tasks
 from partitions.engine import claiming, failover
 from partitions.models import Partition
+from partitions.worker import steps
 from partitions.worker.run import run_partition
 from tests.jobtypes import ReconnectsMidRun
-from tests.support import planned_job, seed
+from tests.support import planned_job, seed, started_job
 
 
 def raised(sql: str, *, session: str = "") -> DatabaseError:
@@ -108,3 +109,13 @@ def test_a_run_whose_connection_was_replaced_writes_nothing_more_under_its_lease
         "running", claimed.lease_token, None, 0), "no checkpoint went through the new session"
     # Its effect (not atomic with the checkpoint: at least once) is redone by the next holder, from the checkpoint.
     assert Subscription.objects.filter(product_version=2).count() == ReconnectsMidRun.batch_size
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_plan_step_that_lost_its_database_is_not_the_job_s_failure(no_dispatcher):
+    job = started_job("tests.plans_on_a_standby", {"partitions": 1})
+    with pytest.raises(DatabaseError):
+        steps.job_plan(job.pk, worker_id="planner")
+    connection.close()  # as the task around it does
+    job.refresh_from_db()
+    assert (job.status, job.error) == ("planning", ""), "left for its step lease to lapse and tick to plan it again"

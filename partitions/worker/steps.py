@@ -13,7 +13,7 @@ from partitions.core.events import EventType
 from partitions.core.exceptions import InvalidTransition, LeaseLost, error_line
 from partitions.core.humanize import plural
 from partitions.core.states import JobStatus, PartitionStatus, SubJobStatus
-from partitions.engine import claiming, dispatch, tracing
+from partitions.engine import claiming, dispatch, failover, tracing
 from partitions.engine.lifecycle import job_pending_work_cancel, transition
 from partitions.engine.sql import queries
 from partitions.jobtypes import registry
@@ -45,6 +45,8 @@ def _plan(job_id: int, token: int, worker_id: str) -> Job:
         prepared = job_type.prepare(job, params)
         plans = plan_splits(job_type.split(job, params))
     except Exception as exc:
+        if failover.database_lost(exc):  # not the job's failure: its step lapses and is taken up again
+            raise
         log.exception("planning job %s failed", job_id)
         return claiming.job_step_finish(job_id, token, JobStatus.FAILED, actor=worker_id,
                                         event_type=EventType.PLANNING_FAILED, data={"error": error_line(exc)},
@@ -107,6 +109,8 @@ def _finalize(job_id: int, token: int, worker_id: str) -> Job:
     try:
         summary = job_type.finalize(job, stats)
     except Exception as exc:
+        if failover.database_lost(exc):  # not the job's failure: its step lapses and is taken up again
+            raise
         log.exception("finalize of job %s failed", job_id)
         return claiming.job_step_finish(job_id, token, JobStatus.FAILED, actor=worker_id,
                                         event_type=EventType.JOB_FAILED, data={"error": error_line(exc)},
