@@ -34,6 +34,7 @@ from partitions.management.cli_output import (
     job_summary,
     knob_line,
     list_lines,
+    plan_rows,
     progress_line,
     projection_line,
     quiet_logs,
@@ -159,8 +160,7 @@ class Command(OneLineErrors, SampleCommands, ScheduleCommands, FailureCommands, 
             except Exception as exc:  # the job type's split failed: one line, the traceback goes to the log
                 log.exception("dry run of %s failed", type_name)
                 raise CommandError(f"dry run failed: {error_line(exc)}") from exc
-            rows = [{"seq": i, "kind": p.kind, "lower": p.lower, "upper": p.upper, "modulus": p.modulus,
-                     "remainder": p.remainder, "estimated_items": p.estimated_items} for i, p in enumerate(plans)]
+            rows = plan_rows(plans)
             lines = [f"{r['seq']:>5} {r['kind']:7} {self.bounds(r):60} ~{r['estimated_items']:,} items"
                      if r else f"{'…':>5} {len(rows) - 2 * humanize.PREVIEW_EDGE:,} more partitions"
                      for r in (None if seq is None else rows[seq] for seq in humanize.edges(len(rows)))]
