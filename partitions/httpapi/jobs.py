@@ -10,7 +10,7 @@ from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest
-from ninja import Header, Path, Query, Router
+from ninja import Header, Path, Query, Router, Status
 
 from partitions import knob, ledger, registry, services, validation
 from partitions.encoding import dumps
@@ -203,7 +203,7 @@ def job_start(request: HttpRequest, payload: s.StartIn,
                                                                "returns the first one's job.")):
     user = user_of(request)
     if payload.dry_run:
-        return 200, _preview(user, payload)
+        return Status(200, _preview(user, payload))
     if payload.sample is not None or payload.sample_items is not None:
         raise ApiProblem(422, "invalid-request", "a sample never starts a job: give dry_run: true",
                          {"sample": "Needs dry_run: true."})
@@ -211,9 +211,9 @@ def job_start(request: HttpRequest, payload: s.StartIn,
     _unknown_params(payload.type, payload.params)
     digest = _request_hash(payload)
     if idempotency_key is not None and (job := _replayed(user, idempotency_key, digest)) is not None:
-        return 200, _detail(job, created=False)
+        return Status(200, _detail(job, created=False))
     job, created = _start(user, payload, idempotency_key, digest)
-    return (201 if created else 200), _detail(job, created=created)
+    return Status(201 if created else 200, _detail(job, created=created))
 
 
 def _start(user: Any, payload: s.StartIn, key: str | None, digest: str) -> tuple[Job, bool]:

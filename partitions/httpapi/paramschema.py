@@ -11,9 +11,9 @@ from django import forms
 #: A field's JSON type by its form field class, the most specific first (any other field: a string).
 TYPES: list[tuple[type[forms.Field], dict[str, Any]]] = [
     (forms.BooleanField, {"type": "boolean"}),
-    (forms.IntegerField, {"type": "integer"}),
-    (forms.FloatField, {"type": "number"}),
+    (forms.FloatField, {"type": "number"}),  # before IntegerField: Django's FloatField is one
     (forms.DecimalField, {"type": "number"}),
+    (forms.IntegerField, {"type": "integer"}),
     (forms.DateTimeField, {"type": "string", "format": "date-time"}),
     (forms.DateField, {"type": "string", "format": "date"}),
     (forms.JSONField, {}),

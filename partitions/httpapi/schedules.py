@@ -4,7 +4,7 @@ permission rules and its ScheduleEvent audit), the same summary as `jobs schedul
 from __future__ import annotations
 
 from django.http import HttpRequest, HttpResponse
-from ninja import Path, Query, Router
+from ninja import Path, Query, Router, Status
 
 from partitions import cadence as cadences
 from partitions import schedules, validation
@@ -68,7 +68,7 @@ def schedule_create(request: HttpRequest, payload: s.ScheduleIn):
         actor=user_of(request), name=payload.name, type_name=payload.type, params=payload.params,
         cadence=_cadence(payload), start_at=payload.start_at, max_parallel=payload.max_parallel,
         priority=payload.priority, deadline_offset=offset, notify=payload.notify, **throttle)
-    return 201, schedule_summary(schedule)
+    return Status(201, schedule_summary(schedule))
 
 
 @router.post("/schedules/{name}/pause", response={200: s.ScheduleOut, **ERRORS}, summary="Pause a schedule")
