@@ -285,3 +285,20 @@ def test_schedules_create_list_pause_delete(superuser):
     assert api.post("/schedules/nightly/resume")[1]["enabled"] is True
     status, _, _ = api.delete("/schedules/nightly")
     assert status == 204 and api.delete("/schedules/nightly")[0] == 404
+
+
+# Tokens in the admin ----------------------------------------------------------------------------------------------
+
+
+def test_the_admin_creates_a_token_shows_it_once_and_revokes_it(superuser, admin_env):
+    client = Client()
+    client.force_login(superuser)
+    response = client.post("/admin/partitions/apitoken/add/", {"name": "ci", "user": superuser.pk}, follow=True)
+    shown = [str(m) for m in response.context["messages"]]
+    plaintext = next(word for text in shown for word in text.split() if word.startswith("pt_"))
+    token = ApiToken.objects.get()
+    assert token_user(plaintext) == superuser and plaintext not in str(token.__dict__)
+    page = client.get(f"/admin/partitions/apitoken/{token.pk}/change/")
+    assert plaintext not in page.content.decode()  # shown once: never again
+    client.post("/admin/partitions/apitoken/", {"action": "revoke", "_selected_action": [token.pk]})
+    assert token_user(plaintext) is None and ApiToken.objects.get().revoked_at is not None
