@@ -4,7 +4,10 @@ permissions apply: `add_apitoken` to create, `change_apitoken` to revoke."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import admin, messages
+from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from partitions.httpapi.tokens import token_create, token_revoke
@@ -19,19 +22,23 @@ class ApiTokenAdmin(admin.ModelAdmin):
     readonly_fields = ["prefix", "created_at", "last_used_at", "revoked_at"]
     actions = ["revoke"]
 
-    def get_queryset(self, request: HttpRequest):
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ApiToken]:
+        """A superuser's: every token; anyone else's: their own."""
         rows = super().get_queryset(request).select_related("user")
         return rows if request.user.is_superuser else rows.filter(user=request.user)
 
-    def get_fields(self, request: HttpRequest, obj: ApiToken | None = None):
+    def get_fields(self, request: HttpRequest, obj: ApiToken | None = None) -> list[str]:
+        """A new token: its name (and, for a superuser, its user); a saved one: everything, read-only."""
         if obj is not None:
             return ["name", "user", *self.readonly_fields]
         return ["name", "user"] if request.user.is_superuser else ["name"]
 
-    def get_readonly_fields(self, request: HttpRequest, obj: ApiToken | None = None):
+    def get_readonly_fields(self, request: HttpRequest, obj: ApiToken | None = None) -> list[str]:
+        """A saved token is never edited (revoke it instead)."""
         return [*self.readonly_fields, "name", "user"] if obj is not None else []
 
-    def get_form(self, request: HttpRequest, obj: ApiToken | None = None, change: bool = False, **kwargs):
+    def get_form(self, request: HttpRequest, obj: ApiToken | None = None, change: bool = False, **kwargs: Any) -> type:
+        """The add form, its user the requesting one by default."""
         form = super().get_form(request, obj, change=change, **kwargs)
         if obj is None and "user" in form.base_fields:
             form.base_fields["user"].initial = request.user.pk
@@ -46,10 +53,8 @@ class ApiTokenAdmin(admin.ModelAdmin):
         messages.warning(request, f"API token {token.name!r} created. Copy it now, it is not shown again: "
                                   f"{plaintext}")
 
-    def has_delete_permission(self, request: HttpRequest, obj: ApiToken | None = None) -> bool:
-        return False  # revoked, not deleted: the row says who had which token
-
     @admin.action(description="Revoke the selected tokens", permissions=["change"])
-    def revoke(self, request: HttpRequest, queryset) -> None:
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiToken]) -> None:
+        """Revoke the selected tokens."""
         revoked = sum(token_revoke(token) for token in queryset)
         messages.success(request, f"{revoked} token(s) revoked.")

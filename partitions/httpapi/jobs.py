@@ -51,7 +51,8 @@ def _detail(job: Job, **extra: Any) -> dict[str, Any]:
 
 
 @router.get("/job-types", response={200: list[s.JobTypeOut], **ERRORS}, summary="Job types and their params")
-def job_types(request: HttpRequest):
+def job_types(request: HttpRequest) -> list[dict[str, Any]]:
+    """The registered job types, each with its params as JSON Schema."""
     require_perm(request, VIEW_JOBS, "listing job types")
     return [{"name": name, "label": jt.label or name,
              "description": (type(jt).__doc__ or "").strip().split("\n")[0],
@@ -62,7 +63,8 @@ def job_types(request: HttpRequest):
 @router.get("/jobs", response={200: s.JobPage, **ERRORS}, summary="Jobs, newest first")
 def jobs_list(request: HttpRequest, status: JobStatus | None = None,
               type: str | None = Query(None, max_length=200, description="A job type's name."),
-              after: int | None = After, limit: int = Limit):
+              after: int | None = After, limit: int = Limit) -> dict[str, Any]:
+    """Jobs newest first (a keyset page), each with its progress and projection."""
     require_perm(request, VIEW_JOBS, "listing jobs")
     jobs = Job.objects.order_by("-id")
     if status is not None:
@@ -77,14 +79,16 @@ def jobs_list(request: HttpRequest, status: JobStatus | None = None,
 
 
 @router.get("/jobs/{job_id}", response={200: s.JobDetailOut, **ERRORS}, summary="One job's status and figures")
-def job_status(request: HttpRequest, job_id: int = JobId):
+def job_status(request: HttpRequest, job_id: int = JobId) -> dict[str, Any]:
+    """One job: the figures of its page and of `jobs status --json`, and its statistics."""
     require_perm(request, VIEW_JOBS, "reading jobs")
     return _detail(job_get(job_id))
 
 
 @router.get("/jobs/{job_id}/partitions", response={200: s.PartitionPage, **ERRORS}, summary="A job's partitions")
 def job_partitions_list(request: HttpRequest, job_id: int = JobId, status: PartitionStatus | None = None,
-                        after: int | None = After, limit: int = Limit):
+                        after: int | None = After, limit: int = Limit) -> dict[str, Any]:
+    """A job's partitions in seq order (a keyset page)."""
     require_perm(request, Perm.VIEW_PARTITIONS, "reading partitions")
     rows = job_partitions(job_get(job_id).pk, status=status)
     if after is not None:
@@ -94,7 +98,9 @@ def job_partitions_list(request: HttpRequest, job_id: int = JobId, status: Parti
 
 
 @router.get("/jobs/{job_id}/events", response={200: s.EventPage, **ERRORS}, summary="A job's events, oldest first")
-def job_events_list(request: HttpRequest, job_id: int = JobId, after: int | None = After, limit: int = Limit):
+def job_events_list(request: HttpRequest, job_id: int = JobId, after: int | None = After,
+                    limit: int = Limit) -> dict[str, Any]:
+    """A job's events oldest first (a keyset page: `after` tails the timeline)."""
     require_perm(request, "partitions.view_jobevent", "reading events")
     events = JobEvent.objects.filter(job=job_get(job_id)).order_by("id")
     if after is not None:
@@ -105,7 +111,8 @@ def job_events_list(request: HttpRequest, job_id: int = JobId, after: int | None
 
 @router.get("/jobs/{job_id}/failures", response={200: s.FailuresOut, **ERRORS},
             summary="A job's failed and skipped items grouped by reason")
-def job_failures(request: HttpRequest, job_id: int = JobId):
+def job_failures(request: HttpRequest, job_id: int = JobId) -> dict[str, Any]:
+    """A job's failed and skipped items grouped by reason, the largest groups first."""
     require(user_of(request), Action.VIEW_FAILURES)
     groups = ledger.job_failure_groups(job_get(job_id).pk)
     return {"job": job_id, "total": groups.total, "reasons": groups.reasons, "more": groups.more,
@@ -117,7 +124,9 @@ def job_failures(request: HttpRequest, job_id: int = JobId):
 def job_failed_items(request: HttpRequest, job_id: int = JobId,
                      reason: str = Query(..., max_length=ledger.REASON_MAX_LENGTH,
                                          description="A reason exactly as /failures lists it."),
-                     status: SubJobStatus | None = None, after: int | None = After, limit: int = Limit):
+                     status: SubJobStatus | None = None, after: int | None = After,
+                     limit: int = Limit) -> dict[str, Any]:
+    """The failed and skipped items of one reason in id order (a keyset page)."""
     require(user_of(request), Action.VIEW_FAILURES)
     job = job_get(job_id)
     if status is not None and status not in {SubJobStatus.FAILED, SubJobStatus.SKIPPED}:
@@ -200,7 +209,8 @@ def job_start(request: HttpRequest, payload: s.StartIn,
                                                    max_length=IDEMPOTENCY_KEY_MAX,
                                                    pattern=r"^[\x21-\x7e]+$",
                                                    description="A retried request with the same key and body "
-                                                               "returns the first one's job.")):
+                                                               "returns the first one's job.")) -> Status:
+    """Start a job (201; 200 when the Idempotency-Key names an earlier one), or dry-run it."""
     user = user_of(request)
     if payload.dry_run:
         return Status(200, _preview(user, payload))
@@ -240,13 +250,15 @@ def _start(user: Any, payload: s.StartIn, key: str | None, digest: str) -> tuple
 
 
 @router.post("/jobs/{job_id}/pause", response={200: s.JobDetailOut, **ERRORS}, summary="Pause a running job")
-def job_pause(request: HttpRequest, job_id: int = JobId):
+def job_pause(request: HttpRequest, job_id: int = JobId) -> dict[str, Any]:
+    """Pause a running job: running partitions stop at their next batch."""
     job_get(job_id)
     return _detail(services.job_pause(job_id, actor=user_of(request)))
 
 
 @router.post("/jobs/{job_id}/resume", response={200: s.JobDetailOut, **ERRORS}, summary="Resume a paused job")
-def job_resume(request: HttpRequest, job_id: int = JobId):
+def job_resume(request: HttpRequest, job_id: int = JobId) -> dict[str, Any]:
+    """Resume a paused job."""
     job = job_get(job_id)
     if job.status != JobStatus.PAUSED:  # as the CLI: resume means paused only (a failed job is retried)
         require(user_of(request), Action.RESUME)
@@ -255,14 +267,16 @@ def job_resume(request: HttpRequest, job_id: int = JobId):
 
 
 @router.post("/jobs/{job_id}/cancel", response={200: s.JobDetailOut, **ERRORS}, summary="Cancel a job")
-def job_cancel(request: HttpRequest, payload: s.CancelIn, job_id: int = JobId):
+def job_cancel(request: HttpRequest, payload: s.CancelIn, job_id: int = JobId) -> dict[str, Any]:
+    """Cancel a job that has not ended, with a reason."""
     job_get(job_id)
     return _detail(services.job_cancel(job_id, actor=user_of(request), reason=payload.reason))
 
 
 @router.post("/jobs/{job_id}/retry", response={200: s.RetryOut, **ERRORS},
              summary="Retry failed partitions, failed sub-jobs, or the items of one reason")
-def job_retry(request: HttpRequest, payload: s.RetryIn, job_id: int = JobId):
+def job_retry(request: HttpRequest, payload: s.RetryIn, job_id: int = JobId) -> dict[str, Any]:
+    """Retry failed partitions, failed sub-jobs, or the failed and skipped items of one reason."""
     job_get(job_id)
     user = user_of(request)
     subjobs = payload.what == "subjobs" or payload.reason is not None or payload.subjob_ids is not None
@@ -278,7 +292,8 @@ def job_retry(request: HttpRequest, payload: s.RetryIn, job_id: int = JobId):
 
 @router.post("/jobs/{job_id}/throttle", response={200: s.JobDetailOut, **ERRORS},
              summary="Change a job's rate limit, pause or health override")
-def job_throttle(request: HttpRequest, payload: s.ThrottleIn, job_id: int = JobId):
+def job_throttle(request: HttpRequest, payload: s.ThrottleIn, job_id: int = JobId) -> dict[str, Any]:
+    """Change a job's rate limit, pause after each batch, or health override."""
     job_get(job_id)
     return _detail(services.job_throttle(job_id, actor=user_of(request), ignore_health=payload.ignore_health,
                                          **_throttle_of(payload)))
@@ -286,7 +301,8 @@ def job_throttle(request: HttpRequest, payload: s.ThrottleIn, job_id: int = JobI
 
 @router.post("/jobs/{job_id}/set", response={200: s.JobDetailOut, **ERRORS},
              summary="Change a live job's max parallel or deadline (the knob)")
-def job_set(request: HttpRequest, payload: s.SetIn, job_id: int = JobId):
+def job_set(request: HttpRequest, payload: s.SetIn, job_id: int = JobId) -> dict[str, Any]:
+    """Change a live job's max parallel or deadline (the time/cost knob)."""
     job_get(job_id)
     changes = {name: getattr(payload, name) for name in ("max_parallel", "deadline")
                if name in payload.model_fields_set and not (name == "max_parallel" and payload.max_parallel is None)}
@@ -295,7 +311,8 @@ def job_set(request: HttpRequest, payload: s.SetIn, job_id: int = JobId):
 
 @router.post("/jobs/{job_id}/skip", response={200: s.SkipOut, **ERRORS},
              summary="Mark the failed items of one reason skipped, with a note")
-def job_skip(request: HttpRequest, payload: s.SkipIn, job_id: int = JobId):
+def job_skip(request: HttpRequest, payload: s.SkipIn, job_id: int = JobId) -> dict[str, Any]:
+    """Mark the failed items of one reason skipped, with the operator's note."""
     job_get(job_id)
     count = services.subjobs_skip(job_id, reason=payload.reason, note=payload.note, actor=user_of(request))
     return {"job": job_id, "reason": payload.reason, "skipped": count}

@@ -3,6 +3,8 @@ permission rules and its ScheduleEvent audit), the same summary as `jobs schedul
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.http import HttpRequest, HttpResponse
 from ninja import Path, Query, Router, Status
 
@@ -26,7 +28,8 @@ Name = Path(..., max_length=schedules.NAME_MAX_LENGTH, pattern=rf"^{schedules.NA
 def schedules_list(request: HttpRequest,
                    after: str | None = Query(None, max_length=schedules.NAME_MAX_LENGTH,
                                              description="The cursor: the page before's `next_after`."),
-                   limit: int = Query(s.PAGE_DEFAULT, ge=1, le=s.PAGE_MAX)):
+                   limit: int = Query(s.PAGE_DEFAULT, ge=1, le=s.PAGE_MAX)) -> dict[str, Any]:
+    """Schedules by name (a keyset page), with their next and last run."""
     require_perm(request, "partitions.view_jobschedule", "listing schedules")
     rows = JobSchedule.objects.select_related("last_job").order_by("name")
     if after is not None:
@@ -55,7 +58,8 @@ def _cadence(payload: s.ScheduleIn) -> Cadence:
 
 
 @router.post("/schedules", response={201: s.ScheduleOut, **ERRORS}, summary="Create a schedule")
-def schedule_create(request: HttpRequest, payload: s.ScheduleIn):
+def schedule_create(request: HttpRequest, payload: s.ScheduleIn) -> Status:
+    """Create a schedule (201), validated as the admin's and the CLI's."""
     if problem := validation.time_zone_error(payload.timezone):
         raise ApiProblem(422, "invalid-schedule", problem, {"timezone": problem})
     offset = None
@@ -72,18 +76,21 @@ def schedule_create(request: HttpRequest, payload: s.ScheduleIn):
 
 
 @router.post("/schedules/{name}/pause", response={200: s.ScheduleOut, **ERRORS}, summary="Pause a schedule")
-def schedule_pause(request: HttpRequest, payload: s.PauseIn, name: str = Name):
+def schedule_pause(request: HttpRequest, payload: s.PauseIn, name: str = Name) -> dict[str, Any]:
+    """Stop a schedule's fires (a running job is not touched)."""
     user = user_of(request)
     reason = payload.reason or f"paused through the API by {user.get_username()}"
     return schedule_summary(schedules.schedule_pause(name, actor=user, reason=reason))
 
 
 @router.post("/schedules/{name}/resume", response={200: s.ScheduleOut, **ERRORS}, summary="Resume a schedule")
-def schedule_resume(request: HttpRequest, name: str = Name):
+def schedule_resume(request: HttpRequest, name: str = Name) -> dict[str, Any]:
+    """Fire a paused schedule again from its next fire."""
     return schedule_summary(schedules.schedule_resume(name, actor=user_of(request)))
 
 
 @router.delete("/schedules/{name}", response={204: None, **ERRORS}, summary="Delete a schedule (its jobs stay)")
-def schedule_delete(request: HttpRequest, name: str = Name):
+def schedule_delete(request: HttpRequest, name: str = Name) -> HttpResponse:
+    """Delete a schedule (204); its jobs and its history stay."""
     schedules.schedule_delete(name, actor=user_of(request))
     return HttpResponse(status=204)

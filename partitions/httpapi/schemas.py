@@ -133,10 +133,12 @@ class PartitionOut(Schema):
 
     @staticmethod
     def resolve_bounds(partition) -> str:
+        """The partition's bounds as the admin shows them."""
         return partition.bounds_display
 
     @staticmethod
     def resolve_split_from(partition) -> int | None:
+        """The partition it was split from, if any."""
         return partition.split_from_id
 
 
@@ -156,14 +158,17 @@ class EventOut(Schema):
 
     @staticmethod
     def resolve_at(event) -> datetime:
+        """When the event was written (database clock)."""
         return event.created_at
 
     @staticmethod
     def resolve_partition(event) -> int | None:
+        """The partition the event is about, if any."""
         return event.partition_id
 
     @staticmethod
     def resolve_subjob(event) -> int | None:
+        """The sub-job the event is about, if any."""
         return event.subjob_id
 
 
