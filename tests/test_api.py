@@ -302,3 +302,8 @@ def test_the_admin_creates_a_token_shows_it_once_and_revokes_it(superuser, admin
     assert plaintext not in page.content.decode()  # shown once: never again
     client.post("/admin/partitions/apitoken/", {"action": "revoke", "_selected_action": [token.pk]})
     assert token_user(plaintext) is None and ApiToken.objects.get().revoked_at is not None
+
+
+def test_a_nul_character_is_refused_as_a_problem(operator_api):
+    status, problem, response = operator_api.get("/jobs?type=a%00b")
+    assert status == 400 and response["Content-Type"] == PROBLEM and problem["type"].endswith("/nul-character")

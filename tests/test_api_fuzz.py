@@ -18,7 +18,10 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from opsapp.wsgi import application
+from partitions import schedules
+from partitions.cadence import CRON, Cadence
 from partitions.httpapi.tokens import token_create
+from partitions.models import Job
 from tests.factories import make_job, make_partition, make_subjob
 from tests.test_api import ITEMS, REASON
 
@@ -44,11 +47,13 @@ def wsgi_in_test(settings):
 
 @pytest.fixture
 def token(superuser) -> str:
-    """A superuser's token, and rows for the fuzzed ids to find: jobs with a failed item and a schedule."""
+    """A superuser's token, and rows for the fuzzed ids to find: jobs with a failed item, and a schedule."""
     for status in ("running", "paused", "failed"):
         job = make_job(status=status, type_name="tests.items_serial", params=ITEMS)
         partition = make_partition(job, kind="items", status="failed", estimated_items=1, last_error="boom")
         make_subjob(partition, status="failed", error=REASON, reason=REASON)
+    schedules.schedule_create(actor="fuzz", name="nightly", type_name="tests.items_serial", params=ITEMS,
+                              cadence=Cadence(kind=CRON, cron="0 2 * * *"))
     return token_create(superuser, "fuzz")[1]
 
 
@@ -62,4 +67,19 @@ schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", application)
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                                  HealthCheck.filter_too_much])
 def test_no_server_error_and_no_schema_violation(case, token, wsgi_in_test):
+    aim_at_rows(case)
     case.call_and_validate(headers={"Authorization": f"Bearer {token}"}, checks=CHECKS)
+
+
+def aim_at_rows(case) -> None:
+    """Most generated ids, names and reasons made to name the rows the fixture made (still values the schema
+    allows), so the actions and reads get past their 404s; every fourth stays as generated."""
+    path, query = case.path_parameters or {}, case.query or {}
+    job_id = path.get("job_id")
+    if isinstance(job_id, int) and not isinstance(job_id, bool) and job_id % 4:
+        jobs = list(Job.objects.order_by("id").values_list("id", flat=True))
+        path["job_id"] = jobs[job_id % len(jobs)]
+    if isinstance(path.get("name"), str) and len(path["name"]) % 4:
+        path["name"] = "nightly"
+    if isinstance(query.get("reason"), str) and len(query["reason"]) % 4:
+        query["reason"] = REASON

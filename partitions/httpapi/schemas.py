@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from ninja import Field, Schema
+from pydantic import ConfigDict
 
 from partitions import validation
 from partitions.sample_run import SAMPLE_ITEMS_MAX, SAMPLE_PARTITIONS_MAX
@@ -98,6 +99,11 @@ class PreviewOut(Schema):
 class StartIn(Schema):
     """Start a job of `type` with its params (validated by its Params form, as the admin and the CLI do).
     `rate_limit` and `pause_ms` left out: the job type's; `rate_limit: null`: no limit."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"type": "billing.send_invoices", "params": {"period": "2026-11"}},
+        {"type": "billing.send_invoices", "params": {"period": "2026-11", "fail_rate": 0.05}, "max_parallel": 4,
+         "dry_run": True}]})
 
     type: str = Field(max_length=200)
     params: dict[str, Any] = Field(default_factory=dict)
@@ -295,6 +301,10 @@ class SchedulePage(Schema):
 class ScheduleIn(Schema):
     """A schedule of `type`: exactly one of `cron`, `every` (5m, 2h, 1d) or `monthly`; `deadline`: each run's,
     after its fire (+90m, +2h)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"name": "monthly-invoices", "type": "billing.send_invoices", "params": {"period": "2026-11"},
+         "cron": "0 7 1 * *", "timezone": "Europe/Madrid", "deadline": "+2h"}]})
 
     name: str = Field(max_length=100)
     type: str = Field(max_length=200)
