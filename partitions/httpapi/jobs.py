@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import asdict
-from typing import Any
+from typing import Any, Literal
 
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest
@@ -25,7 +25,7 @@ from partitions.models import ApiIdempotencyKey, Job, JobEvent
 from partitions.pages import job_get, job_partitions
 from partitions.permissions import Action, Perm, require
 from partitions.sample_run import SAMPLE_ITEMS_DEFAULT, job_sample, sample_refusal
-from partitions.states import JobStatus, PartitionStatus, SubJobStatus
+from partitions.states import JobStatus, PartitionStatus
 from partitions.statistics import job_run_statistics, job_stats, jobs_stats
 
 router = Router(tags=["jobs"])
@@ -124,13 +124,11 @@ def job_failures(request: HttpRequest, job_id: int = JobId) -> dict[str, Any]:
 def job_failed_items(request: HttpRequest, job_id: int = JobId,
                      reason: str = Query(..., max_length=ledger.REASON_MAX_LENGTH,
                                          description="A reason exactly as /failures lists it."),
-                     status: SubJobStatus | None = None, after: int | None = After,
+                     status: Literal["failed", "skipped"] | None = None, after: int | None = After,
                      limit: int = Limit) -> dict[str, Any]:
     """The failed and skipped items of one reason in id order (a keyset page)."""
     require(user_of(request), Action.VIEW_FAILURES)
     job = job_get(job_id)
-    if status is not None and status not in {SubJobStatus.FAILED, SubJobStatus.SKIPPED}:
-        raise ApiProblem(422, "invalid-request", "status is failed or skipped", {"status": "Use failed or skipped."})
     ledger.reason_check(job.pk, reason)
     items = ledger.job_failed_items(job.pk, reason=reason, status=status, after_id=after, limit=limit + 1)
     page, cursor = _page(items, limit, lambda item: item.id)
