@@ -19,7 +19,7 @@ from partitions.exceptions import InvalidParams, InvalidTransition, JobNotPlanna
 from partitions.httpapi import schemas as s
 from partitions.httpapi.auth import require_perm, user_of
 from partitions.httpapi.paramschema import params_schema
-from partitions.httpapi.problems import ApiProblem, Problem
+from partitions.httpapi.problems import ERRORS, ApiProblem
 from partitions.management.cli_output import job_summary, plan_rows
 from partitions.models import ApiIdempotencyKey, Job, JobEvent
 from partitions.pages import job_get, job_partitions
@@ -34,15 +34,7 @@ JobId = Path(..., ge=1, le=validation.BIGINT_MAX, description="The job's id.")
 After = Query(None, ge=0, le=validation.BIGINT_MAX, description="The cursor: the page before's `next_after`.")
 Limit = Query(s.PAGE_DEFAULT, ge=1, le=s.PAGE_MAX, description=f"Rows of the page (at most {s.PAGE_MAX}).")
 IDEMPOTENCY_KEY_MAX = 100
-ERRORS = {400: Problem, 401: Problem, 403: Problem, 404: Problem, 409: Problem, 422: Problem}
 VIEW_JOBS = "partitions.view_job"
-
-
-def _page(rows: list, limit: int, key) -> tuple[list, Any]:
-    """The first `limit` of `limit + 1` rows read, and the cursor of the next page (None: this is the last)."""
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return rows, key(rows[-1]) if more else None
 
 
 def _detail(job: Job, **extra: Any) -> dict[str, Any]:
@@ -73,9 +65,9 @@ def jobs_list(request: HttpRequest, status: JobStatus | None = None,
         jobs = jobs.filter(type_name=type)
     if after is not None:
         jobs = jobs.filter(id__lt=after)
-    page, cursor = _page(list(jobs[: limit + 1]), limit, lambda job: job.pk)
-    stats = jobs_stats(page)
-    return {"items": [job_summary(job, stats[job.pk]) for job in page], "next_after": cursor}
+    page = s.keyset_page(list(jobs[: limit + 1]), limit, lambda job: job.pk)
+    stats = jobs_stats(page["items"])
+    return {**page, "items": [job_summary(job, stats[job.pk]) for job in page["items"]]}
 
 
 @router.get("/jobs/{job_id}", response={200: s.JobDetailOut, **ERRORS}, summary="One job's status and figures")
@@ -93,8 +85,7 @@ def job_partitions_list(request: HttpRequest, job_id: int = JobId, status: Parti
     rows = job_partitions(job_get(job_id).pk, status=status)
     if after is not None:
         rows = rows.filter(seq__gt=after)
-    page, cursor = _page(list(rows[: limit + 1]), limit, lambda p: p.seq)
-    return {"items": page, "next_after": cursor}
+    return s.keyset_page(list(rows[: limit + 1]), limit, lambda p: p.seq)
 
 
 @router.get("/jobs/{job_id}/events", response={200: s.EventPage, **ERRORS}, summary="A job's events, oldest first")
@@ -105,8 +96,7 @@ def job_events_list(request: HttpRequest, job_id: int = JobId, after: int | None
     events = JobEvent.objects.filter(job=job_get(job_id)).order_by("id")
     if after is not None:
         events = events.filter(id__gt=after)
-    page, cursor = _page(list(events[: limit + 1]), limit, lambda e: e.pk)
-    return {"items": page, "next_after": cursor}
+    return s.keyset_page(list(events[: limit + 1]), limit, lambda e: e.pk)
 
 
 @router.get("/jobs/{job_id}/failures", response={200: s.FailuresOut, **ERRORS},
@@ -131,8 +121,8 @@ def job_failed_items(request: HttpRequest, job_id: int = JobId,
     job = job_get(job_id)
     ledger.reason_check(job.pk, reason)
     items = ledger.job_failed_items(job.pk, reason=reason, status=status, after_id=after, limit=limit + 1)
-    page, cursor = _page(items, limit, lambda item: item.id)
-    return {"items": [asdict(item) for item in page], "next_after": cursor}
+    page = s.keyset_page(items, limit, lambda item: item.id)
+    return {**page, "items": [asdict(item) for item in page["items"]]}
 
 
 # Starting -----------------------------------------------------------------------------------------------------
@@ -146,19 +136,13 @@ def _unknown_params(type_name: str, params: dict[str, Any]) -> None:
         raise InvalidParams(type_name, {name: [f"Unknown param; {type_name} takes {takes}."] for name in unknown})
 
 
-def _throttle_of(payload: Any) -> dict[str, Any]:
-    """rate_limit / pause_ms as the services take them: a field left out is UNSET (the type's default)."""
-    return {name: getattr(payload, name) if name in payload.model_fields_set else validation.UNSET
-            for name in ("rate_limit", "pause_ms")}
-
-
 def _preview(user: Any, payload: s.StartIn) -> dict[str, Any]:
     """The dry run (and the sample), as `jobs start --dry-run --json` reports it; nothing is written."""
     require(user, Action.START)
     if payload.sample_items is not None and payload.sample is None:
         raise ApiProblem(422, "invalid-request", "sample_items needs sample",
                          {"sample_items": "Give sample (partitions) too."})
-    throttle = _throttle_of(payload)
+    throttle = s.throttle_of(payload)
     options = validation.run_options(max_parallel=payload.max_parallel, priority=payload.priority,
                                      deadline=payload.deadline,
                                      **{k: v for k, v in throttle.items() if v is not validation.UNSET})
@@ -228,7 +212,7 @@ def _start(user: Any, payload: s.StartIn, key: str | None, digest: str) -> tuple
     """job_start with the acting user; with a key, the job and the key are recorded together (the key's dedupe
     key settles two concurrent requests on one job)."""
     start = dict(actor=user, max_parallel=payload.max_parallel, priority=payload.priority,
-                 deadline=payload.deadline, notify=payload.notify, **_throttle_of(payload))
+                 deadline=payload.deadline, notify=payload.notify, **s.throttle_of(payload))
     if key is None:
         return services.job_start(payload.type, payload.params, **start)
     try:
@@ -294,7 +278,7 @@ def job_throttle(request: HttpRequest, payload: s.ThrottleIn, job_id: int = JobI
     """Change a job's rate limit, pause after each batch, or health override."""
     job_get(job_id)
     return _detail(services.job_throttle(job_id, actor=user_of(request), ignore_health=payload.ignore_health,
-                                         **_throttle_of(payload)))
+                                         **s.throttle_of(payload)))
 
 
 @router.post("/jobs/{job_id}/set", response={200: s.JobDetailOut, **ERRORS},

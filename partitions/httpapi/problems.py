@@ -42,6 +42,10 @@ class Problem(Schema):
     errors: dict[str, str] | None = None
 
 
+#: The error responses every endpoint declares.
+ERRORS = {status: Problem for status in (400, 401, 403, 404, 409, 422)}
+
+
 class ApiProblem(Exception):
     """A refusal the API itself makes (not the engine's): raised in an endpoint, answered as a problem."""
 

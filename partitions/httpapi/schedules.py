@@ -13,13 +13,12 @@ from partitions import schedules, validation
 from partitions.cadence import Cadence
 from partitions.httpapi import schemas as s
 from partitions.httpapi.auth import require_perm, user_of
-from partitions.httpapi.problems import ApiProblem, Problem
+from partitions.httpapi.problems import ERRORS, ApiProblem
 from partitions.management.schedules_cli import EVERY_UNITS, schedule_summary
 from partitions.models import JobSchedule
 
 router = Router(tags=["schedules"])
 
-ERRORS = {400: Problem, 401: Problem, 403: Problem, 404: Problem, 409: Problem, 422: Problem}
 Name = Path(..., max_length=schedules.NAME_MAX_LENGTH, pattern=rf"^{schedules.NAME_PATTERN.pattern}$",
             description="The schedule's name.")
 
@@ -34,9 +33,8 @@ def schedules_list(request: HttpRequest,
     rows = JobSchedule.objects.select_related("last_job").order_by("name")
     if after is not None:
         rows = rows.filter(name__gt=after.replace("\x00", ""))
-    page = list(rows[: limit + 1])
-    more, page = len(page) > limit, page[:limit]
-    return {"items": [schedule_summary(row) for row in page], "next_after": page[-1].name if more else None}
+    page = s.keyset_page(list(rows[: limit + 1]), limit, lambda row: row.name)
+    return {**page, "items": [schedule_summary(row) for row in page["items"]]}
 
 
 def _cadence(payload: s.ScheduleIn) -> Cadence:
@@ -66,12 +64,10 @@ def schedule_create(request: HttpRequest, payload: s.ScheduleIn) -> Status:
     if payload.deadline is not None and (offset := cadences.parse_offset(payload.deadline)) is None:
         raise ApiProblem(422, "invalid-schedule", "deadline is not an offset such as +90m, +2h or +1d",
                          {"deadline": "Enter a deadline after each fire such as +90m, +2h or +1d (at most +366d)."})
-    throttle = {name: getattr(payload, name) if name in payload.model_fields_set else validation.UNSET
-                for name in ("rate_limit", "pause_ms")}
     schedule = schedules.schedule_create(
         actor=user_of(request), name=payload.name, type_name=payload.type, params=payload.params,
         cadence=_cadence(payload), start_at=payload.start_at, max_parallel=payload.max_parallel,
-        priority=payload.priority, deadline_offset=offset, notify=payload.notify, **throttle)
+        priority=payload.priority, deadline_offset=offset, notify=payload.notify, **s.throttle_of(payload))
     return Status(201, schedule_summary(schedule))
 
 

@@ -4,6 +4,7 @@ every response is validated against. The figures are the engine's own (`cli_outp
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Literal
 
@@ -16,6 +17,19 @@ from partitions.sample_run import SAMPLE_ITEMS_MAX, SAMPLE_PARTITIONS_MAX
 #: Rows of one keyset page at most (and by default).
 PAGE_MAX = 200
 PAGE_DEFAULT = 50
+
+
+def keyset_page(rows: list, limit: int, key: Callable[[Any], Any]) -> dict[str, Any]:
+    """A page from `limit + 1` rows read: the first `limit`, and `next_after`, the last one's key (None: no more)."""
+    page = rows[:limit]
+    return {"items": page, "next_after": key(page[-1]) if len(rows) > limit else None}
+
+
+def throttle_of(payload: Schema) -> dict[str, Any]:
+    """`rate_limit` / `pause_ms` as the services take them: a field the request left out is UNSET (the job
+    type's default, or the setting as it is), `null` a value (no rate limit)."""
+    return {name: getattr(payload, name) if name in payload.model_fields_set else validation.UNSET
+            for name in ("rate_limit", "pause_ms")}
 
 
 class JobTypeOut(Schema):
