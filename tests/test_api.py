@@ -5,9 +5,11 @@ problem+json with one message per bad field, writing nothing."""
 from __future__ import annotations
 
 import json
+import threading
 from typing import Any
 
 import pytest
+from django.db import connection
 from django.test import Client
 
 from partitions.httpapi.tokens import token_create, token_revoke, token_user
@@ -136,6 +138,32 @@ def test_another_user_s_key_is_theirs(operator_api, superuser):
     operator_api.post("/jobs", start_body(), **{"Idempotency-Key": "k"})
     status = Api(token_create(superuser, "x")[1]).post("/jobs", start_body(), **{"Idempotency-Key": "k"})[0]
     assert status == 201 and Job.objects.count() == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_starts_with_one_idempotency_key_make_one_job(operator):
+    """Five requests at once with one key (a client retrying over a flaky network): one job, one key row, and
+    every request answers with that job."""
+    token = token_create(operator, "ci")[1]
+    barrier, answers = threading.Barrier(5), []
+
+    def post() -> None:
+        try:
+            barrier.wait()
+            answers.append(Api(token).post("/jobs", {"type": "tests.items_serial", "params": ITEMS},
+                                           **{"Idempotency-Key": "deploy-7"})[:2])
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=post) for _ in range(5)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert Job.objects.count() == 1 and ApiIdempotencyKey.objects.count() == 1
+    job = Job.objects.get()
+    assert sorted(status for status, _ in answers) == [200, 200, 200, 200, 201]
+    assert {body["id"] for _, body in answers} == {job.pk}
 
 
 def test_a_dry_run_plans_and_writes_nothing(operator_api):

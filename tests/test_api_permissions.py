@@ -164,3 +164,4 @@ def test_a_token_post_needs_no_csrf_token_and_ignores_the_session(operator, view
     status, body, _ = api.post(f"/jobs/{job.pk}/pause")
     assert status == 200 and body["status"] == "paused"
 
+
