@@ -176,7 +176,7 @@ _LOG_LINE = "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"engine": {"()": "partitions.logs.EngineContext"}},
+    "filters": {"engine": {"()": "partitions.core.logs.EngineContext"}},
     "formatters": {
         "plain": {"format": _LOG_LINE},
         "json": {"()": "pythonjsonlogger.json.JsonFormatter",
@@ -234,7 +234,7 @@ Q_CLUSTER = {
     "recycle": 500,
     # Keep the last N successful task results in django_q_success (-1 = none).
     "save_limit": 1000,
-    # The ORM broker, woken by NOTIFY (partitions.wakeups): an idle cluster waits on one LISTEN connection.
+    # The ORM broker, woken by NOTIFY (partitions.engine.wakeups): an idle cluster waits on one LISTEN connection.
     "broker_class": env.str("Q_BROKER_CLASS", default="partitions.tasks.WakeupBroker") or None,
     # Seconds between two looks at the queue when polling (PARTITIONS_WAKEUPS=poll, behind PgBouncer); with
     # LISTEN the pusher looks when notified and every PARTITIONS_WAKEUP_SAFETY_SECONDS.

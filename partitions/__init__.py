@@ -10,9 +10,9 @@ from typing import Any
 
 #: The names `partitions.api` exports, re-exported here.
 __all__ = [
-    "SYSTEM", "Backoff", "CancelJob", "Context", "HealthVerdict", "InvalidParams", "ItemSpec", "Items", "Job",
-    "JobType", "KeyRange", "Modulo", "NoParams", "PartitionsError", "Retry", "SkipItem", "Split", "SubJob", "event",
-    "register",
+    "SYSTEM", "Backoff", "CancelJob", "Context", "EventType", "HealthVerdict", "InvalidParams", "ItemSpec", "Items",
+    "Job", "JobType", "KeyRange", "Modulo", "NoParams", "PartitionsError", "Retry", "SkipItem", "Split", "SubJob",
+    "event", "register",
 ]
 
 

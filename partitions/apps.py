@@ -8,7 +8,9 @@ class PartitionsConfig(AppConfig):
     verbose_name = "Partitioned jobs"
 
     def ready(self) -> None:
-        from partitions import checks, conf, dispatch, registry  # noqa: F401 - registers system checks
+        from partitions import checks, conf  # noqa: F401 - registers system checks
+        from partitions.engine import dispatch
+        from partitions.jobtypes import registry
 
         registry.autodiscover()
         for module in conf.get("JOB_MODULES"):

@@ -2,8 +2,11 @@
 
 from django.conf import settings
 from django.core import checks
+from django.utils.translation import ngettext
 
-from partitions import conf, registry
+from partitions import conf
+from partitions.core.limits import ECHO, clip
+from partitions.jobtypes import registry
 from partitions.notify.config import webhook_url_error
 
 #: "Comfortably above": the timeout must leave this share of the drain's longest run spare, and at least
@@ -56,7 +59,7 @@ def check_webhook_urls(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
         url = str((spec or {}).get("url", "")) if isinstance(spec, dict) else ""
         if problem := webhook_url_error(url):
             errors.append(checks.Error(
-                f"PARTITIONS_NOTIFY webhook {name!r} {problem} ({url[:100]!r}).",
+                f"PARTITIONS_NOTIFY webhook {name!r} {problem} ({clip(url, ECHO)!r}).",
                 hint="Webhook deliveries carry a signature and job details: send them over https only.",
                 id="partitions.E003",
             ))
@@ -69,8 +72,9 @@ def check_dead_backend_detection_behind_a_pooler(app_configs=None, **kwargs) -> 
     pooled = [alias for alias, db in settings.DATABASES.items() if db.get("DISABLE_SERVER_SIDE_CURSORS")]
     if pooled and conf.get("DETECT_DEAD_BACKENDS"):
         return [checks.Warning(
-            f"Database(s) {', '.join(pooled)} look pooled (DISABLE_SERVER_SIDE_CURSORS) but "
-            "PARTITIONS_DETECT_DEAD_BACKENDS is on.",
+            ngettext("Database {names} looks pooled", "Databases {names} look pooled", len(pooled))
+            .format(names=", ".join(pooled))
+            + " (DISABLE_SERVER_SIDE_CURSORS) but PARTITIONS_DETECT_DEAD_BACKENDS is on.",
             hint="Behind PgBouncer in transaction mode set PARTITIONS_DETECT_DEAD_BACKENDS=false (DATABASE_POOLING="
                  "transaction does): a pooled backend outlives its worker, and the standby's session lock leaks.",
             id="partitions.W001",

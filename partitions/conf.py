@@ -22,7 +22,7 @@ DEFAULTS = {
     # Partitions one claim takes at most; a drain takes fewer, what it expects to finish within a quarter
     # second (fast partitions: many per round trip; slow ones: one at a time).
     "CLAIM_BATCH": 50,
-    # Health checks between batches (partitions.health): seconds a process reuses a verdict, and the
+    # Health checks between batches (partitions.engine.health): seconds a process reuses a verdict, and the
     # thresholds of the built-in checks (None or 0 turns one off).
     "HEALTH_CHECK_SECONDS": 5.0,
     "MAX_REPLICATION_LAG_SECONDS": 60.0,
@@ -31,10 +31,10 @@ DEFAULTS = {
     # it has at least SPLIT_MIN_BATCHES batches left; and a partition that failed by timeout is halved.
     "SPLIT_RUNNING": True,
     "SPLIT_MIN_BATCHES": 4,
-    # The class that turns engine notifications into tasks (partitions.dispatch), as a dotted path; "django_q" is
+    # The class that turns engine notifications into tasks (partitions.engine.dispatch), as a dotted path; "django_q" is
     # the django-q2 one's alias; None: nothing is enqueued (drive workers yourself).
     "DISPATCHER": "partitions.tasks.QDispatcher",
-    # How a cluster's pusher learns of new tasks and schedule changes (partitions.wakeups): "listen" (one LISTEN
+    # How a cluster's pusher learns of new tasks and schedule changes (partitions.engine.wakeups): "listen" (one LISTEN
     # connection per cluster, woken by NOTIFY; looks at the queue every WAKEUP_SAFETY_SECONDS anyway, so a lost
     # NOTIFY only delays work) or "poll" (every Q_CLUSTER `poll` seconds: behind a transaction pooler).
     "WAKEUPS": "listen",
@@ -60,12 +60,12 @@ DEFAULTS = {
     "PRUNE_BATCHES_PER_TICK": 20,
     # The youngest history `jobs prune` deletes without --force (and history_prune without force=True).
     "PRUNE_FLOOR_SECONDS": 86_400,
-    # Schedules (partitions.schedules): a fire later than MISFIRE_GRACE_SECONDS (an outage, every cluster
+    # Schedules (partitions.operations.schedules): a fire later than MISFIRE_GRACE_SECONDS (an outage, every cluster
     # stopped) is a missed fire; missed fires are never replayed one by one: with CATCH_UP one run makes up
     # for all of them, without it they are only recorded and the schedule waits for its next fire.
     "SCHEDULE_CATCH_UP": True,
     "SCHEDULE_MISFIRE_GRACE_SECONDS": 300.0,
-    # Deadline alerts (partitions.deadline_alerts): seconds a running job must be projected late, without a
+    # Deadline alerts (partitions.operations.deadline_alerts): seconds a running job must be projected late, without a
     # break, before its one `deadline_at_risk` notification, and projected on time with a margin before its
     # `deadline_recovered` one. 0 (or None) turns the alerts off.
     "DEADLINE_GRACE_SECONDS": 60.0,

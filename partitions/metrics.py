@@ -17,11 +17,11 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from partitions import tasks
-from partitions.claiming import lapsed_lease_q, live_lease_q, partitions_claimable_count
+from partitions.core.states import JOB_TERMINAL, PARTITION_TERMINAL, JobStatus
+from partitions.engine.claiming import lapsed_lease_q, live_lease_q, partitions_claimable_count
+from partitions.engine.sql import queries
 from partitions.models import Job, Partition
-from partitions.sql import queries
-from partitions.states import JOB_TERMINAL, PARTITION_TERMINAL, JobStatus
-from partitions.statistics import jobs_stats
+from partitions.reads.statistics import jobs_stats
 
 ACTIVE = sorted(set(JobStatus) - JOB_TERMINAL - {JobStatus.PENDING})
 #: Running jobs given per-job series at most (the oldest first), so a runaway fleet cannot explode cardinality.
@@ -65,7 +65,8 @@ class EngineCollector(Collector):
         yield _gauge("partitions_oldest_running_partition_seconds", "Seconds since the longest-running partition "
                      "was first claimed (database clock); 0 when none runs.", [],
                      [(_scalar(queries["oldest_running_partition_seconds"]),)])
-        yield _gauge("partitions_throttled_jobs", "Running jobs a health check holds (partitions.health), by type.",
+        yield _gauge("partitions_throttled_jobs",
+                     "Running jobs a health check holds (partitions.engine.health), by type.",
                      ["type"], Job.objects.filter(status="running", throttled_since__isnull=False)
                      .values_list("type_name").annotate(n=Count("id")).order_by())
         yield from self._running_jobs()

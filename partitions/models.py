@@ -1,9 +1,9 @@
 """Engine tables: Job, Partition, SubJob, JobEvent, JobSample, Delivery, OutboxCursor, JobSchedule,
 ScheduleEvent.
 
-Who changes a status: a job's, a partition's and a sub-job's only `partitions.lifecycle` and the fenced
-statements of `partitions.claiming` (guarded by the transition tables of `partitions.states`); a delivery's
-only `partitions.notify.outbox`; a schedule's rows only `partitions.schedules`.
+Who changes a status: a job's, a partition's and a sub-job's only `partitions.engine.lifecycle` and the fenced
+statements of `partitions.engine.claiming` (guarded by the transition tables of `partitions.core.states`); a delivery's
+only `partitions.notify.outbox`; a schedule's rows only `partitions.operations.schedules`.
 All timestamps are written with the database clock (`now()` / `db_default`).
 A foreign key that leads a composite index has `db_index=False`: the composite serves its lookups, and each
 extra index is one more write per inserted or moved row (`tests/test_schema_keys.py`).
@@ -14,9 +14,9 @@ from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Now
 
-from partitions.encoding import EngineJSONEncoder
-from partitions.projection import COURSE_EVENTS
-from partitions.states import (
+from partitions.core.encoding import EngineJSONEncoder
+from partitions.core.events import COURSE_EVENTS, event_type_choices, schedule_event_type_choices
+from partitions.core.states import (
     JOB_TERMINAL,
     PARTITION_TERMINAL,
     SUBJOB_LEDGER,
@@ -28,7 +28,7 @@ from partitions.states import (
 
 
 def _json(**options) -> models.JSONField:
-    """A JSONField with the engine's one encoding (see partitions.encoding)."""
+    """A JSONField with the engine's one encoding (see partitions.core.encoding)."""
     return models.JSONField(encoder=EngineJSONEncoder, **options)
 
 
@@ -49,7 +49,7 @@ class Job(models.Model):
     priority = models.SmallIntegerField(default=0, help_text="Higher runs first.")
     max_parallel = models.PositiveIntegerField(default=0, help_text="Partitions in flight at once; 0 = unlimited.")
     deadline = models.DateTimeField(null=True, blank=True)
-    # Throttling (partitions.throttling): operator knobs, read by running partitions at every checkpoint.
+    # Throttling (partitions.engine.throttling): operator knobs, read by running partitions at every checkpoint.
     rate_limit = models.FloatField(null=True, blank=True, help_text="Items per second across the fleet; empty = none.")
     pause_ms = models.PositiveIntegerField(default=0, db_default=0,
                                            help_text="Pause after each batch, in milliseconds.")
@@ -67,6 +67,9 @@ class Job(models.Model):
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     error = models.TextField(blank=True)
     stats = _json(default=dict, blank=True, help_text="Summary written by finalize.")
+    # What the plan covers, written with it (partitions.reads.verification): finalize checks the committed partitions
+    # cover exactly this before the job counts as succeeded. None: planned before the record existed.
+    key_space = _json(null=True, blank=True, help_text="The planned key space (partitions.reads.verification).")
     notify = _json(null=True, blank=True, help_text="This run's notification channels (None: the defaults).")
     # Lease of the singleton steps (plan, finalize): claimed like partitions.
     step_owner = models.CharField(max_length=200, blank=True)
@@ -224,11 +227,12 @@ class SubJob(models.Model):
     duration_ms = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(db_default=Now())
     finished_at = models.DateTimeField(null=True, blank=True)
-    # The failure ledger (partitions.ledger): written with the outcome by the checkpoint's bulk statement.
+    # The failure ledger (partitions.reads.ledger): written with the outcome by the checkpoint's bulk statement.
     error_class = models.CharField(max_length=200, blank=True, db_default="",
                                    help_text="The exception's class of a failed item (SkipItem for a skip).")
     reason = models.CharField(max_length=300, blank=True, db_default="",
-                              help_text="Error class and normalised message: the ledger's group (partitions.reasons).")
+                              help_text="Error class and normalised message: the ledger's group "
+                                        "(partitions.jobtypes.reasons).")
     first_seen_at = models.DateTimeField(null=True, blank=True, help_text="When it first failed or was skipped.")
     last_seen_at = models.DateTimeField(null=True, blank=True, help_text="When it last failed or was skipped.")
     note = models.CharField(max_length=1000, blank=True, db_default="",
@@ -254,7 +258,7 @@ class JobEvent(models.Model):
     job = models.ForeignKey(Job, on_delete=models.CASCADE, db_index=False, related_name="events")
     partition = models.ForeignKey(Partition, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
     subjob = models.ForeignKey(SubJob, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
-    type = models.CharField(max_length=64)
+    type = models.CharField(max_length=64, choices=event_type_choices)
     actor = models.CharField(max_length=200, blank=True)
     actor_user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     data = _json(default=dict, blank=True)
@@ -274,7 +278,7 @@ class JobEvent(models.Model):
 
 class JobSample(models.Model):
     """A throughput sample of a running job, taken by its workers every few seconds (and by `tick`): drives
-    the chart, the rate and so the ETA (see `partitions.sampling`)."""
+    the chart, the rate and so the ETA (see `partitions.reads.sampling`)."""
 
     job = models.ForeignKey(Job, on_delete=models.CASCADE, db_index=False, related_name="samples")
     taken_at = models.DateTimeField(db_default=Now())
@@ -334,8 +338,8 @@ class OutboxCursor(models.Model):
 class JobSchedule(models.Model):
     """A recurring run: a job type with validated params and run options, started at each fire of its cadence.
 
-    Fires are claimed in `partitions.claiming.schedule_claim_due` (one row lock, database clock), so a fire
-    happens once across every cluster; `partitions.schedules` owns every change of these rows.
+    Fires are claimed in `partitions.engine.claiming.schedule_claim_due` (one row lock, database clock), so a fire
+    happens once across every cluster; `partitions.operations.schedules` owns every change of these rows.
     """
 
     class Kind(models.TextChoices):
@@ -354,7 +358,7 @@ class JobSchedule(models.Model):
     deadline_offset = models.DurationField(null=True, blank=True, help_text="Each run's deadline after its fire.")
     throttle = _json(default=dict, blank=True, help_text="rate_limit / pause_ms overrides; absent: the type's.")
     notify = _json(null=True, blank=True, help_text="The runs' notification channels (None: the defaults).")
-    # Cadence (partitions.cadence).
+    # Cadence (partitions.operations.cadence).
     kind = models.CharField(max_length=8, choices=Kind.choices)
     cron = models.CharField(max_length=100, blank=True)
     every = models.PositiveIntegerField(default=1)
@@ -392,7 +396,7 @@ class ScheduleEvent(models.Model):
     schedule = models.ForeignKey(JobSchedule, null=True, blank=True, on_delete=models.SET_NULL, db_index=False,
                                  related_name="events")
     schedule_name = models.CharField(max_length=100)
-    type = models.CharField(max_length=64)
+    type = models.CharField(max_length=64, choices=schedule_event_type_choices)
     job = models.ForeignKey(Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     scheduled_for = models.DateTimeField(null=True, blank=True, help_text="The fire time this event is about.")
     actor = models.CharField(max_length=200, blank=True)

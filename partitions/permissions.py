@@ -8,7 +8,7 @@ to check. Such labels are the CLI's "cli", a schedule's "schedule:<name>", a wor
 benches. The status rules still apply to them.
 
 A user may act when they are active and hold every permission the action's rule names. With a job, the job
-must also be in one of the statuses the action applies in. Those sets come from `partitions.states`; a service
+must also be in one of the statuses the action applies in. Those sets come from `partitions.core.states`; a service
 checks them under the job's row lock (with `require(actor, action, job)`, or through the transition table).
 
 Django's own per-model view permission (`view_job`, `view_jobschedule`, …) still opens each admin list and
@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from partitions.exceptions import InvalidTransition, NotPermitted
-from partitions.states import (
+from partitions.core.exceptions import InvalidTransition, NotPermitted
+from partitions.core.states import (
     JOB_ADJUSTABLE,
     JOB_CANCELLABLE,
     JOB_PAUSABLE,

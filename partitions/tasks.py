@@ -1,6 +1,6 @@
 """The engine's only adapter to django-q2: its task entry points (plan, drain, finalize, tick, the job starts
 of legacy django-q2 schedules), the dispatcher that turns engine notifications into tasks, the broker that
-wakes clusters by NOTIFY (`WakeupBroker`, driven by `partitions.wakeups`), the tick schedule, and what the
+wakes clusters by NOTIFY (`WakeupBroker`, driven by `partitions.engine.wakeups`), the tick schedule, and what the
 admin and /metrics read from django-q2 (cluster stats, queued tasks). Nothing else in `partitions` imports
 django_q.
 
@@ -28,10 +28,12 @@ from django_q.signing import SignedPackage
 from django_q.status import Stat
 from django_q.tasks import async_task
 
-from partitions import claiming, conf, dispatch, services, wakeups, worker
-from partitions.logs import log_context
+from partitions import conf, worker
+from partitions.core.logs import log_context
+from partitions.engine import claiming, dispatch, wakeups
+from partitions.engine.sql import queries
 from partitions.notify import outbox, relay
-from partitions.sql import queries
+from partitions.operations import services
 from partitions.worker import maintenance, steps
 
 log = logging.getLogger(__name__)
@@ -95,14 +97,14 @@ def tick() -> dict[str, dict[str, int]]:
 
 @_clean_connections
 def schedules_fire() -> dict[str, int]:
-    """A schedule's fire time came (a pusher's wake-up, `partitions.wakeups`): fire what is due now."""
+    """A schedule's fire time came (a pusher's wake-up, `partitions.engine.wakeups`): fire what is due now."""
     return maintenance.fire_schedules()
 
 
 @_clean_connections
 def start_scheduled(type_name: str, params: dict[str, Any], schedule_name: str) -> str:
     """Kept for django-q2 Schedules made by the former `job_schedule` helper: start a recurring job with the
-    schedule's dedupe key. New recurring runs are `partitions.schedules` (fired by `tick`)."""
+    schedule's dedupe key. New recurring runs are `partitions.operations.schedules` (fired by `tick`)."""
     job, created = services.job_start(type_name, params, actor=f"schedule:{schedule_name}",
                                       dedupe_key=f"schedule:{schedule_name}")
     return f"job {job.pk} {'started' if created else 'still running'}"

@@ -26,9 +26,11 @@ from django.utils import timezone
 import tests.jobtypes  # noqa: F401 - registers the test job types
 from opsapp.bench.qclusters import QCluster
 from opsapp.billing.seeding import seed_demo
-from partitions import dispatch, services, worker
+from partitions import worker
+from partitions.engine import dispatch
 from partitions.management.commands.jobs import Command as JobsCommand
 from partitions.models import Job, Partition
+from partitions.operations import services
 from partitions.worker import steps
 
 # Rows and the engine driven directly ----------------------------------------------------------------------
@@ -278,8 +280,8 @@ def wait_for(condition: Callable[[], bool], *, timeout: float, what: str, cluste
 
 def finished(job, clusters: list[Cluster], timeout: float = 120):
     """Wait for a job to end under these clusters; the job, refreshed."""
+    from partitions.core.states import JOB_TERMINAL
     from partitions.models import Job
-    from partitions.states import JOB_TERMINAL
 
     wait_for(lambda: Job.objects.get(pk=job.pk).status in JOB_TERMINAL, timeout=timeout,
              what=f"job {job.pk} to finish", clusters=clusters)

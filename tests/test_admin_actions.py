@@ -362,7 +362,7 @@ def test_retry_failed_subjobs_of_selected_partitions(operator):
     response = client_for(operator).post(url, data)
     assert response.status_code == 302
     assert SubJob.objects.get(job=job, key="item-1").status == "pending"
-    assert f"Job #{job.pk}: 1 failed sub-job(s) queued again." in messages_of(response)
+    assert f"Job #{job.pk}: 1 failed sub-job queued again." in messages_of(response)
 
 
 # Start page ---------------------------------------------------------------------------------------------------------

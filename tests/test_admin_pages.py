@@ -12,7 +12,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from partitions.models import Job, JobEvent, JobSample, Partition, SubJob
-from partitions.statistics import job_stats
+from partitions.reads.statistics import job_stats
 from tests.factories import make_job, make_partition, make_subjob, move
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("admin_env")]

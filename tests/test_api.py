@@ -78,7 +78,7 @@ def test_the_job_list_is_keyset_paged_newest_first(operator_api):
 
 def test_the_status_has_the_figures_of_jobs_status_json(operator_api):
     from partitions.management.cli_output import job_summary
-    from partitions.statistics import job_run_statistics
+    from partitions.reads.statistics import job_run_statistics
 
     job = make_job(status="running", type_name="tests.items_serial", params=ITEMS)
     make_partition(job, kind="items", status="running", estimated_items=3, done_items=1)

@@ -18,10 +18,10 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from opsapp.wsgi import application
-from partitions import schedules
-from partitions.cadence import CRON, Cadence
 from partitions.httpapi.tokens import token_create
 from partitions.models import Job
+from partitions.operations import schedules
+from partitions.operations.cadence import CRON, Cadence
 from tests.factories import make_job, make_partition, make_subjob
 from tests.test_api import ITEMS, REASON
 

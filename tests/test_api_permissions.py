@@ -82,8 +82,8 @@ def allowed(kind: str, endpoint: Endpoint) -> bool:
 
 def setting(endpoint: Endpoint) -> Job:
     """A job for the endpoint (a failed item of REASON to act on) and a paused schedule `nightly`."""
-    from partitions import schedules
-    from partitions.cadence import CRON, Cadence
+    from partitions.operations import schedules
+    from partitions.operations.cadence import CRON, Cadence
 
     schedules.schedule_create(actor="cli", name="nightly", type_name="tests.items_serial", params=ITEMS,
                               cadence=Cadence(kind=CRON, cron="0 2 * * *"))

@@ -7,8 +7,9 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from partitions import humanize, knob, services
+from partitions.core import humanize
 from partitions.models import JobEvent
+from partitions.operations import knob, services
 from tests.factories import make_job
 from tests.support import cli
 

@@ -10,10 +10,10 @@ from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.test import Client
 from django.urls import reverse
 
-from partitions import services
-from partitions.exceptions import InvalidParams
+from partitions.core.exceptions import InvalidParams
+from partitions.core.validation import REASON_MAX_LENGTH
 from partitions.models import Job, JobEvent, Partition, SubJob
-from partitions.validation import REASON_MAX_LENGTH
+from partitions.operations import services
 from partitions.worker import steps
 from tests.factories import make_job, make_partition, make_subjob
 from tests.support import cli, year_ahead

@@ -9,8 +9,8 @@ import pytest
 from django.db.models.signals import post_init
 
 from opsapp.billing.models import Subscription
+from partitions.jobtypes.registry import register, unregister
 from partitions.models import Partition, SubJob
-from partitions.registry import register, unregister
 from partitions.worker.compiled import CompiledRows
 from partitions.worker.sources import KeyRangeSource, ModuloSource
 from tests.factories import make_job, make_partition, make_subjob

@@ -11,8 +11,8 @@ from django.urls import reverse
 
 from opsapp.billing.models import Invoice
 from opsapp.billing.seeding import seed_demo
-from partitions import services
 from partitions.models import Job
+from partitions.operations import services
 from tests.support import Cluster, wait_for
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

@@ -52,7 +52,7 @@ def test_an_operator_reads_the_failure_groups_filters_one_reason_and_skips_it_wi
     page.fill("#pj-note", "no tax rates before 2027: settled with finance")
     page.click("#pj-confirm")
     page.wait_for_selector(GROUPS)
-    assert "40 failed item(s) of" in page.inner_text(".messagelist")
+    assert "40 failed items of" in page.inner_text(".messagelist")
     assert "0 failed, 40 skipped" in page.inner_text(f'{GROUPS}[data-reason="{NO_TAX}"]')
     assert set(SubJob.objects.filter(job=job, reason=NO_TAX).values_list("status", "note")) == {
         ("skipped", "no tax rates before 2027: settled with finance")}

@@ -7,9 +7,9 @@ browser (its picture is docs/partition-grid.png, in docs/explanation/console.md)
 from django.db import connection
 from django.urls import reverse
 
-from partitions import services
+from partitions.core.states import JOB_TERMINAL
 from partitions.models import Job
-from partitions.states import JOB_TERMINAL
+from partitions.operations import services
 from tests.factories import make_job
 from tests.test_browser import (  # noqa: F401 - fixtures
     ARTIFACTS,

@@ -6,8 +6,8 @@ from datetime import timedelta
 from django.db import connection
 from django.urls import reverse
 
-from partitions import services
 from partitions.models import Job
+from partitions.operations import services
 from tests.test_browser import (  # noqa: F401 - fixtures
     ARTIFACTS,
     BROWSER_TEST,

@@ -12,9 +12,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 import tests.jobtypes  # noqa: F401 - registers the test job types
-from partitions import knob, schedules
-from partitions.cadence import CRON, Cadence
 from partitions.models import JobEvent
+from partitions.operations import knob, schedules
+from partitions.operations.cadence import CRON, Cadence
 from tests.factories import make_job, make_partition, make_subjob
 from tests.test_browser import ARTIFACTS, BROWSER_TEST, CHROMIUM, TIMEOUT_MS, log_in
 

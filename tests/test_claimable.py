@@ -13,9 +13,10 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from partitions import claiming, worker
+from partitions import worker
+from partitions.engine import claiming
 from partitions.models import JobEvent, Partition
-from partitions.progress import jobs_progress
+from partitions.reads.progress import jobs_progress
 from tests.factories import make_job, make_partition, move
 
 pytestmark = pytest.mark.usefixtures("no_dispatcher")

@@ -260,6 +260,6 @@ def test_a_long_dry_run_lists_its_first_and_last_partitions_in_text_and_every_on
     lines = out.splitlines()
     assert code == 0
     assert [line.split()[0] for line in lines[:11]] == ["0", "1", "2", "3", "4", "…", "25", "26", "27", "28", "29"]
-    assert lines[5].endswith("20 more partitions") and lines[11].startswith("30 partitions, ~60 items")
+    assert lines[5].endswith("20 more partitions") and lines[11].startswith("30 partitions, 60 estimated items")
     code, out, _ = cli("start", "tests.bump_range", "--param", "partitions=30", "--dry-run", "--json")
     assert [row["seq"] for row in json.loads(out)["partitions"]] == list(range(30))

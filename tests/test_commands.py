@@ -20,10 +20,9 @@ from django.utils import timezone
 from django_q.models import OrmQ
 
 from opsapp.billing.models import Subscription
-from partitions import services
-from partitions.encoding import to_json
 from partitions.management.commands import jobs as jobs_command
 from partitions.models import Job, JobEvent, JobSample, Partition, SubJob
+from partitions.operations import services
 from partitions.worker import steps
 from tests.factories import make_job, make_partition
 from tests.support import planned_job, run_to_end, seed, started_job, wait_for, year_ahead
@@ -43,7 +42,7 @@ SUMMARY_KEYS = {
     "partitions", "partitions_total", "items_total", "items_done", "items_failed", "items_skipped", "live_leases",
     "percent", "items_per_second", "eta", "workers_needed", "rate_source", "eta_seconds", "meets_deadline",
     "per_worker_rate", "throttle", "splits", "limited_by", "rate_needed", "effective_items_per_second", "held",
-    "verdict", "fleet_workers",
+    "verdict", "fleet_workers", "words",
 }
 
 
@@ -188,15 +187,17 @@ def test_start_dry_run_prints_each_planned_range_with_bounds_and_estimated_rows_
     assert rows() == before and not callbacks, "a dry run writes and enqueues nothing"
     *plan, total, estimate = out.strip().splitlines()
     assert estimate == "estimated duration: no past runs of this job type yet: no estimated duration"
-    assert total == "4 partitions, ~200 items (dry run: nothing written)"
+    assert total == "4 partitions, 200 estimated items (dry run: nothing written)"
     assert len(plan) == 4
     for seq, line in enumerate(plan):
         assert line.split()[:2] == [str(seq), "range"] and line.endswith("~50 items")
+    bounds = [line.split(None, 2)[2].rsplit("~", 1)[0].strip() for line in plan]  # as the admin words them
     boundary = Subscription.objects.order_by("created_at", "id")[50]
-    key = str(to_json([boundary.created_at, boundary.pk]))  # the (created_at, id) of the 51st row
-    assert f" [None, {key}) " in plan[0], "the first range is open below"
-    assert plan[1].split(None, 2)[2].startswith(f"[{key}, "), "the next range starts where the first ended"
-    assert ", None)" in plan[-1], "the last range is open above"
+    assert bounds[0].startswith("[(-inf), ("), "the first range is open below"
+    first_upper = bounds[0].removeprefix("[(-inf), ").removesuffix(")")
+    assert first_upper.endswith(f", {boundary.pk})"), "it ends at the (created_at, id) of the 51st row"
+    assert bounds[1].startswith(f"[{first_upper}, "), "the next range starts where the first ended"
+    assert bounds[-1].endswith(", (+inf))"), "the last range is open above"
 
 
 @pytest.mark.django_db
@@ -226,7 +227,7 @@ def test_start_dry_run_of_a_modulo_split_shows_the_bucket_of_each_partition():
     lines = out.strip().splitlines()
     assert [line.split("~")[0].split(None, 2)[2].strip() for line in lines[:3]] == [
         "id % 3 = 0", "id % 3 = 1", "id % 3 = 2"]
-    assert lines[-2] == "3 partitions, ~90 items (dry run: nothing written)"
+    assert lines[-2] == "3 partitions, 90 estimated items (dry run: nothing written)"
     result = jobs_json("start", "tests.mark_modulo", "--param", "buckets=3", "--dry-run")
     assert [(p["modulus"], p["remainder"]) for p in result["partitions"]] == [(3, 0), (3, 1), (3, 2)]
     assert sum(p["estimated_items"] for p in result["partitions"]) == 90
@@ -374,7 +375,7 @@ def test_status_json_of_a_running_job_gives_counts_by_partition_status_rate_from
     assert abs(projected - expected) <= ETA_CLOCK_SLACK
 
     line = jobs("status", str(job.pk))[0].strip()
-    assert " 47.3%  142/300 items  1/s  ETA 15" in line and "running, 1 leases, 2 failed" in line
+    assert " 47.3%  142/300 items  1/s  ETA 15" in line and "running, 1 lease, 2 failed" in line
 
 
 @pytest.mark.parametrize("status", ["pending", "paused"])

@@ -23,11 +23,11 @@ from django.db.models import Count
 from django.db.models.functions import Now
 
 from opsapp.billing.models import Subscription
-from partitions import claiming
-from partitions.exceptions import LeaseLost
+from partitions.core.exceptions import LeaseLost
+from partitions.engine import claiming
 from partitions.models import Job, JobEvent, Partition
 from partitions.worker import drain, steps
-from partitions.worker.outcomes import apply_outcome
+from partitions.worker.commit import apply_outcome
 from partitions.worker.run import run_partition
 from tests.factories import make_job, make_partition
 from tests.support import WAIT, planned_job, seed, started_job, stop_outside_a_commit

@@ -9,8 +9,9 @@ import pytest
 from django.conf import settings
 from django.test import override_settings
 
-from partitions import conf, health
-from partitions.health import HealthVerdict
+from partitions import conf
+from partitions.engine import health
+from partitions.engine.health import HealthVerdict
 
 
 @pytest.mark.parametrize("name", sorted(conf.OFF_WHEN_ZERO))

@@ -14,7 +14,7 @@ from django.utils import timezone
 from hypothesis import given
 from hypothesis import strategies as st
 
-from partitions import humanize
+from partitions.core import humanize
 from partitions.models import Job, JobEvent
 from tests.conftest import make_staff
 from tests.factories import make_job, make_partition, make_subjob

@@ -12,11 +12,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.db import connection
 
-from partitions import deadline_alerts, services
-from partitions.deadline_alerts import AT_RISK, RECOVERED, WATCH_KEY, Reading, Watch, reading, step, watch_of
 from partitions.models import Delivery, Job, JobEvent
 from partitions.notify import relay
-from partitions.projection import HEALTH, PAUSED, RATE_LIMIT, Projection
+from partitions.operations import deadline_alerts, services
+from partitions.operations.deadline_alerts import AT_RISK, RECOVERED, WATCH_KEY, Reading, Watch, reading, step, watch_of
+from partitions.reads.projection import HEALTH, PAUSED, RATE_LIMIT, Projection
 from partitions.worker import maintenance
 from tests.factories import make_job, make_partition
 

@@ -8,7 +8,8 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django_q.models import OrmQ
 
-from partitions import dispatch, tasks
+from partitions import tasks
+from partitions.engine import dispatch
 from partitions.worker import maintenance
 from tests.factories import make_job, make_partition
 

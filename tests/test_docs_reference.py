@@ -31,13 +31,14 @@ def test_the_pages_cover_every_setting_subcommand_and_metric():
     assert "`partitions_job_limited` | gauge | `job`, `type`, `limited_by`" in metrics
 
 
-def test_the_event_scan_finds_each_way_the_engine_writes_an_event():
-    written = {doc.type: doc.written_in for doc in event_vocabulary()}
-    assert written["job_created"] == ("partitions/services.py",)  # lifecycle.event(job, "type", …)
-    assert "partitions/claiming/steps.py" in written["planning_started"]  # a keyword naming it
-    assert written["partition_claimed"] == ("partitions/sql/leases.sql",)  # in a statement of the registry
-    assert written["subjob_{status}"] == ("partitions/worker/run.py",)  # a formatted type
-    assert "partitions/deadline_alerts.py" in written["deadline_at_risk"]
+def test_the_events_page_lists_every_event_type_with_when_it_is_written():
+    from partitions.core.events import EventType
+
+    documented = {doc.type: doc for doc in event_vocabulary()}
+    assert set(documented) == set(EventType.values)
+    assert all(doc.when for doc in documented.values())
+    assert documented["job_paused"].shapes == ("attempts (run 1, retry 1 …)", "rate measured afresh")
+    assert "job_failed (prepare)" in documented["planning_failed"].notifies
 
 
 def test_a_changed_default_makes_the_check_fail_with_the_command_to_run(monkeypatch):

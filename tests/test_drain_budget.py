@@ -10,9 +10,10 @@ import time
 import pytest
 from django.core.checks import run_checks
 
-from partitions import throttling, worker
+from partitions import worker
+from partitions.core.waits import sleep_for
+from partitions.engine import throttling
 from partitions.models import Job, SubJob
-from partitions.waits import sleep_for
 from partitions.worker.draining import _DrainState
 from partitions.worker.pacing import Pacer
 from tests.factories import make_job, make_partition
@@ -49,7 +50,7 @@ class _Keeper:
 def sleeps(monkeypatch) -> list[float]:
     """Every time.sleep the engine's one sleep helper makes, recorded instead of slept."""
     made: list[float] = []
-    monkeypatch.setattr("partitions.waits.time.sleep", made.append)
+    monkeypatch.setattr("partitions.core.waits.time.sleep", made.append)
     return made
 
 
@@ -77,7 +78,7 @@ def test_a_standing_by_drain_whose_budget_is_already_spent_returns_without_a_neg
     try:
         assert run.idle() in (True, False)  # before: ValueError: sleep length must be non-negative
     finally:
-        from partitions import claiming
+        from partitions.engine import claiming
 
         if run.standby_until is not None:
             claiming.standby_release()

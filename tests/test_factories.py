@@ -2,8 +2,7 @@
 
 import pytest
 
-from partitions.models import Job, JobEvent, Partition, SubJob
-from partitions.states import (
+from partitions.core.states import (
     JOB_TERMINAL,
     PARTITION_TERMINAL,
     SUBJOB_TERMINAL,
@@ -11,6 +10,7 @@ from partitions.states import (
     PartitionStatus,
     SubJobStatus,
 )
+from partitions.models import Job, JobEvent, Partition, SubJob
 from tests.factories import make_job, make_partition, make_subjob, move, path
 
 pytestmark = pytest.mark.django_db

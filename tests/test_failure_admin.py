@@ -12,8 +12,8 @@ from django.urls import reverse
 from hypothesis import given
 from hypothesis import strategies as st
 
-from partitions import ledger
 from partitions.models import Job, JobEvent, SubJob
+from partitions.reads import ledger
 from tests.conftest import VIEW_PERMS, make_staff
 from tests.support import planned_job, run_to_end
 from tests.test_failure_ledger import NO_ADDRESS, NO_TAX, OPTED_OUT
@@ -121,7 +121,7 @@ def test_retry_these_items_confirms_then_reruns_that_reason_only_and_is_audited(
     done = client.post(url("failures_action", failed_job, "retry"),
                        {"reason": NO_ADDRESS, "confirm": "yes", "csrfmiddlewaretoken": token})
     assert done.status_code == 302
-    assert messages_of(done) == [f"Job #{failed_job.pk}: 5 item(s) of “{NO_ADDRESS}” queued again."]
+    assert messages_of(done) == [f"Job #{failed_job.pk}: 5 items of “{NO_ADDRESS}” queued again."]
     assert set(SubJob.objects.filter(job=failed_job, status="pending").values_list("key", flat=True)) == {
         f"item-{i}" for i in (1, 11, 21, 31, 41)}
     audit = JobEvent.objects.get(job=failed_job, type="subjobs_retried")
@@ -150,7 +150,7 @@ def test_skip_with_note_needs_a_note_and_is_audited_with_the_user(failed_job, op
     assert ledger_state(failed_job) == before
     done = client.post(url("failures_action", failed_job, "skip"),
                        {"reason": NO_TAX, "note": "no tax in 2026", "confirm": "yes"})
-    assert messages_of(done)[-1] == f"Job #{failed_job.pk}: 5 failed item(s) of “{NO_TAX}” skipped."
+    assert messages_of(done)[-1] == f"Job #{failed_job.pk}: 5 failed items of “{NO_TAX}” skipped."
     audit = JobEvent.objects.get(job=failed_job, type="subjobs_skipped")
     assert (audit.actor_user, audit.data["note"]) == (operator, "no tax in 2026")
 

@@ -1,15 +1,16 @@
-"""The item failure ledger: reasons (partitions.reasons), what the worker writes with each outcome, the groups and
-pages (partitions.ledger), and the operators' retry and skip of one reason (services)."""
+"""The item failure ledger: reasons (partitions.jobtypes.reasons), what the worker writes with each outcome, the
+groups and pages (partitions.reads.ledger), and the operators' retry and skip of one reason (services)."""
 
 from __future__ import annotations
 
 import pytest
 
-from partitions import ledger, services
-from partitions.exceptions import InvalidParams, InvalidTransition, SkipItem, UnknownReason
+from partitions.core.exceptions import InvalidParams, InvalidTransition, SkipItem, UnknownReason
+from partitions.jobtypes.reasons import REASON_MAX_LENGTH, failure_of, normalised, reason_of
 from partitions.models import Job, JobEvent, Partition, SubJob
-from partitions.reasons import REASON_MAX_LENGTH, failure_of, normalised, reason_of
-from partitions.statistics import job_run_statistics
+from partitions.operations import services
+from partitions.reads import ledger
+from partitions.reads.statistics import job_run_statistics
 from tests.factories import make_job, make_partition, make_subjob
 from tests.support import planned_job, run_to_end
 

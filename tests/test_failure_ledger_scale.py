@@ -11,8 +11,8 @@ import pytest
 from django.db import connection
 from django.urls import reverse
 
-from partitions.ledger import EXPORT_PAGE
-from partitions.sql import queries
+from partitions.engine.sql import queries
+from partitions.reads.ledger import EXPORT_PAGE
 from tests.factories import make_job, make_partition
 from tests.test_admin_pages import client_for
 

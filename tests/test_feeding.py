@@ -9,9 +9,11 @@ from django.db.models import Sum
 from django.db.models.functions import Now
 
 from opsapp.billing.models import Event
-from partitions import claiming, services, worker
+from partitions import worker
+from partitions.engine import claiming
 from partitions.models import Partition, SubJob
-from partitions.worker.outcomes import apply_outcome
+from partitions.operations import services
+from partitions.worker.commit import apply_outcome
 from partitions.worker.run import run_partition
 from tests import jobtypes
 from tests.support import (

@@ -13,10 +13,11 @@ from django.urls import reverse
 
 from opsapp.billing.models import Event
 from opsapp.billing.seeding import seed_demo
-from partitions import sampling, worker
+from partitions import worker
 from partitions.admin import display
 from partitions.models import Job, JobEvent, JobSample, Partition
-from partitions.statistics import job_stats
+from partitions.reads import sampling
+from partitions.reads.statistics import job_stats
 from partitions.worker import maintenance
 from tests.factories import make_job, make_partition
 from tests.support import cli, planned_job, run_to_end

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from partitions import claiming
+from partitions.engine import claiming
+from partitions.engine.sql import queries
 from partitions.models import Partition
-from partitions.sql import queries
 from partitions.worker import pulse
 from tests.factories import make_job, make_partition
 

@@ -17,10 +17,11 @@ from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from partitions import registry, services
-from partitions.exceptions import PartitionsError
+from partitions.core.exceptions import PartitionsError
+from partitions.jobtypes import registry
 from partitions.models import Job, JobEvent, Partition, SubJob
-from partitions.statistics import jobs_stats
+from partitions.operations import services
+from partitions.reads.statistics import jobs_stats
 from tests.factories import make_job, make_partition
 from tests.support import cli
 

@@ -63,3 +63,15 @@ def test_an_argument_error_is_at_most_three_lines_without_the_usage_and_writes_n
         assert 1 <= len(lines) <= 3, (args, err)
         assert "usage:" not in err, (args, err)
         assert row_counts() == before, args
+
+
+@FUZZ
+@given(job_id=texts)
+def test_jobs_verify_of_a_bad_or_unknown_job_id_is_one_clear_line_and_writes_nothing(job_id):
+    before = row_counts()
+    code, out, err = cli("verify", job_id, "--json")
+    assert "Traceback" not in err, (job_id, err)
+    assert (code, out) in ((1, ""), (2, "")), (job_id, code, out, err)
+    line, = err.strip().splitlines()
+    assert "does not exist" in line if code == 1 else "error:" in line, (job_id, err)
+    assert row_counts() == before

@@ -13,8 +13,8 @@ from django.urls import reverse
 from hypothesis import given
 from hypothesis import strategies as st
 
-from partitions.grid import parse_seq_range
 from partitions.models import Job, JobEvent, Partition
+from partitions.reads.grid import parse_seq_range
 from tests.factories import make_job
 from tests.test_admin_pages import SQL_BIG_PARTITIONS
 from tests.test_fuzz import FUZZ, texts

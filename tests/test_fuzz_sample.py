@@ -16,8 +16,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from opsapp.billing.models import Event, Invoice, Subscription
-from partitions.exceptions import PartitionsError
-from partitions.sample_run import job_sample
+from partitions.core.exceptions import PartitionsError
+from partitions.worker.sample_run import job_sample
 from tests.support import seed
 from tests.test_fuzz import FUZZ, TYPE_NAMES, cli_holds, params_for, texts, whole_numbers
 from tests.test_sample_run import checksum, engine_counts

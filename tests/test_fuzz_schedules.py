@@ -17,10 +17,11 @@ from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from partitions import schedules, validation
-from partitions.cadence import KINDS, Cadence, cadence_errors, next_fire
-from partitions.exceptions import PartitionsError
+from partitions.core import validation
+from partitions.core.exceptions import PartitionsError
 from partitions.models import Job, JobEvent, JobSchedule, ScheduleEvent
+from partitions.operations import schedules
+from partitions.operations.cadence import KINDS, Cadence, cadence_errors, next_fire
 from tests.factories import make_job
 from tests.test_fuzz import FUZZ, HOSTILE, cli_holds, deadlines, texts, whole_numbers
 

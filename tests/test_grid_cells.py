@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from partitions.grid import (
+from partitions.core.states import PartitionStatus as S
+from partitions.reads.grid import (
     COUNT_COLUMNS,
     MAX_CELLS,
     URGENCY,
@@ -23,7 +24,6 @@ from partitions.grid import (
     render_cells,
     span_text,
 )
-from partitions.states import PartitionStatus as S
 
 RANGE = ["range", [10], [20], None, None, 100]
 ITEMS = ["items", None, None, None, None, 25]

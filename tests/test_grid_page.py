@@ -13,9 +13,9 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from partitions.grid import MAX_CELLS, job_partition_grid
 from partitions.models import Partition
-from partitions.pages import job_splits
+from partitions.reads.grid import MAX_CELLS, job_partition_grid
+from partitions.reads.pages import job_splits
 from tests.factories import make_job, make_partition
 from tests.test_admin_pages import SQL_BIG_PARTITIONS, client_for, db_now, job_page
 

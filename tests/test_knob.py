@@ -13,9 +13,10 @@ from django.urls import reverse
 from django.utils import timezone
 from django_q.models import OrmQ
 
-from partitions import claiming, knob, services
-from partitions.exceptions import InvalidParams, InvalidTransition
+from partitions.core.exceptions import InvalidParams, InvalidTransition
+from partitions.engine import claiming
 from partitions.models import Job, JobEvent, Partition
+from partitions.operations import knob, services
 from partitions.worker import pulse
 from partitions.worker.run import run_partition
 from tests.factories import make_job, make_partition

@@ -1,5 +1,6 @@
-"""One direction of dependencies: the engine (`partitions/`) never imports the project or its demo (`opsapp`), and
-imports django-q2 only in its one adapter module (`partitions/tasks.py`)."""
+"""One direction of dependencies: the engine (`partitions/`) never imports the project or its demo (`opsapp`),
+imports django-q2 only in its one adapter module (`partitions/tasks.py`), and its groups (core, engine, jobtypes,
+reads, wording, operations, worker, surfaces) import only downwards."""
 
 import ast
 from pathlib import Path
@@ -123,3 +124,91 @@ def test_the_engine_core_never_imports_its_surfaces():
         if (hits := imports_of_forbidden(path.read_text(encoding="utf-8"), str(path), package=surface))
     }
     assert offenders == {}
+
+
+#: The groups of `partitions/`, lowest first: a module imports only from its own group or one listed before it,
+#: so the tree reads bottom-up (docs/explanation/architecture.md). Surfaces come last and import anything below.
+LAYERS = (
+    ("partitions.conf",),
+    ("partitions.core",),
+    ("partitions.models",),
+    ("partitions.permissions",),
+    ("partitions.engine",),
+    ("partitions.jobtypes",),
+    ("partitions.reads",),
+    ("partitions.wording",),
+    ("partitions.notify",),
+    ("partitions.operations",),
+    ("partitions.worker",),
+    ("partitions.tasks",),
+    ("partitions.metrics",),
+    ("partitions.api", "partitions.httpapi", "partitions.views", "partitions.templatetags", "partitions.admin",
+     "partitions.management", "partitions.checks", "partitions.apps", "partitions"),
+)
+
+
+def layer_of(module: str) -> int | None:
+    """The index in LAYERS of the group that holds `module` (the longest matching prefix), None outside."""
+    best = None
+    for index, group in enumerate(LAYERS):
+        for prefix in group:
+            if _names_package(module, prefix) and (best is None or len(prefix) > len(best[1])):
+                best = (index, prefix)
+    return None if best is None else best[0]
+
+
+TYPE_CHECKING_TESTS = ("TYPE_CHECKING", "typing.TYPE_CHECKING")
+
+
+def partitions_imports(source: str, filename: str) -> list[tuple[int, str]]:
+    """Each engine module `source` imports (module level or inside a function), as (line, dotted name); not those
+    under `if TYPE_CHECKING:`, which name a type for an annotation and load nothing."""
+    tree = ast.parse(source, filename)
+    annotations_only = {id(child) for node in ast.walk(tree)
+                        if isinstance(node, ast.If) and ast.unparse(node.test) in TYPE_CHECKING_TESTS
+                        for statement in node.body for child in ast.walk(statement)}
+    found = []
+    for node in ast.walk(tree):
+        if id(node) in annotations_only:
+            continue
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names if _names_package(alias.name, "partitions")]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module == "partitions":
+            found += [(node.lineno, f"partitions.{alias.name}") for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and _names_package(node.module, "partitions"):
+            found.append((node.lineno, node.module))
+    return found
+
+
+def test_every_module_of_the_engine_belongs_to_a_group_and_the_top_level_stays_small():
+    top_level = sorted(path.name for path in ENGINE.glob("*.py"))
+    assert len(top_level) <= 12, top_level
+    for path in ENGINE.rglob("*.py"):
+        if "migrations" not in path.parts:
+            assert layer_of(_module_name(path)) is not None, path
+
+
+def _module_name(path: Path) -> str:
+    name = path.relative_to(REPO).with_suffix("").as_posix().replace("/", ".")
+    return name.removesuffix(".__init__")
+
+
+def test_an_import_is_placed_in_its_group_and_an_annotation_only_import_is_not_counted():
+    source = ("from partitions.operations import services\nfrom partitions import conf\n"
+              "if TYPE_CHECKING:\n    from partitions.worker.sample_run import SampleReport\n")
+    assert partitions_imports(source, "<source>") == [(1, "partitions.operations"), (2, "partitions.conf")]
+    assert layer_of("partitions.operations.services") > layer_of("partitions.core.states") > layer_of("partitions.conf")
+    assert layer_of("partitions.admin.actions") == len(LAYERS) - 1 and layer_of("opsapp.settings") is None
+
+
+def test_dependencies_point_down_the_groups():
+    upward = []
+    for path in sorted(ENGINE.rglob("*.py")):
+        if "migrations" in path.parts:
+            continue
+        module = _module_name(path)
+        own = layer_of(module)
+        for line, imported in partitions_imports(path.read_text(encoding="utf-8"), str(path)):
+            if (target := layer_of(imported)) is not None and target > own:
+                upward.append(f"{module}:{line} imports {imported} ({LAYERS[target][0]} is above {LAYERS[own][0]})")
+    assert upward == []

@@ -5,11 +5,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from partitions import services
-from partitions.exceptions import DuplicateJob, InvalidParams, InvalidTransition, JobTypeNotFound
-from partitions.lifecycle import transition
-from partitions.models import Job, JobEvent, Partition, SubJob
-from partitions.states import (
+from partitions.core.exceptions import DuplicateJob, InvalidParams, InvalidTransition, JobTypeNotFound
+from partitions.core.states import (
     JOB_TERMINAL,
     JOB_TRANSITIONS,
     PARTITION_TERMINAL,
@@ -20,6 +17,9 @@ from partitions.states import (
     PartitionStatus,
     SubJobStatus,
 )
+from partitions.engine.lifecycle import transition
+from partitions.models import Job, JobEvent, Partition, SubJob
+from partitions.operations import services
 from tests.conftest import make_staff
 from tests.factories import make_job, make_partition, make_subjob
 from tests.support import started_job
@@ -141,7 +141,7 @@ def test_a_started_job_is_pending_with_validated_params():
 
 
 def test_batched_subjob_finish_moves_only_rows_the_table_allows_and_records_each_outcome():
-    from partitions.lifecycle import subjobs_finish
+    from partitions.engine.lifecycle import subjobs_finish
 
     partition = make_partition(make_job())
     pending = SubJob.objects.create(job=partition.job, partition=partition, seq=0, key="a")

@@ -7,7 +7,7 @@ import logging
 import pytest
 from django.conf import settings
 
-from partitions.logs import EngineContext, log_context
+from partitions.core.logs import EngineContext, log_context
 from partitions.models import Partition, SubJob
 from tests.support import finished, started_job
 

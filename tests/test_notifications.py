@@ -15,7 +15,7 @@ from django.core import mail
 from django.urls import reverse
 
 from partitions import tasks
-from partitions.exceptions import InvalidParams
+from partitions.core.exceptions import InvalidParams
 from partitions.models import Delivery, Job, OutboxCursor
 from partitions.notify import channels, config, outbox, relay
 from tests.support import cli, finished, planned_job, run_to_end, started_job

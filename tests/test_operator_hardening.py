@@ -14,11 +14,11 @@ from django.core.checks import run_checks
 from django.test import Client
 from django.urls import reverse
 
-from partitions import services
-from partitions.exceptions import InvalidParams
+from partitions.core.exceptions import InvalidParams
 from partitions.models import Delivery, Job, JobEvent
 from partitions.notify import channels, config
-from partitions.retention import history_prune
+from partitions.operations import services
+from partitions.operations.retention import history_prune
 from tests.conftest import VIEW_PERMS, make_staff
 from tests.factories import make_job
 from tests.support import cli, started_job
@@ -207,7 +207,7 @@ def test_prune_refuses_an_age_under_the_floor_unless_forced():
         history_prune(older_than=timedelta(0))
     assert history(just_finished) == (6, 2, 3, 3)
     code, out, _ = cli("prune", "--older-than", "0m", "--force")
-    assert code == 0 and out.startswith("pruned 1 job(s)") and history(just_finished) == (0, 2, 0, 0)
+    assert code == 0 and out.startswith("pruned 1 job:") and history(just_finished) == (0, 2, 0, 0)
 
 
 # O9: /metrics ------------------------------------------------------------------------------------------------------

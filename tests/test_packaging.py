@@ -195,14 +195,15 @@ def test_the_wheel_metadata_names_the_engine_its_python_and_its_dependencies(whe
     requires = [Requirement(req) for req in fields.get_all("Requires-Dist")]
     declared = {canonicalize_name(req.name) for req in requires if req.marker is None}
     assert declared == {"django", "django-q2", "psycopg", "prometheus-client", "croniter"}
-    # The optional extras: `[otel]` (partitions.tracing is a no-op without it) and `[api]` (partitions.httpapi).
+    # The optional extras: `[otel]` (partitions.engine.tracing is a no-op without it) and `[api]`
+    # (partitions.httpapi).
     assert {canonicalize_name(req.name) for req in requires if req.marker is not None} == {"opentelemetry-api",
                                                                                            "django-ninja"}
 
 
 def test_the_engine_imports_only_the_standard_library_and_its_declared_dependencies():
     # The throwaway venv borrows every package of this one, so this keeps `--no-deps` honest. The optional
-    # extras count as declared (partitions.tracing imports opentelemetry inside a try).
+    # extras count as declared (partitions.engine.tracing imports opentelemetry inside a try).
     optional = [req for extra in PYPROJECT["project"].get("optional-dependencies", {}).values() for req in extra]
     declared = {canonicalize_name(Requirement(req).name) for req in PYPROJECT["project"]["dependencies"] + optional}
     providers = importlib.metadata.packages_distributions()

@@ -21,11 +21,11 @@ from django.db import connection
 from django.test import Client
 from django.urls import reverse
 
-from partitions import knob, schedules, services
 from partitions.admin.actions import ACTIONS
-from partitions.cadence import CRON, Cadence
-from partitions.exceptions import InvalidTransition, NotPermitted
+from partitions.core.exceptions import InvalidTransition, NotPermitted
 from partitions.models import Job, JobEvent, JobSchedule, Partition, ScheduleEvent, SubJob
+from partitions.operations import knob, schedules, services
+from partitions.operations.cadence import CRON, Cadence
 from partitions.permissions import Action, may
 from tests.conftest import VIEW_PERMS, make_staff
 from tests.factories import make_job, make_partition, make_subjob

@@ -6,7 +6,7 @@ import pytest
 from django.db import connection
 
 from opsapp import pgbouncer
-from partitions import wakeups
+from partitions.engine import wakeups
 from tests import test_workers
 
 pytestmark = test_workers.pytestmark

@@ -1,20 +1,29 @@
-"""A job is created only if it can be planned: `services.job_start` runs the split first, so every surface that
-starts jobs (service, CLI, schedules, re-runs, the admin) refuses one whose split fails, in one line, writing
-nothing."""
+"""A job is created only if it can be planned: `services.job_start` makes and checks the split first, so every
+surface that starts jobs (service, CLI, schedules, re-runs, the admin) refuses one whose split fails, in one line,
+writing nothing. The check plans the split's statements without running them (`Split.check`): it refuses what
+planning would refuse, with the same error, without walking the rows."""
 
 from __future__ import annotations
 
 import io
 
 import pytest
+from django import forms
 from django.core.management import CommandError, call_command
+from django.db import connection, transaction
 from django.db.models.functions import Now
+from django.test.utils import CaptureQueriesContext
 
-from partitions import schedules, services
-from partitions.cadence import HOURS, Cadence
-from partitions.exceptions import InvalidParams, JobNotPlannable
+from opsapp.billing.models import Subscription
+from partitions.core.exceptions import InvalidParams, JobNotPlannable, error_line
+from partitions.jobtypes.base import JobType
+from partitions.jobtypes.registry import register, unregister
+from partitions.jobtypes.splits import KeyRange, Modulo
 from partitions.models import Job, JobEvent, JobSchedule, Partition, ScheduleEvent, SubJob
+from partitions.operations import schedules, services
+from partitions.operations.cadence import HOURS, Cadence
 from tests.factories import make_job
+from tests.support import seed
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_dispatcher")]
 
@@ -69,3 +78,54 @@ def test_a_rerun_of_a_job_that_no_longer_plans_is_refused():
     with pytest.raises(JobNotPlannable):
         services.job_rerun(old.pk, actor="test")
     assert job_rows() == before
+
+
+class PatternParams(forms.Form):
+    pattern = forms.CharField()
+    buckets = forms.IntegerField(min_value=1, required=False)
+
+
+class PatternRanges(JobType):
+    """The subscriptions whose status matches a pattern, in key ranges (or modulo buckets): a pattern PostgreSQL
+    cannot compile fails the split's statement on the first row it reads, not in Python."""
+
+    name = "tests.pattern_ranges"
+    Params = PatternParams
+
+    def split(self, job, params):
+        scope = Subscription.objects.filter(status__regex=params["pattern"])
+        if params.get("buckets"):
+            return Modulo(scope, "id", buckets=params["buckets"])
+        return KeyRange(scope, ("created_at", "id"), partitions=2)
+
+    def process_batch(self, ctx, items):
+        """Never called: these tests only start jobs."""
+
+
+@pytest.fixture
+def pattern_ranges():
+    register(PatternRanges)
+    yield PatternRanges.name
+    unregister(PatternRanges.name)
+
+
+@pytest.mark.parametrize("buckets", [None, 3], ids=["key_range", "modulo"])
+def test_a_split_whose_statement_fails_is_refused_with_the_error_its_plan_raises(pattern_ranges, buckets):
+    seed(subscriptions=20)
+    params = {"pattern": "(", "buckets": buckets}
+    with pytest.raises(Exception) as planned, transaction.atomic():
+        services.job_preview(pattern_ranges, params)
+    with pytest.raises(JobNotPlannable) as refused:
+        services.job_start(pattern_ranges, params, actor="test")
+    assert refused.value.reason == error_line(planned.value)
+    assert "invalid regular expression" in refused.value.reason
+    assert job_rows() == (0, 0, 0, 0)
+
+
+@pytest.mark.parametrize("buckets", [None, 3], ids=["key_range", "modulo"])
+def test_the_start_plans_the_split_statement_without_running_it(pattern_ranges, buckets):
+    seed(subscriptions=20)
+    with CaptureQueriesContext(connection) as queries:
+        _, created = services.job_start(pattern_ranges, {"pattern": "^a", "buckets": buckets}, actor="test")
+    walks = [q["sql"] for q in queries.captured_queries if "count(*)" in q["sql"].lower()]
+    assert created and walks and all(sql.startswith("EXPLAIN") for sql in walks)

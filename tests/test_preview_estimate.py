@@ -1,5 +1,5 @@
 """The estimated duration and deadline check of a planned job, from its type's past runs: the rule
-(`partitions.estimates`), the start page's preview and what it says without past runs."""
+(`partitions.reads.estimates`), the start page's preview and what it says without past runs."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from partitions.estimates import PAST_RUNS, past_pace, plan_estimate
-from partitions.statistics import job_stats
+from partitions.reads.estimates import PAST_RUNS, past_pace, plan_estimate
+from partitions.reads.statistics import job_stats
 from tests.factories import make_job
 from tests.support import planned_job, run_to_end, seed
 

@@ -9,13 +9,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from partitions import verdicts
 from partitions.admin import display
-from partitions.attempts import Mark, active_seconds, attempts_of, work_seconds
 from partitions.models import Job
-from partitions.progress import Progress
-from partitions.projection import JobFacts, Sample, current_rate, project
-from partitions.statistics import JobStats
+from partitions.reads.attempts import Mark, active_seconds, attempts_of, work_seconds
+from partitions.reads.progress import Progress
+from partitions.reads.projection import JobFacts, Sample, current_rate, project
+from partitions.reads.statistics import JobStats
+from partitions.wording import presenters
 
 T0 = datetime(2026, 1, 1, 10, 0, tzinfo=UTC)
 
@@ -235,16 +235,16 @@ def stats_for(facts: JobFacts, **job_fields) -> JobStats:
 
 def test_the_page_says_late_and_limited_by_the_rate_limit_and_which_limit_would_do():
     stats = stats_for(throttled_mid_run())
-    assert "late; limited by the rate limit of 3.0 items/s" in verdicts.projection_text(stats)
-    assert verdicts.advice_text(stats) == "a rate limit of 5.5 items/s would meet the deadline"
-    assert display.throttle_text(stats).startswith("3.0 items/s of 3.0 items/s allowed")
+    assert "late; limited by the rate limit of 3.0 items/s" in presenters.job_words(stats)["projection"]
+    assert presenters.job_words(stats)["advice"] == "a rate limit of 5.5 items/s would meet the deadline"
+    assert presenters.throttle_text(stats).startswith("3.0 items/s of 3.0 items/s allowed")
 
 
 def test_advice_for_one_worker_is_singular_and_names_the_fleet():
     facts = JobFacts(status="running", now=at(100), handled=9000, items_total=10_000, live_leases=1,
                      samples=samples(80, 98, rate=5, handled=8900, live=1), settings_changed_at=at(79),
                      work_seconds=100, max_parallel=1, fleet_workers=2, fleet_free=2, deadline=at(400))
-    text = verdicts.advice_text(stats_for(facts))
+    text = presenters.job_words(stats_for(facts))["advice"]
     assert text.startswith("needs 1 parallel worker to meet the deadline") and "the fleet has 2 workers" in text
 
 
@@ -253,6 +253,6 @@ def test_a_cancelled_job_reads_not_met_with_how_far_it_got():
                      deadline=at(3600), finished_at=at(60))
     stats = stats_for(facts, error="wrong params")
     stats.cancelled_by = "user:admin"
-    assert verdicts.projection_text(stats).endswith(": not met: cancelled at 6.2%")
+    assert presenters.job_words(stats)["projection"].endswith(": not met: cancelled at 6.2%")
     assert display.outcome_text(stats) == "Cancelled by admin: wrong params"
     assert display.live_fields(stats)["error"] == "", "a cancel reason is not an error"

@@ -12,7 +12,8 @@ import time
 import pytest
 from django.db import connections
 
-from partitions import throttling, worker
+from partitions import worker
+from partitions.engine import throttling
 from partitions.models import Job, SubJob
 from partitions.worker.pacing import Pacer
 from tests.factories import make_job

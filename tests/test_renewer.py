@@ -12,9 +12,13 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from partitions import worker
+from partitions.engine import claiming
+from partitions.jobtypes.registry import register, unregister
 from partitions.models import Partition
 from partitions.worker.renewer import LeaseRenewer, renewer
+from partitions.worker.run import run_partition
 from tests.factories import make_job, make_partition
+from tests.jobtypes import BumpRange
 from tests.support import planned_job, seed
 
 pytestmark = pytest.mark.usefixtures("no_dispatcher")
@@ -56,3 +60,35 @@ def test_a_drain_leaves_no_renewer_thread_behind(db):
     assert report.outcomes == {"succeeded": 3}
     assert not [t for t in threading.enumerate() if t.name == "lease-renewer"]
     assert renewer()._thread is None
+
+
+class HoldersSeen(BumpRange):
+    """Notes, at each batch, how many holders each lease this process renews has."""
+
+    name = "tests.holders_seen"
+    seen: list[list[int]] = []
+
+    def process_batch(self, ctx, items):
+        self.seen.append([held.holders for held in renewer()._held.values()])
+        super().process_batch(ctx, items)
+
+
+@pytest.fixture
+def holders_seen(db):
+    HoldersSeen.seen = []
+    register(HoldersSeen)
+    yield HoldersSeen
+    unregister(HoldersSeen.name)
+
+
+def test_each_lease_is_held_once_by_the_drain_that_claimed_it_and_by_a_run_outside_a_drain(holders_seen):
+    seed(subscriptions=300)
+    job = planned_job(holders_seen.name, {"partitions": 2})
+    worker.drain(budget_seconds=5, job_id=job.pk, worker="w", standby=False, claim_batch=1)
+    assert holders_seen.seen and all(holders == [1] for holders in holders_seen.seen), holders_seen.seen
+    holders_seen.seen.clear()
+    other = planned_job(holders_seen.name, {"partitions": 1})
+    (claimed,) = claiming.partition_claim(worker_id="alone", lease_seconds=60, job_id=other.pk, limit=1)
+    assert run_partition(claimed, worker_id="alone").kind == "succeeded"
+    assert holders_seen.seen and all(holders == [1] for holders in holders_seen.seen), holders_seen.seen
+    assert renewer()._held == {}

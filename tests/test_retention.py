@@ -6,7 +6,7 @@ import pytest
 from django.db.models.functions import Now
 
 from partitions.models import Job, JobEvent, JobSample, Partition, SubJob
-from partitions.retention import history_prune
+from partitions.operations.retention import history_prune
 from partitions.worker import maintenance
 from tests.factories import make_job, make_partition
 from tests.support import cli
@@ -103,7 +103,7 @@ def test_jobs_prune_cli_takes_an_age_and_reports_counts():
     assert code == 0 and '"jobs": 1' in out and '"events": 6' in out
     assert history(old) == (0, 2, 0, 0) and history(recent) == (6, 2, 3, 3)
     code, out, _ = cli("prune", "--older-than", "90m", "--force")  # under the one-day floor: --force
-    assert code == 0 and out.startswith("pruned 1 job(s)")
+    assert code == 0 and out.startswith("pruned 1 job:")
 
 
 @pytest.mark.parametrize("age", ["30", "30x", "-1d", "1.5d", "٣d", "9999999d", "30d\n"])

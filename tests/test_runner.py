@@ -6,8 +6,10 @@ import time
 import pytest
 
 from opsapp.billing.models import Subscription
-from partitions import claiming, services, worker
+from partitions import worker
+from partitions.engine import claiming
 from partitions.models import JobEvent, SubJob
+from partitions.operations import services
 from partitions.worker.concurrency import ItemPool, ItemResult
 from tests import jobtypes
 from tests.factories import make_job, make_partition
@@ -31,7 +33,7 @@ def test_a_range_job_processes_every_row_exactly_once_and_succeeds():
 def test_a_crashing_batch_is_retried_with_backoff_until_max_attempts_then_fails_the_job():
     seed(subscriptions=20)
     job = run_to_end(planned_job("tests.controlled", {"action": "crash", "partitions": 2}))
-    assert job.status == "failed" and "2 partition(s)" in job.error
+    assert job.status == "failed" and "2 partitions" in job.error
     for partition in job.partitions.all():
         assert partition.status == "failed" and partition.attempts == 3
         assert "RuntimeError: batch exploded" in partition.last_error and "Traceback" in partition.last_traceback

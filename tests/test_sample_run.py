@@ -1,4 +1,4 @@
-"""The sample dry-run (`jobs start … --dry-run --sample N`, partitions/sample_run.py): the job type's real code
+"""The sample dry-run (`jobs start … --dry-run --sample N`, partitions/worker/sample_run.py): the job type's real code
 on sampled partitions in a transaction that is always rolled back. Each test checks what the sample reports AND
 that nothing stayed: a checksum of the changed table(s) and the row counts of every engine table."""
 
@@ -20,11 +20,11 @@ from django.utils import timezone
 
 from opsapp.billing import broker
 from opsapp.billing.models import Event, Invoice, Product, Subscription
-from partitions import sample_run
-from partitions.exceptions import JobCodeError, JobTypeNotFound
-from partitions.job_types import JobType
-from partitions.projection import MAX_PARALLEL, RATE_LIMIT
-from partitions.sample_run import SampleFailed, SampleRefused, job_sample, spread
+from partitions.core.exceptions import JobCodeError, JobTypeNotFound
+from partitions.jobtypes.base import JobType
+from partitions.reads.projection import MAX_PARALLEL, RATE_LIMIT
+from partitions.worker import sample_run
+from partitions.worker.sample_run import SampleFailed, SampleRefused, job_sample, spread
 from tests.jobtypes import RECORDER
 from tests.support import cli, seed
 
@@ -93,10 +93,10 @@ def test_the_text_report_names_the_changes_the_speed_and_the_projection():
                  "--dry-run", "--sample", "1", "--sample-items", "3", stdout=out, stderr=io.StringIO())
     text = out.getvalue()
     assert checksum(Subscription) == before
-    assert "sample: 1 of 1 partitions, 3 items (0 failed, 0 skipped)" in text
+    assert "sample: 1 of 1 partition, 3 items (0 failed, 0 skipped)" in text
     assert "items/s on one worker (rolled back: nothing written)" in text
-    assert re.search(r"\n  projection: ~?[0-9,]+ items in [0-9.,]+s at 1 in parallel \([0-9.,]+ items/s\)\n", text)
-    assert "would change 3 row(s):" in text and "update: product_version 1 -> 2" in text
+    assert re.search(r"\n  projection: [0-9,]+ items in [0-9hms ]+ at 1 in parallel \([0-9.,]+ items/s\)\n", text)
+    assert "would change 3 rows:" in text and "update: product_version 1 -> 2" in text
 
 
 @pytest.mark.django_db

@@ -14,8 +14,8 @@ from django_q.models import Task
 
 from opsapp.billing.models import Subscription
 from opsapp.billing.seeding import seed_demo
-from partitions import services
 from partitions.models import Job, JobEvent, Partition
+from partitions.operations import services
 from tests import jobtypes  # noqa: F401 - registers tests.sleepy and tests.bump_range here too
 from tests.support import Cluster, finished, stop_outside_a_commit, wait_for
 

@@ -9,9 +9,9 @@ from django.test import Client
 from django.urls import reverse
 
 import tests.jobtypes  # noqa: F401 - registers the test job types
-from partitions import schedules
-from partitions.cadence import CRON, Cadence
 from partitions.models import Job, JobSchedule, ScheduleEvent
+from partitions.operations import schedules
+from partitions.operations.cadence import CRON, Cadence
 from tests.conftest import VIEW_PERMS, make_staff
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_dispatcher", "admin_env")]

@@ -7,9 +7,9 @@ import pytest
 from django.db.models.functions import Now
 from django_q.tasks import async_task
 
-from partitions import schedules
-from partitions.cadence import CRON, MINUTES, Cadence
 from partitions.models import Job, JobSchedule, ScheduleEvent
+from partitions.operations import schedules
+from partitions.operations.cadence import CRON, MINUTES, Cadence
 from tests import jobtypes  # noqa: F401 - registers tests.bump_range here too
 from tests.support import wait_for
 

@@ -14,10 +14,11 @@ from django.db.models.functions import Now
 from django.test import Client
 from django.urls import reverse
 
-from partitions import schedules, validation
-from partitions.cadence import CRON, DAYS, Cadence, cadence_errors, fires_after
-from partitions.exceptions import InvalidSchedule, NotPermitted
+from partitions.core import validation
+from partitions.core.exceptions import InvalidSchedule, NotPermitted
 from partitions.models import Job, JobSchedule, ScheduleEvent
+from partitions.operations import schedules
+from partitions.operations.cadence import CRON, DAYS, Cadence, cadence_errors, fires_after
 from tests.conftest import VIEW_PERMS, make_staff
 from tests.support import cli, year_ahead
 

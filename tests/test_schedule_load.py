@@ -12,9 +12,9 @@ from django.db.models import Count
 from django_q.models import OrmQ
 from django_q.tasks import async_task
 
-from partitions import schedules
-from partitions.cadence import CRON, Cadence
 from partitions.models import Job, JobSchedule, ScheduleEvent
+from partitions.operations import schedules
+from partitions.operations.cadence import CRON, Cadence
 from tests.support import wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]

@@ -12,10 +12,11 @@ from django import forms
 from django.db.models.functions import Now
 from django.utils import timezone
 
-from partitions import registry, schedules
-from partitions.cadence import CRON, DAYS, MINUTES, MONTHLY, Cadence, cadence_errors, next_fire, parse_offset
-from partitions.exceptions import InvalidParams, InvalidSchedule, JobTypeNotFound, ScheduleNameTaken
+from partitions.core.exceptions import InvalidParams, InvalidSchedule, JobTypeNotFound, ScheduleNameTaken
+from partitions.jobtypes import registry
 from partitions.models import Job, JobSchedule, ScheduleEvent
+from partitions.operations import schedules
+from partitions.operations.cadence import CRON, DAYS, MINUTES, MONTHLY, Cadence, cadence_errors, next_fire, parse_offset
 from tests.support import cli
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_dispatcher")]

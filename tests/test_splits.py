@@ -6,8 +6,8 @@ from collections import Counter
 import pytest
 
 from opsapp.billing.models import Event, Subscription
+from partitions.jobtypes.splits import Items, ItemSpec, KeyRange, Modulo
 from partitions.models import Job, Partition
-from partitions.splits import Items, ItemSpec, KeyRange, Modulo
 from partitions.worker.sources import KeyRangeSource, ModuloSource
 from tests.support import seed
 
@@ -89,7 +89,7 @@ def test_items_with_one_ordering_key_stay_in_one_partition_in_order():
 
 
 def test_planning_writes_nothing_for_a_preview():
-    from partitions import services
+    from partitions.operations import services
 
     seed(subscriptions=100)
     plans = services.job_preview("tests.bump_range", {"partitions": 3})

@@ -11,7 +11,7 @@ import pytest
 from django.db.models import Sum
 
 from opsapp.billing.models import Subscription
-from partitions import claiming
+from partitions.engine import claiming
 from partitions.models import Job, JobEvent, Partition, SubJob
 from partitions.worker import splitting
 from partitions.worker.context import job_setup
@@ -80,7 +80,7 @@ def test_the_job_page_and_the_cli_show_splits(settings, superuser, admin_env):
 
 
 def keys_in_order() -> list[list]:
-    from partitions.encoding import to_json
+    from partitions.core.encoding import to_json
 
     return [to_json([created, pk]) for created, pk in Subscription.objects.order_by("created_at", "id")
             .values_list("created_at", "id")]

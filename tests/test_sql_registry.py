@@ -1,4 +1,4 @@
-"""The SQL registry: every statement named and described once in partitions/sql/*.sql, statuses from `states`,
+"""The SQL registry: every statement named and described once in partitions/engine/sql/*.sql, statuses from `states`,
 no SQL in the engine's Python outside the loader (run-time SQL is built from the registry's templates)."""
 
 from __future__ import annotations
@@ -12,18 +12,18 @@ import pytest
 from django.db import connection
 from django.db.models.functions import Now
 
-from partitions import claiming
-from partitions.lifecycle import TABLES, delivery_finish, timestamps_for
+from partitions.core.states import DeliveryStatus, JobStatus, PartitionStatus, SubJobStatus
+from partitions.engine import claiming
+from partitions.engine.lifecycle import TABLES, delivery_finish, timestamps_for
+from partitions.engine.sql import build, conjunction, descriptions, load, placeholders, queries, templates
 from partitions.models import Delivery, Job, JobEvent, Partition, SubJob
-from partitions.sql import build, conjunction, descriptions, load, placeholders, queries, templates
-from partitions.states import DeliveryStatus, JobStatus, PartitionStatus, SubJobStatus
 from partitions.worker.splitting import remaining
 from tests.factories import make_job, make_partition
 
 ENGINE = Path(__file__).resolve().parent.parent / "partitions"
 #: The loader is the only engine module that may hold SQL text; nothing else is allowed, not even the run-time
 #: builders (splits.py's keyset walk, worker/compiled.py's item fetch): they fill in the registry's templates.
-LOADER = ENGINE / "sql" / "__init__.py"
+LOADER = ENGINE / "engine" / "sql" / "__init__.py"
 #: Two distinct upper-case SQL words in one string literal make it SQL ("SELECT … FROM", "… AND … IS NULL")…
 SQL_WORDS = re.compile(r"\b(SELECT|FROM|WHERE|UPDATE|SET|INSERT|INTO|DELETE|JOIN|LIMIT|OFFSET|RETURNING|UNION"
                        r"|LATERAL|VALUES|ORDER BY|GROUP BY|FOR UPDATE|SKIP LOCKED|AND|OR|NOT|NULL|TRUE|FALSE|IS|IN|AS"
@@ -60,7 +60,7 @@ def test_every_statement_has_a_one_line_description_and_is_fully_expanded():
 
 
 def test_no_status_is_written_as_a_literal_in_the_registry():
-    for path in (ENGINE / "sql").glob("*.sql"):
+    for path in (ENGINE / "engine" / "sql").glob("*.sql"):
         quoted = set(re.findall(r"'([a-z_]+)'", path.read_text()))
         assert not quoted & STATUSES, f"{path.name} spells statuses {quoted & STATUSES}: take them from states"
 
@@ -81,7 +81,7 @@ def _engine_python():
 def test_no_engine_module_outside_the_loader_holds_sql():
     found = [f"{path.relative_to(ENGINE)}:{line}"
              for path in _engine_python() for line in sql_literals(path.read_text())]
-    assert not found, f"SQL outside partitions/sql: {found}"
+    assert not found, f"SQL outside partitions/engine/sql: {found}"
 
 
 @pytest.mark.parametrize("source", [
@@ -253,7 +253,7 @@ def test_the_orm_and_the_statements_count_the_same_items_as_handled(tmp_path):
 def test_no_engine_module_adds_up_the_handled_counters_by_hand():
     counter = "(done_items|failed_items|skipped_items)"
     by_hand = re.compile(rf"{counter}\W{{0,4}}\s*[+-]\s*\W{{0,4}}\w*\W{{0,3}}{counter}")
-    found = [str(path.relative_to(ENGINE)) for path in [*_engine_python(), *(ENGINE / "sql").glob("*.sql")]
+    found = [str(path.relative_to(ENGINE)) for path in [*_engine_python(), *(ENGINE / "engine" / "sql").glob("*.sql")]
              if by_hand.search(path.read_text())]
     assert not found, f"'handled' spelled out again in {found}: use claiming.handled_items() or {{handled(p)}}"
     assert queries["jobs_sample_window"].count("(s.done_items + s.failed_items + s.skipped_items)") == 1

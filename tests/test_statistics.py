@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from partitions.models import SubJob
-from partitions.statistics import job_run_statistics
+from partitions.reads.statistics import job_run_statistics
 from tests.support import planned_job, run_to_end
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -11,8 +11,9 @@ import sys
 
 import pytest
 
-from partitions import services, tracing
+from partitions.engine import tracing
 from partitions.models import JobEvent
+from partitions.operations import services
 from tests.support import planned_job, run_to_end
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -116,7 +117,7 @@ def test_without_a_configured_provider_workers_look_up_no_parent(django_assert_n
 
 @pytest.fixture
 def otel_blocked(monkeypatch):
-    """`partitions.tracing` as it loads when opentelemetry is not installed (the import blocked)."""
+    """`partitions.engine.tracing` as it loads when opentelemetry is not installed (the import blocked)."""
     for name in [n for n in sys.modules if n == "opentelemetry" or n.startswith("opentelemetry.")]:
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.setitem(sys.modules, "opentelemetry", None)  # `import opentelemetry…` raises ImportError

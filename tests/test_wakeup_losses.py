@@ -10,8 +10,9 @@ from django_q.brokers.orm import ORM
 from django_q.tasks import async_task
 
 from opsapp import devdb
-from partitions import dispatch, services, wakeups
+from partitions.engine import dispatch, wakeups
 from partitions.models import Job
+from partitions.operations import services
 from tests import jobtypes  # noqa: F401 - registers tests.sleepy here too
 from tests.support import finished, wait_for
 

@@ -1,5 +1,5 @@
-"""Wake-ups (partitions.wakeups, tasks.WakeupBroker) on the real PostgreSQL, without a qcluster: an enqueue wakes a
-listening pusher, a schedule change makes it re-read the next fire, a dropped LISTEN connection makes it look at
+"""Wake-ups (partitions.engine.wakeups, tasks.WakeupBroker) on the real PostgreSQL, without a qcluster: an enqueue
+wakes a listening pusher, a schedule change makes it re-read the next fire, a dropped LISTEN connection makes it look at
 once and reconnect, the safety net looks without any notification, and poll mode never opens a LISTEN session."""
 
 import logging
@@ -15,9 +15,10 @@ from django_q.models import OrmQ
 from django_q.signing import SignedPackage
 from django_q.status import Stat, Status
 
-from partitions import claiming, tasks, wakeups
+from partitions import tasks
+from partitions.engine import claiming, wakeups
+from partitions.engine.sql import queries
 from partitions.models import JobSchedule
-from partitions.sql import queries
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

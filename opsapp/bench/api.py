@@ -20,10 +20,12 @@ from django.test import Client
 from django.test.utils import override_settings
 
 from opsapp.bench import harness
+from partitions.core.events import EventType
+from partitions.engine.lifecycle import event_row, events_insert
 from partitions.httpapi.tokens import token_create
 from partitions.management.cli_output import job_summary
-from partitions.models import Job, JobEvent, Partition
-from partitions.statistics import job_run_statistics, job_stats, jobs_stats
+from partitions.models import Job, Partition
+from partitions.reads.statistics import job_run_statistics, job_stats, jobs_stats
 
 #: Reads timed per figure (after WARMUP untimed ones), and the page size of the list.
 READS, QUICK_READS, WARMUP, PAGE = 200, 30, 5, 50
@@ -44,8 +46,8 @@ def _insert(n: int) -> list[int]:
         Partition.objects.bulk_create([
             Partition(job=job, seq=seq, kind="items", key=["id"], status="succeeded", estimated_items=20,
                       done_items=20, finished_at=Now()) for job in jobs for seq in range(2)])
-        JobEvent.objects.bulk_create([JobEvent(job=job, type=type_, actor="bench") for job in jobs
-                                      for type_ in ("job_created", "job_planned")])
+        events_insert([event_row(job.pk, type_, "bench") for job in jobs
+                       for type_ in (EventType.JOB_CREATED, EventType.PLANNING_FINISHED)])
         ids += [job.pk for job in jobs]
     return ids
 

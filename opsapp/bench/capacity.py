@@ -19,8 +19,9 @@ from django.db import connection
 from django_q.conf import Conf
 
 from opsapp.bench import claim, harness, scale, sleep_items
-from partitions import conf, services, tasks
+from partitions import conf, tasks
 from partitions.models import Job, JobEvent, Partition
+from partitions.operations import services
 
 FINISHED, QUICK_FINISHED = 1_000_000, 20_000
 CLAIM_BATCH = 50

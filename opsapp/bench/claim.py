@@ -22,9 +22,9 @@ from django import forms
 from django.db import connection
 
 from opsapp.bench import baselines, djangoq, harness
-from partitions.job_types import JobType
+from partitions.jobtypes.base import JobType
+from partitions.jobtypes.splits import Modulo
 from partitions.models import Job, Partition
-from partitions.splits import Modulo
 
 CLAIM_BATCHES = (1, 10, 50)
 #: The claim batch of the cost split.

@@ -23,10 +23,11 @@ from django.utils import timezone
 from opsapp.bench import harness, scale, sleep_items
 from opsapp.billing.jobs import SendInvoices
 from opsapp.billing.seeding import seed_demo
-from partitions import services, tasks
+from partitions import tasks
+from partitions.core.states import JOB_TERMINAL
 from partitions.models import Job, SubJob
-from partitions.states import JOB_TERMINAL
-from partitions.statistics import job_stats
+from partitions.operations import services
+from partitions.reads.statistics import job_stats
 
 ITEM_CONCURRENCY, CHUNK_SIZE = 4, 20
 #: The demo's mail goes to memory: the mail server is not what this measures.

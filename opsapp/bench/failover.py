@@ -20,10 +20,11 @@ from opsapp.bench import harness
 from opsapp.billing.models import Subscription
 from opsapp.billing.seeding import seed_demo
 from partitions import conf
-from partitions.job_types import JobType
+from partitions.core.events import EventType
+from partitions.core.states import PARTITION_TERMINAL
+from partitions.jobtypes.base import JobType
+from partitions.jobtypes.splits import KeyRange
 from partitions.models import JobEvent, Partition
-from partitions.splits import KeyRange
-from partitions.states import PARTITION_TERMINAL
 
 BATCH_SLEEP_SECONDS = 0.02
 #: Share of the rows checkpointed before the holder is killed.
@@ -102,7 +103,7 @@ def _round(rows: int, lease: float) -> tuple[float, dict[str, int]]:
             job, _ = harness.planned_job(SlowBump.name)
             partition = Partition.objects.get(job=job)
             killed_at, checkpointed, survivor_pid = _kill_holder_midway(job.pk, partition.pk, rows, lease)
-        resumed = JobEvent.objects.filter(partition=partition, type="partition_claimed",
+        resumed = JobEvent.objects.filter(partition=partition, type=EventType.PARTITION_CLAIMED,
                                           actor__contains=f":{survivor_pid}:").order_by("id").first()
         if resumed is None:
             raise harness.BenchError("failover: the survivor never claimed the partition")

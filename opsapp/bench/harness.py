@@ -21,8 +21,11 @@ from django.conf import settings
 from django.core.management import call_command
 from django.db import DEFAULT_DB_ALIAS, connection, connections
 
-from partitions import dispatch, registry, services, worker
+from partitions import worker
+from partitions.engine import dispatch
+from partitions.jobtypes import registry
 from partitions.models import Job
+from partitions.operations import services
 from partitions.worker import steps
 
 _FORK = multiprocessing.get_context("fork")

@@ -22,10 +22,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from opsapp.bench import harness, scale, sleep_items
-from partitions import claiming, schedules, services, tasks
-from partitions.cadence import MINUTES, Cadence
+from partitions import tasks
+from partitions.core.events import EventType
+from partitions.core.states import JOB_TERMINAL
+from partitions.engine import claiming
 from partitions.models import Job, JobEvent, JobSchedule
-from partitions.states import JOB_TERMINAL
+from partitions.operations import schedules, services
+from partitions.operations.cadence import MINUTES, Cadence
 
 
 @dataclass(frozen=True)
@@ -65,7 +68,7 @@ def _small_job(fleet: scale.Fleet) -> tuple[float, float]:
     job.refresh_from_db()
     if job.status != "succeeded":
         raise harness.BenchError(f"idle: the small job {job.status}: {job.error}")
-    first = JobEvent.objects.filter(job=job, type="partition_claimed").order_by("id").first().created_at
+    first = JobEvent.objects.filter(job=job, type=EventType.PARTITION_CLAIMED).order_by("id").first().created_at
     fleet.wait_until_queue_empty()
     return (first - job.created_at).total_seconds(), (job.finished_at - job.created_at).total_seconds()
 

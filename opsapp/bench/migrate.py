@@ -17,8 +17,9 @@ from opsapp.bench import harness
 from opsapp.billing.jobs import MigrateSubscriptions
 from opsapp.billing.models import Product, Subscription
 from opsapp.billing.seeding import seed_demo
-from partitions import registry, services
+from partitions.jobtypes import registry
 from partitions.models import Job, Partition
+from partitions.operations import services
 
 JOB_TYPE = "billing.migrate_subscriptions"
 PRODUCTS = 20  # half of them changed: their subscriptions are the rows to migrate

@@ -29,10 +29,13 @@ from django_q.conf import Conf
 from django_q.models import OrmQ
 
 from opsapp.bench import harness, qclusters, sleep_items
-from partitions import services, tasks
+from partitions import tasks
+from partitions.core import humanize
+from partitions.core.events import EventType
+from partitions.core.states import JOB_TERMINAL
+from partitions.engine.sql import queries
 from partitions.models import Job, JobEvent, SubJob
-from partitions.sql import queries
-from partitions.states import JOB_TERMINAL
+from partitions.operations import services
 
 #: Fleet sizes, in order (--quick: the first two, to keep the smoke test short).
 CLUSTER_COUNTS, QUICK_CLUSTER_COUNTS = (1, 2, 4), (1, 2)
@@ -186,7 +189,7 @@ def _run_job(running: Fleet, size: Size) -> tuple[Job, list[tuple[datetime, int]
     succeeded = SubJob.objects.filter(job=job, status="succeeded").count()
     if job.status != "succeeded" or succeeded != size.items:
         raise harness.BenchError(f"scale: job {job.status} ({job.error}), {succeeded} of {size.items} items")
-    used = JobEvent.objects.filter(job=job, type="partition_claimed").values("actor").distinct().count()
+    used = JobEvent.objects.filter(job=job, type=EventType.PARTITION_CLAIMED).values("actor").distinct().count()
     return job, samples, used
 
 
@@ -195,8 +198,8 @@ def _round(running: Fleet, n: int, size: Size) -> Round:
     running.grow_to(n)
     job, samples, used = _run_job(running, size)
     running.wait_until_queue_empty()  # no drain of this job may run into the next round's (ids restart)
-    first_claim = JobEvent.objects.filter(job=job, type="partition_claimed").order_by("id").first().created_at
-    planned = JobEvent.objects.filter(job=job, type="planning_finished").order_by("id").first().created_at
+    first_claim = JobEvent.objects.filter(job=job, type=EventType.PARTITION_CLAIMED).order_by("id").first().created_at
+    planned = JobEvent.objects.filter(job=job, type=EventType.PLANNING_FINISHED).order_by("id").first().created_at
     last_done = job.partitions.aggregate(last=Max("finished_at"))["last"]
     harness.empty_tables()
     during = [count for at, count in samples if job.created_at <= at <= job.finished_at] or [0]
@@ -253,7 +256,8 @@ def run(opts: harness.Options) -> harness.Result:
     rounds = []
     with harness.engine_for_bench(sleep_items.SleepItems, dispatcher=tasks.QDispatcher()), fleet(opts.workers) as f:
         for n in counts:
-            opts.log(f"scale: {n} qcluster(s) x {opts.workers} workers, {size.items} items x {size.work_ms} ms, "
+            opts.log(f"scale: {humanize.plural(n, 'qcluster')} x {opts.workers} workers, {size.items} items x "
+                     f"{size.work_ms} ms, "
                      f"{ITEM_CONCURRENCY} in flight per worker")
             rounds.append(_round(f, n, size))
         result.checks["qclusters_started"] = len(f.clusters)

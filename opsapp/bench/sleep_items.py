@@ -10,9 +10,9 @@ import time
 
 from django import forms
 
-from partitions.job_types import JobType
-from partitions.registry import register
-from partitions.splits import Items, ItemSpec
+from partitions.jobtypes.base import JobType
+from partitions.jobtypes.registry import register
+from partitions.jobtypes.splits import Items, ItemSpec
 
 #: Dotted path for `PARTITIONS_JOB_MODULES`.
 MODULE = __name__

@@ -7,9 +7,9 @@ from __future__ import annotations
 from django import forms
 
 from opsapp.bench import djangoq, harness
-from partitions.job_types import JobType
+from partitions.jobtypes.base import JobType
+from partitions.jobtypes.splits import Items, ItemSpec
 from partitions.models import Job, SubJob
-from partitions.splits import Items, ItemSpec
 from partitions.worker import steps
 
 CHUNK_SIZE = 1000

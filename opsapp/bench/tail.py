@@ -16,9 +16,10 @@ from django.test.utils import override_settings
 from opsapp.bench import harness
 from opsapp.billing.models import Subscription
 from opsapp.billing.seeding import seed_demo
-from partitions.job_types import JobType
+from partitions.core.events import EventType
+from partitions.jobtypes.base import JobType
+from partitions.jobtypes.splits import KeyRange
 from partitions.models import JobEvent, Partition
-from partitions.splits import KeyRange
 
 PARTITIONS, WORKERS, SLOW_FACTOR = 8, 4, 10
 
@@ -54,7 +55,7 @@ def _run(slow_from: int, row_ms: float, rows: int, *, split: bool) -> tuple[floa
     if bumped != rows or Subscription.objects.exclude(product_version=2).exists():
         raise harness.BenchError(f"tail: {bumped} of {rows} rows bumped exactly once")
     busy = sum((p.finished_at - p.started_at).total_seconds() for p in Partition.objects.filter(job=job))
-    return wall, JobEvent.objects.filter(job=job, type="partition_split").count(), busy
+    return wall, JobEvent.objects.filter(job=job, type=EventType.PARTITION_SPLIT).count(), busy
 
 
 def run(opts: harness.Options) -> harness.Result:

@@ -10,12 +10,14 @@ from django import forms
 from django.conf import settings
 from django.core.mail import EmailMessage, mailers, send_mail
 from django.db import connection
-from django.db.models import Avg, Count, Max, Sum
+from django.db.models import Avg, BigIntegerField, Count, Exists, Max, OuterRef, Sum
+from django.db.models.fields.json import KT
+from django.db.models.functions import Cast
 from django.utils import timezone
 
 from opsapp.billing import broker
 from opsapp.billing.models import Customer, Event, Invoice, Product, Subscription
-from partitions.api import SYSTEM, Items, ItemSpec, JobType, KeyRange, Modulo, SubJob, event, register
+from partitions.api import SYSTEM, EventType, Items, ItemSpec, JobType, KeyRange, Modulo, SubJob, event, register
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +48,7 @@ class MigrateSubscriptions(JobType):
 
     def prepare(self, job, params):
         products = self.changed_products(params)
-        event(job.pk, "prepare_summarized", SYSTEM, {"changed_products": len(products)})
+        event(job.pk, EventType.PREPARE_SUMMARIZED, SYSTEM, {"changed_products": len(products)})
         return {"changed_products": len(products)}
 
     def split(self, job, params):
@@ -66,6 +68,16 @@ class MigrateSubscriptions(JobType):
         with connection.cursor() as cursor:
             cursor.execute("UPDATE opsapp_subscription SET product_version = %s WHERE id = ANY(%s)",
                            [ctx.partition.scope["version"], [s.pk for s in items]])
+
+    def verify(self, job, params):
+        # The invariant: no subscription of a product this job migrated is still on an older version than the one
+        # it migrated it to (its partitions' scopes). One query, stopping at the first stale row.
+        migrated_to = job.partitions.annotate(product=Cast(KT("scope__product"), BigIntegerField()),
+                                              version=Cast(KT("scope__version"), BigIntegerField()))
+        stale = Subscription.objects.filter(Exists(migrated_to.filter(product=OuterRef("product_id"),
+                                                                      version__gt=OuterRef("product_version"))))
+        first = stale.order_by().values_list("pk", "product_id").first()
+        return None if first is None else f"subscription {first[0]} of product {first[1]} is still on an old version"
 
     def finalize(self, job, stats):
         migrated = job.partitions.aggregate(n=Sum("done_items"))["n"] or 0
@@ -169,7 +181,7 @@ class SendInvoices(JobType):
 
     def prepare(self, job, params):
         customers = Customer.objects.count()
-        event(job.pk, "prepare_summarized", SYSTEM, {"customers": customers})
+        event(job.pk, EventType.PREPARE_SUMMARIZED, SYSTEM, {"customers": customers})
         return {"customers": customers}
 
     def split(self, job, params):
@@ -240,7 +252,7 @@ class SendInvoices(JobType):
         }
         send_mail(f"Invoice run {job.params['period']} finished", "\n".join(f"{k}: {v}" for k, v in summary.items()),
                   settings.DEFAULT_FROM_EMAIL, settings.OPS_NOTIFY_EMAILS)
-        event(job.pk, "notification_sent", SYSTEM, {"to": settings.OPS_NOTIFY_EMAILS})
+        event(job.pk, EventType.NOTIFICATION_SENT, SYSTEM, {"to": settings.OPS_NOTIFY_EMAILS})
         # One line per run for the terminal (make run); the mails themselves go to the mail backend.
         logger.info("invoice run %s (job %s): %s invoices mailed, summary mailed to %s", job.params["period"],
                     job.pk, summary["invoices_mailed"], ", ".join(settings.OPS_NOTIFY_EMAILS))

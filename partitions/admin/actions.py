@@ -14,14 +14,15 @@ from typing import Any
 
 from django.contrib import messages
 
-from partitions import humanize, services
-from partitions.exceptions import DuplicateJob, InvalidParams, InvalidTransition, JobNotFound, PartitionsError
+from partitions.core import humanize
+from partitions.core.exceptions import DuplicateJob, InvalidParams, InvalidTransition, JobNotFound, PartitionsError
+from partitions.core.states import PartitionStatus
+from partitions.core.validation import RUN_OPTIONS
 from partitions.models import Job
-from partitions.pages import job_failed_subjobs
+from partitions.operations import services
 from partitions.permissions import Action, may
-from partitions.states import PartitionStatus
-from partitions.statistics import JobStats
-from partitions.validation import RUN_OPTIONS
+from partitions.reads.pages import job_failed_subjobs
+from partitions.reads.statistics import JobStats
 
 log = logging.getLogger(__name__)
 
@@ -54,18 +55,23 @@ class JobAction:
     touches: Callable[[Job], str] | None = None
 
 
+def queued_again(job_id: int, n: int, what: str, whats: str | None = None) -> ActionResult:
+    """`Job #5: 3 failed partitions queued again.` (`what`, `whats`: as `humanize.plural` takes them)."""
+    return ActionResult(f"Job #{job_id}: {humanize.plural(n, what, whats)} queued again.")
+
+
 def _retry_failed(job: Job, user: Any, reason: str) -> ActionResult:
     n = services.job_retry_failed(job.pk, actor=user)
     if not n:
         return ActionResult(f"Job #{job.pk} has no failed partitions to retry.", messages.WARNING)
-    return ActionResult(f"Job #{job.pk}: {n} failed partition(s) queued again.")
+    return queued_again(job.pk, n, "failed partition")
 
 
 def _retry_subjobs(job: Job, user: Any, reason: str) -> ActionResult:
     n = services.subjobs_retry(job.pk, None, actor=user)
     if not n:
         return ActionResult(f"Job #{job.pk} has no failed sub-jobs to retry.", messages.WARNING)
-    return ActionResult(f"Job #{job.pk}: {n} failed sub-job(s) queued again.")
+    return queued_again(job.pk, n, "failed sub-job")
 
 
 def _cancel(job: Job, user: Any, reason: str) -> ActionResult:

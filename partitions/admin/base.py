@@ -18,9 +18,9 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from partitions.admin.actions import ActionResult
+from partitions.core.validation import parse_id
 from partitions.models import Job
 from partitions.permissions import Action, may
-from partitions.validation import parse_id
 
 #: Most per-object messages one bulk action reports individually.
 MAX_MESSAGES = 10
@@ -110,11 +110,6 @@ def job_link(job_id: int) -> SafeString:
 
 def changelist_url(model_name: str, **params) -> str:
     return reverse(f"admin:partitions_{model_name}_changelist") + ("?" + urlencode(params) if params else "")
-
-
-def short(text: str, limit: int = 120) -> str:
-    text = " ".join((text or "").split())
-    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 
 
 def report(model_admin: admin.ModelAdmin, request, outcomes: list[ActionResult]) -> None:

@@ -12,12 +12,13 @@ from collections.abc import Sequence
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from partitions import humanize
-from partitions.humanize import duration as fmt_duration
-from partitions.humanize import plural
-from partitions.states import JobStatus, PartitionStatus
-from partitions.statistics import JobStats, ThroughputPoint
-from partitions.verdicts import advice_text, fmt_dt, fmt_rate, projection_text
+from partitions.core import humanize
+from partitions.core.humanize import duration as fmt_duration
+from partitions.core.humanize import plural
+from partitions.core.states import JobStatus, PartitionStatus
+from partitions.reads.statistics import JobStats, ThroughputPoint
+from partitions.wording.presenters import job_words, rate_text, skipped_text
+from partitions.wording.presenters import rate as fmt_rate
 
 DASH = humanize.DASH
 PARTITION_ORDER = [PartitionStatus.RUNNING, PartitionStatus.PENDING, PartitionStatus.SUCCEEDED,
@@ -39,11 +40,6 @@ def fmt_eta(stats: JobStats) -> str:
     if p.eta_seconds is None:
         return "measuring" if p.rate_source == "measuring" else DASH
     return fmt_duration(p.eta_seconds)
-
-
-def rate_text(stats: JobStats) -> str:
-    """The current rate; "measuring" right after a change of the job's settings, before a sample says more."""
-    return "measuring" if stats.projection.rate_source == "measuring" else fmt_rate(stats.rate)
 
 
 def partitions_summary(stats: JobStats) -> str:
@@ -77,23 +73,6 @@ def items_text(stats: JobStats) -> str:
     return f"{fmt_int(stats.handled)} / {fmt_int(p.items_total)} items{failed}"
 
 
-def throttle_text(stats: JobStats) -> str:
-    """The job's throttle as operators read it: rate against its limit, pause, health ("" when none)."""
-    t = stats.throttle()
-    parts = []
-    if t["rate_limit"] and stats.job.is_terminal:  # an ended job's average is no reading against its limit
-        parts.append(f"rate limit {fmt_rate(t['rate_limit'])}")
-    elif t["rate_limit"]:
-        parts.append(f"{rate_text(stats)} of {fmt_rate(t['rate_limit'])} allowed")
-    if t["pause_ms"]:
-        parts.append(f"{t['pause_ms']} ms pause after each batch")
-    if t["held"]:
-        parts.append(f"held by a health check since {fmt_dt(t['throttled_since'])}: {t['throttled_reason']}")
-    if t["ignore_health"]:
-        parts.append("health checks ignored")
-    return "; ".join(parts)
-
-
 def _who(actor: str) -> str:
     return humanize.actor(actor)
 
@@ -111,15 +90,18 @@ def outcome_text(stats: JobStats) -> str:
         reason = job.error.strip()
         same = reason.lower() in ("", f"cancelled by {who}".lower())
         return f"Cancelled by {who}" + ("" if same else f": {reason}")
+    if job.status == JobStatus.SUCCEEDED and (skipped := skipped_text((job.stats or {}).get("verification"))):
+        return f"Succeeded: {skipped}"
     return ""
 
 
 def live_fields(stats: JobStats) -> dict[str, str]:
     p = stats.progress
     ended = stats.job.is_terminal
+    words = job_words(stats)
     return {
         "outcome": outcome_text(stats),
-        "throttle": throttle_text(stats),
+        "throttle": words["throttle"],
         "status": stats.job.get_status_display(),
         "percent": f"{p.percent:.1f}%",
         "items": items_text(stats),
@@ -130,9 +112,9 @@ def live_fields(stats: JobStats) -> dict[str, str]:
         "failures": failures_text(stats),
         "live_leases": f"{p.live_leases:,} being released" if ended and p.live_leases else fmt_int(
             0 if ended else p.live_leases),
-        "projection": projection_text(stats),
-        "workers_needed": advice_text(stats),
-        "finished": fmt_dt(stats.job.finished_at),
+        "projection": words["projection"],
+        "workers_needed": words["advice"],
+        "finished": humanize.when(stats.job.finished_at),
         "error": stats.job.error if stats.job.status == JobStatus.FAILED else "",
         "summary_title": "Summary of the previous attempt" if stats.retried and not ended else "Summary",
     }
@@ -222,7 +204,8 @@ def throughput_svg(points: Sequence[ThroughputPoint], *, width: int = 760, heigh
         '<text x="{mid}" y="{ty}" class="pj-axis pj-legend-rate" text-anchor="end">— items/s</text>'
         '<text x="{mid2}" y="{ty}" class="pj-axis pj-legend-leases">- - partitions in flight</text></svg>',
         w=width, h=height, grid=grid, area=area, line=line, leases=leases, left=left, right=left + plot_w,
-        ty=height - 6, start=fmt_dt(t0), end=fmt_dt(t1), mid=left + plot_w / 2 - 4, mid2=left + plot_w / 2 + 4,
+        ty=height - 6, start=humanize.when(t0), end=humanize.when(t1), mid=left + plot_w / 2 - 4,
+        mid2=left + plot_w / 2 + 4,
         aria=f"Throughput over time, peak {fmt_rate(peak)}, at most {peak_leases} partitions in flight, "
              f"{len(points)} samples",
     )

@@ -14,13 +14,15 @@ from django.http import Http404, HttpResponseNotAllowed, HttpResponseRedirect, S
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
-from partitions import humanize, ledger, services
-from partitions.admin.actions import ActionResult, guarded
+from partitions.admin.actions import ActionResult, guarded, queued_again
 from partitions.admin.base import confirm_response, job_url
+from partitions.core import humanize
+from partitions.core.states import SUBJOB_LEDGER
+from partitions.core.validation import parse_id
 from partitions.models import Job
+from partitions.operations import services
 from partitions.permissions import Action, may
-from partitions.states import SUBJOB_LEDGER
-from partitions.validation import parse_id
+from partitions.reads import ledger
 
 
 @dataclass(frozen=True)
@@ -171,8 +173,8 @@ def failures_action_view(model_admin, request, object_id, action_name):
 def _perform(action: ReasonAction, job: Job, user, reason: str, note: str) -> ActionResult:
     if action.name == "retry":
         n = services.subjobs_retry(job.pk, None, actor=user, reason=reason)
-        return ActionResult(f"Job #{job.pk}: {n:,} item(s) of “{reason}” queued again.")
+        return queued_again(job.pk, n, f"item of “{reason}”", f"items of “{reason}”")
     n = services.subjobs_skip(job.pk, reason=reason, note=note, actor=user)
     if not n:
         return ActionResult(f"Job #{job.pk} has no failed items of “{reason}” left to skip.", messages.WARNING)
-    return ActionResult(f"Job #{job.pk}: {n:,} failed item(s) of “{reason}” skipped.")
+    return ActionResult(f"Job #{job.pk}: {humanize.plural(n, 'failed item')} of “{reason}” skipped.")

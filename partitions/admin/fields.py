@@ -5,7 +5,7 @@ from __future__ import annotations
 from django import forms
 from django.utils.functional import lazy
 
-from partitions import humanize, validation
+from partitions.core import humanize, validation
 
 RELATIVE_EXAMPLES = "+30m, +2h or +1d"
 

@@ -15,21 +15,23 @@ from django.http import Http404, HttpResponseNotAllowed, JsonResponse
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 
-from partitions import humanize, registry
 from partitions.admin import display
 from partitions.admin.actions import ACTIONS, job_controls
-from partitions.admin.base import KnownCountPaginator, changelist_url, short
+from partitions.admin.base import KnownCountPaginator, changelist_url
 from partitions.admin.failures import failures_context
 from partitions.admin.knob import knob_form_for
-from partitions.deadline_alerts import WATCH_KEY
-from partitions.grid import job_partition_grid, parse_seq_range
+from partitions.core import humanize
+from partitions.core.limits import LINE, VALUE, clip
+from partitions.core.states import JobStatus, PartitionStatus
+from partitions.core.validation import parse_id
+from partitions.jobtypes import registry
 from partitions.models import Job
 from partitions.notify.config import plan_for
-from partitions.pages import job_deliveries, job_events, job_partitions
+from partitions.operations.deadline_alerts import WATCH_KEY
 from partitions.permissions import Action, may
-from partitions.states import JobStatus, PartitionStatus
-from partitions.statistics import job_run_statistics, job_stats, job_throughput_series
-from partitions.validation import parse_id
+from partitions.reads.grid import job_partition_grid, parse_seq_range
+from partitions.reads.pages import job_deliveries, job_events, job_partitions
+from partitions.reads.statistics import job_run_statistics, job_stats, job_throughput_series
 
 PARTITIONS_PER_PAGE = 50
 EVENTS_PER_PAGE = 50
@@ -49,7 +51,7 @@ def _seconds(later, earlier) -> float | None:
 def _checkpoint(value) -> str:
     if value is None:
         return ""
-    return short(", ".join(map(str, value)) if isinstance(value, list) else str(value), 60)
+    return clip(", ".join(map(str, value)) if isinstance(value, list) else str(value), VALUE, one_line=True)
 
 
 def _partition_rows(page) -> list[dict]:
@@ -64,7 +66,7 @@ def _partition_rows(page) -> list[dict]:
             "lease_age": display.fmt_duration(_seconds(p.db_now, p.lease_claimed_at)) if running else "",
             "since_checkpoint": (display.fmt_duration(_seconds(p.db_now, p.checkpointed_at or p.lease_claimed_at))
                                  if running else ""),
-            "error": short(p.last_error, 160),
+            "error": clip(p.last_error, LINE, one_line=True),
         })
     return rows
 
@@ -115,10 +117,10 @@ def job_context(model_admin, request, job: Job) -> dict:
         "status_badge": display.status_badge(job.pk, job.status, job.get_status_display()),
         "progress_bar": display.progress_bar(stats),
         "chart": display.throughput_svg(points),
-        "started": display.fmt_dt(job.started_at),
-        "created": display.fmt_dt(job.created_at),
+        "started": humanize.when(job.started_at),
+        "created": humanize.when(job.created_at),
         "created_by": humanize.actor("", job.created_by) if job.created_by else "",
-        "deadline": display.fmt_dt(job.deadline) if job.deadline else "",
+        "deadline": humanize.when(job.deadline) if job.deadline else "",
         "params_items": sorted((job.params or {}).items()),
         # The finalize step's summary and the rest of the stored stats, as rows of a small table.
         "summary_rows": humanize.rows((job.stats or {}).get("summary")),

@@ -9,7 +9,6 @@ from django.http import HttpResponseNotAllowed, HttpResponseRedirect, JsonRespon
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from partitions import humanize
 from partitions.admin import display, failures, job_page, knob, start, throttle, workers
 from partitions.admin.actions import ACTIONS, JobAction, perform
 from partitions.admin.base import (
@@ -21,10 +20,12 @@ from partitions.admin.base import (
     selection_hidden,
     selection_items,
 )
+from partitions.core import humanize
+from partitions.core.validation import parse_id
 from partitions.models import Job
 from partitions.permissions import Action, may
-from partitions.statistics import JobStats, job_stats, jobs_stats
-from partitions.validation import parse_id
+from partitions.reads.statistics import JobStats, job_stats, jobs_stats
+from partitions.wording import presenters
 
 #: Most jobs one progress poll may ask about.
 MAX_POLL_IDS = 200
@@ -88,7 +89,7 @@ class JobAdmin(EngineAdmin):
 
     @admin.display(description="throughput")
     def rate_col(self, job: Job):
-        return display.live_text(job.pk, "rate", display.rate_text(_stats(job)))
+        return display.live_text(job.pk, "rate", presenters.rate_text(_stats(job)))
 
     @admin.display(description="ETA")
     def eta_col(self, job: Job):

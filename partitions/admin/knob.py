@@ -8,11 +8,12 @@ from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 
-from partitions import humanize, knob, validation
 from partitions.admin.actions import ActionResult, guarded
 from partitions.admin.base import job_url
 from partitions.admin.fields import DeadlineField
+from partitions.core import humanize, validation
 from partitions.models import Job
+from partitions.operations import knob
 from partitions.permissions import Action, may
 
 KEEP, SET, CLEAR = "keep", "set", "clear"

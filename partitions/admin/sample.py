@@ -1,4 +1,4 @@
-"""The start preview's "Try on a sample": the sample dry-run (partitions/sample_run.py) from the start page.
+"""The start preview's "Try on a sample": the sample dry-run (partitions/worker/sample_run.py) from the start page.
 
 It runs the job type's real code on a few planned partitions in a transaction that is rolled back, so it needs
 the right to start jobs (the start page's own permission) and writes nothing, not even an audit row: it is
@@ -12,15 +12,16 @@ from typing import Any
 
 from django import forms
 
-from partitions import humanize, validation
-from partitions.sample_run import (
+from partitions.core import humanize, validation
+from partitions.jobtypes.splits import PartitionPlan
+from partitions.wording import presenters
+from partitions.worker.sample_run import (
     SAMPLE_ITEMS_DEFAULT,
     SAMPLE_ITEMS_MAX,
     SAMPLE_PARTITIONS_MAX,
     change_text,
     job_sample,
 )
-from partitions.splits import PartitionPlan
 
 log = logging.getLogger(__name__)
 
@@ -41,17 +42,18 @@ class SampleForm(forms.Form):
 
 def sample_submit(request, type_name: str, data: dict[str, Any], options, sample_form: SampleForm, *,
                   plans: list[PartitionPlan]) -> dict | None:
-    """The sample report (`SampleReport.as_dict()`) of the previewed `plans` at the chosen run options, or None
+    """The sample report (`SampleReport.as_dict()`, with its sentences as `words`) of the previewed `plans` at the
+    chosen run options, or None
     when a form said no (its errors show on the page). Typed refusals (`SampleRefused`, `SampleFailed`) go to
     the caller."""
     if not (options.is_valid() & sample_form.is_valid()):  # both, so every error shows at once
         return None
     chosen, size = options.cleaned_data, sample_form.cleaned_data
-    log.info("sample dry-run of %s by %s: %s partition(s), %s item(s) each", type_name, request.user,
-             size["partitions"], size["items"])
+    log.info("sample dry-run of %s by %s: %s, %s each", type_name, request.user,
+             humanize.plural(size["partitions"], "partition"), humanize.plural(size["items"], "item"))
     report = job_sample(type_name, data, partitions=size["partitions"], items=size["items"],
                         max_parallel=chosen["max_parallel"] or 0, deadline=chosen["deadline"], plans=plans,
-                        rate_limit=validation.UNSET if chosen.get("rate_limit") is None else chosen["rate_limit"]
-                        ).as_dict()
-    return {**report, "projected": humanize.duration(report["projected_seconds"]),
-            "changes": [{**change, "text": change_text(change)} for change in report["changes"]]}
+                        rate_limit=validation.UNSET if chosen.get("rate_limit") is None else chosen["rate_limit"])
+    shown = report.as_dict()
+    return {**shown, "words": presenters.sample_words(report),
+            "changes": [{**change, "text": change_text(change)} for change in shown["changes"]]}

@@ -11,10 +11,11 @@ from django.contrib import messages
 from django.http import HttpResponseRedirect
 from django.urls import reverse
 
-from partitions import cadence as cadences
-from partitions import schedules, validation
-from partitions.cadence import Cadence
-from partitions.exceptions import InvalidParams, InvalidSchedule, ScheduleNameTaken
+from partitions.core import validation
+from partitions.core.exceptions import InvalidParams, InvalidSchedule, ScheduleNameTaken
+from partitions.operations import cadence as cadences
+from partitions.operations import schedules
+from partitions.operations.cadence import Cadence
 
 PREFIX = "schedule"
 

@@ -18,8 +18,6 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from partitions import cadence as cadences
-from partitions import schedules
 from partitions.admin import display, start
 from partitions.admin.actions import ActionResult
 from partitions.admin.base import (
@@ -31,8 +29,12 @@ from partitions.admin.base import (
     selection_hidden,
     selection_items,
 )
-from partitions.exceptions import InvalidParams, PartitionsError, ScheduleNotFound
+from partitions.core import humanize
+from partitions.core.events import ScheduleEventType
+from partitions.core.exceptions import InvalidParams, PartitionsError, ScheduleNotFound
 from partitions.models import JobSchedule, ScheduleEvent
+from partitions.operations import cadence as cadences
+from partitions.operations import schedules
 from partitions.permissions import Action, may
 
 #: Rows of history the schedule page shows.
@@ -45,9 +47,9 @@ def schedule_url(schedule_id: int) -> str:
 
 def _run_now(schedule: JobSchedule, user: Any) -> ActionResult:
     result = schedules.schedule_run_now(schedule.pk, actor=user)
-    if result.outcome == "fire_started":
+    if result.outcome == ScheduleEventType.FIRE_STARTED:
         return ActionResult(f"Schedule {schedule.name}: started job #{result.job.pk}.", job_id=result.job.pk)
-    if result.outcome == "fire_skipped":
+    if result.outcome == ScheduleEventType.FIRE_SKIPPED:
         return ActionResult(f"Schedule {schedule.name}: nothing started, {result.detail}.", messages.WARNING)
     return ActionResult(f"Schedule {schedule.name} {result.detail}", messages.ERROR)
 
@@ -59,7 +61,7 @@ def _pause(schedule: JobSchedule, user: Any) -> ActionResult:
 
 def _resume(schedule: JobSchedule, user: Any) -> ActionResult:
     resumed = schedules.schedule_resume(schedule.pk, actor=user)
-    return ActionResult(f"Schedule {schedule.name} resumed: next run {display.fmt_dt(resumed.next_run_at)}.")
+    return ActionResult(f"Schedule {schedule.name} resumed: next run {humanize.when(resumed.next_run_at)}.")
 
 
 def _delete(schedule: JobSchedule, user: Any) -> ActionResult:
@@ -140,11 +142,11 @@ class ScheduleAdmin(EngineAdmin):
 
     @admin.display(description="next run", ordering="next_run_at")
     def next_col(self, s: JobSchedule):
-        return display.fmt_dt(s.next_run_at)
+        return humanize.when(s.next_run_at)
 
     @admin.display(description="last run", ordering="last_run_at")
     def last_col(self, s: JobSchedule):
-        return display.fmt_dt(s.last_run_at)
+        return humanize.when(s.last_run_at)
 
     @admin.display(description="last job")
     def last_job_col(self, s: JobSchedule):

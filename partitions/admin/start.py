@@ -18,7 +18,6 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 from django.template.response import TemplateResponse
 
-from partitions import humanize, registry, services, validation
 from partitions.admin.base import job_url
 from partitions.admin.fields import DeadlineField, deadline_help
 from partitions.admin.sample import PREFIX as SAMPLE_PREFIX
@@ -26,13 +25,17 @@ from partitions.admin.sample import SampleForm, sample_submit
 from partitions.admin.schedule_form import PREFIX as SCHEDULE_PREFIX
 from partitions.admin.schedule_form import ScheduleForm, schedule_submit
 from partitions.admin.throttle import ThrottleFields
-from partitions.estimates import plan_estimate
-from partitions.exceptions import InvalidParams, JobNotPlannable, JobTypeNotFound, PartitionsError, error_line
-from partitions.models import Job, Partition
+from partitions.core import humanize, validation
+from partitions.core.exceptions import InvalidParams, JobNotPlannable, JobTypeNotFound, PartitionsError, error_line
+from partitions.jobtypes import registry
+from partitions.jobtypes.splits import PartitionPlan
+from partitions.models import Job
 from partitions.notify.config import notify_choice
+from partitions.operations import services
 from partitions.permissions import Action, may
-from partitions.sample_run import sample_refusal
-from partitions.splits import PartitionPlan
+from partitions.reads.estimates import plan_estimate
+from partitions.wording import presenters
+from partitions.worker.sample_run import sample_refusal
 
 log = logging.getLogger(__name__)
 
@@ -101,21 +104,6 @@ def _params_data(form: forms.Form) -> dict[str, Any]:
         if not field.widget.value_omitted_from_data(form.data, form.files, key):
             data[name] = field.widget.value_from_datadict(form.data, form.files, key)
     return data
-
-
-def _preview_rows(plans) -> list[dict]:
-    """The first and last few partitions, with a gap row ("…") between them when there are more."""
-    rows = []
-    for seq in humanize.edges(len(plans)):
-        if seq is None:
-            rows.append({"gap": len(plans) - 2 * humanize.PREVIEW_EDGE})
-            continue
-        plan = plans[seq]
-        unsaved = Partition(kind=plan.kind, lower=plan.lower, upper=plan.upper, modulus=plan.modulus,
-                            remainder=plan.remainder, estimated_items=plan.estimated_items)
-        rows.append({"seq": seq, "kind": plan.kind, "bounds": unsaved.bounds_display,
-                     "estimated": plan.estimated_items, "subjobs": len(plan.items)})
-    return rows
 
 
 #: `?mode=schedule`: the start page opened to create a schedule.
@@ -227,7 +215,8 @@ def _preview(type_name: str, plans: list[PartitionPlan], options: dict[str, Any]
     estimated, subjobs = sum(p.estimated_items for p in plans), sum(len(p.items) for p in plans)
     rate_limit = options.get("rate_limit") or registry.get(type_name).rate_limit
     estimate = plan_estimate(type_name, estimated or subjobs, rate_limit=rate_limit, deadline=options.get("deadline"))
-    return {"rows": _preview_rows(plans), "partitions": len(plans), "estimated": estimated, "subjobs": subjobs,
+    return {"rows": presenters.preview_rows(plans), "counts": presenters.preview_counts(plans),
+            "partitions": len(plans), "estimated": estimated, "subjobs": subjobs,
             "empty": not plans or not (estimated or subjobs), "estimate": humanize.estimate(estimate)}
 
 

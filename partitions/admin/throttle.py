@@ -12,10 +12,11 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 from django.template.response import TemplateResponse
 
-from partitions import services, validation
 from partitions.admin.actions import ActionResult, guarded
 from partitions.admin.base import job_url
+from partitions.core import validation
 from partitions.models import Job
+from partitions.operations import services
 from partitions.permissions import Action, may
 
 

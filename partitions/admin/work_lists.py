@@ -5,8 +5,7 @@ from __future__ import annotations
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 
-from partitions import humanize, services
-from partitions.admin.actions import ActionResult, guarded
+from partitions.admin.actions import ActionResult, guarded, queued_again
 from partitions.admin.base import (
     EngineAdmin,
     JobFilter,
@@ -15,11 +14,13 @@ from partitions.admin.base import (
     report,
     selection_hidden,
     selection_items,
-    short,
 )
+from partitions.core import humanize
+from partitions.core.limits import ERROR, NOTE, clip
 from partitions.models import JobEvent, Partition, SubJob
-from partitions.pages import partitions_failed_subjob_ids
+from partitions.operations import services
 from partitions.permissions import Action, may
+from partitions.reads.pages import partitions_failed_subjob_ids
 
 
 def _confirm_selection(model_admin, request, queryset, *, name: str, label: str, question: str):
@@ -37,7 +38,7 @@ def _confirm_selection(model_admin, request, queryset, *, name: str, label: str,
 def _retry_subjobs(request, grouped: dict[int, list[int]]) -> list[ActionResult]:
     def one(job_id: int, ids: list[int]) -> ActionResult:
         n = services.subjobs_retry(job_id, ids, actor=request.user)
-        return ActionResult(f"Job #{job_id}: {n} failed sub-job(s) queued again.") if n else ActionResult(
+        return queued_again(job_id, n, "failed sub-job") if n else ActionResult(
             f"Job #{job_id}: none of the selected sub-jobs had failed.", level=messages.WARNING)
 
     return [guarded("retry the failed sub-jobs of", job_id, lambda j=job_id, i=ids: one(j, i))
@@ -72,7 +73,7 @@ class PartitionAdmin(EngineAdmin):
 
     @admin.display(description="last error")
     def error_col(self, obj: Partition):
-        return short(obj.last_error, 80)
+        return clip(obj.last_error, NOTE, one_line=True)
 
     @admin.action(permissions=[Action.RETRY], description="Retry the failed sub-jobs of the selected partitions")
     def retry_subjobs_selected(self, request, queryset):
@@ -98,7 +99,7 @@ class PartitionAdmin(EngineAdmin):
 
         def one(job_id: int, ids: list[int]) -> ActionResult:
             n = services.job_retry_failed(job_id, ids, actor=request.user)
-            return ActionResult(f"Job #{job_id}: {n} failed partition(s) queued again.")
+            return queued_again(job_id, n, "failed partition")
 
         outcomes = [guarded("retry failed partitions of", j, lambda j=j, i=i: one(j, i))
                     for j, i in sorted(grouped.items())]
@@ -123,7 +124,7 @@ class SubJobAdmin(EngineAdmin):
 
     @admin.display(description="error")
     def error_col(self, obj: SubJob):
-        return short(obj.error, 100)
+        return clip(obj.error, ERROR, one_line=True)
 
     @admin.action(permissions=[Action.RETRY], description="Retry the selected failed sub-jobs")
     def retry_selected(self, request, queryset):
@@ -140,7 +141,7 @@ class SubJobAdmin(EngineAdmin):
 
 @admin.register(JobEvent)
 class JobEventAdmin(EngineAdmin):
-    list_display = ["id", "created_col", "job_col", "type", "actor_col", "partition_id", "data_col"]
+    list_display = ["id", "created_col", "job_col", "type_col", "actor_col", "partition_id", "data_col"]
     list_filter = [JobFilter]
     search_fields = ["=type", "actor"]
     show_full_result_count = False
@@ -149,6 +150,10 @@ class JobEventAdmin(EngineAdmin):
     @admin.display(description="at", ordering="created_at")
     def created_col(self, obj: JobEvent):
         return humanize.when(obj.created_at)
+
+    @admin.display(description="type", ordering="type")
+    def type_col(self, obj: JobEvent):
+        return obj.type  # the type itself, as the timeline and the CLI show it (not its label: when it is written)
 
     @admin.display(description="actor", ordering="actor")
     def actor_col(self, obj: JobEvent):

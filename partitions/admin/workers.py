@@ -7,9 +7,10 @@ from django.http import HttpResponseNotAllowed
 from django.template.response import TemplateResponse
 
 from partitions.admin import display
+from partitions.core import humanize
 from partitions.models import Partition
-from partitions.pages import leases_live, workers_recent
 from partitions.permissions import Action, may
+from partitions.reads.pages import leases_live, workers_recent
 from partitions.tasks import clusters_recent
 
 LEASES_SHOWN = 500
@@ -32,8 +33,8 @@ def workers_view(model_admin, request):
     ]
     clusters = clusters_recent()
     for cluster in clusters:
-        cluster["seen"] = display.fmt_dt(cluster["timestamp"])
-        cluster["started"] = display.fmt_dt(cluster["tob"])
+        cluster["seen"] = humanize.when(cluster["timestamp"])
+        cluster["started"] = humanize.when(cluster["tob"])
     context = {
         **model_admin.admin_site.each_context(request),
         "opts": model_admin.opts,
@@ -42,7 +43,7 @@ def workers_view(model_admin, request):
         "leases": leases,
         "leases_capped": len(leases) >= LEASES_SHOWN,
         "clusters": clusters,
-        "workers": [{"w": w, "last_seen": display.fmt_dt(w.last_seen)} for w in workers_recent()],
+        "workers": [{"w": w, "last_seen": humanize.when(w.last_seen)} for w in workers_recent()],
     }
     request.current_app = model_admin.admin_site.name
     return TemplateResponse(request, "admin/partitions/job/workers.html", context)

@@ -12,7 +12,7 @@ from django.http import HttpRequest
 from ninja.errors import AuthenticationError
 from ninja.security import HttpBearer, SessionAuth
 
-from partitions.exceptions import NotPermitted
+from partitions.core.exceptions import NotPermitted
 from partitions.httpapi.tokens import token_user
 
 

@@ -12,21 +12,24 @@ from django.db import IntegrityError, transaction
 from django.http import HttpRequest
 from ninja import Header, Path, Query, Router, Status
 
-from partitions import knob, ledger, registry, services, validation
-from partitions.encoding import dumps
-from partitions.estimates import plan_estimate
-from partitions.exceptions import InvalidParams, InvalidTransition, JobNotPlannable, PartitionsError, error_line
+from partitions.core import validation
+from partitions.core.encoding import dumps
+from partitions.core.exceptions import InvalidParams, InvalidTransition, JobNotPlannable, PartitionsError, error_line
+from partitions.core.states import JobStatus, PartitionStatus
 from partitions.httpapi import schemas as s
 from partitions.httpapi.auth import require_perm, user_of
 from partitions.httpapi.paramschema import params_schema
 from partitions.httpapi.problems import ERRORS, ApiProblem
+from partitions.jobtypes import registry
 from partitions.management.cli_output import job_summary, plan_rows
 from partitions.models import ApiIdempotencyKey, Job, JobEvent
-from partitions.pages import job_get, job_partitions
+from partitions.operations import knob, services
 from partitions.permissions import Action, Perm, require
-from partitions.sample_run import SAMPLE_ITEMS_DEFAULT, job_sample, sample_refusal
-from partitions.states import JobStatus, PartitionStatus
-from partitions.statistics import job_run_statistics, job_stats, jobs_stats
+from partitions.reads import ledger
+from partitions.reads.estimates import plan_estimate
+from partitions.reads.pages import job_get, job_partitions
+from partitions.reads.statistics import job_run_statistics, job_stats, jobs_stats
+from partitions.worker.sample_run import SAMPLE_ITEMS_DEFAULT, job_sample, sample_refusal
 
 router = Router(tags=["jobs"])
 

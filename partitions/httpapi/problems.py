@@ -8,8 +8,8 @@ from django.http import Http404, HttpRequest, HttpResponse
 from ninja import NinjaAPI, Schema
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
-from partitions.encoding import dumps
-from partitions.exceptions import (
+from partitions.core.encoding import dumps
+from partitions.core.exceptions import (
     RUN_OPTIONS,
     DuplicateJob,
     InvalidParams,
@@ -23,7 +23,7 @@ from partitions.exceptions import (
     ScheduleNotFound,
     UnknownReason,
 )
-from partitions.sample_run import SampleFailed, SampleRefused
+from partitions.worker.sample_run import SampleFailed, SampleRefused
 
 MEDIA_TYPE = "application/problem+json"
 #: Problem types are relative URIs under the API (RFC 9457 allows them): `/api/v1/problems/<slug>`.

@@ -1,5 +1,5 @@
-"""Schedules: list, create, pause, resume and delete, through `partitions.schedules` with the acting user (its
-permission rules and its ScheduleEvent audit), the same summary as `jobs schedules --json`."""
+"""Schedules: list, create, pause, resume and delete, through `partitions.operations.schedules` with the acting
+user (its permission rules and its ScheduleEvent audit), the same summary as `jobs schedules --json`."""
 
 from __future__ import annotations
 
@@ -8,14 +8,15 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse
 from ninja import Path, Query, Router, Status
 
-from partitions import cadence as cadences
-from partitions import schedules, validation
-from partitions.cadence import Cadence
+from partitions.core import validation
 from partitions.httpapi import schemas as s
 from partitions.httpapi.auth import require_perm, user_of
 from partitions.httpapi.problems import ERRORS, ApiProblem
 from partitions.management.schedules_cli import EVERY_UNITS, schedule_summary
 from partitions.models import JobSchedule
+from partitions.operations import cadence as cadences
+from partitions.operations import schedules
+from partitions.operations.cadence import Cadence
 
 router = Router(tags=["schedules"])
 

@@ -11,8 +11,8 @@ from typing import Any, Literal
 from ninja import Field, Schema
 from pydantic import ConfigDict
 
-from partitions import validation
-from partitions.sample_run import SAMPLE_ITEMS_MAX, SAMPLE_PARTITIONS_MAX
+from partitions.core import validation
+from partitions.worker.sample_run import SAMPLE_ITEMS_MAX, SAMPLE_PARTITIONS_MAX
 
 #: Rows of one keyset page at most (and by default).
 PAGE_MAX = 200

@@ -10,7 +10,7 @@ from django.core.management.base import CommandError
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from partitions import validation
+from partitions.core import validation
 
 #: One --param: (key, value text).
 type Pair = tuple[str, str]

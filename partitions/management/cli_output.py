@@ -8,13 +8,12 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from partitions import humanize
+from partitions.core import humanize
+from partitions.jobtypes.splits import PartitionPlan
 from partitions.models import Job
-from partitions.pages import job_splits
-from partitions.projection import LIMIT_WORDS
-from partitions.splits import PartitionPlan
-from partitions.states import JOB_TERMINAL
-from partitions.statistics import JobStats, job_stats
+from partitions.reads.pages import job_splits
+from partitions.reads.statistics import JobStats, job_stats
+from partitions.wording import presenters
 
 
 def job_summary(job: Job, stats: JobStats | None = None) -> dict[str, Any]:
@@ -25,7 +24,7 @@ def job_summary(job: Job, stats: JobStats | None = None) -> dict[str, Any]:
         "id": job.pk, "type": job.type_name, "status": job.status, "params": job.params, "error": job.error,
         "created_at": job.created_at, "finished_at": job.finished_at, "max_parallel": job.max_parallel,
         **stats.progress.as_dict(), **stats.figures(), "throttle": stats.throttle(),
-        "splits": job_splits(job.pk),
+        "splits": job_splits(job.pk), "words": presenters.job_words(stats),
     }
 
 
@@ -36,35 +35,15 @@ def plan_rows(plans: list[PartitionPlan]) -> list[dict[str, Any]]:
 
 
 def throttle_line(summary: dict[str, Any]) -> str:
-    """The throttle part of a status line ("" when nothing throttles the job)."""
-    t = summary["throttle"]
-    parts = []
-    if t["rate_limit"] and summary["status"] in JOB_TERMINAL:  # an ended job's average is no reading of it
-        parts.append(f"rate limit {t['rate_limit']:,g} items/s")
-    elif t["rate_limit"]:
-        parts.append(f"rate {summary['items_per_second']:,.1f}/{t['rate_limit']:,g} items/s")
-    if t["pause_ms"]:
-        parts.append(f"pause {t['pause_ms']} ms")
-    if t["held"]:
-        parts.append(f"THROTTLED since {t['throttled_since']:%H:%M:%S}: {t['throttled_reason']}")
-    if t["ignore_health"]:
-        parts.append("health checks ignored")
-    return "  " + "; ".join(parts) if parts else ""
+    """The throttle part of a status line, in the job page's words ("" when nothing throttles the job)."""
+    return f"  {summary['words']['throttle']}" if summary["words"]["throttle"] else ""
 
 
 def projection_line(summary: dict[str, Any]) -> str:
-    """The deadline verdict, what limits the job and the advice that can work ("" when none applies)."""
-    parts = [f"deadline: {summary['verdict']}"] if summary["verdict"] else []
-    if summary["held"]:
-        parts.append(f"held: {summary['held']}")
-    elif summary["limited_by"]:
-        parts.append(LIMIT_WORDS[summary["limited_by"]])
-    if (needed := summary["workers_needed"]) is not None:
-        fleet = summary["fleet_workers"]
-        parts.append(f"needs {humanize.plural(needed, 'parallel worker')}"
-                     + ("" if fleet is None else f" (the fleet has {fleet})"))
-    if summary["rate_needed"] is not None and summary["meets_deadline"] is False:
-        parts.append(f"a rate limit of {summary['rate_needed']:,.1f} items/s would meet the deadline")
+    """The deadline verdict, what limits the job and the advice that can work, in the job page's words ("" when
+    none applies)."""
+    words = summary["words"]
+    parts = [text for text in (words["projection"], words["advice"]) if text]
     return "  " + "; ".join(parts) if parts else ""
 
 
@@ -77,7 +56,8 @@ def progress_line(summary: dict[str, Any]) -> str:
     eta_text = "?" if eta is None else f"{eta:,.0f}s"
     return (f"[{'#' * filled}{'.' * (width - filled)}] {summary['percent']:5.1f}%  "
             f"{handled:,}/{summary['items_total']:,} items  {summary['items_per_second']:,.0f}/s  ETA {eta_text}  "
-            f"{summary['status']}, {summary['live_leases']} leases, {summary['items_failed']} failed")
+            f"{summary['status']}, {humanize.plural(summary['live_leases'], 'lease')}, "
+            f"{summary['items_failed']:,} failed")
 
 
 #: Back to the line's start and clear to its end: a redrawn progress line leaves nothing of a longer one.

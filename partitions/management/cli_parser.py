@@ -9,7 +9,7 @@ import sys
 
 from django.core.management.base import CommandError, CommandParser
 
-from partitions.exceptions import did_you_mean
+from partitions.core.exceptions import did_you_mean
 
 
 class JobEnded(CommandError):

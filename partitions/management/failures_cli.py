@@ -1,15 +1,17 @@
 """`jobs failures ID [--reason R] [--status S] [--csv | --json]` and `jobs skip ID --reason R --note TEXT`: the
-failure ledger on the command line (partitions.ledger reads, the services act), mixed into the `jobs` command.
+failure ledger on the command line (partitions.reads.ledger reads, the services act), mixed into the `jobs` command.
 `jobs retry ID --reason R` (in the command) retries one reason."""
 
 from __future__ import annotations
 
 from django.core.management.base import CommandError
 
-from partitions import humanize, ledger, services
-from partitions.ledger import FailedItem, FailureGroup
-from partitions.pages import job_get
-from partitions.states import SUBJOB_LEDGER
+from partitions.core import humanize
+from partitions.core.states import SUBJOB_LEDGER
+from partitions.operations import services
+from partitions.reads import ledger
+from partitions.reads.ledger import FailedItem, FailureGroup
+from partitions.reads.pages import job_get
 
 REASON_HELP = "a failure reason exactly as `jobs failures ID` lists it (quote it)"
 

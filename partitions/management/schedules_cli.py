@@ -1,5 +1,5 @@
 """`manage.py jobs schedule|schedules|schedule-show|schedule-run|schedule-pause|schedule-resume|unschedule`:
-recurring runs from the CLI, thin over `partitions.schedules` (mixed into the `jobs` command)."""
+recurring runs from the CLI, thin over `partitions.operations.schedules` (mixed into the `jobs` command)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,13 @@ from django.core.management.base import CommandError
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from partitions import cadence as cadences
-from partitions import humanize, schedules, validation
-from partitions.cadence import Cadence
+from partitions.core import humanize, validation
+from partitions.core.events import ScheduleEventType
 from partitions.management.cli_arguments import Pair, param_pair
 from partitions.models import JobSchedule, ScheduleEvent
+from partitions.operations import cadence as cadences
+from partitions.operations import schedules
+from partitions.operations.cadence import Cadence
 
 EVERY_UNITS = {"m": cadences.MINUTES, "h": cadences.HOURS, "d": cadences.DAYS}
 
@@ -150,12 +152,12 @@ class ScheduleCommands:
     def do_schedule_run(self, *, name: str, **options):
         result = schedules.schedule_run_now(name, actor=self.ACTOR)
         schedule = schedules.schedule_get(name)
-        text = {"fire_started": f"schedule {name}: started job #{result.job.pk if result.job else ''}",
-                "fire_skipped": f"schedule {name}: skipped: {result.detail}",
-                "schedule_auto_paused": f"schedule {name}: {result.detail}"}[result.outcome]
+        text = {ScheduleEventType.FIRE_STARTED: f"schedule {name}: started job #{result.job.pk if result.job else ''}",
+                ScheduleEventType.FIRE_SKIPPED: f"schedule {name}: skipped: {result.detail}",
+                ScheduleEventType.SCHEDULE_AUTO_PAUSED: f"schedule {name}: {result.detail}"}[result.outcome]
         self.emit({**schedule_summary(schedule), "outcome": result.outcome, "job": result.job.pk if result.job
                    else None, "detail": result.detail}, text)
-        if result.outcome == "schedule_auto_paused":
+        if result.outcome == ScheduleEventType.SCHEDULE_AUTO_PAUSED:
             raise CommandError(f"schedule {name} paused: its params no longer validate")
 
     def do_schedule_pause(self, *, name: str, **options):

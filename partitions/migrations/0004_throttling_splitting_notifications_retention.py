@@ -2,7 +2,7 @@
 
 import django.db.models.deletion
 import django.db.models.functions.datetime
-import partitions.encoding
+import partitions.core.encoding
 from django.db import migrations, models
 
 
@@ -28,7 +28,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='job',
             name='notify',
-            field=models.JSONField(blank=True, encoder=partitions.encoding.EngineJSONEncoder, help_text="This run's notification channels (None: the defaults).", null=True),
+            field=models.JSONField(blank=True, encoder=partitions.core.encoding.EngineJSONEncoder, help_text="This run's notification channels (None: the defaults).", null=True),
         ),
         migrations.AddField(
             model_name='job',
@@ -93,7 +93,7 @@ class Migration(migrations.Migration):
                 ('step', models.CharField(blank=True, help_text='prepare, process or finalize (step events).', max_length=16)),
                 ('channel', models.CharField(help_text='email, or webhook:<name>', max_length=200)),
                 ('idempotency_key', models.CharField(max_length=200, unique=True)),
-                ('payload', models.JSONField(blank=True, default=dict, encoder=partitions.encoding.EngineJSONEncoder)),
+                ('payload', models.JSONField(blank=True, default=dict, encoder=partitions.core.encoding.EngineJSONEncoder)),
                 ('status', models.CharField(choices=[('pending', 'Pending'), ('sent', 'Sent'), ('failed', 'Failed')], default='pending', max_length=16)),
                 ('attempts', models.PositiveIntegerField(default=0)),
                 ('next_attempt_at', models.DateTimeField(db_default=django.db.models.functions.datetime.Now())),

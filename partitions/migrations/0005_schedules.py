@@ -2,7 +2,7 @@
 
 import django.db.models.deletion
 import django.db.models.functions.datetime
-import partitions.encoding
+import partitions.core.encoding
 from django.conf import settings
 from django.db import migrations, models
 
@@ -21,12 +21,12 @@ class Migration(migrations.Migration):
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('name', models.CharField(max_length=100, unique=True)),
                 ('type_name', models.CharField(max_length=200)),
-                ('params', models.JSONField(blank=True, default=dict, encoder=partitions.encoding.EngineJSONEncoder, help_text='Cleaned by the Params form; checked again at each fire.')),
+                ('params', models.JSONField(blank=True, default=dict, encoder=partitions.core.encoding.EngineJSONEncoder, help_text='Cleaned by the Params form; checked again at each fire.')),
                 ('max_parallel', models.PositiveIntegerField(default=0)),
                 ('priority', models.SmallIntegerField(default=0)),
                 ('deadline_offset', models.DurationField(blank=True, help_text="Each run's deadline after its fire.", null=True)),
-                ('throttle', models.JSONField(blank=True, default=dict, encoder=partitions.encoding.EngineJSONEncoder, help_text="rate_limit / pause_ms overrides; absent: the type's.")),
-                ('notify', models.JSONField(blank=True, encoder=partitions.encoding.EngineJSONEncoder, help_text="The runs' notification channels (None: the defaults).", null=True)),
+                ('throttle', models.JSONField(blank=True, default=dict, encoder=partitions.core.encoding.EngineJSONEncoder, help_text="rate_limit / pause_ms overrides; absent: the type's.")),
+                ('notify', models.JSONField(blank=True, encoder=partitions.core.encoding.EngineJSONEncoder, help_text="The runs' notification channels (None: the defaults).", null=True)),
                 ('kind', models.CharField(choices=[('cron', 'Cron'), ('minutes', 'every N minutes'), ('hours', 'every N hours'), ('days', 'every N days'), ('monthly', 'every N months')], max_length=8)),
                 ('cron', models.CharField(blank=True, max_length=100)),
                 ('every', models.PositiveIntegerField(default=1)),
@@ -52,7 +52,7 @@ class Migration(migrations.Migration):
                 ('type', models.CharField(max_length=64)),
                 ('scheduled_for', models.DateTimeField(blank=True, help_text='The fire time this event is about.', null=True)),
                 ('actor', models.CharField(blank=True, max_length=200)),
-                ('data', models.JSONField(blank=True, default=dict, encoder=partitions.encoding.EngineJSONEncoder)),
+                ('data', models.JSONField(blank=True, default=dict, encoder=partitions.core.encoding.EngineJSONEncoder)),
                 ('created_at', models.DateTimeField(db_default=django.db.models.functions.datetime.Now())),
                 ('actor_user', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
                 ('job', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='partitions.job')),

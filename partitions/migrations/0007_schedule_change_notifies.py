@@ -1,5 +1,5 @@
 """A schedule row inserted, deleted, enabled, paused or moved notifies `partitions_schedules`, so every cluster's
-pusher re-reads the next fire at once (partitions.wakeups), whichever code path wrote the row."""
+pusher re-reads the next fire at once (partitions.engine.wakeups), whichever code path wrote the row."""
 
 from django.db import migrations
 

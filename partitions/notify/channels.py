@@ -20,7 +20,8 @@ import urllib.request
 from django.conf import settings
 from django.core.mail import EmailMessage
 
-from partitions.exceptions import PartitionsError
+from partitions.core.exceptions import PartitionsError
+from partitions.core.limits import ECHO, SHORT_TEXT, clip
 from partitions.models import Delivery
 from partitions.notify.config import Plan, webhook_url_error
 
@@ -80,10 +81,10 @@ def send(delivery: Delivery, plan: Plan) -> None:
             status = response.status
     except urllib.error.HTTPError as exc:
         if 300 <= exc.code < 400:
-            location = str(exc.headers.get("Location", "?"))[:200]
+            location = clip(str(exc.headers.get("Location", "?")), ECHO)
             raise DeliveryFailed(f"HTTP {exc.code} from {name}: redirect to {location} not followed") from exc
         raise DeliveryFailed(f"HTTP {exc.code} from {name}") from exc
     except (OSError, ValueError) as exc:
-        raise DeliveryFailed(f"{name}: {type(exc).__name__}: {exc}"[:300]) from exc
+        raise DeliveryFailed(clip(f"{name}: {type(exc).__name__}: {exc}", SHORT_TEXT)) from exc
     if not 200 <= status < 300:
         raise DeliveryFailed(f"HTTP {status} from {name}")

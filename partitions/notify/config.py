@@ -28,11 +28,12 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 
 from partitions import conf
-from partitions.exceptions import InvalidParams
-from partitions.validation import RUN_OPTIONS
+from partitions.core.events import NotificationKind
+from partitions.core.exceptions import InvalidParams
+from partitions.core.validation import RUN_OPTIONS
 
-EVENTS = ("step_started", "step_finished", "job_succeeded", "job_failed", "job_cancelled", "deadline_at_risk",
-          "deadline_recovered", "partitions_failed")
+#: What a job notifies by default: every kind of notification.
+EVENTS = tuple(NotificationKind.values)
 #: Most channels one run may name.
 MAX_CHANNELS = 20
 

@@ -10,6 +10,7 @@ from django.conf import settings
 from django.core.mail import EmailMessage
 from django.db import transaction
 
+from partitions.core.limits import SUBJECT, clip
 from partitions.notify.config import operator_addresses
 
 log = logging.getLogger(__name__)
@@ -26,6 +27,6 @@ def _send(subject: str, body: str) -> None:
     if not recipients:
         return
     try:
-        EmailMessage(subject[:200], body, settings.DEFAULT_FROM_EMAIL, list(recipients)).send()
+        EmailMessage(clip(subject, SUBJECT), body, settings.DEFAULT_FROM_EMAIL, list(recipients)).send()
     except Exception:  # the operators' mail is a courtesy; the event row and the log line are the record
         log.exception("could not e-mail the operators about: %s", subject)

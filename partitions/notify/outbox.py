@@ -4,15 +4,17 @@ a channel that keeps failing is given up after `MAX_ATTEMPTS` and never blocks o
 from __future__ import annotations
 
 import logging
-import random
 import time
 from datetime import timedelta
 
 from django.db.models.functions import Now
 
-from partitions import claiming, conf, registry, tracing
-from partitions.exceptions import JobTypeNotFound, error_line
-from partitions.lifecycle import delivery_finish
+from partitions import conf
+from partitions.core.backoff import Backoff
+from partitions.core.exceptions import JobTypeNotFound, error_line
+from partitions.engine import claiming, tracing
+from partitions.engine.lifecycle import delivery_finish
+from partitions.jobtypes import registry
 from partitions.models import Delivery
 from partitions.notify import channels
 from partitions.notify.config import Plan, plan_for
@@ -23,13 +25,8 @@ log = logging.getLogger(__name__)
 SEND_LEASE_SECONDS = 60
 #: Deliveries one pass claims.
 PASS_SIZE = 50
-
-
-def backoff_seconds(attempt: int) -> float:
-    """Exponential with jitter from PARTITIONS_NOTIFY_BACKOFF seconds, at most an hour."""
-    base = conf.get("NOTIFY_BACKOFF")
-    ceiling = min(3600.0, base * 2 ** max(0, attempt - 1))
-    return random.uniform(ceiling / 2, ceiling)
+#: The longest a delivery waits between two attempts (its backoff starts at PARTITIONS_NOTIFY_BACKOFF seconds).
+BACKOFF_CAP_SECONDS = 3600.0
 
 
 def _claim(job_id: int | None) -> list[Delivery]:
@@ -56,7 +53,8 @@ def _record(delivery: Delivery, error: str | None) -> None:
                     delivery.attempts, error)
         delivery_finish(delivery.pk, error=error)
         return
-    retry_at = Now() + timedelta(seconds=backoff_seconds(delivery.attempts))
+    backoff = Backoff(base=conf.get("NOTIFY_BACKOFF"), cap=BACKOFF_CAP_SECONDS)
+    retry_at = Now() + timedelta(seconds=backoff.delay(delivery.attempts))
     Delivery.objects.filter(pk=delivery.pk).update(next_attempt_at=retry_at, last_error=error)
 
 
@@ -78,7 +76,7 @@ def deliveries_send(*, job_id: int | None = None, budget_seconds: float = 20.0) 
                     channels.send(delivery, _plan(delivery, plans))
                     error = None
                 except Exception as exc:  # a receiver's failure is the delivery's, never the job's
-                    error = error_line(exc)[:1000]
+                    error = error_line(exc)
                 tracing.annotate({"delivery.error": error})
                 _record(delivery, error)
             counts["sent" if error is None else "retry"] += 1

@@ -13,26 +13,15 @@ from datetime import timedelta
 from django.db import transaction
 from django.db.models.functions import Now
 
-from partitions import claiming, registry
-from partitions.encoding import to_json
-from partitions.exceptions import JobTypeNotFound
+from partitions.core.encoding import to_json
+from partitions.core.events import NOTIFICATIONS, NotificationKind
+from partitions.core.exceptions import JobTypeNotFound
+from partitions.core.states import PartitionStatus
+from partitions.engine import claiming
+from partitions.jobtypes import registry
 from partitions.models import Delivery, Job, JobEvent, Partition
 from partitions.notify.config import Plan, plan_for
-from partitions.states import PartitionStatus
 
-#: JobEvent type -> the notifications it makes: (kind, step).
-NOTIFICATIONS: dict[str, tuple[tuple[str, str], ...]] = {
-    "planning_started": (("step_started", "prepare"),),
-    "planning_finished": (("step_finished", "prepare"), ("step_started", "process")),
-    "planning_failed": (("job_failed", "prepare"),),
-    "finalizing_started": (("step_finished", "process"), ("step_started", "finalize")),
-    "job_succeeded": (("step_finished", "finalize"), ("job_succeeded", "")),
-    "job_failed": (("job_failed", ""),),
-    "job_cancelled": (("job_cancelled", ""),),
-    "deadline_at_risk": (("deadline_at_risk", ""),),
-    "deadline_recovered": (("deadline_recovered", ""),),
-    "partition_failed": (("partitions_failed", ""),),
-}
 SETTLE_SECONDS = 30
 BATCH = 1000
 
@@ -51,7 +40,7 @@ def _deliveries(event: JobEvent, job: Job, plan: Plan) -> list[Delivery]:
     for kind, step in NOTIFICATIONS[event.type]:
         if kind not in plan.events:
             continue
-        if kind == "partitions_failed":
+        if kind == NotificationKind.PARTITIONS_FAILED:
             failed = Partition.objects.filter(job_id=job.pk, status=PartitionStatus.FAILED).count()
             if failed < plan.partitions_failed_threshold:
                 continue

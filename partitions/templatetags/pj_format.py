@@ -1,10 +1,10 @@
-"""Template filters for the console's one way to show values (partitions.humanize)."""
+"""Template filters for the console's one way to show values (partitions.core.humanize)."""
 
 from __future__ import annotations
 
 from django import template
 
-from partitions import humanize
+from partitions.core import humanize, limits
 
 register = template.Library()
 
@@ -43,3 +43,9 @@ def number(value) -> str:
 def params(mapping) -> str:
     """Job params as typed on the CLI and the start form: `period=2026-11, fail_rate=0.1`."""
     return ", ".join(f"{k}={v}" for k, v in (mapping or {}).items())
+
+
+@register.filter
+def clip(text, width: str) -> str:
+    """`text` on one line in at most the named shown width of partitions.core.limits (`{{ error|clip:"CELL" }}`)."""
+    return limits.clip(str(text or ""), limits.SHOWN[width], one_line=True)

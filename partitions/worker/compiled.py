@@ -2,7 +2,7 @@
 
 Building and compiling a queryset per partition and per batch costs more Python than the fetch's round
 trip (`bench claim`'s cost split). A `CompiledRows` compiles the scope's queryset once per drain (it lives
-in the job's `JobSetup`) and wraps it in the registry's `items_fetch` template (`partitions/sql/runtime.sql`),
+in the job's `JobSetup`) and wraps it in the registry's `items_fetch` template (`partitions/engine/sql/runtime.sql`),
 so every fetch of a job is the same parameterised text (PostgreSQL flattens the subquery: the
 key's index is used as before). Rows become model instances as the ORM's own iterable makes them
 (`from_db`, with the compiler's converters), or, for a plain model (no custom `__init__` or `from_db`, no
@@ -25,7 +25,7 @@ from django.db.models import Model, QuerySet, prefetch_related_objects
 from django.db.models.base import ModelState
 from django.db.models.signals import post_init, pre_init
 
-from partitions.sql import build, conjunction
+from partitions.engine.sql import build, conjunction
 
 
 class CompiledRows:

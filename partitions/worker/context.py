@@ -7,8 +7,8 @@ from typing import Any
 
 from django.db.models import QuerySet
 
-from partitions import registry
-from partitions.encoding import dumps
+from partitions.core.encoding import dumps
+from partitions.jobtypes import registry
 from partitions.models import Job, Partition, SubJob
 from partitions.worker.compiled import CompiledRows
 

@@ -9,12 +9,14 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 
-from partitions import claiming, conf, dispatch, tracing
-from partitions.logs import log_context, partition_fields
-from partitions.waits import seconds_left, sleep_for
+from partitions import conf
+from partitions.core.logs import log_context, partition_fields
+from partitions.core.waits import seconds_left, sleep_for
+from partitions.engine import claiming, dispatch, tracing
 from partitions.worker import splitting
-from partitions.worker.outcomes import apply_outcomes
-from partitions.worker.renewer import renewer
+from partitions.worker.commit import apply_outcomes
+from partitions.worker.outcomes import OutcomeKind
+from partitions.worker.renewer import Held, renewer
 from partitions.worker.run import BUDGET_SPENT, run_partition
 
 _PROCESS_TAG = uuid.uuid4().hex[:6]
@@ -34,7 +36,7 @@ STANDBY_SECONDS = 10.0
 @dataclass
 class DrainReport:
     partitions: int = 0
-    outcomes: Counter = field(default_factory=Counter)
+    outcomes: Counter[str] = field(default_factory=Counter)
     #: Stood by until the end with leases still held elsewhere: another drain should take over the watch.
     watch_goes_on: bool = False
 
@@ -123,15 +125,16 @@ class _DrainState:
         return True
 
     def run_claimed(self, claimed: list) -> tuple[int, float]:
-        """Run claimed partitions in order; how many ran and the seconds they took."""
+        """Run claimed partitions in order; how many ran and the seconds they took. The drain holds their leases
+        (renewed while they wait their turn) and hands each run its own."""
         holds = [renewer().hold(p.pk, p.lease_token, self.lease) for p in claimed]
         try:
-            return self._run_held(claimed)
+            return self._run_held(claimed, holds)
         finally:
             for held in holds:
                 renewer().release(held)
 
-    def _run_held(self, claimed: list) -> tuple[int, float]:
+    def _run_held(self, claimed: list, holds: list[Held]) -> tuple[int, float]:
         finished: list[tuple] = []
         began = oldest = time.monotonic()
         ran, slow = 0, False
@@ -145,13 +148,14 @@ class _DrainState:
             if (span := _partition_span(partition, self.worker)) is not None:
                 self.spans[partition.pk] = span
             with log_context(**partition_fields(partition)), tracing.use(span):
-                outcome = run_partition(partition, worker_id=self.worker, deadline=self.deadline, cache=self.setups)
+                outcome = run_partition(partition, worker_id=self.worker, deadline=self.deadline, cache=self.setups,
+                                        held=holds[index])
             slow = time.monotonic() - started > HOLD_SECONDS
-            if outcome.kind == "released" and outcome.reason == BUDGET_SPENT:
+            if outcome.kind == OutcomeKind.RELEASED and outcome.reason == BUDGET_SPENT:
                 self.deadline = min(self.deadline, time.monotonic())  # no room for more work: the drain ends
             ran += 1
             self.report.partitions += 1
-            self.report.outcomes[outcome.kind] += 1
+            self.report.outcomes[outcome.kind.value] += 1  # plain names: a pickled task result outlives the code
             finished.append((partition, outcome))
             if time.monotonic() - oldest >= HOLD_SECONDS:
                 self.record(finished)
@@ -164,8 +168,8 @@ class _DrainState:
             dispatch.job_drained(job_id)
         for partition, outcome in finished if self.spans else ():  # each run's span ends with its completion
             tracing.end(self.spans.pop(partition.pk, None), {
-                "partition.outcome": outcome.kind, **{f"items.{k}": outcome.stats.get(k, 0)
-                                                      for k in ("done", "failed", "skipped")}})
+                "partition.outcome": outcome.kind.value, **{f"items.{k}": outcome.stats.get(k, 0)
+                                                            for k in ("done", "failed", "skipped")}})
 
 
 def _partition_span(partition, worker: str):

@@ -13,7 +13,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from partitions.exceptions import JobControl, SkipItem
+from partitions.core.exceptions import JobControl, SkipItem
 from partitions.worker.concurrency import ItemPool, ItemResult
 from partitions.worker.sources import ItemSource
 

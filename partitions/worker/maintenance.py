@@ -7,12 +7,15 @@ from datetime import timedelta
 
 from django.db.models.functions import Now
 
-from partitions import claiming, conf, dispatch, sampling, schedules
-from partitions.deadline_alerts import deadline_alerts_check
+from partitions import conf
+from partitions.core.states import JobStatus
+from partitions.engine import claiming, dispatch
 from partitions.models import Job
 from partitions.notify import outbox, relay
-from partitions.retention import history_prune
-from partitions.states import JobStatus
+from partitions.operations import schedules
+from partitions.operations.deadline_alerts import deadline_alerts_check
+from partitions.operations.retention import history_prune
+from partitions.reads import sampling
 from partitions.worker import splitting, steps
 
 log = logging.getLogger(__name__)
@@ -82,7 +85,7 @@ def sample_throughput() -> dict[str, int]:
 
 def alert_deadlines() -> dict[str, int]:
     """One `deadline_at_risk` event per episode of a job projected late past the grace, one
-    `deadline_recovered` when it is back on time (partitions.deadline_alerts); relayed by the next duty."""
+    `deadline_recovered` when it is back on time (partitions.operations.deadline_alerts); relayed by the next duty."""
     return deadline_alerts_check()
 
 

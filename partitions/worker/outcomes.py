@@ -1,25 +1,10 @@
-"""The one table from a partition run's outcome to its transition (`HANDLERS`), applied in one pass.
-
-Successes of one batch complete in one statement; every other outcome goes through its handler, one by one.
-"""
+"""How one run of a partition ended: an `Outcome`, made by one constructor per kind (`Outcome.succeeded(…)`,
+`Outcome.released(…)`, `Outcome.retry(…)`, …). `worker/commit.py` records each kind as its transition."""
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
-
-from partitions import claiming
-from partitions.exceptions import LeaseLost, error_line
-from partitions.logs import partition_fields
-from partitions.models import Partition
-from partitions.states import PartitionStatus
-from partitions.worker import splitting, steps
-from partitions.worker.context import JobSetup, job_setup
-from partitions.worker.run import Outcome
-
-log = logging.getLogger(__name__)
 
 
 class OutcomeKind(StrEnum):
@@ -35,103 +20,52 @@ class OutcomeKind(StrEnum):
 
 
 @dataclass(frozen=True)
-class _Finished:
-    """One finished run as its handler sees it."""
+class Outcome:
+    """How a run ended; made by its kind's constructor (`apply_outcomes` in `worker/commit.py` records it)."""
 
-    partition: Partition
-    outcome: Outcome
-    worker_id: str
-    cache: dict[int, JobSetup] | None
+    kind: OutcomeKind
+    reason: str = ""
+    traceback: str = ""
+    retry_after: float | None = None
+    final: bool = False
+    #: The run's item counters (done, failed, skipped, batches): the run's own dict, complete once the run ends.
+    stats: dict[str, int] = field(default_factory=dict)
+    #: Failed by a statement or lock timeout even at the smallest batch: the partition is halved for its retry.
+    timed_out: bool = False
 
+    @classmethod
+    def succeeded(cls, stats: dict[str, int]) -> Outcome:
+        """Every item handled: the partition completes."""
+        return cls(OutcomeKind.SUCCEEDED, stats=stats)
 
-def _release(run: _Finished) -> bool:
-    claiming.partition_release(run.partition.pk, run.partition.lease_token, actor=run.worker_id,
-                               reason=run.outcome.reason)
-    return False
+    @classmethod
+    def released(cls, reason: str, stats: dict[str, int]) -> Outcome:
+        """Handed back unfinished, to be claimed again (budget spent, job paused, max_parallel lowered)."""
+        return cls(OutcomeKind.RELEASED, reason, stats=stats)
 
+    @classmethod
+    def retry(cls, reason: str, *, after: float | None) -> Outcome:
+        """The job type asked for a retry `after` seconds (None: the type's backoff)."""
+        return cls(OutcomeKind.RETRY, reason, retry_after=after)
 
-def _fail(run: _Finished) -> bool:
-    """Back to pending after its backoff (halved first when it timed out), or failed when out of attempts;
-    a final failure may trip the job's circuit breaker or leave the job with nothing unfinished."""
-    partition, outcome = run.partition, run.outcome
-    delay = outcome.retry_after
-    if delay is None:
-        delay = job_setup(partition.job_id, run.cache).job_type.backoff.delay(partition.attempts)
-    status = claiming.partition_fail(partition.pk, partition.lease_token, actor=run.worker_id, error=outcome.reason,
-                                     traceback=outcome.traceback, retry_after=delay, final=outcome.final)
-    if status == PartitionStatus.PENDING and outcome.timed_out:
-        splitting.halve_after_failure(partition.pk, actor=run.worker_id, why=f"timed out: {outcome.reason}"[:300])
-    if status == PartitionStatus.FAILED:
-        return not steps.job_trip_breaker(partition.job_id) and _none_left(partition.job_id)
-    return False
+    @classmethod
+    def failed(cls, reason: str, *, traceback: str = "", final: bool = False, timed_out: bool = False,
+               stats: dict[str, int] | None = None) -> Outcome:
+        """An error: retried with backoff while attempts are left (none when `final`), else failed for good."""
+        return cls(OutcomeKind.FAILED, reason, traceback=traceback, final=final, timed_out=timed_out,
+                   stats={} if stats is None else stats)
 
+    @classmethod
+    def cancelled(cls, reason: str, stats: dict[str, int]) -> Outcome:
+        """The job was cancelled or ended meanwhile: the partition is cancelled."""
+        return cls(OutcomeKind.CANCELLED, reason, stats=stats)
 
-def _cancel(run: _Finished) -> bool:
-    claiming.partition_cancel(run.partition.pk, run.partition.lease_token, actor=run.worker_id,
-                              reason=run.outcome.reason)
-    return False
+    @classmethod
+    def cancel_job(cls, reason: str) -> Outcome:
+        """The job type asked to cancel the whole job (`CancelJob`)."""
+        return cls(OutcomeKind.CANCEL_JOB, reason)
 
-
-def _cancel_job(run: _Finished) -> bool:
-    _cancel(run)
-    steps.job_cancel(run.partition.job_id, actor=run.worker_id, reason=error_line(run.outcome.reason))
-    return False
-
-
-def _nothing(run: _Finished) -> bool:
-    return False
-
-
-#: Every outcome but success, and its transition; True when the job may now be finalized. (Successes are
-#: completed together, in one statement, by `apply_outcomes`.)
-HANDLERS: dict[OutcomeKind, Callable[[_Finished], bool]] = {
-    OutcomeKind.RELEASED: _release,
-    OutcomeKind.RETRY: _fail,
-    OutcomeKind.FAILED: _fail,
-    OutcomeKind.CANCELLED: _cancel,
-    OutcomeKind.CANCEL_JOB: _cancel_job,
-    OutcomeKind.LEASE_LOST: _nothing,
-}
-
-
-def _none_left(job_id: int) -> bool:
-    return bool(claiming.jobs_without_unfinished_partitions([job_id]))
-
-
-def apply_outcomes(finished: list[tuple[Partition, Outcome]], *, worker_id: str,
-                   cache: dict[int, JobSetup] | None = None) -> set[int]:
-    """Record every finished run: successes in one statement, the rest through `HANDLERS`, one by one.
-
-    Returns the jobs that may now be finalized.
-    """
-    done = [(p, o) for p, o in finished if o.kind == OutcomeKind.SUCCEEDED]
-    completed, jobs = claiming.partitions_complete([(p.pk, p.lease_token, o.stats) for p, o in done],
-                                                   actor=worker_id)
-    for partition, outcome in finished:
-        _log(partition, outcome)
-        if outcome.kind == OutcomeKind.SUCCEEDED:
-            if partition.pk not in completed:
-                _lease_lost(partition, outcome)
-            continue
-        try:
-            if HANDLERS[OutcomeKind(outcome.kind)](_Finished(partition, outcome, worker_id, cache)):
-                jobs.add(partition.job_id)
-        except LeaseLost:
-            _lease_lost(partition, outcome)
-    return jobs
-
-
-def _log(partition: Partition, outcome: Outcome) -> None:
-    log.info("partition %s of job %s (token %s): %s %s", partition.pk, partition.job_id, partition.lease_token,
-             outcome.kind, outcome.reason, extra={**partition_fields(partition), "outcome": outcome.kind})
-
-
-def _lease_lost(partition: Partition, outcome: Outcome) -> None:
-    log.warning("partition %s: lease lost before recording %s", partition.pk, outcome.kind,
-                extra=partition_fields(partition))
-
-
-def apply_outcome(partition: Partition, outcome: Outcome, *, worker_id: str,
-                  cache: dict[int, JobSetup] | None = None) -> bool:
-    """One finished run, recorded; True when its job may now be finalized."""
-    return partition.job_id in apply_outcomes([(partition, outcome)], worker_id=worker_id, cache=cache)
+    @classmethod
+    def lease_lost(cls) -> Outcome:
+        """Another worker holds the partition now: nothing to record."""
+        return cls(OutcomeKind.LEASE_LOST, "another worker holds the lease")

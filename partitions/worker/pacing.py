@@ -1,5 +1,5 @@
 """What a run does between batches to be kind to the database: the job's pause, the health gate, and the
-fleet-wide rate limit (see `partitions.throttling` and `partitions.health`).
+fleet-wide rate limit (see `partitions.engine.throttling` and `partitions.engine.health`).
 
 The run's lease stays renewed throughout (the process's renewer thread); waits are cut into short sleeps
 so a pause, a cancel, a lost lease or the end of the drain's budget is noticed within a second.
@@ -18,10 +18,10 @@ from __future__ import annotations
 import logging
 import time
 
-from partitions import health, throttling
-from partitions.states import JobStatus
-from partitions.throttling import JobControls, RateBacklog
-from partitions.waits import seconds_left, sleep_for
+from partitions.core.states import JobStatus
+from partitions.core.waits import seconds_left, sleep_for
+from partitions.engine import health, throttling
+from partitions.engine.throttling import JobControls, RateBacklog
 from partitions.worker.renewer import Held
 
 log = logging.getLogger(__name__)

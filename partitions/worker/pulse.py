@@ -12,8 +12,9 @@ import os
 import time
 from dataclasses import dataclass, field
 
-from partitions import conf, sampling
-from partitions.claiming import partitions_over_cap
+from partitions import conf
+from partitions.engine.claiming import partitions_over_cap
+from partitions.reads import sampling
 
 
 @dataclass

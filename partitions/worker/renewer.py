@@ -1,8 +1,9 @@
 """One lease renewer per worker process: a daemon thread that renews every lease the process holds in one
 statement, instead of a thread (and a connection) per running partition.
 
-A drain holds the leases of what it claimed, a run holds its own (holding twice is counted, not repeated),
-and both check `Held.lost` between batches; a lease the renewal no longer matches (taken over, cancelled,
+Each lease is held once, by whoever claimed it: a drain holds what it claimed and hands each run its `Held`
+(the run lengthens it to its job type's lease); a run outside a drain holds its own (`holding`). A run checks
+`Held.lost` between batches; a lease the renewal no longer matches (taken over, cancelled,
 reaped) is marked lost, and the run stops and rolls its batch back. Each lease is renewed a third of its
 length after the last renewal (leases due together share one statement), so it always has two thirds of
 its length ahead. The thread lives only while leases are held, and closes its connection when it ends (so a
@@ -21,7 +22,8 @@ from dataclasses import dataclass, field
 
 from django.db import connection
 
-from partitions import claiming
+from partitions.core.humanize import plural
+from partitions.engine import claiming
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +78,25 @@ class LeaseRenewer:
             self._wake.notify()
         return held
 
+    def lengthen(self, held: Held, lease_seconds: float) -> None:
+        """Renew `held` for at least `lease_seconds` from its next renewal on (a job type's own, longer lease)."""
+        with self._wake:
+            held.lease_seconds = max(held.lease_seconds, lease_seconds)
+
+    @contextmanager
+    def holding(self, partition_id: int, token: int, lease_seconds: float, held: Held | None) -> Iterator[Held]:
+        """The lease for the block: `held`, as its claimer holds it (lengthened to `lease_seconds`), or, when
+        nobody holds it (a run outside a drain), held here until the block ends."""
+        if held is not None:
+            self.lengthen(held, lease_seconds)
+            yield held
+            return
+        held = self.hold(partition_id, token, lease_seconds)
+        try:
+            yield held
+        finally:
+            self.release(held)
+
     def release(self, held: Held) -> None:
         with self._wake:
             held.holders -= 1
@@ -114,7 +135,7 @@ class LeaseRenewer:
         try:
             kept = claiming.partitions_renew_leases([(h.partition_id, h.token, h.lease_seconds) for h in batch])
         except Exception:  # the database is away: leases run out on their own; fencing keeps writes safe
-            log.warning("renewing %d lease(s) failed", len(batch), exc_info=True)
+            log.warning("renewing %s failed", plural(len(batch), "lease"), exc_info=True)
             connection.close()
             return
         for held in batch:

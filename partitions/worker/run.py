@@ -6,22 +6,26 @@ import logging
 import time
 import traceback as tb
 from contextlib import nullcontext
-from dataclasses import dataclass, field
 
 from django.db import DatabaseError, transaction
 from django.db.models.functions import Now
 
-from partitions import claiming, conf, tracing
-from partitions.exceptions import BoundsMoved, CancelJob, JobControl, LeaseLost, Retry, SkipItem, error_line
-from partitions.lifecycle import Actor, event, subjobs_finish
-from partitions.models import JobEvent, Partition, SubJob
-from partitions.reasons import failure_of
-from partitions.states import JobStatus, SubJobStatus
-from partitions.throttling import JobControls
+from partitions import conf
+from partitions.core.events import SUBJOB_PROBLEMS, EventType
+from partitions.core.exceptions import BoundsMoved, CancelJob, LeaseLost, Retry, SkipItem, error_line
+from partitions.core.limits import SHORT_TEXT, clip
+from partitions.core.states import JobStatus, SubJobStatus
+from partitions.engine import claiming, tracing
+from partitions.engine.lifecycle import Actor, event, event_row, events_insert, subjobs_finish
+from partitions.engine.throttling import JobControls
+from partitions.jobtypes.reasons import failure_of
+from partitions.models import Partition, SubJob
 from partitions.worker import pulse
 from partitions.worker.concurrency import ItemPool, ItemResult
 from partitions.worker.context import Context, JobSetup, job_setup
-from partitions.worker.feeding import feed_items, first_control
+from partitions.worker.feeding import feed_items
+from partitions.worker.invoke import JobCode
+from partitions.worker.outcomes import Outcome
 from partitions.worker.pacing import Pacer
 from partitions.worker.renewer import Held, renewer
 from partitions.worker.sizing import BatchSizer, timed_out
@@ -35,21 +39,6 @@ CHECKPOINT_EVERY_SECONDS = 1.0
 BUDGET_SPENT = "drain budget spent"
 #: What a split changes on the partition it splits (re-read by the holder when its checkpoint is refused).
 BOUNDS_FIELDS = ("lower", "upper", "modulus", "remainder", "bounds_version", "estimated_items")
-
-
-@dataclass
-class Outcome:
-    """How a run ended: `kind` is succeeded, released, failed, retry, cancelled, cancel_job or lease_lost
-    (`apply_outcomes` maps each to its transition)."""
-
-    kind: str
-    reason: str = ""
-    traceback: str = ""
-    retry_after: float | None = None
-    final: bool = False
-    stats: dict[str, int] = field(default_factory=dict)
-    #: Failed by a statement or lock timeout even at the smallest batch: the partition is halved for its retry.
-    timed_out: bool = False
 
 
 class PartitionRun:
@@ -77,32 +66,33 @@ class PartitionRun:
                                 high=max(jt.max_batch_size, jt.batch_size))
         self.stats = {"done": 0, "failed": 0, "skipped": 0, "batches": 0}
 
-    def execute(self) -> Outcome:
-        keeper = renewer().hold(self.partition.pk, self.token, self.lease_seconds)
-        self.pacer = Pacer(self.job, self.job_type, self.claimed_controls, worker_id=self.worker_id, keeper=keeper,
-                           deadline=self.deadline, learned=self.learned)
-        concurrency = self.job_type.concurrency(self.params)
-        pool = ItemPool(concurrency) if concurrency > 1 else None
-        try:
-            with pool or nullcontext():
-                return self._loop(keeper, pool)
-        except LeaseLost:
-            return Outcome("lease_lost", "another worker holds the lease")
-        except Retry as exc:
-            return Outcome("retry", exc.reason, retry_after=exc.after)
-        except CancelJob as exc:
-            return Outcome("cancel_job", exc.reason)
-        except Exception as exc:
-            return Outcome("failed", error_line(exc), traceback=tb.format_exc(), timed_out=timed_out(exc))
-        finally:
-            renewer().release(keeper)
+    def execute(self, held: Held | None) -> Outcome:
+        """Run to the end; `held`: the lease as the drain that claimed it holds it (None: held for this run)."""
+        with renewer().holding(self.partition.pk, self.token, self.lease_seconds, held) as keeper:
+            self.pacer = Pacer(self.job, self.job_type, self.claimed_controls, worker_id=self.worker_id,
+                               keeper=keeper, deadline=self.deadline, learned=self.learned)
+            self.code = JobCode(self.job_type, self.ctx, item_savepoints=self.job_type.atomic,
+                                observe=self.pacer.observe)
+            concurrency = self.job_type.concurrency(self.params)
+            pool = ItemPool(concurrency) if concurrency > 1 else None
+            try:
+                with pool or nullcontext():
+                    return self._loop(keeper, pool)
+            except LeaseLost:
+                return Outcome.lease_lost()
+            except Retry as exc:
+                return Outcome.retry(exc.reason, after=exc.after)
+            except CancelJob as exc:
+                return Outcome.cancel_job(exc.reason)
+            except Exception as exc:
+                return Outcome.failed(error_line(exc), traceback=tb.format_exc(), timed_out=timed_out(exc))
 
     def _loop(self, keeper: Held, pool: ItemPool | None) -> Outcome:
         if pool is not None:
             return self._feed(keeper, pool)
         while not (outcome := self._boundary(keeper)):
             if not self._next_batch():
-                return Outcome("succeeded", stats=self.stats)
+                return Outcome.succeeded(self.stats)
             self.stats["batches"] += 1
         return outcome
 
@@ -136,10 +126,7 @@ class PartitionRun:
 
     def _fetch(self, after, limit: int) -> list:
         """The next batch after `after`, with what the job type reads for it in bulk (`before_batch`)."""
-        items = self.source.fetch(after, limit)
-        if items:
-            self.job_type.before_batch(self.ctx, items)
-        return items
+        return self.code.before_batch(self.source.fetch(after, limit))
 
     def _reload_bounds(self) -> None:
         """Read the bounds a split left this partition (the lease is still ours) and read items within them."""
@@ -154,52 +141,40 @@ class PartitionRun:
 
     def _report_size(self, why: str) -> None:
         if (size := self.sizer.report()) is not None:
-            event(self.job.pk, "batch_size_changed", Actor.of(self.worker_id), {"batch_size": size, "why": why},
+            event(self.job.pk, EventType.BATCH_SIZE_CHANGED, Actor.of(self.worker_id), {"batch_size": size, "why": why},
                   partition_id=self.partition.pk)
 
     def _boundary(self, keeper: Held) -> Outcome | None:
         """Before each batch, after the pacer's gate (pause, health): why the run stops here (skip policy,
         pause, cancel, budget), or None to go on."""
         if self.failed_total > self.job_type.max_item_failures:
-            return Outcome("failed", f"{self.failed_total} items failed, more than max_item_failures="
-                           f"{self.job_type.max_item_failures}", final=True, stats=self.stats)
+            return Outcome.failed(f"{self.failed_total} items failed, more than max_item_failures="
+                                  f"{self.job_type.max_item_failures}", final=True, stats=self.stats)
         if self.pacer.controls.status == JobStatus.RUNNING and not keeper.lost:
             self.pacer.gate()
         if stop := self._stop_reason(keeper):
             return stop
         if pulse.should_yield(self.job.pk, self.partition.pk):  # throughput sample; the time/cost knob
-            return Outcome("released", "max_parallel lowered", stats=self.stats)
+            return Outcome.released("max_parallel lowered", self.stats)
         return None
 
     def _stop_reason(self, keeper: Held) -> Outcome | None:
         """Why no more work may start now (the job stopped, the lease is lost, the budget has no room), or None."""
         status = self.pacer.controls.status
         if status == JobStatus.PAUSED:
-            return Outcome("released", "job paused", stats=self.stats)
+            return Outcome.released("job paused", self.stats)
         if status in {JobStatus.CANCELLED, JobStatus.FAILED}:
-            return Outcome("cancelled", f"job {status}", stats=self.stats)
+            return Outcome.cancelled(f"job {status}", self.stats)
         if keeper.lost:
             raise LeaseLost(self.partition.pk, self.token)
         if not self.pacer.can_start():
-            return Outcome("released", BUDGET_SPENT, stats=self.stats)
+            return Outcome.released(BUDGET_SPENT, self.stats)
         return None
 
     def _run_batch(self, items: list) -> None:
-        if not self.job_type.processes_items_one_by_one():
-            started = time.perf_counter()
-            self.job_type.process_batch(self.ctx, items)
-            self.pacer.observe(time.perf_counter() - started)  # the batch is the unit of work
-            self._commit(items, [ItemResult(i) for i in range(len(items))])
-            return
-        results: list[ItemResult] = []
-        for item in items:  # the first always runs; the next only while it fits in the drain's budget
-            if results and not self.pacer.can_run():  # the batch is admitted: only the unit must fit
-                break
-            results.append(self._run_item(item))
-        self.pacer.release(len(items) - len(results))
-        if control := first_control(results):
-            raise control[1]
-        self._commit(items[:len(results)], results)
+        # The first item always runs; the next only while it fits in the drain's budget (the batch is admitted:
+        # only the unit must fit).
+        self.code.process(items, commit=self._commit, may_run=self.pacer.can_run, unstarted=self.pacer.release)
 
     def _feed(self, keeper: Held, pool: ItemPool) -> Outcome:
         """Items in flight across batch edges; each checkpoint of the completed prefix is a stop boundary."""
@@ -226,33 +201,17 @@ class PartitionRun:
                 batch_size=lambda: self.pacer.batch_cap(self.sizer.size),
                 admit=lambda n: self._fed_may(self.pacer.admit(n), keeper),
                 may_start=lambda: self._fed_may(self.pacer.can_run(), keeper), release=self.pacer.release,
-                run_item=self._run_item, commit=commit, every=CHECKPOINT_EVERY_SECONDS)
+                run_item=self.code.run_item, commit=commit, every=CHECKPOINT_EVERY_SECONDS)
             if not moved or self.fed_stop:
-                return self.fed_stop or Outcome("succeeded", stats=self.stats)
+                return self.fed_stop or Outcome.succeeded(self.stats)
             self._reload_bounds()
             moved = False
 
     def _fed_may(self, allowed: bool, keeper: Held) -> bool:
         """The feeder may fetch or start no more (budget, rate limit, lease, job stopped): record why."""
         if not allowed and self.fed_stop is None:
-            self.fed_stop = self._stop_reason(keeper) or Outcome("released", BUDGET_SPENT, stats=self.stats)
+            self.fed_stop = self._stop_reason(keeper) or Outcome.released(BUDGET_SPENT, self.stats)
         return allowed
-
-    def _run_item(self, item) -> ItemResult:
-        attempts = self.job_type.item_retries + 1
-        for attempt in range(1, attempts + 1):
-            started = time.perf_counter()
-            try:
-                with transaction.atomic() if self.job_type.atomic else nullcontext():
-                    value = self.job_type.process_item(self.ctx, item)
-                self.pacer.observe(time.perf_counter() - started)
-                return ItemResult(0, value=value, duration_ms=_ms_since(started))
-            except JobControl as exc:
-                return ItemResult(0, error=exc, duration_ms=_ms_since(started))
-            except Exception as exc:
-                if attempt == attempts:
-                    return ItemResult(0, error=exc, traceback=tb.format_exc(), duration_ms=_ms_since(started))
-        raise AssertionError("unreachable")
 
     def _commit(self, items: list, results: list[ItemResult]) -> None:
         """Record item outcomes and advance the checkpoint over `items` (fenced)."""
@@ -263,8 +222,7 @@ class PartitionRun:
         # Inside an atomic batch this joins the batch's transaction (no savepoint: a refused checkpoint rolls
         # the whole batch back anyway); otherwise it is the checkpoint's own transaction.
         with transaction.atomic(savepoint=False):
-            if ok:
-                self.job_type.on_checkpoint(self.ctx, [item for item, _ in ok], [r.value for _, r in ok])
+            self.code.on_checkpoint(items, results)
             if self.source.subjob_backed:
                 self._finish_subjobs(ok, SubJobStatus.SUCCEEDED)
             self._record_problems(skipped, SubJobStatus.SKIPPED)
@@ -318,15 +276,11 @@ class PartitionRun:
                 row.error_class, row.reason = _failure(result)
                 row.first_seen_at = row.last_seen_at = Now()
             subjob_ids = [row.pk for row in SubJob.objects.bulk_create(rows)]
-        JobEvent.objects.bulk_create([
-            JobEvent(job_id=self.job.pk, partition_id=self.partition.pk, subjob_id=sid, type=f"subjob_{status}",
-                     actor=actor.label, data={"error": _error_text(result)[:300]})
+        events_insert([
+            event_row(self.job.pk, SUBJOB_PROBLEMS[status], actor, {"error": clip(_error_text(result), SHORT_TEXT)},
+                      partition_id=self.partition.pk, subjob_id=sid)
             for sid, (_, result) in zip(subjob_ids, pairs, strict=True)
         ])
-
-
-def _ms_since(started: float) -> int:
-    return int((time.perf_counter() - started) * 1000)
 
 
 def _error_text(result: ItemResult) -> str:
@@ -343,13 +297,14 @@ def _failure(result: ItemResult) -> tuple[str, str]:
 
 
 def run_partition(partition: Partition, *, worker_id: str, deadline: float | None = None,
-                  cache: dict[int, JobSetup] | None = None) -> Outcome:
-    """Run a claimed partition until done, failed, released (budget/pause) or lease lost."""
+                  cache: dict[int, JobSetup] | None = None, held: Held | None = None) -> Outcome:
+    """Run a claimed partition until done, failed, released (budget/pause) or lease lost. `held`: its lease as
+    its claimer (a drain) holds it; None: the run holds the lease itself."""
     try:
         run = PartitionRun(partition, worker_id=worker_id, deadline=deadline,
                            setup=job_setup(partition.job_id, cache))
     except Exception as exc:  # unknown type, params no longer valid, queryset errors: fail this attempt
-        return Outcome("failed", error_line(exc), traceback=tb.format_exc())
-    return run.execute()
+        return Outcome.failed(error_line(exc), traceback=tb.format_exc())
+    return run.execute(held)
 
 

@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING, Any
 
 from django.db.models import QuerySet
 
-from partitions.encoding import to_json
+from partitions.core.encoding import to_json
+from partitions.core.states import SubJobStatus
+from partitions.engine.sql import build, placeholders
+from partitions.jobtypes.splits import row_compare
 from partitions.models import Partition, SubJob
-from partitions.splits import row_compare
-from partitions.sql import build, placeholders
-from partitions.states import SubJobStatus
 from partitions.worker.compiled import CompiledRows
 
 if TYPE_CHECKING:

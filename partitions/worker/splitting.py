@@ -28,14 +28,16 @@ from typing import Any
 from django.db import connection, transaction
 from django.db.models import F, Max
 
-from partitions import claiming, conf
-from partitions.claiming import live_lease_q
-from partitions.encoding import to_json
-from partitions.lifecycle import Actor, event
+from partitions import conf
+from partitions.core.encoding import to_json
+from partitions.core.events import EventType
+from partitions.core.states import HANDLED_COUNTERS, JobStatus, PartitionStatus, SubJobStatus
+from partitions.engine import claiming
+from partitions.engine.claiming import live_lease_q
+from partitions.engine.lifecycle import Actor, event
+from partitions.engine.sql import queries
+from partitions.jobtypes.splits import row_compare
 from partitions.models import Partition, SubJob
-from partitions.splits import row_compare
-from partitions.sql import queries
-from partitions.states import HANDLED_COUNTERS, JobStatus, PartitionStatus, SubJobStatus
 from partitions.worker.context import JobSetup, job_setup
 from partitions.worker.sources import KeyRangeSource
 
@@ -149,7 +151,7 @@ def apply(split: SplitPlan, setup: JobSetup, *, actor: Any, why: str) -> Partiti
         Partition.objects.filter(pk=old.pk).update(
             upper=old.upper, modulus=old.modulus, estimated_items=F("estimated_items") - moved,
             bounds_version=F("bounds_version") + 1)
-        event(old.job_id, "partition_split", Actor.of(actor), {
+        event(old.job_id, EventType.PARTITION_SPLIT, Actor.of(actor), {
             "why": why, "from": old.seq, "to": new.seq, "before": before,
             "kept": Partition.objects.get(pk=old.pk).bounds_display, "new": new.bounds_display, "moved": moved,
         }, partition_id=old.pk)

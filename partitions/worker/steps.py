@@ -7,17 +7,22 @@ import logging
 
 from django.db import connection, transaction
 
-from partitions import claiming, conf, dispatch, registry, tracing
-from partitions.deadline_alerts import WATCH_KEY
-from partitions.encoding import dumps
-from partitions.exceptions import InvalidTransition, LeaseLost, error_line
-from partitions.lifecycle import job_pending_work_cancel, transition
+from partitions import conf
+from partitions.core.encoding import dumps
+from partitions.core.events import EventType
+from partitions.core.exceptions import InvalidTransition, LeaseLost, error_line
+from partitions.core.humanize import plural
+from partitions.core.states import JobStatus, PartitionStatus, SubJobStatus
+from partitions.engine import claiming, dispatch, tracing
+from partitions.engine.lifecycle import job_pending_work_cancel, transition
+from partitions.engine.sql import queries
+from partitions.jobtypes import registry
+from partitions.jobtypes.splits import PartitionPlan, plan_splits
 from partitions.models import Job, Partition, SubJob
-from partitions.progress import job_progress
-from partitions.splits import PartitionPlan, plan_splits
-from partitions.sql import queries
-from partitions.states import JobStatus, PartitionStatus, SubJobStatus
-from partitions.statistics import job_run_statistics
+from partitions.operations.deadline_alerts import WATCH_KEY
+from partitions.reads import verification
+from partitions.reads.progress import job_progress
+from partitions.reads.statistics import job_run_statistics
 
 log = logging.getLogger(__name__)
 
@@ -41,17 +46,18 @@ def _plan(job_id: int, token: int, worker_id: str) -> Job:
         plans = plan_splits(job_type.split(job, params))
     except Exception as exc:
         log.exception("planning job %s failed", job_id)
-        return claiming.job_step_finish(job_id, token, JobStatus.FAILED, actor=worker_id, event_type="planning_failed",
-                                        data={"error": error_line(exc)},
+        return claiming.job_step_finish(job_id, token, JobStatus.FAILED, actor=worker_id,
+                                        event_type=EventType.PLANNING_FAILED, data={"error": error_line(exc)},
                                         updates={"error": f"planning failed: {error_line(exc)}"})
     with transaction.atomic():
         with connection.cursor() as cursor:
             cursor.execute(queries["async_commit"])
         job = claiming.job_step_finish(job_id, token, JobStatus.RUNNING, actor=worker_id,
-                                       event_type="planning_finished",
+                                       event_type=EventType.PLANNING_FINISHED,
                                        data={"partitions": len(plans),
                                              "estimated_items": sum(p.estimated_items for p in plans)},
-                                       updates={"stats": {"prepare": prepared} if prepared else {}})
+                                       updates={"stats": {"prepare": prepared} if prepared else {},
+                                                "key_space": verification.planned_key_space(plans)})
         _write_plans(job, plans, max_attempts=job_type.max_attempts)
     transaction.on_commit(dispatch.work_available)
     tracing.annotate({"job.type": job.type_name, "partitions": len(plans)})
@@ -102,18 +108,28 @@ def _finalize(job_id: int, token: int, worker_id: str) -> Job:
         summary = job_type.finalize(job, stats)
     except Exception as exc:
         log.exception("finalize of job %s failed", job_id)
-        return claiming.job_step_finish(job_id, token, JobStatus.FAILED, actor=worker_id, event_type="job_failed",
-                                        data={"error": error_line(exc)},
+        return claiming.job_step_finish(job_id, token, JobStatus.FAILED, actor=worker_id,
+                                        event_type=EventType.JOB_FAILED, data={"error": error_line(exc)},
                                         updates={"error": f"finalize failed: {error_line(exc)}", "stats": stats})
     if summary:
         stats["summary"] = summary
     if failed or failed_items:
-        reason = f"{failed} partition(s) and {failed_items} sub-job(s) failed"
-        return claiming.job_step_finish(job_id, token, JobStatus.FAILED, actor=worker_id, event_type="job_failed",
+        reason = f"{plural(failed, 'partition')} and {plural(failed_items, 'sub-job')} failed"
+        return claiming.job_step_finish(job_id, token, JobStatus.FAILED, actor=worker_id,
+                                        event_type=EventType.JOB_FAILED,
                                         data={"failed_partitions": failed, "failed_subjobs": failed_items},
                                         updates={"error": reason, "stats": stats})
-    return claiming.job_step_finish(job_id, token, JobStatus.SUCCEEDED, actor=worker_id, event_type="job_succeeded",
-                                    data=progress.as_dict(), updates={"stats": stats, "error": ""})
+    with transaction.atomic():  # the proof reads what the verdict it decides is written with
+        proof = verification.job_verify(job_id, job=job)
+        stats["verification"] = proof.summary()
+        if not proof.complete:
+            return claiming.job_step_finish(job_id, token, JobStatus.FAILED, actor=worker_id,
+                                            event_type=EventType.JOB_FAILED, data={"verification": proof.reasons},
+                                            updates={"error": f"verification failed: {proof.reason}", "stats": stats})
+        skipped = {"skipped": proof.skipped, "skipped_by": proof.skipped_by} if proof.skipped else {}
+        return claiming.job_step_finish(job_id, token, JobStatus.SUCCEEDED, actor=worker_id,
+                                        event_type=EventType.JOB_SUCCEEDED, data={**progress.as_dict(), **skipped},
+                                        updates={"stats": stats, "error": ""})
 
 
 def job_cancel(job_id: int, *, actor: str, reason: str) -> bool:
@@ -121,7 +137,7 @@ def job_cancel(job_id: int, *, actor: str, reason: str) -> bool:
     cancel makes it; False when the job had ended meanwhile."""
     try:
         with transaction.atomic():
-            transition(Job, job_id, JobStatus.CANCELLED, actor=actor, event_type="job_cancelled",
+            transition(Job, job_id, JobStatus.CANCELLED, actor=actor, event_type=EventType.JOB_CANCELLED,
                        data={"reason": reason}, updates={"error": reason})
             job_pending_work_cancel(job_id, actor=actor)
     except InvalidTransition:
@@ -139,7 +155,7 @@ def job_trip_breaker(job_id: int) -> bool:
     reason = f"circuit breaker: {failed} of {total} partitions failed (limit {conf.get('FAILURE_RATIO'):.0%})"
     try:
         with transaction.atomic():
-            transition(Job, job_id, JobStatus.FAILED, actor="circuit-breaker", event_type="job_failed",
+            transition(Job, job_id, JobStatus.FAILED, actor="circuit-breaker", event_type=EventType.JOB_FAILED,
                        data={"reason": reason}, updates={"error": reason})
             job_pending_work_cancel(job_id, actor="circuit-breaker")
     except (InvalidTransition, LeaseLost):

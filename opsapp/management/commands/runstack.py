@@ -19,7 +19,7 @@ from django.core.management.base import BaseCommand
 
 from opsapp import devdb
 from opsapp.processes import stop_groups
-from partitions import registry
+from partitions.jobtypes import registry
 
 GRACE_SECONDS = 15
 

@@ -18,18 +18,16 @@ import ast
 import functools
 import inspect
 import json
-import re
-from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from partitions import attempts, conf, deadline_alerts, projection
+from partitions import conf
+from partitions.core import events
 from partitions.management.commands.jobs import Command as Jobs
 from partitions.metrics import EngineCollector
-from partitions.notify.relay import NOTIFICATIONS
 
 ENGINE = Path(__file__).resolve().parents[2]
 #: Where the pages go: the checkout's docs/reference/, beside the engine's package.
@@ -135,83 +133,39 @@ def cli_page() -> str:
 
 @dataclass(frozen=True)
 class EventDoc:
-    """One event type: where the engine writes it, and what reads it."""
+    """One event type: when it is written, and what reads it."""
 
     type: str
-    written_in: tuple[str, ...]
+    when: str
     shapes: tuple[str, ...]
     notifies: tuple[str, ...]
 
 
-#: Calls that write a job event with its type as the second argument, and keywords that name one.
-WRITERS = {"event"}
-TYPE_KEYWORDS = {"event_type", "event", "type"}
-EVENT_NAME = re.compile(r"\A[a-z]+(?:_[a-z]+|_\{\w+\})+\Z")
-
-
-def _written_types(tree: ast.AST) -> set[str]:
-    """Event types a module writes: `event(job, "type", …)`, `event_type="type"`, `JobEvent(type=f"subjob_{x}")`."""
-    found = set()
-    for node in ast.walk(tree):
-        if not isinstance(node, ast.Call):
-            continue
-        func = node.func.id if isinstance(node.func, ast.Name) else getattr(node.func, "attr", "")
-        values = [node.args[1]] if func in WRITERS and len(node.args) > 1 else []
-        values += [k.value for k in node.keywords if k.arg in TYPE_KEYWORDS and func != "filter"]
-        for value in values:
-            text = ast.unparse(value)[2:-1] if isinstance(value, ast.JoinedStr) else getattr(value, "value", None)
-            if isinstance(text, str) and EVENT_NAME.match(text):
-                found.add(text)
-    return found
-
-
-def _scanned_types() -> dict[str, set[str]]:
-    """Each event type written in the engine's Python and in the SQL registry, with the modules that write it."""
-    written: dict[str, set[str]] = defaultdict(set)
-    for path in sorted(ENGINE.rglob("*.py")):
-        if "migrations" in path.parts or path == Path(__file__):
-            continue
-        for type_ in _written_types(ast.parse(path.read_text(encoding="utf-8"))):
-            written[type_].add(str(path.relative_to(ENGINE.parent)))
-    for path in sorted((ENGINE / "sql").glob("*.sql")):
-        text = path.read_text(encoding="utf-8")
-        for match in re.finditer(r"partitions_jobevent \(job_id", text):
-            literal = re.search(r"'([a-z]+(?:_[a-z]+)+)'", text[match.end():match.end() + 300])
-            if literal:
-                written[literal.group(1)].add(str(path.relative_to(ENGINE.parent)))
-    return written
-
-
 def event_vocabulary() -> list[EventDoc]:
-    """Every job event type, from what the code writes (a scan of the engine) and the sets that read events.
-
-    The one place the events page learns the vocabulary: once `partitions.events.EventType` exists, return its
-    members here (type = value) and the page follows."""
-    written = _scanned_types()
-    for type_ in (deadline_alerts.AT_RISK, deadline_alerts.RECOVERED):  # written through a variable
-        written[type_].add("partitions/deadline_alerts.py")
-    read_by = {"attempts (run 1, retry 1 …)": attempts.LIFECYCLE_EVENTS,
-               "rate measured afresh": projection.SETTINGS_EVENTS}
-    types = sorted(set(written) | attempts.LIFECYCLE_EVENTS | projection.SETTINGS_EVENTS | set(NOTIFICATIONS))
+    """Every job event type, from the one vocabulary (`partitions.core.events.EventType`) and the sets derived
+    from it."""
+    read_by = {"attempts (run 1, retry 1 …)": events.LIFECYCLE_EVENTS,
+               "rate measured afresh": events.SETTINGS_EVENTS}
     return [EventDoc(
-        type=t, written_in=tuple(sorted(written.get(t, ()))),
-        shapes=tuple(label for label, members in read_by.items() if t in members),
-        notifies=tuple(f"{kind} ({step})" if step else kind for kind, step in NOTIFICATIONS.get(t, ())),
-    ) for t in types]
+        type=member.value, when=str(member.label),
+        shapes=tuple(label for label, members in read_by.items() if member in members),
+        notifies=tuple(f"{kind} ({step})" if step else f"{kind}"
+                       for kind, step in events.NOTIFICATIONS.get(member, ())),
+    ) for member in sorted(events.EventType, key=lambda m: m.value)]
 
 
 def events_page() -> str:
-    """docs/reference/events.md: the job events of a timeline (`JobEvent.type`), who writes them, what reads them."""
-    rows = [f"| `{doc.type}` | {'<br>'.join(f'`{w}`' for w in doc.written_in)} | {', '.join(doc.shapes)} "
-            f"| {', '.join(doc.notifies)} |" for doc in event_vocabulary()]
-    return _page("Job events", "the engine's event writers (`event_vocabulary()`)", [
+    """docs/reference/events.md: the job events of a timeline (`JobEvent.type`), when they are written, what reads
+    them."""
+    rows = [f"| `{doc.type}` | {_cell(doc.when)} | {', '.join(doc.shapes)} | {', '.join(doc.notifies)} |"
+            for doc in event_vocabulary()]
+    return _page("Job events", "`partitions.core.events.EventType`", [
         "A job's timeline (`JobEvent`, the admin's events list and `manage.py jobs events JOB_ID`) is append-only:",
-        "each row has a type, the actor (a user, `cli`, a worker, `system`) and data. \"Shapes\" names the reads",
-        "a type feeds (a job's attempts, `partitions/attempts.py`; the moment its rate is measured afresh,",
-        "`partitions/projection.py`); \"notifies\" the notifications the relay makes of it",
-        "([notifications](../howto/notifications.md)). `{status}` stands for the sub-job's new status. Job code",
-        "may add types of its own through `partitions.event` (the demo's migration writes `prepare_summarized`).",
-    ], ["event type", "written in", "shapes", "notifies"], rows)
+        "each row has a type, the actor (a user, `cli`, a worker, `system`) and data. Every type is a member of",
+        "`EventType`, the one vocabulary. \"Shapes\" names the reads a type feeds (a job's attempts; the moment its",
+        "rate is measured afresh, the projection); \"notifies\" the notifications the relay makes of it",
+        "([notifications](../howto/notifications.md)).",
+    ], ["event type", "when it is written", "shapes", "notifies"], rows)
 
 
 #: Each generated page, by its path under docs/reference/.

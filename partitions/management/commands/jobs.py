@@ -12,10 +12,13 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from partitions import conf, humanize, knob, registry, services, validation
-from partitions.encoding import dumps
-from partitions.estimates import plan_estimate
-from partitions.exceptions import InvalidTransition, PartitionsError, did_you_mean, error_line
+from partitions import conf
+from partitions.core import humanize, validation
+from partitions.core.encoding import dumps
+from partitions.core.exceptions import InvalidTransition, PartitionsError, did_you_mean, error_line
+from partitions.core.states import JOB_TERMINAL, JobStatus, PartitionStatus
+from partitions.core.waits import sleep_for
+from partitions.jobtypes import registry
 from partitions.management.cli_arguments import (
     DEADLINE_HELP,
     Pair,
@@ -45,11 +48,13 @@ from partitions.management.failures_cli import REASON_HELP, FailureCommands
 from partitions.management.sample_cli import SampleCommands, sample_text
 from partitions.management.schedules_cli import ScheduleCommands
 from partitions.models import Job, JobEvent, Partition
-from partitions.pages import job_get
-from partitions.retention import history_prune
-from partitions.states import JOB_TERMINAL, JobStatus, PartitionStatus
-from partitions.statistics import job_run_statistics
-from partitions.waits import sleep_for
+from partitions.operations import knob, services
+from partitions.operations.retention import history_prune
+from partitions.reads import verification
+from partitions.reads.estimates import plan_estimate
+from partitions.reads.pages import job_get
+from partitions.reads.statistics import job_run_statistics
+from partitions.wording import presenters
 
 ACTOR = "cli"
 
@@ -113,6 +118,8 @@ class Command(OneLineErrors, SampleCommands, ScheduleCommands, FailureCommands, 
         knob = add("set", "change a live job's max parallel (the time/cost knob) or deadline", job_id=True)
         knob.add_argument("--max-parallel", type=whole_number, help="partitions in flight at most (0 = no cap)")
         knob.add_argument("--deadline", help=f"{DEADLINE_HELP}, or none to clear it")
+        add("verify", "prove a job complete: its committed partitions cover the planned key space exactly and "
+                      "its job type's invariant holds (exit 1 with the reasons when not)", job_id=True)
         events = add("events", "a job's event timeline", job_id=True)
         events.add_argument("--limit", type=list_limit, default=50)
         prune = add("prune", "delete finished jobs' history (partition events, samples, sub-jobs) past an age")
@@ -161,13 +168,12 @@ class Command(OneLineErrors, SampleCommands, ScheduleCommands, FailureCommands, 
                 log.exception("dry run of %s failed", type_name)
                 raise CommandError(f"dry run failed: {error_line(exc)}") from exc
             rows = plan_rows(plans)
-            lines = [f"{r['seq']:>5} {r['kind']:7} {self.bounds(r):60} ~{r['estimated_items']:,} items"
-                     if r else f"{'…':>5} {len(rows) - 2 * humanize.PREVIEW_EDGE:,} more partitions"
-                     for r in (None if seq is None else rows[seq] for seq in humanize.edges(len(rows)))]
+            lines = [f"{r['seq']:>5} {r['kind']:7} {r['bounds']:60} ~{humanize.plural(r['estimated'], 'item')}"
+                     if "gap" not in r else f"{'…':>5} {r['text']}" for r in presenters.preview_rows(plans)]
             total = sum(r["estimated_items"] for r in rows)
             limit = registry.get(type_name).rate_limit if rate is validation.UNSET else rate
             estimate = plan_estimate(type_name, total, deadline=when, rate_limit=limit)
-            text = "\n".join([*lines, f"{len(rows)} partitions, ~{total:,} items (dry run: nothing written)",
+            text = "\n".join([*lines, f"{presenters.preview_counts(plans)} (dry run: nothing written)",
                               f"estimated duration: {humanize.estimate(estimate)}"])
             report = {"dry_run": True, "partitions": rows, "estimate": asdict(estimate)}
             if sample is not None:
@@ -199,8 +205,26 @@ class Command(OneLineErrors, SampleCommands, ScheduleCommands, FailureCommands, 
             self.follow(job.pk)
             return
         summary = job_summary(job)
+        proof = (job.stats or {}).get("verification")
+        outcome = job.error if job.status == JobStatus.FAILED else presenters.skipped_text(proof)
         self.emit({**summary, "statistics": job_run_statistics(job)},
-                  progress_line(summary) + throttle_line(summary) + projection_line(summary))
+                  progress_line(summary) + throttle_line(summary) + projection_line(summary)
+                  + (f"\n{job.status}: {outcome}" if outcome else ""))
+
+    def do_verify(self, *, job_id: int, **options):
+        report = verification.job_verify(job_id)
+        skipped = presenters.skipped_text(report.summary())
+        if report.complete:
+            text = (f"job {job_id} ({report.status}) is complete: its {humanize.plural(report.partitions, 'partition')}"
+                    " cover the planned key space, every sub-job is handled and its invariant holds"
+                    + (f"; {skipped}" if skipped else "")
+                    + "".join(f"; not checked: {what}" for what in report.unchecked))
+        else:
+            text = "\n".join([f"job {job_id} ({report.status}) is not complete:",
+                              *(f"  - {reason}" for reason in report.reasons)])
+        self.emit(report.as_dict(), text)
+        if not report.complete:  # the report above, then one line on stderr (exit 1)
+            raise CommandError(f"job {job_id} is not complete: {report.reason}")
 
     def do_throttle(self, *, job_id: int, rate, pause_ms, ignore_health: bool | None, **options):
         job = services.job_throttle(job_id, actor=ACTOR, rate_limit=rate, pause_ms=pause_ms,
@@ -276,8 +300,10 @@ class Command(OneLineErrors, SampleCommands, ScheduleCommands, FailureCommands, 
                 raise CommandError("PARTITIONS_RETENTION_DAYS is off: give --older-than")
             older_than = timedelta(days=conf.get("RETENTION_DAYS"))
         report = history_prune(older_than=older_than, batch_size=batch_size or conf.get("PRUNE_BATCH"), force=force)
-        self.emit(report.as_dict(), f"pruned {report.jobs} job(s): {report.events} events, {report.samples} "
-                                    f"samples, {report.subjobs} sub-jobs in {report.statements} statements")
+        counts = (humanize.plural(report.events, "event"), humanize.plural(report.samples, "sample"),
+                  humanize.plural(report.subjobs, "sub-job"))
+        self.emit(report.as_dict(), f"pruned {humanize.plural(report.jobs, 'job')}: {', '.join(counts)} in "
+                                    f"{humanize.plural(report.statements, 'statement')}")
 
     # helpers ----------------------------------------------------------------------------
 
@@ -292,14 +318,6 @@ class Command(OneLineErrors, SampleCommands, ScheduleCommands, FailureCommands, 
             takes = ", ".join(known) or "none"
             raise CommandError(f"invalid params for {type_name}: unknown {named}; it takes {takes}")
         return params
-
-    @staticmethod
-    def bounds(row: dict) -> str:
-        if row["kind"] == "modulo":
-            return f"id % {row['modulus']} = {row['remainder']}"
-        if row["kind"] == "range":
-            return f"[{row['lower']}, {row['upper']})"
-        return "sub-jobs"
 
     def follow(self, job_id: int, interval: float = 1.0) -> None:
         """Redraw a progress line until the job ends; exit 1 if it ended failed or cancelled."""
