@@ -1,5 +1,5 @@
 """A TCP hop to PostgreSQL that a test can cut like a pulled cable: a relay process that accepts TCP on
-127.0.0.1 and forwards each connection to the server's unix socket, until told to blackhole.
+127.0.0.1 and forwards each connection to the server (its unix socket, or host:port), until told to blackhole.
 
 While cut, every connection stays open and nothing moves in either direction: no byte forwarded, no RST, no
 FIN, no new connection accepted (the kernel still completes the handshake into the listen backlog, as a
@@ -96,18 +96,29 @@ class Relay:
 
     def _accept(self) -> None:
         client, _ = self.listener.accept()
-        server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            server.connect(self.upstream)
+            server = self._connect()
         except OSError:
             client.close()
-            server.close()
             return
         for sock in (client, server):
             sock.setblocking(False)
         self.peer.update({client: server, server: client})
         self.pending.update({client: bytearray(), server: bytearray()})
         self._watch()
+
+    def _connect(self) -> socket.socket:
+        """A new connection to the server: its unix socket file, or host:port."""
+        if self.upstream.startswith("/"):
+            server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                server.connect(self.upstream)
+            except OSError:
+                server.close()
+                raise
+            return server
+        host, _, port = self.upstream.rpartition(":")
+        return socket.create_connection((host, int(port)))
 
     def _read(self, sock: socket.socket) -> None:
         try:
@@ -153,10 +164,11 @@ class Relay:
 
 
 class Blackhole:
-    """The relay process in front of PostgreSQL's unix socket `upstream`, as a test drives it."""
+    """The relay process in front of PostgreSQL at `upstream` (its unix socket file, or host:port), as a test
+    drives it."""
 
-    def __init__(self, upstream: Path) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "tests.blackhole", "--to", str(upstream)],
+    def __init__(self, upstream: str) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "tests.blackhole", "--to", upstream],
                                      cwd=Path(__file__).resolve().parents[1], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, text=True)
         word, port = self.proc.stdout.readline().split()
@@ -190,7 +202,7 @@ class Blackhole:
 def main(argv: list[str] | None = None) -> None:
     """The relay process's entry point."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--to", required=True, help="PostgreSQL's unix socket file (…/.s.PGSQL.5432)")
+    parser.add_argument("--to", required=True, help="PostgreSQL's unix socket file (…/.s.PGSQL.5432) or host:port")
     Relay(parser.parse_args(argv).to).serve()
 
 
