@@ -199,6 +199,12 @@ class Blackhole:
             self.proc.wait()
 
 
+def upstream(settings_dict: dict) -> str:
+    """Where a Django database's server listens, as `--to` takes it: its unix socket file, or host:port."""
+    host, port = settings_dict["HOST"], settings_dict.get("PORT") or "5432"
+    return f"{host}/.s.PGSQL.{port}" if host.startswith("/") else f"{host}:{port}"
+
+
 def main(argv: list[str] | None = None) -> None:
     """The relay process's entry point."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

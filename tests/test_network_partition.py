@@ -47,7 +47,7 @@ from opsapp.billing.models import Subscription
 from opsapp.billing.seeding import seed_demo
 from partitions.models import JobEvent, Partition
 from partitions.reads.verification import job_verify
-from tests.blackhole import Blackhole
+from tests.blackhole import Blackhole, upstream
 from tests.support import WAIT, Cluster, finished, row_locked_by_someone_else, started_job, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -66,12 +66,10 @@ CLUSTER = {"Q_WORKERS": "1", "PARTITIONS_DRAIN_BUDGET_SECONDS": "60", "Q_TIMEOUT
 @pytest.fixture
 def relays(django_db_setup) -> Iterator[Callable[[], Blackhole]]:
     """Start relays in front of the test database's server: `relays()`; each is ended at teardown."""
-    settings = connection.settings_dict
-    host, port = settings["HOST"], settings.get("PORT") or "5432"
     started: list[Blackhole] = []
 
     def start() -> Blackhole:
-        started.append(Blackhole(f"{host}/.s.PGSQL.{port}" if host.startswith("/") else f"{host}:{port}"))
+        started.append(Blackhole(upstream(connection.settings_dict)))
         return started[-1]
 
     yield start
