@@ -18,7 +18,8 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 def session(application_name: str) -> tuple[str, str] | None:
     """(state, last statement) of the session with this name, as the server sees it."""
     with connection.cursor() as cursor:
-        cursor.execute("SELECT state, query FROM pg_stat_activity WHERE application_name = %s", [application_name])
+        cursor.execute("SELECT state, query FROM pg_stat_activity WHERE datname = current_database() "
+                       "AND application_name = %s", [application_name])
         return cursor.fetchone()
 
 

@@ -109,8 +109,8 @@ def updates_per_row() -> dict[int, int]:
 def active_backends(application_name: str) -> int:
     """Backends of these sessions running a statement (not waiting for their client)."""
     with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s AND state = 'active'",
-                       [application_name])
+        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                       "AND application_name = %s AND state = 'active'", [application_name])
         return cursor.fetchone()[0]
 
 
