@@ -8,6 +8,11 @@ from django.db import connections
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 
 from partitions.engine import failover
+from partitions.httpapi.problems import problem
+
+NUL_REFUSED = "NUL characters are not allowed in a request."
+#: Where the JSON API is mounted (opsapp/urls.py).
+API_PREFIX = "/api/"
 
 
 class RejectNulBytes:
@@ -22,7 +27,9 @@ class RejectNulBytes:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         if _has_nul(request.GET) or (request.method == "POST" and _has_nul(request.POST)):
-            return HttpResponseBadRequest("NUL characters are not allowed in a request.\n", content_type="text/plain")
+            if request.path.startswith(API_PREFIX):  # the API answers every refusal as problem+json
+                return problem(400, "nul-character", NUL_REFUSED)
+            return HttpResponseBadRequest(f"{NUL_REFUSED}\n", content_type="text/plain")
         return self.get_response(request)
 
 

@@ -3,6 +3,7 @@ from django.urls import path
 from django.views.generic import RedirectView
 
 from opsapp.views import favicon, healthz
+from partitions.httpapi.site import api
 from partitions.views import metrics
 
 urlpatterns = [
@@ -11,4 +12,5 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("metrics", metrics, name="metrics"),
     path("admin/", admin.site.urls),
+    path("api/v1/", api.urls),
 ]

@@ -411,3 +411,40 @@ class ScheduleEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.schedule_name}: {self.type} by {self.actor}"
+
+
+class ApiToken(models.Model):
+    """A user's token for the JSON API (`partitions.httpapi`): only its SHA-256 is kept, with a short prefix to
+    find it; the plaintext is shown once, when the token is created. A revoked token is refused, and kept."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100, help_text="What uses it, e.g. the CI pipeline's name.")
+    prefix = models.CharField(max_length=12, unique=True, editable=False)
+    secret_hash = models.CharField(max_length=64, editable=False)
+    created_at = models.DateTimeField(db_default=Now())
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-id"]
+        verbose_name = "API token"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+
+class ApiIdempotencyKey(models.Model):
+    """An `Idempotency-Key` a user's start request carried: the job it started and a hash of the request, so a
+    retried request returns that job and the same key with another request is refused."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", db_index=False)
+    key = models.CharField(max_length=100)
+    request_hash = models.CharField(max_length=64)
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "key"], name="apiidempotencykey_user_key")]
+
+    def __str__(self) -> str:
+        return f"{self.key} -> job {self.job_id}"

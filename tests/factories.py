@@ -86,11 +86,36 @@ def make_job(*, status: str = "running", type_name: str = "tests.bump_range", pa
     return move(job, status, **fields)
 
 
+#: The key of a range partition made without bounds, and the moment its tiles are cut at (any fixed past one).
+DEFAULT_KEY = ["created_at", "id"]
+TILE_AT = "2000-01-01T00:00:00+00:00"
+
+
 def make_partition(job: Job, *, seq: int = 0, status: str = "pending", **fields: Any) -> Partition:
-    """A partition of `job` in `status` (running: leased to `someone` for a minute)."""
-    created = Partition.objects.create(job=job, seq=seq, kind=fields.pop("kind", "range"),
-                                       key=fields.pop("key", ["created_at", "id"]))
+    """A partition of `job` in `status` (running: leased to `someone` for a minute). Range partitions made
+    without bounds tile the whole key between them, in seq order (each call cuts the tiles again), as a plan's
+    would: the completion proof of a job made here holds when they all succeed."""
+    kind = fields.pop("kind", "range")
+    key = fields.pop("key", DEFAULT_KEY)
+    tiled = kind == "range" and key == DEFAULT_KEY and "lower" not in fields and "upper" not in fields
+    created = Partition.objects.create(job=job, seq=seq, kind=kind, key=key)
+    if tiled:  # the ones still there: a flushed database may give a later job the same id
+        made = [*Partition.objects.filter(pk__in=_TILES.get(job.pk, []), job=job).values_list("pk", flat=True)]
+        _TILES[job.pk] = [*sorted(made), created.pk]
+        _tile(_TILES[job.pk])
+        created.refresh_from_db()
     return move(created, status, **fields)
+
+
+#: Per job, the range partitions `make_partition` tiles (this process's; the database is flushed per test).
+_TILES: dict[int, list[int]] = {}
+
+
+def _tile(partition_ids: list[int]) -> None:
+    last = len(partition_ids) - 1
+    for index, pk in enumerate(partition_ids):
+        Partition.objects.filter(pk=pk).update(lower=None if index == 0 else [TILE_AT, index],
+                                               upper=None if index == last else [TILE_AT, index + 1])
 
 
 def make_subjob(partition: Partition, *, seq: int = 0, key: str | None = None, status: str = "pending",

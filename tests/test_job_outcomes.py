@@ -81,9 +81,9 @@ def test_a_retry_is_its_own_attempt_and_the_time_the_job_sat_failed_is_not_work(
     assert run["steps_seconds"]["finalize"] == pytest.approx(finalizing, abs=0.002)
     sat_failed = (at["job_reopened"][0] - at["job_failed"][0]).total_seconds()
     wall = (job.finished_at - job.started_at).total_seconds()
-    # The job's stamps and the events' are taken by different statements (ms apart on a busy machine);
-    # counting the second the job sat failed would be 1 s off.
-    assert stats.elapsed_seconds == pytest.approx(wall - sat_failed, abs=0.02)
+    # The job's stamps and the events' are taken by different statements (ms apart, tens of ms on a loaded
+    # machine); counting the second the job sat failed would be 1 s off, far outside this slack.
+    assert stats.elapsed_seconds == pytest.approx(wall - sat_failed, abs=0.25)
     # The page's average and Statistics' overall rate are one figure.
     assert run["items_per_second"] == pytest.approx(stats.figures()["items_per_second"], abs=0.01)
     assert display.live_fields(stats)["summary_title"] == "Summary"

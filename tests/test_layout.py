@@ -106,9 +106,10 @@ def test_the_package_exports_exactly_the_api_lazily():
         partitions.claim_everything  # noqa: B018 - the engine's internals are not exported
 
 
-#: The engine's surfaces: what operators use. The core (everything else) never imports them, so a duty of
-#: tick or a worker cannot depend on how a page or a command words things.
-SURFACES = ("partitions.admin", "partitions.management", "partitions.templatetags", "partitions.views")
+#: The engine's surfaces: what operators use (the JSON API included). The core (everything else) never imports
+#: them, so a duty of tick or a worker cannot depend on how a page or a command words things.
+SURFACES = ("partitions.admin", "partitions.httpapi", "partitions.management", "partitions.templatetags",
+            "partitions.views")
 
 
 def test_the_engine_core_never_imports_its_surfaces():
@@ -141,8 +142,8 @@ LAYERS = (
     ("partitions.worker",),
     ("partitions.tasks",),
     ("partitions.metrics",),
-    ("partitions.api", "partitions.views", "partitions.templatetags", "partitions.admin", "partitions.management",
-     "partitions.checks", "partitions.apps", "partitions"),
+    ("partitions.api", "partitions.httpapi", "partitions.views", "partitions.templatetags", "partitions.admin",
+     "partitions.management", "partitions.checks", "partitions.apps", "partitions"),
 )
 
 

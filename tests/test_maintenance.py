@@ -22,7 +22,9 @@ def test_finalize_finished_jobs_finalizes_only_running_jobs_whose_partitions_are
     make_partition(busy, seq=0, status="succeeded")
     make_partition(busy, seq=1, status="running")
     assert maintenance.finalize_finished_jobs() == {"finalized": 1}
-    assert Job.objects.get(pk=done.pk).status == "succeeded"
+    finalized = Job.objects.get(pk=done.pk)
+    # Finalized; and not "succeeded": the completion proof finds the keys the cancelled partition never processed.
+    assert finalized.status == "failed" and finalized.error.startswith("verification failed: "), finalized.error
     assert Job.objects.get(pk=busy.pk).status == "running"
 
 

@@ -26,19 +26,19 @@ pytestmark = pytest.mark.django_db(transaction=True)
 # Adaptive batch size -----------------------------------------------------------------------------------------
 
 def test_adaptive_batches_grow_while_fast_and_shrink_when_slow_within_bounds_and_step(recorder):
-    seed(3000)
-    job = run_to_end(planned_job("tests.adaptive", {"partitions": 1, "fast_items": 1500, "slow_ms": 1.0}))
+    seed(1500)
+    job = run_to_end(planned_job("tests.adaptive", {"partitions": 1, "fast_items": 700, "slow_ms": 8.0}))
 
     assert job.status == "succeeded"
-    assert_every_subscription_bumped_exactly_once(3000)
+    assert_every_subscription_bumped_exactly_once(1500)
     sizes = recorder.adaptive_batches[:-1]  # the last batch is whatever was left
     assert sizes[0] == 10  # the job type's batch_size
-    assert all(5 <= size <= 400 for size in sizes)
+    assert all(5 <= size <= 200 for size in sizes)
     assert all(b / a <= STEP and a / b <= STEP for a, b in pairwise(sizes)), sizes
     peak = sizes.index(max(sizes))
-    assert max(sizes) == 400  # fast items: grew to max_batch_size
-    assert min(sizes[peak:]) < 100  # slow items (1 ms, target 50 ms): shrank toward 50
-    assert 5 <= Partition.objects.get(job=job).batch_size <= 400
+    assert max(sizes) == 200, sizes  # fast items: grew to max_batch_size
+    assert min(sizes[peak:]) < 100, sizes  # slow items (8 ms, target 250 ms): shrank toward 31
+    assert 5 <= Partition.objects.get(job=job).batch_size <= 200
     reported = [10, *JobEvent.objects.filter(job=job, type="batch_size_changed").order_by("id")
                 .values_list("data__batch_size", flat=True)]
     assert 3 <= len(reported) <= len(sizes) / 2  # large changes only, not one per batch

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from opsapp.bench import (
+    api,
     capacity,
     claim,
     deadline,
@@ -36,6 +37,7 @@ SCENARIOS: dict[str, Callable[[harness.Options], harness.Result]] = {
     "tail": tail.run,
     "capacity": capacity.run,
     "idle": idle.run,
+    "api": api.run,
 }
 
 

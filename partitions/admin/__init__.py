@@ -8,7 +8,7 @@ admin, filters, confirm page).
 
 from django.contrib import admin
 
-from partitions.admin import work_lists  # noqa: F401 - registers Partition, SubJob and JobEvent admins
+from partitions.admin import tokens, work_lists  # noqa: F401 - register ApiToken; Partition, SubJob and JobEvent
 from partitions.admin.jobs import JobAdmin
 from partitions.admin.schedules import ScheduleAdmin
 from partitions.models import Job, JobSchedule

@@ -9,21 +9,29 @@ from contextlib import contextmanager
 from typing import Any
 
 from partitions.core import humanize
+from partitions.jobtypes.splits import PartitionPlan
 from partitions.models import Job
 from partitions.reads.pages import job_splits
-from partitions.reads.statistics import job_stats
+from partitions.reads.statistics import JobStats, job_stats
 from partitions.wording import presenters
 
 
-def job_summary(job: Job) -> dict[str, Any]:
-    """The machine-readable state of a job (what --json prints)."""
-    stats = job_stats(job)
+def job_summary(job: Job, stats: JobStats | None = None) -> dict[str, Any]:
+    """The machine-readable state of a job (what --json prints, and the API's); `stats`: the job's, when the
+    caller has read them already (a page of jobs, with `jobs_stats`)."""
+    stats = job_stats(job) if stats is None else stats
     return {
         "id": job.pk, "type": job.type_name, "status": job.status, "params": job.params, "error": job.error,
         "created_at": job.created_at, "finished_at": job.finished_at, "max_parallel": job.max_parallel,
         **stats.progress.as_dict(), **stats.figures(), "throttle": stats.throttle(),
         "splits": job_splits(job.pk), "words": presenters.job_words(stats),
     }
+
+
+def plan_rows(plans: list[PartitionPlan]) -> list[dict[str, Any]]:
+    """A dry run's planned partitions, one row each (`jobs start --dry-run --json`'s and the API's)."""
+    return [{"seq": i, "kind": p.kind, "lower": p.lower, "upper": p.upper, "modulus": p.modulus,
+             "remainder": p.remainder, "estimated_items": p.estimated_items} for i, p in enumerate(plans)]
 
 
 def throttle_line(summary: dict[str, Any]) -> str:

@@ -37,6 +37,7 @@ from partitions.management.cli_output import (
     job_summary,
     knob_line,
     list_lines,
+    plan_rows,
     progress_line,
     projection_line,
     quiet_logs,
@@ -166,8 +167,7 @@ class Command(OneLineErrors, SampleCommands, ScheduleCommands, FailureCommands, 
             except Exception as exc:  # the job type's split failed: one line, the traceback goes to the log
                 log.exception("dry run of %s failed", type_name)
                 raise CommandError(f"dry run failed: {error_line(exc)}") from exc
-            rows = [{"seq": i, "kind": p.kind, "lower": p.lower, "upper": p.upper, "modulus": p.modulus,
-                     "remainder": p.remainder, "estimated_items": p.estimated_items} for i, p in enumerate(plans)]
+            rows = plan_rows(plans)
             lines = [f"{r['seq']:>5} {r['kind']:7} {r['bounds']:60} ~{humanize.plural(r['estimated'], 'item')}"
                      if "gap" not in r else f"{'…':>5} {r['text']}" for r in presenters.preview_rows(plans)]
             total = sum(r["estimated_items"] for r in rows)
