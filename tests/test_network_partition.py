@@ -26,8 +26,9 @@ What a real partition does, and how these tests follow it:
     checkpoint, gets zero rows, `LeaseLost`, the batch rolls back and A's run ends as `lease_lost`;
   - the link stays down, and the server's `idle_in_transaction_session_timeout` (set above the lease) ends A's
     session: its batch rolls back, B finishes the job while A is still cut off, and when A comes back its batch
-    fails with the session and recording that failure is refused by fencing. (Without that timeout only the
-    server's TCP keepalives would end the session, after hours by default.)
+    fails with the session: the run counts the database as lost (`partitions.engine.failover`), records
+    nothing, reconnects and carries on. (Without that timeout only the server's TCP keepalives would end the
+    session, after hours by default.)
   The tests never cut while A holds the partition's own row lock (between a checkpoint and its commit): B's
   claim skips a locked row, so only the end of A's session could let B in then.
 - **Fencing, not timing, keeps the work exactly once.** A trigger counts every committed update of every row:
@@ -204,6 +205,15 @@ class Cut:
 
         wait_for(refused, timeout=WAIT, what="A's write to be refused by fencing", clusters=self.fleet)
 
+    def session_lost(self) -> None:
+        """Wait for A's log to say its drain found its session gone (the server ended it) and reconnected: the
+        run stops without recording anything, so no write of A's carries the old token."""
+        def noticed() -> bool:
+            return any(line.get("logger") == "partitions.engine.failover" and "task drain" in line["message"]
+                       for line in json_lines(self.a))
+
+        wait_for(noticed, timeout=WAIT, what="A to notice its session was ended", clusters=self.fleet)
+
 
 def holder_cut_off(clusters, relays, **env: str) -> Cut:
     """Two clusters, each through its own relay (`env` over CLUSTER); one partition of ROWS rows; the link of the
@@ -283,5 +293,5 @@ def test_a_link_that_stays_down_holds_nobody_up_once_the_server_ends_the_idle_tr
     assert job.status == "succeeded", job.error
     assert not backend_alive(cut.frozen.lease_backend_pid), "the server ended A's batch session"
     cut.relay.heal()
-    cut.fenced_out()  # its batch failed with the session; recording that failure carried the old token
+    cut.session_lost()  # its batch failed with the session: the run stops, reconnects and records nothing
     assert_done_once_and_a_carries_on(cut)

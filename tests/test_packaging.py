@@ -197,8 +197,8 @@ def test_the_wheel_metadata_names_the_engine_its_python_and_its_dependencies(whe
     assert declared == {"django", "django-q2", "psycopg", "prometheus-client", "croniter"}
     # The optional extras: `[otel]` (partitions.engine.tracing is a no-op without it) and `[api]`
     # (partitions.httpapi).
-    assert {canonicalize_name(req.name) for req in requires if req.marker is not None} == {"opentelemetry-api",
-                                                                                           "django-ninja"}
+    assert {canonicalize_name(req.name) for req in requires if req.marker is not None} == {
+        "opentelemetry-api", "django-ninja", "pydantic"}
 
 
 def test_the_engine_imports_only_the_standard_library_and_its_declared_dependencies():
