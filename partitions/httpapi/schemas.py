@@ -12,6 +12,7 @@ from ninja import Field, Schema
 from pydantic import ConfigDict
 
 from partitions.core import validation
+from partitions.reads.ledger import FailedItem
 from partitions.worker.sample_run import SAMPLE_ITEMS_MAX, SAMPLE_PARTITIONS_MAX
 
 #: Rows of one keyset page at most (and by default).
@@ -220,22 +221,8 @@ class FailuresOut(Schema):
     groups: list[FailureGroupOut]
 
 
-class FailedItemOut(Schema):
-    id: int
-    key: str
-    status: str
-    attempts: int
-    error_class: str
-    reason: str
-    error: str
-    first_seen: datetime | None
-    last_seen: datetime | None
-    partition_id: int
-    note: str
-
-
 class FailedItemPage(Schema):
-    items: list[FailedItemOut]
+    items: list[FailedItem]  # the ledger's own row (a dataclass pydantic reads as it is): one declaration
     next_after: int | None = Field(description="The last item's id: pass as `after` for the next page.")
 
 
